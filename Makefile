@@ -1,0 +1,44 @@
+# SpikePack-HW. Every target bootstraps .venv from PyPI when it is missing or stale.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+JOBS   ?= 2
+
+.PHONY: all venv test test-fast demo report bench lint clean distclean
+
+all: test
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test,report]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## make test: the whole suite (golden model, Amaranth unit tests, cocotb + Verilator benches)
+test: $(STAMP)
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup $(PYTEST_ARGS)
+
+## make test-fast: everything but the RTL benches
+test-fast: $(STAMP)
+	$(PY) -m pytest -n $(JOBS) -m "not rtl" $(PYTEST_ARGS)
+
+## make demo: digits -> convert -> generate -> pack -> load -> RTL inference (build/demo/)
+demo: $(STAMP)
+	$(PY) -m spikepack.demo
+
+## make report: Yosys synthesis and nextpnr place-and-route (build/report/)
+report: $(STAMP)
+	$(PY) -m spikepack.report
+
+## make bench: cycles and PE utilisation from RTL simulation (BENCHMARKS.md)
+bench: $(STAMP)
+	$(PY) -m spikepack.bench
+
+clean:
+	rm -rf build .pytest_cache .hypothesis
+
+distclean: clean
+	rm -rf $(VENV) *.egg-info

@@ -1,0 +1,210 @@
+"""Lay a quantized network out in the accelerator's on-chip memories (one bank's image).
+
+This module is the single definition of where every weight, bias, threshold and descriptor bit
+sits; the bitstream packer, the hardware loader's tests and the array benches all use it.
+
+Tiling (``docs/architecture.md``): a layer of N inputs and M outputs is cut into
+``ceil(M/C)`` column tiles, each of ``ceil(N/R)`` row tiles of R x C weights. Tiles are stored
+column tile by column tile, row tile by row tile, each as ``R/g`` weight words of g array rows:
+
+    word bit (rr*C + c)*b_w .. +b_w-1  =  W[m = ct*C + c, n = rt*R + q*g + rr]  (two's complement)
+
+with zeros where ``m >= M`` or ``n >= N``. Bias and threshold words hold C values each, one word
+per column tile, value c at bit ``c*bias_bits`` (``c*threshold_bits``). Words are padded to whole
+32-bit lanes; lane 0 holds bits 0..31.
+
+Descriptor (4 lanes, one per layer):
+    lane 0: N (bits 0..15), M (bits 16..31)      lane 2: column base (bias/threshold word index)
+    lane 1: weight base (weight word index)       lane 3: flags, bit 0 = readout
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from spikepack.config import WORD_BITS, HardwareConfig
+
+__all__ = ["LayoutError", "LayerDescriptor", "NetworkImage", "layout_network", "unpack_network",
+           "words_to_lanes", "lanes_to_words"]
+
+LANE_MASK = (1 << WORD_BITS) - 1
+READOUT_FLAG = 1
+
+
+class LayoutError(ValueError):
+    """A network does not fit the hardware configuration; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class LayerDescriptor:
+    fan_in: int
+    neurons: int
+    weight_base: int
+    column_base: int
+    readout: bool
+
+    def to_lanes(self) -> list[int]:
+        return [self.fan_in | (self.neurons << 16), self.weight_base, self.column_base,
+                READOUT_FLAG if self.readout else 0]
+
+    @classmethod
+    def from_lanes(cls, lanes: Sequence[int]) -> "LayerDescriptor":
+        return cls(fan_in=lanes[0] & 0xFFFF, neurons=lanes[0] >> 16, weight_base=lanes[1],
+                   column_base=lanes[2], readout=bool(lanes[3] & READOUT_FLAG))
+
+
+@dataclass(frozen=True)
+class NetworkImage:
+    """The contents of one memory bank: ``memories[name]`` is a ``(words, lanes)`` uint32 array
+    holding only the words the network uses (the rest of the bank is don't-care)."""
+    layer_count: int
+    descriptors: tuple[LayerDescriptor, ...]
+    memories: dict[str, np.ndarray]
+
+
+def words_to_lanes(words: Sequence[int], lanes: int) -> np.ndarray:
+    out = np.zeros((len(words), lanes), dtype=np.uint32)
+    for i, word in enumerate(words):
+        for lane in range(lanes):
+            out[i, lane] = (word >> (WORD_BITS * lane)) & LANE_MASK
+    return out
+
+
+def lanes_to_words(array: np.ndarray) -> list[int]:
+    return [sum(int(v) << (WORD_BITS * lane) for lane, v in enumerate(row)) for row in array]
+
+
+def _pack_fields(values: Sequence[int], bits: int) -> int:
+    mask = (1 << bits) - 1
+    word = 0
+    for i, v in enumerate(values):
+        word |= (int(v) & mask) << (i * bits)
+    return word
+
+
+def _unpack_fields(word: int, count: int, bits: int, signed: bool) -> list[int]:
+    mask = (1 << bits) - 1
+    out = []
+    for i in range(count):
+        v = (word >> (i * bits)) & mask
+        if signed and v >> (bits - 1):
+            v -= 1 << bits
+        out.append(v)
+    return out
+
+
+def _check_range(name: str, a: np.ndarray, lo: int, hi: int) -> None:
+    if a.size and (int(a.min()) < lo or int(a.max()) > hi):
+        bad = a[(a < lo) | (a > hi)].ravel()[0]
+        raise LayoutError(f"{name} holds {int(bad)}, outside the hardware's range {lo}..{hi}")
+
+
+def layout_network(layers: Sequence, config: HardwareConfig) -> NetworkImage:
+    """Lay out ``layers`` (a sequence of ``(weights (M, N), bias (M,), threshold (M,) or None)``,
+    the last being the readout) for ``config``; raise :class:`LayoutError` if it does not fit."""
+    R, C, g = config.rows, config.cols, config.rows_per_word
+    mems = config.memories
+    if not layers:
+        raise LayoutError("the network has no layers")
+    if len(layers) > config.max_layers:
+        raise LayoutError(f"the network has {len(layers)} layers; the hardware holds at most "
+                          f"{config.max_layers} (max_layers)")
+    w_lo, w_hi = -(1 << (config.weight_bits - 1)), (1 << (config.weight_bits - 1)) - 1
+    b_lo, b_hi = -(1 << (config.bias_bits - 1)), (1 << (config.bias_bits - 1)) - 1
+    t_hi = (1 << config.threshold_bits) - 1
+    weight_words: list[int] = []
+    bias_words: list[int] = []
+    threshold_words: list[int] = []
+    descriptors = []
+    previous_m = None
+    for index, layer in enumerate(layers):
+        weights, bias, threshold = layer
+        readout = index == len(layers) - 1
+        where = f"layer {index}"
+        w = np.asarray(weights, dtype=np.int64)
+        b = np.asarray(bias, dtype=np.int64)
+        if w.ndim != 2:
+            raise LayoutError(f"{where}: weights must be 2-D (M, N), not {w.shape}")
+        M, N = w.shape
+        if b.shape != (M,):
+            raise LayoutError(f"{where}: bias has shape {b.shape}, expected ({M},)")
+        if previous_m is not None and N != previous_m:
+            raise LayoutError(f"{where}: has {N} inputs but the layer before has {previous_m} outputs")
+        previous_m = M
+        if not 1 <= N <= config.max_fan_in:
+            raise LayoutError(f"{where}: fan-in {N} exceeds the hardware's max_fan_in "
+                              f"{config.max_fan_in}")
+        if not 1 <= M <= config.max_neurons:
+            raise LayoutError(f"{where}: {M} neurons exceed the hardware's max_neurons "
+                              f"{config.max_neurons}")
+        _check_range(f"{where}: weights", w, w_lo, w_hi)
+        _check_range(f"{where}: bias", b, b_lo, b_hi)
+        if readout:
+            t = np.ones(M, dtype=np.int64)
+        else:
+            if threshold is None:
+                raise LayoutError(f"{where}: a hidden layer needs thresholds")
+            t = np.asarray(threshold, dtype=np.int64)
+            if t.shape != (M,):
+                raise LayoutError(f"{where}: threshold has shape {t.shape}, expected ({M},)")
+            _check_range(f"{where}: threshold", t, 1, t_hi)
+        col_tiles, row_tiles = math.ceil(M / C), math.ceil(N / R)
+        descriptors.append(LayerDescriptor(N, M, len(weight_words), len(bias_words), readout))
+        padded = np.zeros((col_tiles * C, row_tiles * R), dtype=np.int64)
+        padded[:M, :N] = w
+        bpad = np.zeros(col_tiles * C, dtype=np.int64)
+        bpad[:M] = b
+        tpad = np.ones(col_tiles * C, dtype=np.int64)
+        tpad[:M] = t
+        for ct in range(col_tiles):
+            cols = slice(ct * C, ct * C + C)
+            bias_words.append(_pack_fields(bpad[cols], config.bias_bits))
+            threshold_words.append(_pack_fields(tpad[cols], config.threshold_bits))
+            for rt in range(row_tiles):
+                for q in range(R // g):
+                    rows = padded[cols, rt * R + q * g: rt * R + q * g + g]   # (C, g)
+                    weight_words.append(_pack_fields(rows.T.ravel(), config.weight_bits))
+    for name, words in (("weight", weight_words), ("bias", bias_words)):
+        if len(words) > mems[name].depth:
+            raise LayoutError(f"the network needs {len(words)} {name} words; the hardware's "
+                              f"{name} memory holds {mems[name].depth} per bank")
+    memories = {
+        "descriptor": np.array([d.to_lanes() for d in descriptors], dtype=np.uint32),
+        "weight": words_to_lanes(weight_words, mems["weight"].lanes),
+        "bias": words_to_lanes(bias_words, mems["bias"].lanes),
+        "threshold": words_to_lanes(threshold_words, mems["threshold"].lanes),
+    }
+    return NetworkImage(len(layers), tuple(descriptors), memories)
+
+
+def unpack_network(image: NetworkImage, config: HardwareConfig) -> list:
+    """Inverse of :func:`layout_network`: the layers ``(weights, bias, threshold or None)``."""
+    R, C, g = config.rows, config.cols, config.rows_per_word
+    weight_words = lanes_to_words(image.memories["weight"])
+    bias_words = lanes_to_words(image.memories["bias"])
+    threshold_words = lanes_to_words(image.memories["threshold"])
+    layers = []
+    for d in image.descriptors:
+        N, M = d.fan_in, d.neurons
+        col_tiles, row_tiles = math.ceil(M / C), math.ceil(N / R)
+        w = np.zeros((col_tiles * C, row_tiles * R), dtype=np.int64)
+        b = np.zeros(col_tiles * C, dtype=np.int64)
+        t = np.zeros(col_tiles * C, dtype=np.int64)
+        address = d.weight_base
+        for ct in range(col_tiles):
+            b[ct * C:ct * C + C] = _unpack_fields(bias_words[d.column_base + ct], C,
+                                                  config.bias_bits, True)
+            t[ct * C:ct * C + C] = _unpack_fields(threshold_words[d.column_base + ct], C,
+                                                  config.threshold_bits, False)
+            for rt in range(row_tiles):
+                for q in range(R // g):
+                    fields = _unpack_fields(weight_words[address], g * C, config.weight_bits, True)
+                    address += 1
+                    block = np.array(fields, dtype=np.int64).reshape(g, C)
+                    w[ct * C:ct * C + C, rt * R + q * g: rt * R + q * g + g] = block.T
+        layers.append((w[:M, :N], b[:M], None if d.readout else t[:M]))
+    return layers

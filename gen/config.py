@@ -1,0 +1,215 @@
+"""Hardware configuration of a generated accelerator, and everything derived from it.
+
+One :class:`HardwareConfig` fixes the array size, T, tau_shift, every width and every memory
+depth. From it come the register widths (through the golden model's width calculator), the
+on-chip memory map that the loader writes and the firmware packs for, and the 32-bit hardware
+signature that a bitstream must carry to be accepted.
+
+A config file is TOML with the field names below at top level (or under ``[hardware]``); every
+field has a default, and the defaults hold the digits network (64-64-32-10 at T = 4).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from spikepack.sim.golden import TAU_SHIFTS, MAX_T, Widths, layer_widths
+
+__all__ = ["ConfigError", "HardwareConfig", "MemorySpec", "WORD_BITS", "load_config"]
+
+#: Bitstream and loader word size, and the write granularity (lane) of every wide memory.
+WORD_BITS = 32
+
+NEURON_KINDS = ("spikepack", "lif")
+PE_MODES = ("serial", "packed")
+
+
+class ConfigError(ValueError):
+    """A hardware configuration is invalid; the message names the field and the rule."""
+
+
+@dataclass(frozen=True)
+class MemorySpec:
+    """One loadable on-chip memory. ``depth`` is per bank; there are two banks (active and
+    shadow), selected by the top address bit, so the physical depth is ``2 * depth``. A word is
+    ``lanes`` 32-bit lanes; the loader writes one lane at a time (write granularity 32)."""
+    name: str
+    lanes: int
+    depth: int
+
+    @property
+    def word_bits(self) -> int:
+        return self.lanes * WORD_BITS
+
+    @property
+    def addr_bits(self) -> int:
+        """Bits of a word address within one bank."""
+        return max(1, (self.depth - 1).bit_length())
+
+
+def _check_int(name: str, value: Any, lo: int, hi: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConfigError(f"{name} must be an integer, not {type(value).__name__} ({value!r})")
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name} must be between {lo} and {hi}, not {value}")
+
+
+def _pow2(name: str, value: int) -> None:
+    if value & (value - 1):
+        raise ConfigError(f"{name} must be a power of two, not {value}")
+
+
+@dataclass(frozen=True)
+class HardwareConfig:
+    """Generator parameters (all keyword-only; checked on construction).
+
+    rows, cols        array height R (inputs per tile) and width C (outputs per tile = neuron
+                      units); powers of two.
+    timesteps         T, time steps per inference window (1..16).
+    tau_shift         k, tau = 2**k (1, 2 or 3).
+    weight_bits       signed weight width b_w (2..16).
+    bias_bits         signed bias width.
+    threshold_bits    unsigned threshold width.
+    neuron            "spikepack" or "lif" (the baseline).
+    pe_mode           "serial" (spike-gated add, one bit plane a cycle) or "packed" (weight times
+                      p(z) in one cycle, a multiplier per PE).
+    max_fan_in        largest N of any layer.
+    max_neurons       largest M of any layer (and largest input vector).
+    max_layers        most layers in a network.
+    weight_depth      weight memory words per bank.
+    weight_rows_per_word  g: array rows per weight word (0 = choose: the fewest with
+                      R/g <= T, so one tile's weights arrive within its T compute cycles).
+    """
+    rows: int = 8
+    cols: int = 8
+    timesteps: int = 4
+    tau_shift: int = 1
+    weight_bits: int = 8
+    bias_bits: int = 16
+    threshold_bits: int = 16
+    neuron: str = "spikepack"
+    pe_mode: str = "serial"
+    max_fan_in: int = 256
+    max_neurons: int = 256
+    max_layers: int = 8
+    weight_depth: int = 1024
+    weight_rows_per_word: int = 0
+
+    def __post_init__(self):
+        _check_int("rows", self.rows, 1, 64)
+        _check_int("cols", self.cols, 1, 64)
+        _pow2("rows", self.rows)
+        _pow2("cols", self.cols)
+        _check_int("timesteps", self.timesteps, 1, MAX_T)
+        if self.tau_shift not in TAU_SHIFTS or isinstance(self.tau_shift, bool):
+            raise ConfigError(f"tau_shift must be one of {TAU_SHIFTS}, not {self.tau_shift!r}")
+        _check_int("weight_bits", self.weight_bits, 2, 16)
+        _check_int("bias_bits", self.bias_bits, 2, 32)
+        _check_int("threshold_bits", self.threshold_bits, 1, 32)
+        if self.neuron not in NEURON_KINDS:
+            raise ConfigError(f"neuron must be one of {NEURON_KINDS}, not {self.neuron!r}")
+        if self.pe_mode not in PE_MODES:
+            raise ConfigError(f"pe_mode must be one of {PE_MODES}, not {self.pe_mode!r}")
+        if self.pe_mode == "packed" and self.neuron == "lif":
+            raise ConfigError("pe_mode 'packed' computes packed potentials, which LIF cannot use: "
+                              "choose neuron 'spikepack' or pe_mode 'serial'")
+        _check_int("max_fan_in", self.max_fan_in, 1, 1 << 16)
+        _check_int("max_neurons", self.max_neurons, 1, 1 << 16)
+        _check_int("max_layers", self.max_layers, 1, 256)
+        _check_int("weight_depth", self.weight_depth, 1, 1 << 20)
+        _check_int("weight_rows_per_word", self.weight_rows_per_word, 0, self.rows)
+        if self.weight_rows_per_word and self.rows % self.weight_rows_per_word:
+            raise ConfigError(f"weight_rows_per_word ({self.weight_rows_per_word}) must divide "
+                              f"rows ({self.rows})")
+        try:
+            self.widths
+        except ValueError as e:
+            raise ConfigError(str(e)) from e
+
+    # --- derived values ------------------------------------------------------------------------
+
+    @property
+    def rows_per_word(self) -> int:
+        """g: array rows held by one weight word (a divisor of R)."""
+        if self.weight_rows_per_word:
+            return self.weight_rows_per_word
+        if self.pe_mode == "packed":
+            return self.rows
+        want = math.ceil(self.rows / self.timesteps)
+        return next(g for g in range(want, self.rows + 1) if self.rows % g == 0)
+
+    @property
+    def words_per_tile(self) -> int:
+        return self.rows // self.rows_per_word
+
+    @property
+    def widths(self) -> Widths:
+        return layer_widths(fan_in=self.max_fan_in, weight_bits=self.weight_bits,
+                            T=self.timesteps, tau_shift=self.tau_shift, bias_bits=self.bias_bits,
+                            threshold_bits=self.threshold_bits, rows=min(self.rows, self.max_fan_in))
+
+    @property
+    def column_tiles_max(self) -> int:
+        """Most column tiles (bias/threshold words) one network can need."""
+        return self.max_layers * math.ceil(self.max_neurons / self.cols)
+
+    @property
+    def activation_depth(self) -> int:
+        """Entries of R spike words in one activation buffer."""
+        return math.ceil(max(self.max_fan_in, self.max_neurons) / self.rows)
+
+    @property
+    def memories(self) -> dict[str, MemorySpec]:
+        lanes = lambda bits: math.ceil(bits / WORD_BITS)
+        return {
+            "descriptor": MemorySpec("descriptor", 4, self.max_layers),
+            "weight": MemorySpec("weight", lanes(self.rows_per_word * self.cols * self.weight_bits),
+                                 self.weight_depth),
+            "bias": MemorySpec("bias", lanes(self.cols * self.bias_bits), self.column_tiles_max),
+            "threshold": MemorySpec("threshold", lanes(self.cols * self.threshold_bits),
+                                    self.column_tiles_max),
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def signature(self) -> int:
+        """32-bit hash of every generator parameter (and the format of the memory map)."""
+        text = json.dumps({"memory_map_version": 1, **self.as_dict()}, sort_keys=True)
+        return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
+
+    # --- files ---------------------------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> "HardwareConfig":
+        if "hardware" in data and isinstance(data["hardware"], dict):
+            data = data["hardware"]
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown field(s) {', '.join(unknown)}; "
+                              f"known fields: {', '.join(sorted(known))}")
+        try:
+            return cls(**data)
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from None
+
+
+def load_config(path: str | Path) -> HardwareConfig:
+    """Read a TOML hardware configuration; raise :class:`ConfigError` naming what is wrong."""
+    import tomllib
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    return HardwareConfig.from_dict(data, source=str(path))

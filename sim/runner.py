@@ -1,0 +1,148 @@
+"""Build generated Verilog once per configuration and run cocotb benches on it under Verilator.
+
+Every RTL bench in the project goes through :func:`build` and :func:`run`:
+
+* :func:`build` converts an Amaranth component to Verilog and compiles it with Verilator into
+  ``build/sim/<toplevel>-<hash>/``, where the hash covers the Verilog text and the build options.
+  A configuration is compiled once and reused across tests, pytest workers and runs (a file lock
+  keeps two workers from compiling the same one at once).
+* :func:`run` runs a cocotb test module on a build, passes it arguments as JSON through the
+  ``SPIKEPACK_BENCH`` environment variable, prints the seed, and raises ``AssertionError`` with the
+  failing tests' messages when any cocotb test fails.
+* ``WAVES=1`` in the environment builds with tracing and writes an FST file next to the results.
+* ``SPIKEPACK_SEED`` fixes the seed; otherwise a fresh one is drawn and printed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import random
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Mapping
+
+from .toolchain import verilator_env
+
+__all__ = ["REPO_ROOT", "BUILD_ROOT", "Build", "to_verilog", "build", "build_verilog", "run",
+           "bench_args", "bench_seed"]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BUILD_ROOT = Path(os.environ.get("SPIKEPACK_BUILD", REPO_ROOT / "build"))
+
+
+def waves_enabled() -> bool:
+    return os.environ.get("WAVES", "0") not in ("", "0")
+
+
+def to_verilog(component, name: str) -> str:
+    """Stable Verilog text for an Amaranth component (no source locations, no internal attrs)."""
+    from amaranth.back import verilog
+    return verilog.convert(component, name=name, emit_src=False, strip_internal_attrs=True)
+
+
+@dataclass(frozen=True)
+class Build:
+    toplevel: str
+    directory: Path
+    sources: tuple[Path, ...]
+    simulator: str = "verilator"
+
+
+def _locked(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "w")
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    return handle
+
+
+def build_verilog(toplevel: str, verilog_text: str, *, extra_sources: Iterable[Path] = (),
+                  simulator: str = "verilator", build_args: Iterable[str] = ()) -> Build:
+    """Compile ``verilog_text`` (module ``toplevel``) once; return the reusable :class:`Build`."""
+    from cocotb_tools.runner import get_runner
+
+    extra_sources = tuple(Path(p).resolve() for p in extra_sources)
+    build_args = tuple(build_args)
+    waves = waves_enabled()
+    digest = hashlib.sha256()
+    for part in (simulator, toplevel, verilog_text, repr(build_args), repr(waves),
+                 *(p.read_text() for p in extra_sources)):
+        digest.update(part.encode())
+    directory = BUILD_ROOT / "sim" / f"{toplevel}-{simulator}-{digest.hexdigest()[:12]}"
+    source = directory / f"{toplevel}.v"
+    done = directory / ".built"
+    with _locked(directory.with_suffix(".lock")):
+        if not done.exists():
+            directory.mkdir(parents=True, exist_ok=True)
+            source.write_text(verilog_text)
+            if simulator == "verilator":
+                verilator_env()
+                args = ["-Wno-fatal", "--build-jobs", str(os.cpu_count() or 2), *build_args]
+            else:
+                args = list(build_args)
+            runner = get_runner(simulator)
+            runner.build(sources=[source, *extra_sources], hdl_toplevel=toplevel,
+                         build_dir=directory, build_args=args, waves=waves, always=False,
+                         timescale=("1ns", "1ps"),
+                         log_file=directory / "build.log")
+            done.write_text(toplevel)
+    return Build(toplevel=toplevel, directory=directory, sources=(source, *extra_sources),
+                 simulator=simulator)
+
+
+def build(toplevel: str, make_component: Callable[[], object], **kwargs) -> Build:
+    """Elaborate ``make_component()`` to Verilog as module ``toplevel`` and compile it once."""
+    return build_verilog(toplevel, to_verilog(make_component(), toplevel), **kwargs)
+
+
+def bench_seed() -> int:
+    value = os.environ.get("SPIKEPACK_SEED")
+    return int(value) if value else random.SystemRandom().getrandbits(32)
+
+
+def run(built: Build, test_module: str, *, testcase: str | Iterable[str] | None = None,
+        args: Mapping | None = None, seed: int | None = None, name: str | None = None,
+        timeout_s: float | None = None) -> Path:
+    """Run cocotb ``test_module`` on ``built``; raise ``AssertionError`` if any test failed.
+
+    ``args`` reaches the bench as :func:`bench_args`; ``seed`` (printed) seeds both cocotb and
+    the bench. Returns the results directory.
+    """
+    from cocotb_tools.runner import get_results, get_runner
+
+    if built.simulator == "verilator":
+        verilator_env()
+    seed = bench_seed() if seed is None else seed
+    label = name or test_module.rsplit(".", 1)[-1]
+    test_dir = built.directory / "runs" / f"{label}-{seed}"
+    test_dir.mkdir(parents=True, exist_ok=True)
+    payload = dict(args or {})
+    payload["seed"] = seed
+    env = {"SPIKEPACK_BENCH": json.dumps(payload)}
+    if timeout_s is not None:
+        env["SPIKEPACK_TIMEOUT"] = str(timeout_s)
+    print(f"[spikepack] {label}: seed {seed} (reproduce with SPIKEPACK_SEED={seed})",
+          file=sys.stderr, flush=True)
+    runner = get_runner(built.simulator)
+    results = runner.test(test_module=test_module, hdl_toplevel=built.toplevel,
+                          hdl_toplevel_lang="verilog", testcase=testcase, seed=seed,
+                          build_dir=built.directory,
+                          test_dir=test_dir, extra_env=env, waves=waves_enabled(),
+                          log_file=test_dir / "sim.log")
+    total, failed = get_results(results)
+    if failed or total == 0:
+        log = (test_dir / "sim.log").read_text(errors="replace") if (test_dir / "sim.log").exists() else ""
+        tail = "\n".join(line for line in log.splitlines()
+                         if "FAIL" in line or "Error" in line or "mismatch" in line.lower()
+                         or "assert" in line.lower())[-6000:]
+        raise AssertionError(f"{label}: {failed} of {total} cocotb tests failed (seed {seed}, "
+                             f"log {test_dir / 'sim.log'})\n{tail}")
+    return test_dir
+
+
+def bench_args() -> dict:
+    """Inside a cocotb test: the ``args`` passed to :func:`run`, plus ``seed``."""
+    return json.loads(os.environ.get("SPIKEPACK_BENCH", "{}"))
