@@ -1,0 +1,5 @@
+import sys
+
+from spikepack.cli import main
+
+sys.exit(main())
