@@ -336,8 +336,9 @@ class Widths:
     lif_current: int
 
 
-#: The widest potential any configuration may need: DSP-friendly and far inside int64.
-MAX_POTENTIAL_BITS = 48
+#: The widest register any configuration may need: the golden model computes exactly in int64
+#: only below 2**62 (T = 16 with tau = 8 needs about 60 bits for realistic layers).
+MAX_POTENTIAL_BITS = 62
 
 
 def layer_widths(*, fan_in: int, weight_bits: int, T: int, tau_shift: int, bias_bits: int,
