@@ -527,9 +527,10 @@ def write_npz(target, arrays: Mapping[str, np.ndarray]) -> None:
 def read_npz(source) -> dict[str, np.ndarray]:
     """Read every array of an ``.npz`` (no pickles); any damage is a :class:`ModelFormatError`."""
     try:
-        with np.load(source, allow_pickle=False) as npz:
-            if not isinstance(npz, np.lib.npyio.NpzFile):
-                raise ModelFormatError("not an .npz archive (a bare .npy array)")
+        npz = np.load(source, allow_pickle=False)
+        if not isinstance(npz, np.lib.npyio.NpzFile):
+            raise ModelFormatError("not an .npz archive (a bare .npy array)")
+        with npz:
             return {name: npz[name] for name in npz.files}
     except ModelFormatError:
         raise
@@ -538,6 +539,3 @@ def read_npz(source) -> dict[str, np.ndarray]:
     except (ValueError, OSError, KeyError, zipfile.LargeZipFile, RuntimeError) as e:
         raise ModelFormatError(f"cannot read the archive (truncated, corrupt or not an .npz): "
                                f"{e}") from None
-    except AttributeError:
-        # np.load returns a bare ndarray for a .npy file, which has no context manager
-        raise ModelFormatError("not an .npz archive") from None

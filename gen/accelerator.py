@@ -1,0 +1,131 @@
+"""Generate the accelerator: Verilog of ``spikepack_top``, a file list, and ``manifest.json``.
+
+``manifest.json`` is what the host tools read (``spikepack pack``, ``spikepack run``): every
+generator parameter, the 32-bit hardware signature, the derived widths, the memory map, the
+register map and the port list. Its ``format``/``version`` fields let readers reject a manifest
+they do not understand.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from spikepack.config import ConfigError, HardwareConfig
+
+__all__ = ["MANIFEST_FORMAT", "MANIFEST_VERSION", "TOP_NAME", "ManifestError",
+           "generate_accelerator", "load_manifest", "top_ports"]
+
+MANIFEST_FORMAT = "spikepack-manifest"
+MANIFEST_VERSION = 1
+TOP_NAME = "spikepack_top"
+
+
+class ManifestError(ValueError):
+    """A manifest is missing, unreadable or inconsistent with its configuration."""
+
+
+def top_ports(component) -> list[dict[str, Any]]:
+    """The top-level ports as they appear in the Verilog: name, direction, width."""
+    from amaranth.lib.wiring import Flow
+    ports = [{"name": "clk", "direction": "input", "width": 1},
+             {"name": "rst", "direction": "input", "width": 1}]
+    for path, member in component.signature.members.flatten():
+        if not member.is_port:
+            continue
+        ports.append({"name": "__".join(str(p) for p in path),
+                      "direction": "input" if member.flow == Flow.In else "output",
+                      "width": member.shape.width if hasattr(member.shape, "width")
+                      else len(getattr(component, path[0]))})
+    return ports
+
+
+def _registers() -> list[dict[str, Any]]:
+    from spikepack.hw import registers
+    out = []
+    for reg in registers.REGISTERS:
+        out.append(dataclasses.asdict(reg) if dataclasses.is_dataclass(reg) else dict(reg))
+    return out
+
+
+def build_manifest(config: HardwareConfig, top) -> dict[str, Any]:
+    from spikepack.hw.top import SpikePackTop  # noqa: F401  (the component described)
+    mems = config.memories
+    return {
+        "format": MANIFEST_FORMAT,
+        "version": MANIFEST_VERSION,
+        "top": TOP_NAME,
+        "files": [f"{TOP_NAME}.v"],
+        "config": config.as_dict(),
+        "signature": config.signature,
+        "signature_hex": f"0x{config.signature:08x}",
+        "widths": dataclasses.asdict(config.widths),
+        "derived": {
+            "rows_per_word": config.rows_per_word,
+            "words_per_tile": config.words_per_tile,
+            "activation_depth": config.activation_depth,
+            "column_tiles_max": config.column_tiles_max,
+            "inputs_per_beat": 32 // config.timesteps,
+            "output_bits": 32 * -(-config.widths.potential // 32),
+        },
+        "memories": {name: {"lanes": s.lanes, "word_bits": s.word_bits, "depth_per_bank": s.depth,
+                            "banks": 2} for name, s in mems.items()},
+        "reset": "rst: active-high, synchronous to clk",
+        "registers": _registers(),
+        "ports": top_ports(top),
+    }
+
+
+def generate_accelerator(config: HardwareConfig, out_dir: str | Path) -> dict[str, Any]:
+    """Write ``<out_dir>/spikepack_top.v``, ``files.f`` and ``manifest.json``; return the manifest.
+
+    Everything is elaborated before anything is written, so a bad configuration leaves
+    ``out_dir`` untouched.
+    """
+    from spikepack.hw.top import SpikePackTop
+    from spikepack.sim.runner import to_verilog
+
+    if not isinstance(config, HardwareConfig):
+        raise TypeError(f"config must be a HardwareConfig, not {type(config).__name__}")
+    top = SpikePackTop(config=config)
+    manifest = build_manifest(config, top)
+    verilog = to_verilog(top, TOP_NAME)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{TOP_NAME}.v").write_text(verilog)
+    (out / "files.f").write_text(f"{TOP_NAME}.v\n")
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def load_manifest(path: str | Path) -> tuple[dict[str, Any], HardwareConfig]:
+    """Read ``manifest.json`` (or a directory holding one) and its configuration, checked."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ManifestError(f"{path}: no manifest (run 'spikepack generate --config ... -o DIR')") from None
+    except json.JSONDecodeError as e:
+        raise ManifestError(f"{path}: not valid JSON: {e}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        raise ManifestError(f"{path}: not a SpikePack manifest (format field is "
+                            f"{manifest.get('format') if isinstance(manifest, dict) else None!r})")
+    if manifest.get("version") != MANIFEST_VERSION:
+        raise ManifestError(f"{path}: manifest version {manifest.get('version')!r}; this tool "
+                            f"reads version {MANIFEST_VERSION}")
+    for key in ("config", "signature"):
+        if key not in manifest:
+            raise ManifestError(f"{path}: missing field {key!r}")
+    try:
+        config = HardwareConfig.from_dict(manifest["config"], source=str(path))
+    except (ConfigError, TypeError) as e:
+        raise ManifestError(str(e)) from None
+    if config.signature != manifest["signature"]:
+        raise ManifestError(f"{path}: signature 0x{manifest['signature']:08x} does not match its "
+                            f"config (0x{config.signature:08x}); the manifest was edited or is "
+                            f"from another version")
+    return manifest, config
