@@ -36,16 +36,16 @@ def run_demo(out: Path, *, timesteps: int, tau_shift: int, weight_bits: int, hid
     step(f"1/4 convert: digits MLP {hidden} -> SpikePack T={timesteps} tau_shift={tau_shift} "
          f"{weight_bits}-bit weights")
     t0 = time.perf_counter()
-    result = convert.convert_digits(timesteps=timesteps, tau_shift=tau_shift,
-                                    weight_bits=weight_bits,
-                                    hidden=tuple(int(h) for h in hidden.split(",")),
-                                    model_path=out / "model.npz",
-                                    inputs_path=out / "test_inputs.npz")
-    model = result.model
-    report["float_accuracy"] = result.float_accuracy
-    report["golden_snn_accuracy"] = result.snn_accuracy
-    print(f"   float MLP accuracy {result.float_accuracy:.4f}, golden SNN accuracy "
-          f"{result.snn_accuracy:.4f} ({time.perf_counter() - t0:.1f} s)")
+    mlp, split = convert.train_float_mlp(hidden)
+    model = convert.convert(mlp, split.x_calib, timesteps=timesteps, tau_shift=tau_shift,
+                            weight_bits=weight_bits)
+    model.save(out / "model.npz")
+    convert.write_test_inputs(model, split, out / "test_inputs.npz")
+    accuracy = convert.evaluate(mlp, model, split.x_test, split.y_test)
+    report["float_accuracy"] = accuracy["float_accuracy"]
+    report["golden_snn_accuracy"] = accuracy["snn_accuracy"]
+    print(f"   float MLP accuracy {accuracy['float_accuracy']:.4f}, golden SNN accuracy "
+          f"{accuracy['snn_accuracy']:.4f} ({time.perf_counter() - t0:.1f} s)")
 
     step("2/4 generate: the accelerator's Verilog and manifest")
     config = load_config(config_path) if config_path else HardwareConfig(

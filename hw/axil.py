@@ -30,7 +30,7 @@ from amaranth import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["AXI4LiteSlave", "RESP_OKAY", "RESP_SLVERR", "AXIL_PORTS"]
+__all__ = ["AXI4LiteSlave", "RESP_OKAY", "RESP_SLVERR", "AXIL_PORTS", "axil_slave_members"]
 
 RESP_OKAY = 0b00
 RESP_SLVERR = 0b10
@@ -39,6 +39,21 @@ RESP_SLVERR = 0b10
 AXIL_PORTS = ("awaddr", "awprot", "awvalid", "awready", "wdata", "wstrb", "wvalid", "wready",
               "bresp", "bvalid", "bready", "araddr", "arprot", "arvalid", "arready", "rdata",
               "rresp", "rvalid", "rready")
+
+
+def axil_slave_members(addr_bits: int, prefix: str = "") -> dict:
+    """The AXI4-Lite members of a slave (``prefix`` + AMBA name -> In/Out member)."""
+    return {
+        f"{prefix}awaddr": In(addr_bits), f"{prefix}awprot": In(3), f"{prefix}awvalid": In(1),
+        f"{prefix}awready": Out(1),
+        f"{prefix}wdata": In(32), f"{prefix}wstrb": In(4), f"{prefix}wvalid": In(1),
+        f"{prefix}wready": Out(1),
+        f"{prefix}bresp": Out(2), f"{prefix}bvalid": Out(1), f"{prefix}bready": In(1),
+        f"{prefix}araddr": In(addr_bits), f"{prefix}arprot": In(3), f"{prefix}arvalid": In(1),
+        f"{prefix}arready": Out(1),
+        f"{prefix}rdata": Out(32), f"{prefix}rresp": Out(2), f"{prefix}rvalid": Out(1),
+        f"{prefix}rready": In(1),
+    }
 
 
 class AXI4LiteSlave(wiring.Component):
@@ -51,12 +66,7 @@ class AXI4LiteSlave(wiring.Component):
             raise ValueError(f"addr_bits must be between 3 and 32, not {addr_bits}")
         self._addr_bits = addr_bits
         super().__init__({
-            # AXI4-Lite
-            "awaddr": In(addr_bits), "awprot": In(3), "awvalid": In(1), "awready": Out(1),
-            "wdata": In(32), "wstrb": In(4), "wvalid": In(1), "wready": Out(1),
-            "bresp": Out(2), "bvalid": Out(1), "bready": In(1),
-            "araddr": In(addr_bits), "arprot": In(3), "arvalid": In(1), "arready": Out(1),
-            "rdata": Out(32), "rresp": Out(2), "rvalid": Out(1), "rready": In(1),
+            **axil_slave_members(addr_bits),
             # register port
             "wr_en": Out(1), "wr_addr": Out(addr_bits), "wr_data": Out(32), "wr_strb": Out(4),
             "wr_err": In(1),

@@ -1,0 +1,243 @@
+"""The R x C weight-stationary spike array (``docs/array.md``).
+
+PE (r, c) holds the weight from input r of the current row tile to output c of the current
+column tile. A bit plane (the spikes of the tile's R inputs at one time step) enters on
+``plane``; row r sees it r cycles later (the input skew a systolic array needs, because the
+partial sum moves down one row per cycle through the PEs' registers). The spike bit is broadcast
+along the row, so all C columns are aligned: the column currents of the plane presented in cycle
+c appear on ``out`` in cycle c + R, together with ``out_valid`` and ``out_tag`` (``valid`` and
+``tag`` delayed by R cycles). No output de-skew is needed.
+
+Double buffering and weight loading. ``first`` (with ``valid``) marks the first plane of a tile;
+it travels with the skew, so row r swaps shadow -> active exactly when that plane reaches it
+(cycle s + r for a tile whose first plane entered at s). A weight word holds g = ``rows_per_word``
+array rows (word layout of ``spikepack.firmware.layout``: row q*g + rr, column c at bit
+(rr*C + c)*b_w). ``wload`` with ``wgroup`` = q and ``wdata`` launches one word: row q*g + rr's
+shadow registers are written rr cycles later (a shared delay chain of g - 1 stages, because the
+swap reaches row q*g + rr rr cycles after row q*g). So a word launched in cycle x for the tile
+whose first plane enters at s_k must satisfy s_(k-1) + q*g <= x <= s_k + q*g - 1, a window of
+exactly one tile period. :func:`load_schedule` gives a conflict-free schedule: with a tile
+period of P = max(T, R/g) cycles, group q's word is read at offset q of every period.
+
+All state advances every cycle; a parent stalls the whole array with ``EnableInserter``.
+
+Ports: ``plane`` In(R), ``first`` In(1), ``valid`` In(1), ``tag`` In(tag_bits) (if tag_bits);
+``wload`` In(1), ``wgroup`` In(range(R/g)), ``wdata`` In(g*C*weight_bits);
+``out`` Out(ArrayLayout(signed(current_bits), C)), ``out_valid`` Out(1), ``out_tag`` Out(tag_bits);
+``pre_valid`` Out(1), ``pre_tag`` Out(tag_bits): ``valid``/``tag`` one cycle before they reach
+``out_valid``/``out_tag`` (delayed R - 1 cycles), so a parent can issue a 1-cycle memory read
+that returns exactly with the beat.
+
+Latency: R cycles from ``plane`` to ``out``. Throughput: one bit plane per cycle, i.e. R*C
+spike-gated adds per cycle, tile after tile without bubbles as long as R/g <= T.
+Cost: R*C PEs, R(R-1) skew flip-flops (spike + first), g(g-1)/2 * C * weight_bits delay-chain
+flip-flops, R flip-flops of ``valid``/``tag`` delay per tag bit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from amaranth import Module, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from spikepack.sim.golden import signed_bits
+
+from .pe import ProcessingElement
+
+__all__ = ["SpikeArray", "LoadSchedule", "load_schedule"]
+
+
+@dataclass(frozen=True)
+class LoadSchedule:
+    """When the weight words of a tile are read, relative to the tile periods.
+
+    ``period`` P = max(T, R/g) cycles per tile. Group q's word is read (memory address issued)
+    at offset q of period m, for the tile ``m + advance[q]`` (it is launched into the array one
+    cycle later, when the 1-cycle synchronous read returns it). ``advance`` is 1 or 2 for the
+    first groups and decreases (possibly below 0) for later ones, because the skew makes row
+    q*g swap q*g cycles after row 0. ``warmup`` = max(advance) periods precede the first plane,
+    ``tail`` = max(0, -min(advance)) periods of reads follow the last one.
+    """
+    period: int
+    advance: tuple[int, ...]
+
+    @property
+    def warmup(self) -> int:
+        return max(self.advance)
+
+    @property
+    def tail(self) -> int:
+        return max(0, -min(self.advance))
+
+
+def load_schedule(*, rows: int, rows_per_word: int, beats: int) -> LoadSchedule:
+    """The weight-read schedule for an array of ``rows`` rows, g = ``rows_per_word`` rows per
+    word and ``beats`` planes per tile (T). Derivation (``docs/array.md``): a read at offset q of
+    period m launches at s_m + q + 1 and writes row q*g + rr at s_m + q + 1 + rr; that must lie
+    in [s_(k-1) + r, s_k + r - 1] for tile k = m + d, which gives
+    d = 1 + floor((1 - q*(g - 1)) / P)."""
+    if rows % rows_per_word:
+        raise ValueError(f"rows_per_word ({rows_per_word}) must divide rows ({rows})")
+    n = rows // rows_per_word
+    period = max(beats, n)
+    advance = tuple(1 + (1 - q * (rows_per_word - 1)) // period for q in range(n))
+    return LoadSchedule(period=period, advance=advance)
+
+
+def row_bits(r: int, weight_bits: int, current_bits: int) -> int:
+    """Width of row r's registered partial sum: r + 1 weights, capped at the current width."""
+    lo, hi = -(1 << (weight_bits - 1)), (1 << (weight_bits - 1)) - 1
+    return min(current_bits, signed_bits((r + 1) * lo, (r + 1) * hi))
+
+
+class SpikeArray(wiring.Component):
+    """R x C spike-gated accumulate array (see the module docstring)."""
+
+    def __init__(self, *, rows: int, cols: int, weight_bits: int, rows_per_word: int,
+                 current_bits: int | None = None, tag_bits: int = 0):
+        for name, value, lo, hi in (("rows", rows, 1, 64), ("cols", cols, 1, 64),
+                                    ("weight_bits", weight_bits, 2, 16),
+                                    ("rows_per_word", rows_per_word, 1, 64),
+                                    ("tag_bits", tag_bits, 0, 64)):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"{name} must be an integer, not {type(value).__name__}")
+            if not lo <= value <= hi:
+                raise ValueError(f"{name} must be between {lo} and {hi}, not {value}")
+        if rows % rows_per_word:
+            raise ValueError(f"rows_per_word ({rows_per_word}) must divide rows ({rows})")
+        full = row_bits(rows - 1, weight_bits, 64)
+        if current_bits is None:
+            current_bits = full
+        if not isinstance(current_bits, int) or isinstance(current_bits, bool):
+            raise TypeError(f"current_bits must be an integer, not {type(current_bits).__name__}")
+        if not weight_bits <= current_bits <= 64:
+            raise ValueError(f"current_bits must be between weight_bits ({weight_bits}) and 64, "
+                             f"not {current_bits}")
+        self._rows, self._cols = rows, cols
+        self._weight_bits = weight_bits
+        self._g = rows_per_word
+        self._current_bits = current_bits
+        self._tag_bits = tag_bits
+        members = {
+            "plane": In(rows),
+            "first": In(1),
+            "valid": In(1),
+            "wload": In(1),
+            "wgroup": In(range(max(2, self.groups))),
+            "wdata": In(rows_per_word * cols * weight_bits),
+            "out": Out(data.ArrayLayout(signed(current_bits), cols)),
+            "out_valid": Out(1),
+            "pre_valid": Out(1),
+        }
+        if tag_bits:
+            members["tag"] = In(tag_bits)
+            members["out_tag"] = Out(tag_bits)
+            members["pre_tag"] = Out(tag_bits)
+        super().__init__(members)
+
+    @property
+    def rows(self) -> int:
+        return self._rows
+
+    @property
+    def cols(self) -> int:
+        return self._cols
+
+    @property
+    def rows_per_word(self) -> int:
+        return self._g
+
+    @property
+    def groups(self) -> int:
+        """R/g: weight words per tile."""
+        return self._rows // self._g
+
+    @property
+    def current_bits(self) -> int:
+        return self._current_bits
+
+    @property
+    def latency(self) -> int:
+        return self._rows
+
+    def elaborate(self, platform):
+        m = Module()
+        R, C, g, bw = self._rows, self._cols, self._g, self._weight_bits
+        n = self.groups
+
+        # Input skew: row r sees (spike, first) r cycles after the plane enters.
+        spike_in = [None] * R
+        first_in = [None] * R
+        for r in range(R):
+            s = self.plane[r] & self.valid
+            f = self.first & self.valid
+            for d in range(r):
+                s_next = Signal(name=f"skew_s_r{r}_d{d}")
+                f_next = Signal(name=f"skew_f_r{r}_d{d}")
+                m.d.sync += [s_next.eq(s), f_next.eq(f)]
+                s, f = s_next, f_next
+            spike_in[r], first_in[r] = s, f
+
+        # Weight launch delay chain: stage rr holds the word launched rr cycles ago.
+        def word_row(word, rr, c):
+            return word[(rr * C + c) * bw:(rr * C + c + 1) * bw]
+
+        stage_valid = [self.wload]
+        stage_group = [self.wgroup]
+        stage_word = [self.wdata]
+        for rr in range(1, g):
+            v = Signal(name=f"wchain{rr}_valid")
+            grp = Signal.like(self.wgroup, name=f"wchain{rr}_group")
+            # only rows rr .. g-1 are still needed downstream
+            word = Signal(g * C * bw, name=f"wchain{rr}_word")
+            m.d.sync += [v.eq(stage_valid[-1]), grp.eq(stage_group[-1])]
+            m.d.sync += word[rr * C * bw:].eq(stage_word[-1][rr * C * bw:])
+            stage_valid.append(v)
+            stage_group.append(grp)
+            stage_word.append(word)
+
+        # PEs
+        pes = {}
+        for r in range(R):
+            q, rr = divmod(r, g)
+            wr = Signal(name=f"wr_row{r}")
+            m.d.comb += wr.eq(stage_valid[rr] & (stage_group[rr] == q) if n > 1
+                              else stage_valid[rr])
+            in_bits = row_bits(r - 1, bw, self._current_bits) if r else 0
+            out_bits = row_bits(r, bw, self._current_bits)
+            for c in range(C):
+                pe = ProcessingElement(weight_bits=bw, in_bits=in_bits, out_bits=out_bits)
+                m.submodules[f"pe_r{r}_c{c}"] = pe
+                pes[r, c] = pe
+                m.d.comb += [
+                    pe.spike.eq(spike_in[r]),
+                    pe.first.eq(first_in[r]),
+                    pe.wr_en.eq(wr),
+                    pe.wr_data.eq(word_row(stage_word[rr], rr, c)),
+                ]
+                if r:
+                    m.d.comb += pe.psum_in.eq(pes[r - 1, c].psum_out)
+        for c in range(C):
+            m.d.comb += self.out[c].eq(pes[R - 1, c].psum_out)
+
+        # valid / tag delayed by R cycles, aligned with out.
+        v, t = self.valid, (self.tag if self._tag_bits else None)
+        for d in range(R):
+            if d == R - 1:
+                m.d.comb += self.pre_valid.eq(v)
+                if t is not None:
+                    m.d.comb += self.pre_tag.eq(t)
+            v_next = Signal(name=f"valid_d{d}")
+            m.d.sync += v_next.eq(v)
+            v = v_next
+            if t is not None:
+                t_next = Signal(self._tag_bits, name=f"tag_d{d}")
+                m.d.sync += t_next.eq(t)
+                t = t_next
+        m.d.comb += self.out_valid.eq(v)
+        if t is not None:
+            m.d.comb += self.out_tag.eq(t)
+        return m

@@ -1,0 +1,262 @@
+"""What the SpikePack and LIF neuron units share: parameter checking, the stream payload layouts,
+the common component base and the output stage.
+
+Both units (:class:`spikepack.hw.neuron_spikepack.SpikePackNeuron`,
+:class:`spikepack.hw.neuron_lif.LIFNeuron`) take the same keyword-only parameters and expose the
+same ports, so a layer engine can instantiate either:
+
+* ``i``: ``In(stream.Signature(input_layout))`` with the fields ``current`` (signed
+  ``widths.current`` in input mode "serial", signed ``widths.potential`` in "packed"), ``bias``
+  (signed ``bias_bits``), ``threshold`` (unsigned ``threshold_bits``), ``readout`` (1) and
+  ``last`` (1), field 0 in the low bits;
+* ``o``: ``Out(stream.Signature(output_layout))`` with ``spikes`` (unsigned ``timesteps``, step 1
+  in the most significant bit) and ``potential`` (signed ``widths.potential``).
+
+Widths come from :func:`spikepack.sim.golden.layer_widths`, so nothing that fits them can wrap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+from amaranth import Module, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from spikepack.sim.golden import (MAX_T, TAU_SHIFTS, Widths, WidthError, layer_widths, packed_max,
+                                  signed_bits)
+
+__all__ = ["INPUT_MODES", "NeuronParams", "check_neuron_params", "neuron_input_layout",
+           "neuron_output_layout", "NeuronBase", "add_output_stage"]
+
+INPUT_MODES = ("serial", "packed")
+
+
+@dataclass(frozen=True)
+class NeuronParams:
+    """The checked parameters of one neuron unit, and the widths derived from them."""
+    timesteps: int
+    tau_shift: int
+    weight_bits: int
+    fan_in: int
+    rows: int
+    bias_bits: int
+    threshold_bits: int
+    input_mode: str = "serial"
+
+    @property
+    def widths(self) -> Widths:
+        return layer_widths(fan_in=self.fan_in, weight_bits=self.weight_bits, T=self.timesteps,
+                            tau_shift=self.tau_shift, bias_bits=self.bias_bits,
+                            threshold_bits=self.threshold_bits, rows=self.rows)
+
+    # value ranges (inclusive) of the quantities the datapath holds --------------------------
+    @property
+    def weight_range(self) -> tuple[int, int]:
+        return -(1 << (self.weight_bits - 1)), (1 << (self.weight_bits - 1)) - 1
+
+    @property
+    def bias_range(self) -> tuple[int, int]:
+        return -(1 << (self.bias_bits - 1)), (1 << (self.bias_bits - 1)) - 1
+
+    @property
+    def threshold_max(self) -> int:
+        return (1 << self.threshold_bits) - 1
+
+    @property
+    def packed_max(self) -> int:
+        """P = (tau**T - 1) / (tau - 1)."""
+        return packed_max(self.timesteps, self.tau_shift)
+
+    @property
+    def current_range(self) -> tuple[int, int]:
+        """One serial beat: a row tile's step current (``rows`` weights)."""
+        lo, hi = self.weight_range
+        return self.rows * lo, self.rows * hi
+
+    @property
+    def tile_potential_range(self) -> tuple[int, int]:
+        """One row tile's Horner sum (serial) or packed partial potential (packed)."""
+        lo, hi = self.current_range
+        return lo * self.packed_max, hi * self.packed_max
+
+    @property
+    def potential_range(self) -> tuple[int, int]:
+        """The global potential v, bias included, for ``fan_in`` inputs."""
+        (wl, wh), (bl, bh) = self.weight_range, self.bias_range
+        return self.fan_in * wl * self.packed_max + bl, self.fan_in * wh * self.packed_max + bh
+
+    @property
+    def step_sum_range(self) -> tuple[int, int]:
+        """LIF: one step's current summed over all groups, bias excluded."""
+        lo, hi = self.weight_range
+        return self.fan_in * lo, self.fan_in * hi
+
+
+def _check_int(name, value, lo, hi):
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, not {type(value).__name__} ({value!r})")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be between {lo} and {hi}, not {value}")
+
+
+def check_neuron_params(*, timesteps, tau_shift, weight_bits, fan_in, rows, bias_bits,
+                        threshold_bits, input_mode="serial") -> NeuronParams:
+    """Check every neuron-unit parameter (``TypeError``/``ValueError`` naming the parameter, or
+    :class:`~spikepack.sim.golden.WidthError` when the datapath would need over 48 bits)."""
+    _check_int("timesteps", timesteps, 1, MAX_T)
+    if not isinstance(tau_shift, int) or isinstance(tau_shift, bool):
+        raise TypeError(f"tau_shift must be an integer, not {type(tau_shift).__name__}")
+    if tau_shift not in TAU_SHIFTS:
+        raise ValueError(f"tau_shift must be one of {TAU_SHIFTS}, not {tau_shift}")
+    _check_int("weight_bits", weight_bits, 2, 16)
+    _check_int("fan_in", fan_in, 1, 1 << 24)
+    _check_int("rows", rows, 1, fan_in)
+    _check_int("bias_bits", bias_bits, 2, 40)
+    _check_int("threshold_bits", threshold_bits, 1, 40)
+    if not isinstance(input_mode, str):
+        raise TypeError(f"input_mode must be a string, not {type(input_mode).__name__}")
+    if input_mode not in INPUT_MODES:
+        raise ValueError(f"input_mode must be one of {INPUT_MODES}, not {input_mode!r}")
+    params = NeuronParams(timesteps, tau_shift, weight_bits, fan_in, rows, bias_bits,
+                          threshold_bits, input_mode)
+    params.widths  # raises WidthError for a configuration beyond 48 bits
+    return params
+
+
+def neuron_input_layout(params: NeuronParams) -> data.StructLayout:
+    widths = params.widths
+    current = widths.current if params.input_mode == "serial" else widths.potential
+    return data.StructLayout({
+        "current": signed(current),
+        "bias": signed(params.bias_bits),
+        "threshold": unsigned(params.threshold_bits),
+        "readout": 1,
+        "last": 1,
+    })
+
+
+def neuron_output_layout(params: NeuronParams) -> data.StructLayout:
+    return data.StructLayout({
+        "spikes": unsigned(params.timesteps),
+        "potential": signed(params.widths.potential),
+    })
+
+
+class NeuronBase(wiring.Component):
+    """Constructor, ports and read-only properties shared by both neuron units."""
+
+    #: "spikepack" or "lif"; set by the subclass.
+    kind = None
+
+    def __init__(self, *, timesteps, tau_shift, weight_bits, fan_in, rows, bias_bits,
+                 threshold_bits, input_mode="serial"):
+        self._params = check_neuron_params(
+            timesteps=timesteps, tau_shift=tau_shift, weight_bits=weight_bits, fan_in=fan_in,
+            rows=rows, bias_bits=bias_bits, threshold_bits=threshold_bits, input_mode=input_mode)
+        self._input_layout = neuron_input_layout(self._params)
+        self._output_layout = neuron_output_layout(self._params)
+        super().__init__({
+            "i": In(stream.Signature(self._input_layout)),
+            "o": Out(stream.Signature(self._output_layout)),
+        })
+
+    @classmethod
+    def from_config(cls, config, **kwargs):
+        """The unit of a :class:`spikepack.config.HardwareConfig`: ``fan_in = max_fan_in``,
+        ``rows = min(rows, max_fan_in)``, ``input_mode = pe_mode``."""
+        from spikepack.config import HardwareConfig
+        if not isinstance(config, HardwareConfig):
+            raise TypeError(f"config must be a HardwareConfig, not {type(config).__name__}")
+        return cls(timesteps=config.timesteps, tau_shift=config.tau_shift,
+                   weight_bits=config.weight_bits, fan_in=config.max_fan_in,
+                   rows=min(config.rows, config.max_fan_in), bias_bits=config.bias_bits,
+                   threshold_bits=config.threshold_bits, input_mode=config.pe_mode, **kwargs)
+
+    # read-only parameters ------------------------------------------------------------------
+    params = property(lambda self: self._params)
+    timesteps = property(lambda self: self._params.timesteps)
+    tau_shift = property(lambda self: self._params.tau_shift)
+    weight_bits = property(lambda self: self._params.weight_bits)
+    fan_in = property(lambda self: self._params.fan_in)
+    rows = property(lambda self: self._params.rows)
+    bias_bits = property(lambda self: self._params.bias_bits)
+    threshold_bits = property(lambda self: self._params.threshold_bits)
+    input_mode = property(lambda self: self._params.input_mode)
+    widths = property(lambda self: self._params.widths)
+    input_layout = property(lambda self: self._input_layout)
+    output_layout = property(lambda self: self._output_layout)
+
+    @property
+    def output_depth(self) -> int:
+        """Finished results the output stage holds: 2 when T = 1 (so that ``i.ready`` can be a
+        function of registers only and still sustain one neuron per cycle), else 1."""
+        return 2 if self.timesteps == 1 else 1
+
+    @property
+    def latency(self) -> int:
+        """Cycles from the handshake of a neuron's ``last`` beat to its ``o.valid`` (decode stage
+        and output free): T + 1 in serial mode, T + 2 in packed mode."""
+        return self.timesteps + (1 if self.input_mode == "serial" else 2)
+
+    def cycles_per_neuron(self, groups: int) -> int:
+        """Sustained input cycles per neuron of ``groups`` beats-groups with the output never
+        stalled: G*T in serial mode, max(G, T) in packed mode."""
+        if self.input_mode == "serial":
+            return groups * self.timesteps
+        return max(groups, self.timesteps)
+
+
+def add_output_stage(m: Module, port, depth: int):
+    """Drive the ``o`` stream ``port`` from a register stage holding up to ``depth`` (1 or 2)
+    results. Returns a namespace with
+
+    * ``w_en``, ``w_data`` (inputs): write one result at the clock edge; only when ``can_write``;
+    * ``can_write`` (combinational, may depend on ``port.ready``): a write can happen now;
+    * ``free`` (a function of registers only): a write can happen now whatever ``port.ready`` is.
+    """
+    layout = port.payload.shape()
+    w_en = Signal()
+    w_data = Signal(layout)
+    can_write = Signal()
+    free = Signal()
+    if depth == 1:
+        valid = Signal()
+        held = Signal(layout)
+        m.d.comb += [port.valid.eq(valid), port.payload.eq(held),
+                     free.eq(~valid), can_write.eq(~valid | port.ready)]
+        with m.If(w_en):
+            m.d.sync += [held.eq(w_data), valid.eq(1)]
+        with m.Elif(port.ready):
+            m.d.sync += valid.eq(0)
+    elif depth == 2:
+        valid0, valid1 = Signal(), Signal()
+        held0, held1 = Signal(layout), Signal(layout)
+        pop = Signal()
+        m.d.comb += [port.valid.eq(valid0), port.payload.eq(held0), pop.eq(valid0 & port.ready),
+                     free.eq(~valid1), can_write.eq(~valid1 | port.ready)]
+        with m.If(pop):
+            with m.If(valid1):
+                m.d.sync += held0.eq(held1)
+                with m.If(w_en):
+                    m.d.sync += held1.eq(w_data)
+                with m.Else():
+                    m.d.sync += valid1.eq(0)
+            with m.Elif(w_en):
+                m.d.sync += held0.eq(w_data)
+            with m.Else():
+                m.d.sync += valid0.eq(0)
+        with m.Elif(w_en):
+            with m.If(~valid0):
+                m.d.sync += [held0.eq(w_data), valid0.eq(1)]
+            with m.Else():
+                m.d.sync += [held1.eq(w_data), valid1.eq(1)]
+    else:
+        raise ValueError(f"output depth must be 1 or 2, not {depth}")
+    return SimpleNamespace(w_en=w_en, w_data=w_data, can_write=can_write, free=free)
+
+
+def range_bits(lo: int, hi: int) -> int:
+    """Signed bits for [lo, hi] (re-exported for the units)."""
+    return signed_bits(lo, hi)

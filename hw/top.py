@@ -1,0 +1,192 @@
+"""The SpikePack accelerator top level: loader + network memories + layer engine + network
+sequencer + AXI4-Lite registers, with flat AXI ports.
+
+Module ``spikepack_top`` (:class:`SpikePackTop`). Clock ``clk``; reset ``rst``, active-high and
+synchronous (Amaranth's ``sync`` domain reset). Ports (the names let Vivado infer the
+interfaces and cocotbext-axi bind by prefix):
+
+* ``s_axil_*``: AXI4-Lite slave, 32-bit data, ``ADDR_BITS`` (8) byte address bits; the register
+  map is :data:`spikepack.hw.registers.REGISTERS` (``docs/registers.md``).
+* ``s_axis_load_tdata[32]``, ``_tvalid``, ``_tready``, ``_tlast``: weight bitstreams, to the
+  :class:`~spikepack.hw.loader.BitstreamLoader` (``docs/bitstream.md``).
+* ``s_axis_in_tdata[32]``, ``_tvalid``, ``_tready``, ``_tlast``: input images, K = 32 // T spike
+  words a beat, input i in beat i // K at bits (i % K)*T .. +T-1, zeros beyond N0, TLAST on the
+  image's last beat (``ceil(N0 / K)`` beats, N0 = fan-in of layer 0 of the committed network).
+* ``m_axis_out_tdata[OUT_BITS]``, ``_tvalid``, ``_tready``, ``_tlast``: one readout potential a
+  beat in index order, sign-extended to ``OUT_BITS = 32 * ceil(widths.potential / 32)``, TLAST on
+  the last output of each inference.
+
+``rst`` resets everything except the committed network (NetworkMemories keeps its active bank
+and layer count). CONTROL.SOFT_RESET resets only the sequencer and the layer engine (through an
+``amaranth.hdl.ResetInserter``): the committed network, the loader, the registers and the
+counters are kept.
+
+Latency and throughput: see :class:`~spikepack.hw.sequencer.NetworkSequencer` (per inference,
+the engine time of every layer plus 3 cycles a layer and 1 an inference) and
+:class:`~spikepack.hw.loader.BitstreamLoader` (one bitstream word a cycle).
+"""
+
+from __future__ import annotations
+
+from amaranth import Module, Signal
+from amaranth.hdl import ResetInserter
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from spikepack.config import HardwareConfig
+from spikepack.hw.axil import AXIL_PORTS, axil_slave_members
+from spikepack.hw.layer_engine import LayerEngine
+from spikepack.hw.loader import BitstreamLoader
+from spikepack.hw.memories import MEMORY_NAMES, NetworkMemories
+from spikepack.hw.registers import ADDR_BITS, RegisterBlock, out_bits
+from spikepack.hw.sequencer import NetworkSequencer
+
+__all__ = ["SpikePackTop", "TOPLEVEL"]
+
+#: Verilog module name of the accelerator.
+TOPLEVEL = "spikepack_top"
+
+
+class SpikePackTop(wiring.Component):
+    """The accelerator (see the module docstring for ports, reset and timing)."""
+
+    def __init__(self, *, config: HardwareConfig):
+        if not isinstance(config, HardwareConfig):
+            raise TypeError(f"config must be a HardwareConfig, not {type(config).__name__}")
+        self._config = config
+        super().__init__({
+            **axil_slave_members(ADDR_BITS, "s_axil_"),
+            "s_axis_load_tdata": In(32), "s_axis_load_tvalid": In(1),
+            "s_axis_load_tready": Out(1), "s_axis_load_tlast": In(1),
+            "s_axis_in_tdata": In(32), "s_axis_in_tvalid": In(1),
+            "s_axis_in_tready": Out(1), "s_axis_in_tlast": In(1),
+            "m_axis_out_tdata": Out(self.out_bits), "m_axis_out_tvalid": Out(1),
+            "m_axis_out_tready": In(1), "m_axis_out_tlast": Out(1),
+        })
+
+    @property
+    def config(self) -> HardwareConfig:
+        return self._config
+
+    @property
+    def out_bits(self) -> int:
+        return out_bits(self._config)
+
+    @property
+    def addr_bits(self) -> int:
+        return ADDR_BITS
+
+    def elaborate(self, platform):
+        m = Module()
+        c = self._config
+        loader = BitstreamLoader(config=c)
+        mems = NetworkMemories(config=c)
+        engine = LayerEngine(config=c)
+        seq = NetworkSequencer(config=c)
+        regs = RegisterBlock(config=c)
+        soft_reset = Signal()
+        m.submodules.loader = loader
+        m.submodules.memories = mems
+        m.submodules.engine = ResetInserter({"sync": soft_reset})(engine)
+        m.submodules.sequencer = ResetInserter({"sync": soft_reset})(seq)
+        m.submodules.registers = regs
+
+        # AXI4-Lite -> registers
+        for port in AXIL_PORTS:
+            ours, theirs = getattr(self, f"s_axil_{port}"), getattr(regs, f"s_axil_{port}")
+            if regs.signature.members[f"s_axil_{port}"].flow == wiring.In:
+                m.d.comb += theirs.eq(ours)
+            else:
+                m.d.comb += ours.eq(theirs)
+
+        # load stream -> loader -> memories
+        m.d.comb += [
+            loader.s_axis_tdata.eq(self.s_axis_load_tdata),
+            loader.s_axis_tvalid.eq(self.s_axis_load_tvalid),
+            loader.s_axis_tlast.eq(self.s_axis_load_tlast),
+            self.s_axis_load_tready.eq(loader.s_axis_tready),
+            mems.wr_mem.eq(loader.wr_mem),
+            mems.wr_addr.eq(loader.wr_addr),
+            mems.wr_lane.eq(loader.wr_lane),
+            mems.wr_data.eq(loader.wr_data),
+            mems.wr_en.eq(loader.wr_en),
+            mems.commit.eq(loader.commit),
+            mems.commit_layers.eq(loader.commit_layers),
+            loader.commit_pending.eq(mems.commit_pending),
+            mems.hold.eq(seq.hold),
+        ]
+
+        # memories -> engine (weights, biases, thresholds) and sequencer (descriptors)
+        for name in MEMORY_NAMES:
+            reader = seq if name == "descriptor" else engine
+            m.d.comb += [
+                getattr(mems, f"{name}_raddr").eq(getattr(reader, f"{name}_raddr")),
+                getattr(mems, f"{name}_ren").eq(getattr(reader, f"{name}_ren")),
+                getattr(reader, f"{name}_rdata").eq(getattr(mems, f"{name}_rdata")),
+            ]
+        m.d.comb += seq.layer_count.eq(mems.layer_count)
+
+        # sequencer <-> engine
+        start, o = engine.start, engine.o
+        m.d.comb += [
+            start.valid.eq(seq.eng_start.valid),
+            seq.eng_start.ready.eq(start.ready),
+            seq.eng_o.valid.eq(o.valid),
+            o.ready.eq(seq.eng_o.ready),
+            seq.eng_busy.eq(engine.busy),
+            engine.act_rdata.eq(seq.act_rdata),
+            seq.act_raddr.eq(engine.act_raddr),
+            seq.act_ren.eq(engine.act_ren),
+        ]
+        for name in ("fan_in", "neurons", "weight_base", "column_base", "readout"):
+            m.d.comb += getattr(start.payload, name).eq(getattr(seq.eng_start.payload, name))
+        for name in ("index", "spikes", "potential", "last"):
+            m.d.comb += getattr(seq.eng_o.payload, name).eq(getattr(o.payload, name))
+
+        # streams
+        m.d.comb += [
+            seq.in_tdata.eq(self.s_axis_in_tdata),
+            seq.in_tvalid.eq(self.s_axis_in_tvalid),
+            seq.in_tlast.eq(self.s_axis_in_tlast),
+            self.s_axis_in_tready.eq(seq.in_tready),
+            self.m_axis_out_tdata.eq(seq.out_tdata),
+            self.m_axis_out_tvalid.eq(seq.out_tvalid),
+            self.m_axis_out_tlast.eq(seq.out_tlast),
+            seq.out_tready.eq(self.m_axis_out_tready),
+        ]
+
+        # registers
+        m.d.comb += [
+            soft_reset.eq(regs.soft_reset),
+            seq.run.eq(regs.run),
+            seq.start.eq(regs.start),
+            # STATUS
+            regs.busy.eq(seq.busy),
+            regs.loaded.eq(mems.layer_count != 0),
+            regs.loader_busy.eq(loader.busy),
+            regs.commit_pending.eq(mems.commit_pending),
+            regs.start_armed.eq(seq.armed),
+            regs.load_error.eq(loader.error != 0),
+            regs.images_buffered.eq(seq.images),
+            regs.layer.eq(seq.layer),
+            regs.layers.eq(mems.layer_count),
+            # EVENTS
+            regs.start_ignored_set.eq(seq.start_ignored),
+            regs.input_overflow_set.eq(seq.overflow),
+            # loader
+            regs.load_error_code.eq(loader.error),
+            regs.load_good.eq(loader.good_loads),
+            regs.load_bad.eq(loader.bad_loads),
+            regs.load_words.eq(loader.words_received),
+            # cycles and activity
+            regs.cycles_busy_inc.eq(seq.busy),
+            regs.cycles_last.eq(seq.cycles_last),
+            regs.inferences_inc.eq(seq.done),
+            regs.layers_run_inc.eq(seq.layer_done),
+            regs.in_beats_inc.eq(seq.in_beat),
+            regs.out_beats_inc.eq(seq.out_beat),
+            regs.engine_busy_inc.eq(engine.busy),
+            regs.in_stalls_inc.eq(seq.in_stall),
+            regs.out_stalls_inc.eq(seq.out_stall),
+        ]
+        return m

@@ -1,0 +1,400 @@
+"""Bitstream loader benches: shared stream generators (random networks, bad streams), and the
+cocotb bench of ``LoaderWithMemories`` under Verilator (run by ``tests/test_loader_rtl.py``).
+
+The reference for every verdict is :func:`spikepack.firmware.bitstream.loader_outcome`, the
+software parser's stream phase, which checks in the loader's order; directed bad streams also
+carry the code they must produce, written here by hand, and the bench checks both.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from spikepack.config import HardwareConfig
+from spikepack.firmware import bitstream as bs
+from spikepack.firmware.layout import NetworkImage, lanes_to_words, layout_network
+
+E = bs.ErrorCode
+_FIELD = {name: index for index, name in enumerate(bs.HEADER_FIELDS)}
+
+
+def small_config(**overrides) -> HardwareConfig:
+    """A small configuration with multi-lane words and padded fields (weights 2 rows x 4 cols x
+    6 bits = 48 bits in 2 lanes; thresholds 4 x 12 bits in 2 lanes)."""
+    fields = dict(rows=4, cols=4, timesteps=2, tau_shift=1, weight_bits=6, bias_bits=16,
+                  threshold_bits=12, max_fan_in=12, max_neurons=12, max_layers=3, weight_depth=32)
+    fields.update(overrides)
+    return HardwareConfig(**fields)
+
+
+def random_layers(rng: np.random.Generator, config: HardwareConfig, *, extremes: bool = False):
+    """A random network that fits ``config``: 1..max_layers layers of 1..max sizes, values over
+    the hardware's full ranges (``extremes``: every value at a range end)."""
+    count = int(rng.integers(1, config.max_layers + 1))
+    sizes = [int(rng.integers(1, config.max_fan_in + 1))]
+    sizes += [int(rng.integers(1, min(config.max_neurons, config.max_fan_in) + 1))
+              for _ in range(count - 1)]
+    sizes += [int(rng.integers(1, config.max_neurons + 1))]
+    # keep the weight memory within its depth: shrink until it fits
+    while True:
+        try:
+            layers = _draw(rng, config, sizes, extremes)
+            layout_network(layers, config)
+            return layers
+        except Exception:                      # noqa: BLE001 - too large for the depth: shrink
+            sizes = [max(1, s // 2) for s in sizes]
+
+
+def _draw(rng, config, sizes, extremes):
+    wb, bb, tb = config.weight_bits, config.bias_bits, config.threshold_bits
+    layers = []
+    for i in range(len(sizes) - 1):
+        N, M = sizes[i], sizes[i + 1]
+        lo, hi = -(1 << (wb - 1)), (1 << (wb - 1)) - 1
+        b_lo, b_hi = -(1 << (bb - 1)), (1 << (bb - 1)) - 1
+        if extremes:
+            w = rng.choice([lo, hi], size=(M, N))
+            b = rng.choice([b_lo, b_hi], size=M)
+            t = rng.choice([1, (1 << tb) - 1], size=M)
+        else:
+            w = rng.integers(lo, hi + 1, size=(M, N))
+            b = rng.integers(b_lo, b_hi + 1, size=M)
+            t = rng.integers(1, 1 << tb, size=M)
+        layers.append((w.astype(np.int64), b.astype(np.int64),
+                       None if i == len(sizes) - 2 else t.astype(np.int64)))
+    return layers
+
+
+def with_crc(words) -> list[int]:
+    """``words`` with the last word replaced by the CRC-32 of the others."""
+    words = [int(w) & 0xFFFFFFFF for w in words]
+    return words[:-1] + [zlib.crc32(bs.bytes_of(words[:-1]))]
+
+
+def section_span(words, name: str) -> tuple[int, int]:
+    """``[start, stop)`` word indices of a section's payload in a good stream."""
+    offset = bs.PAYLOAD_OFFSET
+    for k, section in enumerate(bs.SECTION_NAMES):
+        entry = bs.HEADER_WORDS + bs.SECTION_ENTRY_WORDS * k
+        size = words[entry + 1] * words[entry + 2]
+        if section == name:
+            return offset, offset + size
+        offset += size
+    raise KeyError(name)
+
+
+@dataclass
+class BadStream:
+    label: str
+    beats: list[int]
+    expected: E | None          # a hand-written expectation, or None (reference only)
+
+
+def bad_streams(rng: np.random.Generator, good: list[int], config: HardwareConfig,
+                other: HardwareConfig, count: int) -> list[BadStream]:
+    """``count`` bad frames derived from the good stream ``good``, cycling through every kind:
+    bit flips in each header field, the table and each section, truncations, extra words,
+    wrong signatures, oversize and inconsistent lengths, bad descriptors, garbage."""
+    out: list[BadStream] = []
+    n = len(good)
+    spans = {name: section_span(good, name) for name in bs.SECTION_NAMES}
+    table = (bs.HEADER_WORDS, bs.PAYLOAD_OFFSET)
+    literal_flip = {"magic": E.BAD_MAGIC, "version": E.BAD_VERSION, "signature": E.BAD_SIGNATURE,
+                    "section_count": E.BAD_SECTION, **{f: E.BAD_HEADER for f in (
+                        "timesteps", "tau_shift", "weight_bits", "neuron", "rows", "cols",
+                        "rows_per_word", "bias_bits", "threshold_bits")}}
+
+    def flip(words, index):
+        words = list(words)
+        words[index] ^= 1 << int(rng.integers(32))
+        return words
+
+    def set_fields(changes, fix_crc=True):
+        words = list(good)
+        for index, value in changes.items():
+            words[index] = value & 0xFFFFFFFF
+        return with_crc(words) if fix_crc else words
+
+    def descriptor_lane(layer, lane):
+        return spans["descriptor"][0] + 4 * layer + lane
+
+    layer_count = good[_FIELD["layer_count"]]
+    kinds = ["header", "table", "descriptor", "weight", "bias", "threshold", "crc", "truncate",
+             "extra", "signature", "oversize", "total", "bad_descriptor", "version", "garbage",
+             "multi"]
+    while len(out) < count:
+        kind = kinds[len(out) % len(kinds)]
+        if kind == "header":
+            field = bs.HEADER_FIELDS[int(rng.integers(bs.HEADER_WORDS))]
+            out.append(BadStream(f"flip header {field}", flip(good, _FIELD[field]),
+                                 literal_flip.get(field)))
+        elif kind == "table":
+            index = int(rng.integers(*table))
+            part = (index - bs.HEADER_WORDS) % bs.SECTION_ENTRY_WORDS
+            out.append(BadStream(f"flip table word {index}", flip(good, index),
+                                 E.BAD_SECTION if part != 1 else None))
+        elif kind in bs.SECTION_NAMES or kind == "crc":
+            start, stop = spans[kind] if kind != "crc" else (n - 1, n)
+            index = int(rng.integers(start, stop))
+            # CRC-32 catches every single-word error; descriptors are checked before it
+            out.append(BadStream(f"flip {kind} word {index}", flip(good, index),
+                                 None if kind == "descriptor" else E.CRC_MISMATCH))
+        elif kind == "truncate":
+            cut = int(rng.integers(1, n))
+            out.append(BadStream(f"truncate to {cut} words", good[:cut], E.TRUNCATED))
+        elif kind == "extra":
+            extra = [int(v) for v in rng.integers(0, 1 << 32, size=int(rng.integers(1, 6)))]
+            out.append(BadStream(f"{len(extra)} extra words", good + extra, E.EXTRA_WORDS))
+        elif kind == "signature":
+            words = set_fields({_FIELD["signature"]: other.signature})
+            out.append(BadStream("signature of another config", words, E.BAD_SIGNATURE))
+        elif kind == "oversize":
+            choice = int(rng.integers(3))
+            if choice == 0:
+                words = set_fields({_FIELD["layer_count"]: config.max_layers + 1})
+            else:
+                name = ("weight", "bias")[choice - 1]
+                entry = bs.HEADER_WORDS + bs.SECTION_ENTRY_WORDS * bs.SECTION_NAMES.index(name)
+                size = int(rng.choice([config.memories[name].depth + 1, 0xFFFFFFFF,
+                                       1 << int(rng.integers(12, 32))]))
+                words = set_fields({entry + 1: size})
+            out.append(BadStream(f"oversize ({choice})", words, E.TOO_LARGE))
+        elif kind == "total":
+            delta = int(rng.choice([-1, 1, 1000]))
+            words = set_fields({_FIELD["total_words"]: good[_FIELD["total_words"]] + delta})
+            out.append(BadStream(f"total {delta:+}", words, E.BAD_LENGTH))
+        elif kind == "bad_descriptor":
+            layer = int(rng.integers(layer_count))
+            which = int(rng.integers(4))
+            if which == 0:
+                weight_words = good[bs.HEADER_WORDS + bs.SECTION_ENTRY_WORDS * 1 + 1]
+                changes = {descriptor_lane(layer, 1): weight_words}   # base just past the end
+            elif which == 1:
+                bias_words = good[bs.HEADER_WORDS + bs.SECTION_ENTRY_WORDS * 2 + 1]
+                changes = {descriptor_lane(layer, 2): bias_words}
+            elif which == 2:
+                changes = {descriptor_lane(layer, 3): good[descriptor_lane(layer, 3)] ^ 1}
+            else:
+                lane0 = good[descriptor_lane(layer, 0)]
+                changes = {descriptor_lane(layer, 0): lane0 & 0xFFFF0000}   # fan-in 0
+            out.append(BadStream(f"descriptor {layer} field {which}", set_fields(changes),
+                                 E.BAD_DESCRIPTOR))
+        elif kind == "version":
+            words = set_fields({_FIELD["version"]: int(rng.integers(2, 1 << 32))})
+            out.append(BadStream("version", words, E.BAD_VERSION))
+        elif kind == "garbage":
+            words = [int(v) for v in rng.integers(0, 1 << 32, size=int(rng.integers(1, 40)))]
+            expected = E.BAD_MAGIC if words[0] != bs.MAGIC else None
+            out.append(BadStream("garbage", words, expected))
+        else:
+            words = list(good)
+            for _ in range(int(rng.integers(2, 6))):
+                words = flip(words, int(rng.integers(n)))
+            if words == good:
+                continue
+            out.append(BadStream("multiple flips", words, None))
+    return out
+
+
+def image_words(image: NetworkImage) -> dict[str, list[int]]:
+    """Each memory's used words as wide integers (lane 0 in the low bits)."""
+    return {name: lanes_to_words(array) for name, array in image.memories.items()}
+
+
+# --- the cocotb bench -----------------------------------------------------------------------------
+
+try:
+    import cocotb
+    from cocotb.clock import Clock
+    from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
+except ImportError:                                           # pragma: no cover
+    cocotb = None
+
+
+if cocotb is not None:
+    import random
+
+    from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSource
+
+    from spikepack.sim.runner import bench_args
+
+    class Bench:
+        def __init__(self, dut, config: HardwareConfig, seed: int):
+            self.dut = dut
+            self.config = config
+            self.rng = np.random.default_rng(seed)
+            self.prng = random.Random(seed)
+            self.source = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis"), dut.clk,
+                                          dut.rst)
+            self.good = self.bad = self.words = 0
+            self.committed: dict[str, list[int]] | None = None
+            self.layer_count = 0
+
+        def pauses(self, probability):
+            while True:
+                yield self.prng.random() < probability
+
+        async def reset(self, cycles=2):
+            dut = self.dut
+            await FallingEdge(dut.clk)
+            dut.rst.value = 1
+            await ClockCycles(dut.clk, cycles)
+            await FallingEdge(dut.clk)
+            dut.rst.value = 0
+            self.good = self.bad = self.words = 0
+
+        async def start(self):
+            dut = self.dut
+            cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+            dut.hold.value = 0
+            for name in bs.SECTION_NAMES:
+                getattr(dut, f"{name}_ren").value = 0
+                getattr(dut, f"{name}_raddr").value = 0
+            dut.rst.value = 0
+            await ClockCycles(dut.clk, 1)
+            await self.reset(3)
+
+        async def send(self, beats, pause=0.3):
+            self.source.set_pause_generator(self.pauses(pause) if pause else None)
+            await self.source.send(AxiStreamFrame(bs.bytes_of(beats)))
+            await self.source.wait()
+            await self.settle()
+            self.words += len(beats)
+
+        async def settle(self):
+            dut = self.dut
+            for _ in range(1000):
+                await RisingEdge(dut.clk)
+                await ReadOnly()
+                if not int(dut.busy.value) and not int(dut.commit_pending.value):
+                    break
+            else:
+                raise AssertionError("the loader stays busy 1000 cycles after the frame ended")
+            await ClockCycles(dut.clk, 3)
+
+        async def read_back(self) -> dict[str, list[int]]:
+            """Read every word of the committed image from the active bank, pipelined."""
+            dut = self.dut
+            out = {}
+            for name in bs.SECTION_NAMES:
+                count = len(self.committed[name])
+                raddr, ren = getattr(dut, f"{name}_raddr"), getattr(dut, f"{name}_ren")
+                rdata = getattr(dut, f"{name}_rdata")
+                values = []
+                await FallingEdge(dut.clk)
+                for address in range(count + 1):
+                    if address < count:
+                        raddr.value, ren.value = address, 1
+                    else:
+                        ren.value = 0
+                    await RisingEdge(dut.clk)
+                    await ReadOnly()
+                    if address:
+                        values.append(rdata.value.to_unsigned())
+                    await FallingEdge(dut.clk)
+                out[name] = values
+            return out
+
+        async def check(self, label, expected_error, seed):
+            dut = self.dut
+            await ReadOnly()
+            status = {"error": int(dut.error.value), "good": int(dut.good_loads.value),
+                      "bad": int(dut.bad_loads.value), "words": int(dut.words_received.value)}
+            want = {"error": int(expected_error), "good": self.good, "bad": self.bad,
+                    "words": self.words}
+            assert status == want, (f"{label}: status {status} != expected {want} (error "
+                                    f"{E(status['error']).name if status['error'] < 16 else '?'}"
+                                    f" vs {E(expected_error).name}; seed {seed})")
+            if self.committed is not None:
+                assert int(dut.layer_count.value) == self.layer_count, (
+                    f"{label}: layer_count {int(dut.layer_count.value)} != {self.layer_count}")
+                got = await self.read_back()
+                for name in bs.SECTION_NAMES:
+                    for address, (g, w) in enumerate(zip(got[name], self.committed[name])):
+                        assert g == w, (f"{label}: active {name} word {address} reads 0x{g:x}, "
+                                        f"the committed image has 0x{w:x} (seed {seed})")
+
+        async def load_good(self, layers, label, pause=0.3):
+            config = self.config
+            image = layout_network(layers, config)
+            beats = bs.words_of(bs.pack_network(layers, config))
+            await self.send(beats, pause)
+            self.good += 1
+            self.committed = image_words(image)
+            self.layer_count = image.layer_count
+            await self.check(label, E.NONE, self.seed)
+            return beats
+
+    @cocotb.test()
+    async def loads_and_rejects(dut):
+        args = bench_args()
+        seed = args["seed"]
+        config = HardwareConfig(**args["config"])
+        other = HardwareConfig(**{**args["config"], "bias_bits": config.bias_bits + 1})
+        bench = Bench(dut, config, seed)
+        bench.seed = seed
+        rng = bench.rng
+        await bench.start()
+        assert int(dut.s_axis_tready.value) == 1
+
+        # good streams under back-pressure (random pauses), incl. extreme values
+        beats = None
+        for i in range(args["good"]):
+            layers = random_layers(rng, config, extremes=i % 3 == 1)
+            beats = await bench.load_good(layers, f"good stream {i}", pause=(0.0, 0.3, 0.7)[i % 3])
+
+        # bad streams: each leaves the committed network intact, with the right code
+        streams = bad_streams(rng, beats, config, other, args["bad"])
+        mismatches = []
+        for i, stream in enumerate(streams):
+            reference = bs.loader_outcome(stream.beats, config)
+            assert stream.expected is None or stream.expected == reference, (
+                f"bench error: {stream.label} expected {stream.expected!r} but the reference "
+                f"says {reference!r}")
+            await bench.send(stream.beats, pause=0.25 if i % 2 else 0.0)
+            if reference == E.NONE:
+                bench.good += 1                              # (a mutation undone: still good)
+            else:
+                bench.bad += 1
+            await bench.check(f"bad stream {i} ({stream.label})", reference, seed)
+            if i % 50 == 49:                                  # and a good one still loads
+                layers = random_layers(rng, config)
+                beats = await bench.load_good(layers, f"good stream after bad {i}")
+        dut._log.info("%d good + %d bad streams checked", args["good"], len(streams))
+
+        # a reset in the middle of a stream: the committed network stays, nothing hangs
+        for i in range(args["resets"]):
+            layers = random_layers(rng, config)
+            data = bs.pack_network(layers, config)
+            bench.source.set_pause_generator(bench.pauses(0.2))
+            await bench.source.send(AxiStreamFrame(data))
+            await ClockCycles(dut.clk, int(rng.integers(1, len(data) // 4)))
+            await bench.reset(int(rng.integers(1, 4)))
+            await bench.source.wait()
+            await bench.settle()
+            assert int(dut.busy.value) == 0
+            await bench.check(f"reset mid-stream {i}", E.NONE, seed)
+            beats = await bench.load_good(random_layers(rng, config), f"good after reset {i}")
+
+        # hold: the commit waits, the loader stalls the next frame until the swap
+        dut.hold.value = 1
+        layers = random_layers(rng, config)
+        beats = bs.words_of(bs.pack_network(layers, config))
+        await bench.source.send(AxiStreamFrame(bs.bytes_of(beats)))
+        await bench.source.wait()
+        await ClockCycles(dut.clk, 4)
+        await ReadOnly()
+        assert int(dut.commit_pending.value) == 1, "no commit pending while hold is high"
+        assert int(dut.s_axis_tready.value) == 0, "tready is high while a commit is pending"
+        bench.good += 1
+        bench.words += len(beats)
+        await bench.check("commit held", E.NONE, seed)          # the old network is still active
+        await FallingEdge(dut.clk)
+        dut.hold.value = 0
+        bench.committed = image_words(layout_network(layers, config))
+        bench.layer_count = len(layers)
+        await bench.settle()
+        await bench.check("commit released", E.NONE, seed)

@@ -1,0 +1,355 @@
+"""The bitstream loader in the Amaranth simulator, wired to NetworkMemories (LoaderWithMemories):
+good streams load under back-pressure and read back bit for bit equal to layout_network's
+images; bad streams get the reference verdict (spikepack.firmware.bitstream.loader_outcome, and
+a hand-written code for the directed ones), never write outside the memories and leave the
+committed network intact; reset mid-stream, hold, throughput."""
+
+import random
+
+import numpy as np
+import pytest
+from amaranth import ClockDomain, Elaboratable, Module
+from amaranth.sim import Simulator
+
+from spikepack.firmware import bitstream as bs
+from spikepack.firmware.layout import layout_network
+from spikepack.hw.loader import BitstreamLoader, LoaderWithMemories
+from spikepack.hw.memories import MEMORY_INDEX, MEMORY_NAMES, NetworkMemories
+from spikepack.sim.benches.loader import (bad_streams, image_words, random_layers,
+                                          small_config)
+
+E = bs.ErrorCode
+SEED = random.SystemRandom().getrandbits(32)
+# test_ports_match_network_memories builds components only to compare their signatures
+pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+
+
+@pytest.fixture
+def seed():
+    print(f"seed {SEED}")
+    return SEED
+
+
+class Harness:
+    """Drives a LoaderWithMemories in an async testbench and tracks what must be committed."""
+
+    def __init__(self, ctx, dut, config, rng):
+        self.ctx, self.dut, self.config, self.rng = ctx, dut, config, rng
+        self.good = self.bad = self.words = 0
+        self.committed = None
+        self.layer_count = 0
+        self.cycles = 0
+
+    async def tick(self):
+        await self.ctx.tick()
+        self.cycles += 1
+
+    async def send(self, beats, pause=0.3, *, settle=True):
+        ctx, dut = self.ctx, self.dut
+        for i, word in enumerate(beats):
+            while pause and self.rng.random() < pause:
+                ctx.set(dut.s_axis_tvalid, 0)
+                await self.tick()
+            ctx.set(dut.s_axis_tdata, int(word) & 0xFFFFFFFF)
+            ctx.set(dut.s_axis_tlast, i == len(beats) - 1)
+            ctx.set(dut.s_axis_tvalid, 1)
+            while True:
+                ready = ctx.get(dut.s_axis_tready)
+                await self.tick()
+                if ready:
+                    break
+        ctx.set(dut.s_axis_tvalid, 0)
+        ctx.set(dut.s_axis_tlast, 0)
+        self.words += len(beats)
+        if settle:
+            await self.settle()
+
+    async def settle(self):
+        for _ in range(100):
+            if not self.ctx.get(self.dut.busy) and not self.ctx.get(self.dut.commit_pending):
+                break
+            await self.tick()
+        else:
+            raise AssertionError("the loader stays busy after the frame ended")
+        await self.tick()
+        await self.tick()
+
+    async def read_back(self):
+        ctx, dut = self.ctx, self.dut
+        out = {}
+        for name in MEMORY_NAMES:
+            values = []
+            for address in range(len(self.committed[name])):
+                ctx.set(getattr(dut, f"{name}_raddr"), address)
+                ctx.set(getattr(dut, f"{name}_ren"), 1)
+                await self.tick()
+                values.append(ctx.get(getattr(dut, f"{name}_rdata")))
+            ctx.set(getattr(dut, f"{name}_ren"), 0)
+            out[name] = values
+        return out
+
+    async def check(self, label, error):
+        ctx, dut = self.ctx, self.dut
+        status = {"error": ctx.get(dut.error), "good": ctx.get(dut.good_loads),
+                  "bad": ctx.get(dut.bad_loads), "words": ctx.get(dut.words_received)}
+        want = {"error": int(error), "good": self.good, "bad": self.bad, "words": self.words}
+        assert status == want, f"{label}: status {status}, expected {want} ({E(int(error)).name})"
+        if self.committed is not None:
+            assert ctx.get(dut.layer_count) == self.layer_count, label
+            got = await self.read_back()
+            for name in MEMORY_NAMES:
+                for address, (g, w) in enumerate(zip(got[name], self.committed[name])):
+                    assert g == w, (f"{label}: active {name} word {address} reads 0x{g:x}; the "
+                                    f"committed image has 0x{w:x}")
+
+    async def load_good(self, layers, label, pause=0.3):
+        beats = bs.words_of(bs.pack_network(layers, self.config))
+        await self.send(beats, pause)
+        self.good += 1
+        image = layout_network(layers, self.config)
+        self.committed, self.layer_count = image_words(image), image.layer_count
+        await self.check(label, E.NONE)
+        return beats
+
+
+class _Top(Elaboratable):
+    """The DUT in an explicit sync domain, so that a testbench can drive its reset."""
+
+    def __init__(self, dut):
+        self.dut = dut
+        self.cd = ClockDomain("sync")
+
+    def elaborate(self, platform):
+        m = Module()
+        m.domains.sync = self.cd
+        m.submodules.dut = self.dut
+        return m
+
+
+def simulate(config, scenario, *, monitor=True):
+    """Run ``scenario(ctx, dut)`` (or ``(ctx, dut, rst)`` if it takes three arguments)."""
+    dut = LoaderWithMemories(config=config)
+    top = _Top(dut)
+    sim = Simulator(top)
+    sim.add_clock(1e-8, domain="sync")
+    writes = []
+
+    async def tb(ctx):
+        if scenario.__code__.co_argcount == 3:
+            await scenario(ctx, dut, top.cd.rst)
+        else:
+            await scenario(ctx, dut)
+
+    async def watch(ctx):
+        loader = dut._loader
+        async for _, _, en, mem, addr, lane in ctx.tick().sample(
+                loader.wr_en, loader.wr_mem, loader.wr_addr, loader.wr_lane):
+            if en:
+                writes.append((mem, addr, lane))
+
+    sim.add_testbench(tb)
+    if monitor:
+        sim.add_process(watch)
+    sim.run()
+    return writes
+
+
+def check_writes_in_bounds(config, writes):
+    specs = config.memories
+    names = {index: name for name, index in MEMORY_INDEX.items()}
+    assert writes, "no write was seen at all"
+    for mem, addr, lane in writes:
+        spec = specs[names[mem]]
+        assert addr < spec.depth and lane < spec.lanes, (
+            f"write outside {spec.name}: word {addr} lane {lane} (depth {spec.depth}, "
+            f"{spec.lanes} lanes)")
+
+
+def test_ports_match_network_memories():
+    for config in (small_config(), small_config(rows=8, cols=2, max_layers=8, weight_depth=100)):
+        loader, memories = BitstreamLoader(config=config), NetworkMemories(config=config)
+        for name in ("wr_mem", "wr_addr", "wr_lane", "wr_data", "wr_en", "commit",
+                     "commit_layers"):
+            assert loader.signature.members[name].shape == memories.signature.members[name].shape
+            assert loader.signature.members[name].flow != memories.signature.members[name].flow
+    with pytest.raises(TypeError, match="HardwareConfig"):
+        BitstreamLoader(config={"rows": 4})
+
+
+def test_good_streams_load_and_read_back(seed):
+    config = small_config()
+    rng = np.random.default_rng(seed)
+    prng = random.Random(seed)
+
+    async def scenario(ctx, dut):
+        h = Harness(ctx, dut, config, prng)
+        assert ctx.get(dut.s_axis_tready) == 1 and ctx.get(dut.layer_count) == 0
+        for i in range(4):
+            await h.load_good(random_layers(rng, config, extremes=i == 1), f"good {i}",
+                              pause=(0.0, 0.5)[i % 2])
+
+    check_writes_in_bounds(config, simulate(config, scenario))
+
+
+def test_bad_streams_leave_the_committed_network(seed):
+    config = small_config()
+    other = small_config(threshold_bits=13)
+    rng = np.random.default_rng(seed)
+    prng = random.Random(seed)
+    seen = set()
+
+    async def scenario(ctx, dut):
+        h = Harness(ctx, dut, config, prng)
+        beats = await h.load_good(random_layers(rng, config), "first good")
+        for i, stream in enumerate(bad_streams(rng, beats, config, other, 64)):
+            reference = bs.loader_outcome(stream.beats, config)
+            assert stream.expected in (None, reference), (stream.label, stream.expected, reference)
+            await h.send(stream.beats, pause=0.2 if i % 2 else 0.0)
+            if reference == E.NONE:
+                h.good += 1
+            else:
+                h.bad += 1
+            seen.add(reference)
+            await h.check(f"bad {i}: {stream.label} (seed {seed})", reference)
+        await h.load_good(random_layers(rng, config), "good after the bad ones")
+
+    check_writes_in_bounds(config, simulate(config, scenario))
+    must = {E.BAD_MAGIC, E.BAD_VERSION, E.BAD_SIGNATURE, E.BAD_HEADER, E.BAD_SECTION,
+            E.BAD_LENGTH, E.TOO_LARGE, E.BAD_DESCRIPTOR, E.CRC_MISMATCH, E.TRUNCATED,
+            E.EXTRA_WORDS}
+    assert must <= seen, f"codes never produced: {sorted(c.name for c in must - seen)}"
+
+
+def test_directed_codes():
+    """One hand-made stream per code, with the code written out (not taken from the parser)."""
+    config = small_config()
+    rng = np.random.default_rng(1)
+    layers = random_layers(rng, config)
+    good = bs.words_of(bs.pack_network(layers, config))
+    from spikepack.sim.benches.loader import with_crc
+    field = {name: i for i, name in enumerate(bs.HEADER_FIELDS)}
+
+    def changed(index, value):
+        words = list(good)
+        words[index] = value
+        return with_crc(words)
+
+    cases = [
+        ([0x12345678] + good[1:], E.BAD_MAGIC),
+        (changed(field["version"], 2), E.BAD_VERSION),
+        (changed(field["signature"], config.signature ^ 1), E.BAD_SIGNATURE),
+        (changed(field["timesteps"], config.timesteps + 1), E.BAD_HEADER),
+        (changed(field["neuron"], 1), E.BAD_HEADER),
+        (changed(field["section_count"], 5), E.BAD_SECTION),
+        (changed(bs.HEADER_WORDS + 3, 0), E.BAD_SECTION),                 # weight section type
+        (changed(bs.HEADER_WORDS + 5, 7), E.BAD_SECTION),                 # weight lanes
+        (changed(field["layer_count"], 0), E.BAD_LENGTH),
+        (changed(field["layer_count"], config.max_layers + 1), E.TOO_LARGE),
+        (changed(bs.HEADER_WORDS + 4, config.weight_depth + 1), E.TOO_LARGE),
+        (changed(field["total_words"], len(good) + 1), E.BAD_LENGTH),
+        (changed(bs.PAYLOAD_OFFSET, 0), E.BAD_DESCRIPTOR),                # fan-in 0, neurons 0
+        (changed(bs.PAYLOAD_OFFSET, 13 | (1 << 16)), E.TOO_LARGE),        # fan-in 13 > 12
+        (changed(bs.PAYLOAD_OFFSET + 3, 2), E.BAD_DESCRIPTOR),            # flags
+        (good[:-1] + [good[-1] ^ 4], E.CRC_MISMATCH),
+        (good[:-2] + [good[-2] ^ (1 << 31), good[-1]], E.CRC_MISMATCH),   # last threshold word
+        (good[:-1], E.TRUNCATED),
+        (good + [0], E.EXTRA_WORDS),
+        (good, E.NONE),
+    ]
+    for words, code in cases:
+        assert bs.loader_outcome(words, config) == code
+
+    async def scenario(ctx, dut):
+        h = Harness(ctx, dut, config, random.Random(2))
+        for i, (words, code) in enumerate(cases):
+            await h.send(words, pause=0.2)
+            if code == E.NONE:
+                h.good += 1
+                h.committed = image_words(layout_network(layers, config))
+                h.layer_count = len(layers)
+            else:
+                h.bad += 1
+            await h.check(f"directed case {i} ({code.name})", code)
+
+    simulate(config, scenario)
+
+
+def test_reset_mid_stream_keeps_the_network(seed):
+    config = small_config()
+    rng = np.random.default_rng(seed)
+    prng = random.Random(seed)
+
+    async def scenario(ctx, dut, rst):
+        h = Harness(ctx, dut, config, prng)
+        await h.load_good(random_layers(rng, config), "first good")
+        for i in range(3):
+            beats = bs.words_of(bs.pack_network(random_layers(rng, config), config))
+            cut = int(rng.integers(1, len(beats)))
+            # drive part of the frame (no TLAST), then reset
+            for word in beats[:cut]:
+                ctx.set(dut.s_axis_tdata, word)
+                ctx.set(dut.s_axis_tvalid, 1)
+                ctx.set(dut.s_axis_tlast, 0)
+                await h.tick()
+            ctx.set(dut.s_axis_tvalid, 0)
+            assert ctx.get(dut.busy) == 1
+            ctx.set(rst, 1)
+            await h.tick()
+            ctx.set(rst, 0)
+            await h.tick()
+            h.good = h.bad = h.words = 0
+            assert ctx.get(dut.busy) == 0 and ctx.get(dut.s_axis_tready) == 1
+            await h.check(f"after reset {i} at word {cut}", E.NONE)
+            await h.load_good(random_layers(rng, config), f"good after reset {i}")
+
+    simulate(config, scenario, monitor=False)
+
+
+def test_hold_defers_commit_and_stalls_the_next_frame(seed):
+    config = small_config()
+    rng = np.random.default_rng(seed)
+
+    async def scenario(ctx, dut):
+        h = Harness(ctx, dut, config, random.Random(seed))
+        await h.load_good(random_layers(rng, config), "first good")
+        ctx.set(dut.hold, 1)
+        layers = random_layers(rng, config)
+        await h.send(bs.words_of(bs.pack_network(layers, config)), settle=False)
+        h.good += 1
+        for _ in range(5):
+            await h.tick()
+        assert ctx.get(dut.commit_pending) == 1 and ctx.get(dut.s_axis_tready) == 0
+        await h.check("commit held: the old network stays active", E.NONE)
+        ctx.set(dut.hold, 0)
+        await h.settle()
+        h.committed = image_words(layout_network(layers, config))
+        h.layer_count = len(layers)
+        await h.check("commit released", E.NONE)
+
+    simulate(config, scenario, monitor=False)
+
+
+def test_throughput_one_word_per_cycle():
+    """A frame of W words, valid held high, takes exactly W cycles; tready drops for the one
+    commit cycle after a good frame only."""
+    config = small_config()
+    layers = random_layers(np.random.default_rng(3), config)
+    beats = bs.words_of(bs.pack_network(layers, config))
+
+    async def scenario(ctx, dut):
+        ready = []
+        for frame in range(2):
+            for i, word in enumerate(beats):
+                ctx.set(dut.s_axis_tdata, word)
+                ctx.set(dut.s_axis_tlast, i == len(beats) - 1)
+                ctx.set(dut.s_axis_tvalid, 1)
+                ready.append(ctx.get(dut.s_axis_tready))
+                await ctx.tick()
+            ctx.set(dut.s_axis_tvalid, 0)
+            ready.append(ctx.get(dut.s_axis_tready))       # the commit cycle
+            await ctx.tick()
+            assert ctx.get(dut.good_loads) == frame + 1
+        assert ready == ([1] * len(beats) + [0]) * 2, ready
+        assert ctx.get(dut.words_received) == 2 * len(beats)
+
+    simulate(config, scenario, monitor=False)
