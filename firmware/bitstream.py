@@ -295,16 +295,21 @@ class _Scanner:
         self.crc = 0
         self.index = 0
         self.prev_neurons = 0
+        self._crc_index: int | None = None
+        # the hardware's values, computed once (HardwareConfig derives them on every access)
+        self.signature = config.signature if config is not None else None
+        self.max_layers = config.max_layers if config is not None else None
+        self.depths = ({name: spec.depth for name, spec in config.memories.items()}
+                       if config is not None else None)
+        self.fixed = None if config is None else {
+            "timesteps": config.timesteps, "tau_shift": config.tau_shift,
+            "weight_bits": config.weight_bits, "neuron": NEURON_CODES[config.neuron],
+            "rows": config.rows, "cols": config.cols, "rows_per_word": config.rows_per_word,
+            "bias_bits": config.bias_bits, "threshold_bits": config.threshold_bits}
 
     # expected values -------------------------------------------------------------------------
     def _fixed(self, name: str) -> int | None:
-        c = self.config
-        if c is None:
-            return None
-        return {"timesteps": c.timesteps, "tau_shift": c.tau_shift, "weight_bits": c.weight_bits,
-                "neuron": NEURON_CODES[c.neuron], "rows": c.rows, "cols": c.cols,
-                "rows_per_word": c.rows_per_word, "bias_bits": c.bias_bits,
-                "threshold_bits": c.threshold_bits}[name]
+        return None if self.fixed is None else self.fixed[name]
 
     def _valid_free(self, name: str, v: int) -> bool:
         h = self.header
@@ -325,9 +330,32 @@ class _Scanner:
 
     @property
     def crc_index(self) -> int | None:
-        if len(self.sections) < len(SECTION_NAMES):
-            return None
-        return PAYLOAD_OFFSET + sum(s.stream_words for s in self.sections)
+        """Index of the CRC word, once the section table has been read."""
+        if self._crc_index is None and len(self.sections) == len(SECTION_NAMES):
+            self._crc_index = PAYLOAD_OFFSET + sum(s.stream_words for s in self.sections)
+        return self._crc_index
+
+    def run(self, words: Sequence[int], data: bytes | None = None) -> int | None:
+        """Feed ``words`` from ``self.index`` on; return the index of the (matching) CRC word, or
+        ``None`` if the words run out first. Payload past the descriptors is taken in one go (it
+        has no checks but the CRC); ``data`` is the same stream as bytes, if at hand."""
+        n = len(words)
+        while self.index < n:
+            crc_index = self.crc_index
+            if crc_index is not None:
+                first, descriptors = self.sections[0].offset, self.sections[0].stream_words
+                if first + descriptors <= self.index < crc_index:
+                    stop = min(crc_index, n)
+                    chunk = words[self.index:stop]
+                    self.payload.extend(int(w) for w in chunk)
+                    blob = data[4 * self.index:4 * stop] if data is not None else bytes_of(chunk)
+                    self.crc = zlib.crc32(blob, self.crc)
+                    self.index = stop
+                    continue
+            index = self.index
+            if self.feed(words[index]):
+                return index
+        return None
 
     # one word ---------------------------------------------------------------------------------
     def feed(self, word: int) -> bool:
@@ -362,10 +390,10 @@ class _Scanner:
                 raise UnknownVersion(f"unknown bitstream format version {w}; this reader and the "
                                      f"loader understand version {FORMAT_VERSION}", word=i)
         elif name == "signature":
-            if c is not None and w != c.signature:
+            if c is not None and w != self.signature:
                 raise SignatureMismatch(f"the bitstream was packed for hardware signature "
                                         f"0x{w:08x}, but this hardware's signature is "
-                                        f"0x{c.signature:08x}: pack the model with this "
+                                        f"0x{self.signature:08x}: pack the model with this "
                                         f"hardware's manifest", word=i)
         elif name == "total_words":
             pass                                     # checked against the table at its end
@@ -373,9 +401,9 @@ class _Scanner:
             if w == 0:
                 raise LengthOutOfRange("the header's layer count is 0; a network has at least "
                                        "one layer", word=i)
-            if c is not None and w > c.max_layers:
+            if c is not None and w > self.max_layers:
                 raise LayerTooLarge(f"the network has {w} layers; the hardware holds at most "
-                                    f"{c.max_layers} (max_layers)", word=i)
+                                    f"{self.max_layers} (max_layers)", word=i)
         elif name == "section_count":
             if w != len(SECTION_NAMES):
                 raise BadSectionTable(f"the header announces {w} sections; format version "
@@ -411,9 +439,9 @@ class _Scanner:
             else:
                 if w == 0:
                     raise LengthOutOfRange(f"the {name} section is empty", word=i)
-                if c is not None and w > c.memories[name].depth:
+                if c is not None and w > self.depths[name]:
                     raise LayerTooLarge(f"the {name} section has {w} words; the hardware's {name} "
-                                        f"memory holds {c.memories[name].depth} per bank", word=i)
+                                        f"memory holds {self.depths[name]} per bank", word=i)
             self.table[k].append(w)
         else:
             want = self.expected_lanes(k)
@@ -484,10 +512,7 @@ def parse_stream(data: bytes, config: HardwareConfig | None = None) -> ParsedStr
     data = bytes(data)
     words = words_of(data)
     scanner = _Scanner(config)
-    for word in words:
-        if scanner.feed(word):
-            break
-    else:
+    if scanner.run(words, data) is None:
         raise _truncated(scanner, len(data))
     end = 4 * (scanner.index + 1)
     if len(data) > end:
@@ -508,14 +533,13 @@ def loader_outcome(beats: Sequence[int], config: HardwareConfig) -> ErrorCode:
     ``EXTRA_WORDS`` if it does not come on the CRC word, else ``NONE``."""
     config = _check_config(config)
     scanner = _Scanner(config)
-    for index, word in enumerate(beats):
-        try:
-            done = scanner.feed(int(word))
-        except BitstreamError as e:
-            return e.code
-        if done:
-            return ErrorCode.NONE if index == len(beats) - 1 else ErrorCode.EXTRA_WORDS
-    return ErrorCode.TRUNCATED
+    try:
+        index = scanner.run([int(w) for w in beats])
+    except BitstreamError as e:
+        return e.code
+    if index is None:
+        return ErrorCode.TRUNCATED
+    return ErrorCode.NONE if index == len(beats) - 1 else ErrorCode.EXTRA_WORDS
 
 
 # --- the model phase -----------------------------------------------------------------------------

@@ -42,16 +42,8 @@ def top_ports(component) -> list[dict[str, Any]]:
     return ports
 
 
-def _registers() -> list[dict[str, Any]]:
-    from spikepack.hw import registers
-    out = []
-    for reg in registers.REGISTERS:
-        out.append(dataclasses.asdict(reg) if dataclasses.is_dataclass(reg) else dict(reg))
-    return out
-
-
 def build_manifest(config: HardwareConfig, top) -> dict[str, Any]:
-    from spikepack.hw.top import SpikePackTop  # noqa: F401  (the component described)
+    from spikepack.hw.registers import out_bits, register_map
     mems = config.memories
     return {
         "format": MANIFEST_FORMAT,
@@ -68,12 +60,12 @@ def build_manifest(config: HardwareConfig, top) -> dict[str, Any]:
             "activation_depth": config.activation_depth,
             "column_tiles_max": config.column_tiles_max,
             "inputs_per_beat": 32 // config.timesteps,
-            "output_bits": 32 * -(-config.widths.potential // 32),
+            "output_bits": out_bits(config),
         },
         "memories": {name: {"lanes": s.lanes, "word_bits": s.word_bits, "depth_per_bank": s.depth,
                             "banks": 2} for name, s in mems.items()},
         "reset": "rst: active-high, synchronous to clk",
-        "registers": _registers(),
+        "registers": register_map(config),
         "ports": top_ports(top),
     }
 

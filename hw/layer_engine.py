@@ -27,19 +27,22 @@ when idle), ``weight_raddr/_ren/_rdata``, ``bias_raddr/_ren/_rdata``,
 ``act_raddr/_ren/_rdata`` (activation buffer: entry e holds inputs e*R .. e*R+R-1, input e*R+i
 at bits i*T ..), ``o`` (index, spikes, potential, last), ``busy``.
 
-Latency and throughput, with the output never stalled (``o.ready`` = 1), in cycles from the
-descriptor handshake to the last output beat:
+Latency and throughput, with the output never stalled (``o.ready`` = 1), in clock edges from
+the descriptor handshake to the last ``o`` handshake (setup cycle and register stages included):
 
-    L = 1 + W*P + K*P + R + (T + 1) + (C_last - 1) + 1      (+ output-bound stalls, below)
+    L = W*P + (K - 1)*P + T + R + (T + 1) + C_last          (compute-bound layers, C < G*P)
 
-where W = ``load_schedule(...).warmup`` (1 or 2 warm-up periods that load the first tile),
-R the array latency, T + 1 the neuron unit's decode latency, C_last = M - (CT-1)*C the outputs
-of the last column tile. Steady state: one tile per P cycles (R*C*T useful adds per P cycles;
-P = T for the auto-chosen g), i.e. the ideal K*T cycles for the whole layer. Bounds: a column
-tile cannot take fewer than C cycles (its C outputs leave one per cycle on ``o``) while it
-computes for G*P cycles, so a layer is compute-bound when G*P >= C (row tiles >= C/T) and
-output-bound, near CT*C ~ M cycles, when G*P < C; the weight port bounds the period at R/g
-cycles (P = max(T, R/g)). ``busy`` is high from the handshake to the last ``o`` handshake.
+W = ``load_schedule(...).warmup`` warm-up periods (1, or 2 when P = 1) load the first tile;
+K - 1 tile periods and the T planes of the last tile; R the array latency; T + 1 the neuron
+units' decode latency; C_last = M - (CT-1)*C the outputs of the last column tile.
+
+Steady state: one tile per P cycles (R*C*T spike-gated adds per P cycles; P = T for the
+auto-chosen g), i.e. the ideal K*T cycles for the whole layer plus the constant fill/drain.
+Bounds: a column tile cannot take fewer than C cycles (its C outputs leave one per cycle on
+``o``) while it computes for G*P cycles, so a layer is compute-bound when G*P > C (at G*P = C a
+unit may lose a cycle now and then) and output-bound, about CT*C ~ M cycles, when G*P < C; the
+weight port bounds the period at R/g cycles (P = max(T, R/g)). ``busy`` is high from the
+handshake to the last ``o`` handshake.
 """
 
 from __future__ import annotations
@@ -51,9 +54,11 @@ from amaranth.lib.wiring import In, Out
 
 from spikepack.config import HardwareConfig
 
+from spikepack.sim.golden import signed_bits
+
 from .array import SpikeArray, load_schedule
 
-__all__ = ["LayerEngine", "descriptor_layout", "output_layout"]
+__all__ = ["LayerEngine", "descriptor_layout", "output_layout", "ideal_cycles", "expected_cycles"]
 
 
 def descriptor_layout(config: HardwareConfig) -> data.StructLayout:
@@ -76,6 +81,21 @@ def output_layout(config: HardwareConfig) -> data.StructLayout:
     })
 
 
+def ideal_cycles(config: HardwareConfig, fan_in: int, neurons: int) -> int:
+    """ceil(N/R) * ceil(M/C) * T: one bit plane per cycle, every PE busy."""
+    return -(-fan_in // config.rows) * -(-neurons // config.cols) * config.timesteps
+
+
+def expected_cycles(config: HardwareConfig, fan_in: int, neurons: int) -> int:
+    """The latency formula of the module docstring: exact for compute-bound layers
+    (C < ceil(N/R) * P) with ``o`` never stalled, a lower bound otherwise."""
+    sched = load_schedule(rows=config.rows, rows_per_word=config.rows_per_word,
+                          beats=config.timesteps)
+    R, C, T, P = config.rows, config.cols, config.timesteps, sched.period
+    G, CT = -(-fan_in // R), -(-neurons // C)
+    return sched.warmup * P + (G * CT - 1) * P + T + R + (T + 1) + (neurons - (CT - 1) * C)
+
+
 def _neuron_class(config: HardwareConfig):
     if config.neuron == "spikepack":
         from .neuron_spikepack import SpikePackNeuron
@@ -88,6 +108,8 @@ class LayerEngine(wiring.Component):
     """Runs one layer descriptor at a time (see the module docstring for timing)."""
 
     def __init__(self, *, config: HardwareConfig):
+        if not isinstance(config, HardwareConfig) or config.pe_mode != "serial":
+            self._MustUse__silence = True   # a rejected engine is not an unused elaboratable
         if not isinstance(config, HardwareConfig):
             raise TypeError(f"config must be a HardwareConfig, not {type(config).__name__}")
         if config.pe_mode != "serial":
@@ -137,16 +159,10 @@ class LayerEngine(wiring.Component):
         return self._schedule.warmup
 
     def ideal_cycles(self, fan_in: int, neurons: int) -> int:
-        """ceil(N/R) * ceil(M/C) * T."""
-        c = self._config
-        return -(-fan_in // c.rows) * -(-neurons // c.cols) * c.timesteps
+        return ideal_cycles(self._config, fan_in, neurons)
 
     def expected_cycles(self, fan_in: int, neurons: int) -> int:
-        """The latency formula of the module docstring (compute-bound layers, o never stalled)."""
-        c = self._config
-        R, C, T, P = c.rows, c.cols, c.timesteps, self.period
-        G, CT = -(-fan_in // R), -(-neurons // C)
-        return 1 + self.warmup * P + G * CT * P + R + (T + 1) + (neurons - (CT - 1) * C - 1) + 1
+        return expected_cycles(self._config, fan_in, neurons)
 
     # --- hardware --------------------------------------------------------------------------------
 
@@ -200,7 +216,8 @@ class LayerEngine(wiring.Component):
         # weight reads: offset q < n reads group q of tile m + advance[q]
         w_issue = Signal()
         w_tile = Signal(signed(len(pm) + 3))
-        adv = Array(Const(a, signed(4)) for a in sched.advance)
+        adv_shape = signed(signed_bits(min(sched.advance), max(sched.advance)))
+        adv = Array(Const(a, adv_shape) for a in sched.advance)
         mask = (1 << waddr_bits) - 1
         waddr_off = Array(Const((a * n + q) & mask, waddr_bits) for q, a in enumerate(sched.advance))
         if n > 1:

@@ -24,8 +24,7 @@ from amaranth import Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from spikepack.sim.golden import (MAX_T, TAU_SHIFTS, Widths, WidthError, layer_widths, packed_max,
-                                  signed_bits)
+from spikepack.sim.golden import MAX_T, TAU_SHIFTS, Widths, layer_widths, packed_max
 
 __all__ = ["INPUT_MODES", "NeuronParams", "check_neuron_params", "neuron_input_layout",
            "neuron_output_layout", "NeuronBase", "add_output_stage"]
@@ -104,7 +103,8 @@ def _check_int(name, value, lo, hi):
 def check_neuron_params(*, timesteps, tau_shift, weight_bits, fan_in, rows, bias_bits,
                         threshold_bits, input_mode="serial") -> NeuronParams:
     """Check every neuron-unit parameter (``TypeError``/``ValueError`` naming the parameter, or
-    :class:`~spikepack.sim.golden.WidthError` when the datapath would need over 48 bits)."""
+    :class:`~spikepack.sim.golden.WidthError` when the datapath would need more than
+    ``golden.MAX_POTENTIAL_BITS`` bits)."""
     _check_int("timesteps", timesteps, 1, MAX_T)
     if not isinstance(tau_shift, int) or isinstance(tau_shift, bool):
         raise TypeError(f"tau_shift must be an integer, not {type(tau_shift).__name__}")
@@ -152,15 +152,24 @@ class NeuronBase(wiring.Component):
 
     def __init__(self, *, timesteps, tau_shift, weight_bits, fan_in, rows, bias_bits,
                  threshold_bits, input_mode="serial"):
-        self._params = check_neuron_params(
-            timesteps=timesteps, tau_shift=tau_shift, weight_bits=weight_bits, fan_in=fan_in,
-            rows=rows, bias_bits=bias_bits, threshold_bits=threshold_bits, input_mode=input_mode)
+        try:
+            self._params = check_neuron_params(
+                timesteps=timesteps, tau_shift=tau_shift, weight_bits=weight_bits,
+                fan_in=fan_in, rows=rows, bias_bits=bias_bits, threshold_bits=threshold_bits,
+                input_mode=input_mode)
+        except Exception:
+            self._mark_used()
+            raise
         self._input_layout = neuron_input_layout(self._params)
         self._output_layout = neuron_output_layout(self._params)
         super().__init__({
             "i": In(stream.Signature(self._input_layout)),
             "o": Out(stream.Signature(self._output_layout)),
         })
+
+    def _mark_used(self):
+        """Mark a unit whose construction failed as used (no "never elaborated" warning)."""
+        self._MustUse__silence = True
 
     @classmethod
     def from_config(cls, config, **kwargs):
@@ -256,7 +265,3 @@ def add_output_stage(m: Module, port, depth: int):
         raise ValueError(f"output depth must be 1 or 2, not {depth}")
     return SimpleNamespace(w_en=w_en, w_data=w_data, can_write=can_write, free=free)
 
-
-def range_bits(lo: int, hi: int) -> int:
-    """Signed bits for [lo, hi] (re-exported for the units)."""
-    return signed_bits(lo, hi)

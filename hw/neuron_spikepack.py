@@ -5,7 +5,7 @@ See :class:`SpikePackNeuron`.
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed
+from amaranth import Cat, Module, Mux, Signal, signed
 
 from spikepack.sim.golden import signed_bits
 
@@ -56,6 +56,7 @@ class SpikePackNeuron(NeuronBase):
 
     def __init__(self, *, _fault=None, **kwargs):
         if _fault not in _FAULTS:
+            self._mark_used()
             raise ValueError(f"_fault must be one of {_FAULTS}, not {_fault!r}")
         self._fault = _fault
         super().__init__(**kwargs)

@@ -49,18 +49,11 @@ class ProcessingElement(wiring.Component):
     """Spike-gated accumulate PE with a double-buffered weight (see the module docstring)."""
 
     def __init__(self, *, weight_bits: int, in_bits: int, out_bits: int, mode: str = "serial"):
-        _check_int("weight_bits", weight_bits, 2, 16)
-        _check_int("in_bits", in_bits, 0, 64)
-        _check_int("out_bits", out_bits, 1, 64)
-        if mode not in PE_MODES:
-            raise ValueError(f"mode must be one of {PE_MODES}, not {mode!r}")
-        if mode == "packed":
-            raise NotImplementedError(
-                "pe_mode 'packed' (a weight x p(z) multiplier per PE) is not implemented; "
-                "use pe_mode 'serial'")
-        if out_bits < max(in_bits, weight_bits):
-            raise ValueError(f"out_bits ({out_bits}) must hold psum_in ({in_bits} bits) and a "
-                             f"weight ({weight_bits} bits)")
+        try:
+            self._check(weight_bits, in_bits, out_bits, mode)
+        except Exception:
+            self._MustUse__silence = True   # a rejected PE is not an unused elaboratable
+            raise
         self._weight_bits = weight_bits
         self._in_bits = in_bits
         self._out_bits = out_bits
@@ -74,6 +67,21 @@ class ProcessingElement(wiring.Component):
         if in_bits:
             members["psum_in"] = In(signed(in_bits))
         super().__init__(members)
+
+    @staticmethod
+    def _check(weight_bits, in_bits, out_bits, mode):
+        _check_int("weight_bits", weight_bits, 2, 16)
+        _check_int("in_bits", in_bits, 0, 64)
+        _check_int("out_bits", out_bits, 1, 64)
+        if mode not in PE_MODES:
+            raise ValueError(f"mode must be one of {PE_MODES}, not {mode!r}")
+        if mode == "packed":
+            raise NotImplementedError(
+                "pe_mode 'packed' (a weight x p(z) multiplier per PE) is not implemented; "
+                "use pe_mode 'serial'")
+        if out_bits < max(in_bits, weight_bits):
+            raise ValueError(f"out_bits ({out_bits}) must hold psum_in ({in_bits} bits) and a "
+                             f"weight ({weight_bits} bits)")
 
     @property
     def weight_bits(self) -> int:

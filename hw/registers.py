@@ -52,7 +52,7 @@ ADDR_BITS = 8
 FIELD_KINDS = ("const", "status", "counter", "rw", "pulse", "event")
 ACCESS_TYPES = ("RO", "RW", "W1C", "WO")
 
-Value = Union[int, Callable[[HardwareConfig], int]]
+FieldValue = Union[int, Callable[[HardwareConfig], int]]
 
 
 def input_words_per_beat(config: HardwareConfig) -> int:
@@ -74,7 +74,7 @@ class Field:
     width: int
     kind: str
     description: str
-    value: Value = 0
+    value: FieldValue = 0
 
     def __post_init__(self):
         if self.kind not in FIELD_KINDS:
@@ -354,10 +354,12 @@ def render_markdown() -> str:
         "is ignored and sets EVENTS.START_IGNORED; a START while idle arms exactly one "
         "inference, which begins when an image is buffered and a network is committed.",
         "* Two images can be buffered on chip; while both buffers are full, `s_axis_in_tready` "
-        "is low.",
+        "is low. An image ends at its TLAST beat; beats beyond the activation buffer "
+        "(ACT_DEPTH x R spike words) are accepted and dropped, setting EVENTS.INPUT_OVERFLOW.",
         "* A network committed by the loader while an inference runs becomes active between "
         "inferences (STATUS.COMMIT_PENDING meanwhile); each inference uses one network "
         "throughout, the one active when it starts.",
+        "* The pulses of one CONTROL write act in the same cycle; SOFT_RESET wins over START.",
         "* CONTROL.SOFT_RESET clears the sequencer and the layer engine; the committed network, "
         "the loader, the registers and all counters survive (except CYCLES_LAST, which reads 0 "
         "until the next inference ends). An inference in flight is abandoned; its output "

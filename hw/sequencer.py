@@ -31,10 +31,13 @@ routes the engine's output beats until the beat with ``last``; the input buffer 
 when layer 0 ends. ``hold`` (to :class:`NetworkMemories`) is high while an inference runs, so
 a commit waits for its end; at least one idle cycle separates two inferences.
 
-Latency per inference: ``sum over layers (3 + engine latency of the layer) + 1`` cycles from the
-start (``busy`` rising) to the acceptance of the last output beat, plus output stalls.
-Throughput: one inference per ``sum over layers (3 + engine time)`` + 1 cycles when images
-arrive at least that fast (the input of the next image overlaps the current inference).
+Latency per inference: ``sum over layers l of (3 + L_l)`` cycles from the first busy cycle to
+the acceptance of the last output beat, inclusive (``cycles_last``), where L_l is the engine's
+latency for layer l from its descriptor handshake to its last output beat (including output
+stalls): 1 cycle to read the descriptor, 1 to latch it, 1 to offer it, per layer.
+Throughput: one inference per ``1 + sum over layers l of (3 + L_l)`` cycles (one idle cycle
+between inferences) when images arrive at least that fast: the next image is received into the
+free input buffer while the current inference runs.
 """
 
 from __future__ import annotations

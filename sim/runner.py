@@ -127,20 +127,32 @@ def run(built: Build, test_module: str, *, testcase: str | Iterable[str] | None 
     print(f"[spikepack] {label}: seed {seed} (reproduce with SPIKEPACK_SEED={seed})",
           file=sys.stderr, flush=True)
     runner = get_runner(built.simulator)
-    results = runner.test(test_module=test_module, hdl_toplevel=built.toplevel,
-                          hdl_toplevel_lang="verilog", testcase=testcase, seed=seed,
-                          build_dir=built.directory,
-                          test_dir=test_dir, extra_env=env, waves=waves_enabled(),
-                          log_file=test_dir / "sim.log")
-    total, failed = get_results(results)
+    log_file = test_dir / "sim.log"
+    results_xml = test_dir / "results.xml"
+    try:
+        runner.test(test_module=test_module, hdl_toplevel=built.toplevel,
+                    hdl_toplevel_lang="verilog", testcase=testcase, seed=seed,
+                    build_dir=built.directory, test_dir=test_dir, extra_env=env,
+                    waves=waves_enabled(), log_file=log_file, results_xml=str(results_xml))
+    except SystemExit as exit_:
+        # cocotb_tools ends a failed run with sys.exit when it sees pytest; report it properly
+        raise AssertionError(_failure(label, seed, log_file, f"simulator exit {exit_.code}")) from None
+    try:
+        total, failed = get_results(results_xml)
+    except RuntimeError as e:
+        raise AssertionError(_failure(label, seed, log_file, str(e))) from None
     if failed or total == 0:
-        log = (test_dir / "sim.log").read_text(errors="replace") if (test_dir / "sim.log").exists() else ""
-        tail = "\n".join(line for line in log.splitlines()
-                         if "FAIL" in line or "Error" in line or "mismatch" in line.lower()
-                         or "assert" in line.lower())[-6000:]
-        raise AssertionError(f"{label}: {failed} of {total} cocotb tests failed (seed {seed}, "
-                             f"log {test_dir / 'sim.log'})\n{tail}")
+        raise AssertionError(_failure(label, seed, log_file, f"{failed} of {total} cocotb tests failed"))
     return test_dir
+
+
+def _failure(label: str, seed: int, log_file: Path, what: str) -> str:
+    log = log_file.read_text(errors="replace") if log_file.exists() else ""
+    keep = [line for line in log.splitlines()
+            if any(key in line for key in ("FAIL", "Error", "error", "mismatch", "Mismatch",
+                                           "assert", "Traceback", "raise "))]
+    return (f"{label}: {what} (seed {seed}; reproduce with SPIKEPACK_SEED={seed}; "
+            f"log {log_file})\n" + "\n".join(keep[-60:]))
 
 
 def bench_args() -> dict:

@@ -11,6 +11,7 @@ several (R, C, T, tau_shift) configurations, a weight word narrower than the til
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 
 import pytest
@@ -74,6 +75,8 @@ def _cases(config: HardwareConfig, rng: random.Random, big: tuple[int, int] | No
     if big:
         add(*big, stall=0.2)
         add(*big, readout=True, stall=0.0)
+    for i, case in enumerate(cases):
+        case["prefix"] = i % 2 == 1      # every other layer sits behind another one
     return cases
 
 
@@ -88,5 +91,22 @@ def test_layer_engine_matches_golden(name, tmp_path):
         big = (100, 60)
     cases = _cases(config, rng, big)
     built = _build(config)
+    results = tmp_path / "results.json"
     runner.run(built, "spikepack.sim.benches.layer", name=f"layer-{name}",
-               args={"config": dataclasses.asdict(config), "cases": cases}, seed=seed)
+               args={"config": dataclasses.asdict(config), "cases": cases,
+                     "results": str(results)}, seed=seed)
+    # Timing: with o never stalled, a compute-bound layer (C < G*P) takes exactly the cycles of
+    # the engine's documented latency formula, and no layer takes fewer.
+    from spikepack.hw.array import load_schedule
+    from spikepack.hw.layer_engine import expected_cycles
+    period = load_schedule(rows=config.rows, rows_per_word=config.rows_per_word,
+                           beats=config.timesteps).period
+    for r in json.loads(results.read_text()):
+        if r["stall"]:
+            continue
+        formula = expected_cycles(config, r["N"], r["M"])
+        G = -(-r["N"] // config.rows)
+        if config.cols < G * period:
+            assert r["cycles"] == formula, f"seed {seed}: {r}: formula says {formula}"
+        else:
+            assert r["cycles"] >= formula, f"seed {seed}: {r}: faster than the bound {formula}"

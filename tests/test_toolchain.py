@@ -2,6 +2,8 @@
 
 import os
 
+import pytest
+
 from amaranth import Elaboratable, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -33,3 +35,10 @@ def test_amaranth_to_cocotb_under_verilator():
     built = runner.build("smoke_acc", lambda: Accumulator(12))
     assert "module smoke_acc" in built.sources[0].read_text()
     runner.run(built, "spikepack.sim.benches.smoke", args={"width": 12})
+
+
+def test_a_failing_bench_fails_the_test_with_its_seed():
+    built = runner.build("smoke_acc", lambda: Accumulator(12))
+    with pytest.raises(AssertionError, match=r"(?s)seed 1234.*!= model"):
+        runner.run(built, "spikepack.sim.benches.smoke", args={"width": 12, "model_error": 1},
+                   seed=1234, name="smoke-fault")

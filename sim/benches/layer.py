@@ -12,7 +12,9 @@ the last output handshake are written to ``args["results"]`` (JSON) when given.
 
 Arguments (``bench_args``): ``config`` (HardwareConfig fields), ``cases`` (list of dicts: ``N``,
 ``M``, ``readout``, ``weights`` "random"|"min"|"max", ``spikes`` "random"|"zeros"|"ones",
-``thresholds`` "random"|"one"|"max", ``stall`` probability that ``o.ready`` is low), ``seed``.
+``thresholds`` "random"|"one"|"max", ``stall`` probability that ``o.ready`` is low, ``prefix``:
+put another layer in front so that the tested layer's weight and column bases are not 0),
+``seed``.
 """
 
 from __future__ import annotations
@@ -211,10 +213,18 @@ if cocotb is not None:
             else:
                 layers_ = [(w, b, theta), (np.zeros((1, case["M"]), dtype=np.int64),
                                            np.zeros(1, dtype=np.int64), None)]
+            position = 0
+            if case.get("prefix"):
+                # a layer in front, so that the tested one has non-zero weight and column bases
+                N = case["N"]
+                layers_.insert(0, (np.ones((N, 3), dtype=np.int64), np.zeros(N, dtype=np.int64),
+                                   np.ones(N, dtype=np.int64)))
+                position = 1
             image = layout_network(layers_, config)
             await _write_image(dut, image)
             await _write_activations(dut, config, z)
-            d = image.descriptors[0]
+            d = image.descriptors[position]
+            assert bool(d.readout) == bool(case["readout"])
             rng_py = random.Random(int(rng.integers(1 << 31)))
             driver = StreamDriver(dut, "start", rng=rng_py)
             monitor = StreamMonitor(dut, "o", stall=case.get("stall", 0.0), rng=rng_py)

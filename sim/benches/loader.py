@@ -276,7 +276,7 @@ if cocotb is not None:
             await ClockCycles(dut.clk, 3)
 
         async def read_back(self) -> dict[str, list[int]]:
-            """Read every word of the committed image from the active bank, pipelined."""
+            """Read every word of the committed image from the active bank."""
             dut = self.dut
             out = {}
             for name in bs.SECTION_NAMES:
@@ -285,16 +285,13 @@ if cocotb is not None:
                 rdata = getattr(dut, f"{name}_rdata")
                 values = []
                 await FallingEdge(dut.clk)
-                for address in range(count + 1):
-                    if address < count:
-                        raddr.value, ren.value = address, 1
-                    else:
-                        ren.value = 0
-                    await RisingEdge(dut.clk)
-                    await ReadOnly()
-                    if address:
-                        values.append(rdata.value.to_unsigned())
+                for address in range(count):
+                    raddr.value, ren.value = address, 1
+                    await RisingEdge(dut.clk)            # the read port samples the address
+                    await ReadOnly()                     # and shows the word after this edge
+                    values.append(rdata.value.to_unsigned())
                     await FallingEdge(dut.clk)
+                ren.value = 0
                 out[name] = values
             return out
 
@@ -328,7 +325,7 @@ if cocotb is not None:
             await self.check(label, E.NONE, self.seed)
             return beats
 
-    @cocotb.test()
+    @cocotb.test(timeout_time=50, timeout_unit="ms")
     async def loads_and_rejects(dut):
         args = bench_args()
         seed = args["seed"]
@@ -354,6 +351,8 @@ if cocotb is not None:
             assert stream.expected is None or stream.expected == reference, (
                 f"bench error: {stream.label} expected {stream.expected!r} but the reference "
                 f"says {reference!r}")
+            dut._log.info("bad stream %d: %s (%d beats, expect %s)", i, stream.label,
+                          len(stream.beats), reference.name)
             await bench.send(stream.beats, pause=0.25 if i % 2 else 0.0)
             if reference == E.NONE:
                 bench.good += 1                              # (a mutation undone: still good)

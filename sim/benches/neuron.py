@@ -8,7 +8,7 @@ per tile). Used by the cocotb bench below and by the Amaranth-simulator unit tes
 
 Bench arguments (``runner.run(..., args=...)``): ``kind`` ("spikepack" | "lif"), the unit
 parameters (``timesteps``, ``tau_shift``, ``weight_bits``, ``fan_in``, ``rows``, ``bias_bits``,
-``threshold_bits``, ``input_mode``), ``count`` (random neurons; directed edges come on top),
+``threshold_bits``, ``input_mode``), ``count`` (random neurons of 1, 2 or 3 groups; directed edges come on top),
 ``gap`` and ``stall`` (input valid-gap and output-backpressure probabilities), and ``seed``.
 """
 
@@ -141,7 +141,11 @@ class _Maker:
     def random_layer(self, groups=None):
         p = self.p
         max_groups = math.ceil(p.fan_in / p.rows)
-        G = int(self.rng.integers(1, min(3, max_groups) + 1)) if groups is None else groups
+        if groups is None:  # mixed: 1, 2, 3 groups with probabilities 0.5, 0.3, 0.2
+            G = min(max_groups, 1 + int(np.searchsorted([0.5, 0.8], self.rng.random(),
+                                                       side="right")))
+        else:
+            G = groups
         if not 1 <= G <= max_groups:
             raise ValueError(f"{G} groups need fan_in >= {(G - 1) * p.rows + 1}")
         N = int(self.rng.integers((G - 1) * p.rows + 1, min(p.fan_in, G * p.rows) + 1))

@@ -28,5 +28,6 @@ async def accumulates(dut):
         expected = (expected + value) % (1 << (width + 8))
     dut.i_valid.value = 0
     await RisingEdge(dut.clk)
+    expected = (expected + args.get("model_error", 0)) % (1 << (width + 8))
     got = dut.o_sum.value.to_unsigned()
     assert got == expected, f"sum {got} != model {expected}"

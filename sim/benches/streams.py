@@ -122,7 +122,8 @@ class StreamDriver(_Agent):
         self.queue: deque[int] = deque()
         self.sent = 0
         self.transfer_cycles: list[int] = []
-        self._valid = 0
+        self._valid = 0       # a beat is presented (valid high) this cycle
+        self._driven = 0      # the value last written to __valid
         self.valid.value = 0
 
     def send(self, payloads: Iterable[int]):
@@ -145,10 +146,13 @@ class StreamDriver(_Agent):
             return  # hold valid and payload until the transfer
         if self.queue and (self.gap <= 0 or self.rng.random() >= self.gap):
             self.payload.value = self.queue[0]
-            self.valid.value = 1
+            if not self._driven:
+                self.valid.value = 1
+                self._driven = 1
             self._valid = 1
-        else:
-            self.valid.value = 0
+        elif self._driven:
+            self.valid.value = 0   # written only on a change: each write costs a VPI call
+            self._driven = 0
 
 
 class StreamMonitor(_Agent):

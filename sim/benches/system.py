@@ -20,7 +20,8 @@ from spikepack.sim.golden import (global_potential, lif_layer, run_network, spik
                                   step_currents)
 
 __all__ = ["input_beats", "random_network", "extreme_network", "expected_constants",
-           "golden_logits", "config_from_args"]
+           "golden_logits", "config_from_args", "random_sizes", "fitting_network",
+           "random_images"]
 
 
 # --- host-side helpers ---------------------------------------------------------------------------
@@ -122,3 +123,454 @@ def expected_constants(c: HardwareConfig) -> dict[str, int]:
 
 def config_from_args(args) -> HardwareConfig:
     return HardwareConfig(**args["config"])
+
+
+def random_sizes(rng: np.random.Generator, config: HardwareConfig, layers: int | None = None):
+    """Layer sizes (N0, M0, ...) for ``layers`` layers (random 1..max_layers), each between 1 and
+    the hardware maxima, biased towards sizes larger than the array."""
+    count = int(rng.integers(1, config.max_layers + 1)) if layers is None else layers
+    hi_n, hi_m = config.max_fan_in, min(config.max_neurons, config.max_fan_in)
+    sizes = [int(rng.integers(max(1, hi_n // 3), hi_n + 1))]
+    sizes += [int(rng.integers(1, hi_m + 1)) for _ in range(count - 1)]
+    sizes += [int(rng.integers(1, config.max_neurons + 1))]
+    return sizes
+
+
+def fitting_network(rng, config: HardwareConfig, sizes, *, extreme=False):
+    """:func:`random_network` (or :func:`extreme_network`), shrinking the sizes until the
+    network fits the weight memory."""
+    from spikepack.firmware.layout import LayoutError, layout_network
+    while True:
+        layers = (extreme_network if extreme else random_network)(rng, config, sizes)
+        try:
+            layout_network(layers, config)
+            return layers
+        except LayoutError:
+            sizes = [max(1, s * 3 // 4) for s in sizes]
+
+
+def random_images(rng: np.random.Generator, count: int, n: int, T: int) -> np.ndarray:
+    """``count`` images of ``n`` spike words; the first two are all-zero and all-ones."""
+    z = rng.integers(0, 1 << T, size=(count, n))
+    if count > 2:
+        z[0] = 0
+        z[1] = (1 << T) - 1
+    return z
+
+
+# --- the cocotb bench -----------------------------------------------------------------------------
+
+try:
+    import cocotb
+    from cocotb.clock import Clock
+    from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge, with_timeout
+    from cocotb.utils import get_sim_time
+except ImportError:                                           # pragma: no cover
+    cocotb = None
+
+if cocotb is not None:
+    from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiResp, AxiStreamBus,
+                               AxiStreamFrame, AxiStreamSink, AxiStreamSource)
+
+    from spikepack.firmware import bitstream as bs
+    from spikepack.hw.registers import REGISTER_BY_NAME, REGISTERS, ADDR_BITS
+    from spikepack.sim.runner import bench_args
+
+    E = bs.ErrorCode
+    CLOCK_NS = 10
+
+    def off(name):
+        return REGISTER_BY_NAME[name].offset
+
+    class System:
+        """The accelerator with its AXI agents, the committed network as the host knows it,
+        and helpers that check every output against the golden model."""
+
+        def __init__(self, dut):
+            args = bench_args()
+            self.dut = dut
+            self.seed = args["seed"]
+            self.args = args
+            self.config = config_from_args(args)
+            self.rng = np.random.default_rng(self.seed)
+            self.prng = random.Random(self.seed)
+            self.T = self.config.timesteps
+            self.out_bits = len(dut.m_axis_out_tdata)
+            self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
+            self.load = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis_load"), dut.clk,
+                                        dut.rst)
+            self.inp = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis_in"), dut.clk,
+                                       dut.rst)
+            self.out = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis_out"), dut.clk,
+                                     dut.rst)
+            for agent in (self.axil.write_if, self.axil.read_if, self.load, self.inp, self.out):
+                agent.log.setLevel("WARNING")
+            self.network = None            # layers of the committed network
+            self.good = self.bad = self.words = 0
+            self.images_done = 0
+
+        async def start(self):
+            dut = self.dut
+            cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns").start())
+            dut.rst.value = 1
+            await ClockCycles(dut.clk, 3)
+            await FallingEdge(dut.clk)
+            dut.rst.value = 0
+            await ClockCycles(dut.clk, 2)
+
+        def pauses(self, probability):
+            while True:
+                yield self.prng.random() < probability
+
+        def traffic(self, pause_in=0.3, pause_out=0.3, pause_load=0.2):
+            """Random pauses on the input and load sources and backpressure on the output
+            sink, with these probabilities a cycle (0: none)."""
+            for agent, p in ((self.inp, pause_in), (self.out, pause_out), (self.load, pause_load)):
+                agent.set_pause_generator(self.pauses(p) if p else None)
+                if not p:
+                    agent.pause = False    # a stopped generator may leave the agent paused
+
+        # registers
+        async def read(self, name_or_addr):
+            addr = off(name_or_addr) if isinstance(name_or_addr, str) else name_or_addr
+            resp = await self.axil.read(addr, 4)
+            assert resp.resp == AxiResp.OKAY, f"read {name_or_addr}: {resp.resp}"
+            return int.from_bytes(resp.data, "little")
+
+        async def write(self, name_or_addr, value):
+            addr = off(name_or_addr) if isinstance(name_or_addr, str) else name_or_addr
+            resp = await self.axil.write(addr, int(value).to_bytes(4, "little"))
+            return resp.resp
+
+        async def status(self) -> dict[str, int]:
+            word = await self.read("STATUS")
+            return {f.name: (word >> f.lsb) & ((1 << f.width) - 1)
+                    for f in REGISTER_BY_NAME["STATUS"].fields}
+
+        # loading
+        async def send_bitstream(self, beats):
+            await self.load.send(AxiStreamFrame(bs.bytes_of(beats)))
+            await self.load.wait()
+            self.words += len(beats)
+            for _ in range(200):           # error and counters update after TLAST
+                await RisingEdge(self.dut.clk)
+                if not (await self.status())["loader_busy"]:
+                    break
+            await ClockCycles(self.dut.clk, 4)
+
+        async def load_network(self, layers, what):
+            beats = bs.words_of(bs.pack_network(layers, self.config))
+            await self.send_bitstream(beats)
+            self.good += 1
+            self.network = layers
+            await self.check_loader(E.NONE, what)
+            st = await self.status()
+            assert st["loaded"] == 1 and st["layers"] == len(layers), \
+                f"{what}: STATUS {st} after loading {len(layers)} layers"
+
+        async def load_bad(self, beats, what):
+            expected = bs.loader_outcome(beats, self.config)
+            assert expected != E.NONE, f"{what}: the bad stream is good"
+            layers_before = (await self.status())["layers"]
+            await self.send_bitstream(beats)
+            self.bad += 1
+            await self.check_loader(expected, what)
+            assert (await self.status())["layers"] == layers_before
+            return expected
+
+        async def check_loader(self, code, what):
+            got = {name: await self.read(name)
+                   for name in ("LOAD_ERROR", "LOAD_GOOD", "LOAD_BAD", "LOAD_WORDS")}
+            want = {"LOAD_ERROR": int(code), "LOAD_GOOD": self.good, "LOAD_BAD": self.bad,
+                    "LOAD_WORDS": self.words}
+            assert got == want, f"{what} (seed {self.seed}): loader registers {got} != {want}"
+
+        # inference
+        async def send_images(self, images):
+            for z in images:
+                beats = input_beats(z, self.T)
+                data = b"".join(w.to_bytes(4, "little") for w in beats)
+                await self.inp.send(AxiStreamFrame(data))
+
+        async def receive(self, count, timeout_us=2000):
+            frames = []
+            for i in range(count):
+                try:
+                    frame = await with_timeout(self.out.recv(), timeout_us, "us")
+                except cocotb.triggers.SimTimeoutError:
+                    regs = {name: await self.read(name) for name in (
+                        "STATUS", "IN_BEATS", "OUT_BEATS", "INFERENCES", "LAYERS_RUN",
+                        "CYCLES_BUSY", "ENGINE_BUSY", "EVENTS")}
+                    raise AssertionError(
+                        f"no output frame {i} of {count} after {timeout_us} us (seed "
+                        f"{self.seed}); STATUS {await self.status()}; registers {regs}") from None
+                nbytes = self.out_bits // 8
+                raw = bytes(frame.tdata)
+                frames.append([int.from_bytes(raw[i:i + nbytes], "little", signed=True)
+                               for i in range(0, len(raw), nbytes)])
+            return frames
+
+        def check(self, frames, images, layers, what):
+            want = golden_logits(images, layers, self.config)
+            assert len(frames) == len(want)
+            for i, (got, row) in enumerate(zip(frames, want)):
+                row = [int(v) for v in row]
+                if got != row:
+                    first = next((j for j, (a, b) in enumerate(zip(got, row)) if a != b),
+                                 min(len(got), len(row)))
+                    raise AssertionError(
+                        f"{what} (seed {self.seed}): image {i} output {first}: hardware "
+                        f"{got[first] if first < len(got) else 'missing'} != golden "
+                        f"{row[first] if first < len(row) else 'missing'} "
+                        f"(hardware {got}, golden {row}, input {list(map(int, images[i]))}, "
+                        f"sizes {[layers[0][0].shape[1]] + [w.shape[0] for w, _, _ in layers]})")
+
+        async def infer(self, images, what):
+            """Stream ``images`` through the committed network and check every output."""
+            await self.send_images(images)
+            frames = await self.receive(len(images))
+            self.check(frames, images, self.network, what)
+            self.images_done += len(images)
+            return frames
+
+    def _network_sizes(net):
+        return [net[0][0].shape[1]] + [w.shape[0] for w, _, _ in net]
+
+    @cocotb.test()
+    async def registers(dut):
+        """Every register after reset against the configuration; RO writes ignored; unmapped
+        addresses SLVERR; RW byte strobes; W1C."""
+        sy = System(dut)
+        await sy.start()
+        consts = expected_constants(sy.config)
+        after_reset = {"CONTROL": 1}          # RUN = 1; everything else reads 0
+        expected = {}
+        for r in REGISTERS:
+            expected[r.name] = consts.get(r.name, after_reset.get(r.name, 0))
+        for r in REGISTERS:
+            got = await sy.read(r.name)
+            assert got == expected[r.name], \
+                f"{r.name} at {r.offset:#x}: {got:#010x} != {expected[r.name]:#010x}"
+        # writes to read-only registers are accepted and ignored
+        for r in REGISTERS:
+            if r.access == "RO":
+                assert await sy.write(r.name, 0xFFFFFFFF) == AxiResp.OKAY, r.name
+                assert await sy.read(r.name) == expected[r.name], f"{r.name} changed"
+        # every unmapped word address answers SLVERR and returns 0
+        mapped = {r.offset for r in REGISTERS}
+        for addr in range(0, 1 << ADDR_BITS, 4):
+            if addr in mapped:
+                continue
+            resp = await sy.axil.read(addr, 4)
+            assert resp.resp == AxiResp.SLVERR and resp.data == bytes(4), hex(addr)
+            wresp = await sy.axil.write(addr, b"\xff\xff\xff\xff")
+            assert wresp.resp == AxiResp.SLVERR, hex(addr)
+        for r in REGISTERS:                    # and nothing changed
+            assert await sy.read(r.name) == expected[r.name], f"{r.name} changed"
+        # SCRATCH: full words and single bytes (wstrb)
+        model = 0
+        for _ in range(16):
+            if sy.prng.random() < 0.5:
+                value = sy.prng.getrandbits(32)
+                await sy.write("SCRATCH", value)
+                model = value
+            else:
+                byte, value = sy.prng.randrange(4), sy.prng.getrandbits(8)
+                resp = await sy.axil.write(off("SCRATCH") + byte, bytes([value]))
+                assert resp.resp == AxiResp.OKAY
+                model = (model & ~(0xFF << 8 * byte)) | value << 8 * byte
+            assert await sy.read("SCRATCH") == model
+        # concurrent reads and writes from separate coroutines
+        tasks = [cocotb.start_soon(sy.read(name)) for name in ("ID", "SIGNATURE", "ARRAY")]
+        await sy.write("SCRATCH", 0x12345678)
+        assert [await t for t in tasks] == [consts["ID"], consts["SIGNATURE"], consts["ARRAY"]]
+        assert await sy.read("SCRATCH") == 0x12345678
+        # CONTROL: RUN is RW, the pulses read 0
+        await sy.write("CONTROL", 0b1100)                     # RUN = 0, START, clear counters
+        assert await sy.read("CONTROL") == 0
+        assert (await sy.status())["start_armed"] == 1        # START while idle arms
+        await sy.write("CONTROL", 0b0100)                     # START while armed: ignored
+        assert await sy.read("EVENTS") == 1
+        await sy.write("EVENTS", 2)                           # W1C of another bit: no effect
+        assert await sy.read("EVENTS") == 1
+        await sy.write("EVENTS", 1)
+        assert await sy.read("EVENTS") == 0
+        await sy.write("CONTROL", 0b0010)                     # soft reset clears the arm
+        assert (await sy.status())["start_armed"] == 0
+        await sy.write("CONTROL", 1)
+        assert await sy.read("CONTROL") == 1
+
+    @cocotb.test()
+    async def inference(dut):
+        """Random networks (and an extreme one) loaded through the loader and run on random
+        images under random stream pauses and backpressure, bit-exact with the golden model;
+        networks reloaded between inferences; bad bitstreams leave the committed network
+        working and LOAD_ERROR says why; back-to-back images stream without draining."""
+        sy = System(dut)
+        await sy.start()
+        c, rng = sy.config, sy.rng
+        n_images = sy.args.get("images", 5)
+        await sy.write("CONTROL", 0b1001)                     # RUN, clear counters
+        sy.traffic()
+        networks = [fitting_network(rng, c, random_sizes(rng, c)) for _ in range(sy.args.get("networks", 3))]
+        networks.append(fitting_network(rng, c, random_sizes(rng, c), extreme=True))
+        networks.append(fitting_network(rng, c, random_sizes(rng, c, layers=1)))
+        counted = {"in": 0, "out": 0, "layers": 0, "images": 0}
+        for n, net in enumerate(networks):
+            sizes = _network_sizes(net)
+            what = f"network {n} {sizes}"
+            await sy.load_network(net, what)
+            images = random_images(rng, n_images, sizes[0], sy.T)
+            await sy.infer(images, what)
+            dut._log.warning(f"{what}: {len(images)} images bit-exact, last inference "
+                             f"{await sy.read('CYCLES_LAST')} cycles")
+            counted["in"] += len(images) * math.ceil(sizes[0] / (32 // sy.T))
+            counted["out"] += len(images) * sizes[-1]
+            counted["layers"] += len(images) * len(net)
+            counted["images"] += len(images)
+            if n == 0:
+                # bad bitstreams between two inferences: the first network stays
+                good = bs.words_of(bs.pack_network(networks[1], c))
+                crc = list(good)
+                crc[-1] ^= 1 << sy.prng.randrange(32)
+                assert await sy.load_bad(crc, "CRC flipped") == E.CRC_MISMATCH
+                payload = list(good)
+                payload[len(payload) // 2 + 1] ^= 1 << sy.prng.randrange(32)
+                await sy.load_bad(payload, "payload bit flipped")
+                other = HardwareConfig(**{**c.as_dict(), "max_layers": c.max_layers + 1})
+                foreign = bs.words_of(bs.pack_network(networks[1], other))
+                assert await sy.load_bad(foreign, "other hardware") == E.BAD_SIGNATURE
+                assert await sy.load_bad(good[:len(good) // 2], "truncated") == E.TRUNCATED
+                images = random_images(rng, 3, sizes[0], sy.T)
+                await sy.infer(images, f"{what} after bad bitstreams")
+                counted["in"] += len(images) * math.ceil(sizes[0] / (32 // sy.T))
+                counted["out"] += len(images) * sizes[-1]
+                counted["layers"] += len(images) * len(net)
+                counted["images"] += len(images)
+        # activity counters
+        for name, key in (("IN_BEATS", "in"), ("OUT_BEATS", "out"), ("LAYERS_RUN", "layers"),
+                          ("INFERENCES", "images")):
+            assert await sy.read(name) == counted[key], f"{name} != {counted[key]}"
+        busy, engine = await sy.read("CYCLES_BUSY"), await sy.read("ENGINE_BUSY")
+        assert 0 < engine < busy, (engine, busy)
+        assert await sy.read("IN_STALLS") > 0 and await sy.read("OUT_STALLS") > 0
+
+        # throughput: back-to-back images without pauses stream without draining
+        net = fitting_network(rng, c, [c.max_fan_in, c.max_neurons // 2 + 1, 3])
+        await sy.load_network(net, "throughput network")
+        sy.traffic(0, 0, 0)
+        count = 8
+        images = random_images(rng, count, c.max_fan_in, sy.T)
+        await sy.write("CONTROL", 0b1001)
+        t0 = get_sim_time("ns")
+        await sy.send_images(images)
+        frames = await sy.receive(count)
+        elapsed = round((get_sim_time("ns") - t0) / CLOCK_NS)
+        sy.check(frames, images, net, "throughput network")
+        busy, last = await sy.read("CYCLES_BUSY"), await sy.read("CYCLES_LAST")
+        beats = math.ceil(c.max_fan_in / (32 // sy.T))
+        first_image = beats * (math.ceil((32 // sy.T) / c.rows) + 1) + 4
+        idle = elapsed - busy
+        dut._log.warning(f"throughput: {count} images in {elapsed} cycles, {busy} busy, last "
+                      f"inference {last} cycles, idle {idle} (first image {first_image})")
+        assert busy <= count * last + count, (busy, last)
+        assert idle <= first_image + 2 * count + 8, \
+            f"the pipeline drains between images: {idle} idle cycles in {elapsed}"
+
+    @cocotb.test()
+    async def control(dut):
+        """RUN = 0 and START (a START while busy is ignored and flagged), SOFT_RESET in the
+        middle of an inference, and a commit that waits for the running inference."""
+        sy = System(dut)
+        await sy.start()
+        c, rng = sy.config, sy.rng
+        sy.traffic(0.2, 0.2, 0.2)
+        # a network whose inference takes long enough to write registers while it runs
+        sizes = [c.max_fan_in, c.max_neurons, max(2, c.max_neurons // 2)]
+        net_a = fitting_network(rng, c, sizes)
+        net_b = fitting_network(rng, c, random_sizes(rng, c, layers=2))
+        await sy.load_network(net_a, "network A")
+
+        # RUN = 0: an image waits until START
+        await sy.write("CONTROL", 0b1000)
+        img = random_images(rng, 4, _network_sizes(net_a)[0], sy.T)
+        await sy.send_images(img[:1])
+        await sy.inp.wait()
+        await ClockCycles(dut.clk, 50)
+        st = await sy.status()
+        assert (st["busy"], st["images_buffered"], await sy.read("INFERENCES")) == (0, 1, 0), st
+        sy.out.set_pause_generator(iter(lambda: True, False))  # hold the output: stays busy
+        await sy.write("CONTROL", 0b0100)                      # START
+        st = await sy.status()
+        assert st["busy"] == 1 and st["start_armed"] == 0, st
+        assert await sy.write("CONTROL", 0b0100) == AxiResp.OKAY   # START while busy
+        st = await sy.status()
+        assert st["busy"] == 1 and st["start_armed"] == 0, f"START while busy armed: {st}"
+        assert await sy.read("EVENTS") == 1, "START while busy did not set START_IGNORED"
+        await sy.write("EVENTS", 1)
+
+        # a network committed while the inference runs waits for its end
+        await sy.send_bitstream(bs.words_of(bs.pack_network(net_b, c)))
+        sy.good += 1
+        await sy.check_loader(E.NONE, "network B (pending)")
+        st = await sy.status()
+        assert st["commit_pending"] == 1 and st["layers"] == len(net_a), st
+        sy.out.set_pause_generator(sy.pauses(0.2))
+        sy.check(await sy.receive(1), img[:1], net_a, "network A while B waits")
+        await ClockCycles(dut.clk, 3)
+        st = await sy.status()
+        assert st["commit_pending"] == 0 and st["layers"] == len(net_b) and st["busy"] == 0, st
+        sy.network = net_b
+        assert await sy.read("INFERENCES") == 1
+        # the ignored START did not arm: the next image waits for its own START
+        img_b = random_images(rng, 3, _network_sizes(net_b)[0], sy.T)
+        await sy.send_images(img_b[:1])
+        await sy.inp.wait()
+        await ClockCycles(dut.clk, 50)
+        assert (await sy.status())["images_buffered"] == 1
+        assert await sy.read("INFERENCES") == 1
+        await sy.write("CONTROL", 0b0100)
+        sy.check(await sy.receive(1), img_b[:1], net_b, "network B after START")
+        # START while idle arms one inference; the image then runs at once
+        await sy.write("CONTROL", 0b0100)
+        assert (await sy.status())["start_armed"] == 1
+        await sy.infer(img_b[1:2], "network B, armed START")
+        assert (await sy.status())["start_armed"] == 0
+        assert await sy.read("EVENTS") == 0
+
+        # SOFT_RESET in the middle of an inference: the network survives, nothing hangs
+        await sy.write("CONTROL", 0b0001)                      # RUN = 1
+        sy.out.set_pause_generator(iter(lambda: True, False))
+        await sy.send_images(img_b[2:3])
+        await sy.inp.wait()
+        for _ in range(100):
+            if (await sy.status())["busy"]:
+                break
+        else:
+            raise AssertionError("the inference did not start")
+        counters = await sy.read("INFERENCES")
+        await sy.write("CONTROL", 0b0011)                      # SOFT_RESET
+        st = await sy.status()
+        assert (st["busy"], st["images_buffered"], st["layers"]) == (0, 0, len(net_b)), st
+        assert await sy.read("INFERENCES") == counters        # counters survive
+        assert await sy.read("CONTROL") == 1
+        sy.out.set_pause_generator(sy.pauses(0.2))
+        await ClockCycles(dut.clk, 20)
+        assert sy.out.empty(), "output after a soft reset"
+        await sy.infer(img_b, "network B after soft reset")
+
+        # an image longer than the activation buffer: the excess is dropped and flagged
+        K = 32 // sy.T
+        cap = expected_constants(c)["ACT_DEPTH"] * c.rows
+        n0 = _network_sizes(net_b)[0]
+        z = random_images(rng, 3, n0, sy.T)[2]
+        words = list(map(int, z)) + [0] * (cap - n0)
+        beats = input_beats(words, sy.T)
+        beats += [sy.prng.getrandbits(K * sy.T) for _ in range(2)]
+        assert await sy.read("EVENTS") == 0
+        await sy.inp.send(AxiStreamFrame(b"".join(w.to_bytes(4, "little") for w in beats)))
+        sy.check(await sy.receive(1), z[None], net_b, "overlong image")
+        assert await sy.read("EVENTS") == 2, "INPUT_OVERFLOW not set"
+        await sy.write("EVENTS", 2)
+        await sy.infer(img_b[:2], "network B after an overlong image")
+        assert await sy.read("EVENTS") == 0
