@@ -215,9 +215,9 @@ class LayerEngine(wiring.Component):
 
         # weight reads: offset q < n reads group q of tile m + advance[q]
         w_issue = Signal()
-        w_tile = Signal(signed(len(pm) + 3))
         adv_shape = signed(signed_bits(min(sched.advance), max(sched.advance)))
         adv = Array(Const(a, adv_shape) for a in sched.advance)
+        w_tile = Signal(signed(max(len(pm) + 1, adv_shape.width) + 1))
         mask = (1 << waddr_bits) - 1
         waddr_off = Array(Const((a * n + q) & mask, waddr_bits) for q, a in enumerate(sched.advance))
         if n > 1:

@@ -27,4 +27,4 @@ def built():
 
 def test_loader_rtl_good_bad_reset_hold(built):
     runner.run(built, "spikepack.sim.benches.loader",
-               args={"config": dataclasses.asdict(CONFIG), "good": 6, "bad": 240, "resets": 6})
+               args={"config": dataclasses.asdict(CONFIG), "good": 6, "bad": 400, "resets": 10})

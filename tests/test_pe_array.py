@@ -174,6 +174,7 @@ def _random_tiles(rng, *, K, R, C, T, bw, extremes=False):
     (2, 4, 2, 1, 0.0),                   # T = 1: one plane per tile, g > T
     (8, 4, 1, 3, 0.0),                   # R/g = 8 > T = 3: tile period 8 > T (bubbles)
     (1, 2, 1, 1, 0.0),                   # 1 x C
+    (16, 2, 8, 2, 0.2),                  # group 1 read two periods after its tile starts
 ])
 def test_array_matches_step_currents(R, C, g, T, stall):
     seed = _seed()
