@@ -86,8 +86,10 @@ def load_inputs(path: str | Path, fan_in: int, timesteps: int) -> tuple[np.ndarr
 
 
 def run_inference(hw_dir: str | Path, bitstream: bytes, z: np.ndarray, *, work_dir: str | Path,
-                  seed: int | None = None, pauses: bool = False, progress: bool = True) -> RunResult:
-    """Simulate ``z`` (S, N0) through the accelerator in ``hw_dir`` loaded with ``bitstream``."""
+                  seed: int | None = None, pauses: bool = False, progress: bool = True,
+                  simulator: str = "verilator") -> RunResult:
+    """Simulate ``z`` (S, N0) through the accelerator in ``hw_dir`` loaded with ``bitstream``
+    (``simulator``: "verilator", or "icarus" for Icarus Verilog)."""
     from tqdm import tqdm
 
     from spikepack.accelerator import TOP_NAME, load_manifest
@@ -108,7 +110,7 @@ def run_inference(hw_dir: str | Path, bitstream: bytes, z: np.ndarray, *, work_d
         f.unlink(missing_ok=True)
 
     verilog = (Path(hw_dir) / f"{TOP_NAME}.v").read_text()
-    built = runner.build_verilog(TOP_NAME, verilog)
+    built = runner.build_verilog(TOP_NAME, verilog, simulator=simulator)
     stop = threading.Event()
 
     def follow():
@@ -163,6 +165,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--pauses", action="store_true",
                         help="random pauses and backpressure on every AXI stream")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--simulator", choices=("verilator", "icarus"), default="verilator",
+                        help="RTL simulator (default verilator; icarus needs iverilog installed)")
     parser.add_argument("--work", default="build/run", help="work directory (default build/run)")
     parser.add_argument("--report", default=None, help="write the report as JSON here")
 
@@ -183,7 +187,7 @@ def main(args) -> int:
         z = z[:args.limit]
         labels = None if labels is None else labels[:args.limit]
     result = run_inference(args.hw, data, z, work_dir=args.work, seed=args.seed,
-                           pauses=args.pauses)
+                           pauses=args.pauses, simulator=args.simulator)
     report = result.summary()
     if labels is not None:
         report["rtl_accuracy"] = float((result.logits.argmax(axis=1) == labels).mean())

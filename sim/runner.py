@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,11 +81,30 @@ def _pch_fix(simulator: str):
             os.environ["MAKEFLAGS"] = saved
 
 
+_YOSYS_TRIGGER = re.compile(r"^(\s*)reg (\\\S+dump_module\$\d+) += 0;$", re.M)
+
+
+def icarus_compatible(verilog_text: str) -> str:
+    """The simulation copy of generated Verilog for Icarus Verilog.
+
+    Yosys wakes every ``always @*`` block once at time 0 through a ``reg trigger = 0``
+    declaration, but Icarus applies declaration initialisers before its processes wait on them,
+    so a combinational block whose inputs keep their initial values is never evaluated
+    (amaranth-lang/amaranth#594). Re-firing each trigger at 1 ns (inside the first reset) fixes
+    that; the synthesisable file on disk is not changed.
+    """
+    return _YOSYS_TRIGGER.sub(lambda m: f"{m.group(1)}reg {m.group(2)} = 0;\n"
+                                        f"{m.group(1)}initial #1 {m.group(2)} = 1'b1;",
+                              verilog_text)
+
+
 def build_verilog(toplevel: str, verilog_text: str, *, extra_sources: Iterable[Path] = (),
                   simulator: str = "verilator", build_args: Iterable[str] = ()) -> Build:
     """Compile ``verilog_text`` (module ``toplevel``) once; return the reusable :class:`Build`."""
     from cocotb_tools.runner import get_runner
 
+    if simulator == "icarus":
+        verilog_text = icarus_compatible(verilog_text)
     extra_sources = tuple(Path(p).resolve() for p in extra_sources)
     build_args = tuple(build_args)
     waves = waves_enabled()
