@@ -36,7 +36,6 @@ flip-flops, R flip-flops of ``valid``/``tag`` delay per tag bit.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from amaranth import Module, Signal, signed

@@ -217,23 +217,35 @@ class NeuronBase(wiring.Component):
         return max(groups, self.timesteps)
 
 
-def add_output_stage(m: Module, port, depth: int):
+def add_output_stage(m: Module, port, depth: int, *, width: int | None = None, connect=None):
     """Drive the ``o`` stream ``port`` from a register stage holding up to ``depth`` (1 or 2)
     results. Returns a namespace with
 
     * ``w_en``, ``w_data`` (inputs): write one result at the clock edge; only when ``can_write``;
     * ``can_write`` (combinational, may depend on ``port.ready``): a write can happen now;
     * ``free`` (a function of registers only): a write can happen now whatever ``port.ready`` is.
+
+    By default a result is a whole payload (``w_data`` has the payload layout). With ``width``
+    and ``connect``, a result is a plain ``width``-bit value and ``connect(held)`` returns the
+    statements that drive ``port.payload`` from the register ``held`` that presents it: several
+    payload fields can then share the register's bits.
     """
     layout = port.payload.shape()
+    if (width is None) != (connect is None):
+        raise ValueError("give both width and connect, or neither")
+    shape = layout if width is None else width
     w_en = Signal()
-    w_data = Signal(layout)
+    w_data = Signal(shape)
     can_write = Signal()
     free = Signal()
+
+    def present(held):
+        return [port.payload.eq(held)] if connect is None else connect(held)
+
     if depth == 1:
         valid = Signal()
-        held = Signal(layout)
-        m.d.comb += [port.valid.eq(valid), port.payload.eq(held),
+        held = Signal(shape, reset_less=True)   # data: meaningless while not valid
+        m.d.comb += [port.valid.eq(valid), *present(held),
                      free.eq(~valid), can_write.eq(~valid | port.ready)]
         with m.If(w_en):
             m.d.sync += [held.eq(w_data), valid.eq(1)]
@@ -241,9 +253,10 @@ def add_output_stage(m: Module, port, depth: int):
             m.d.sync += valid.eq(0)
     elif depth == 2:
         valid0, valid1 = Signal(), Signal()
-        held0, held1 = Signal(layout), Signal(layout)
+        held0 = Signal(shape, reset_less=True)
+        held1 = Signal(shape, reset_less=True)
         pop = Signal()
-        m.d.comb += [port.valid.eq(valid0), port.payload.eq(held0), pop.eq(valid0 & port.ready),
+        m.d.comb += [port.valid.eq(valid0), *present(held0), pop.eq(valid0 & port.ready),
                      free.eq(~valid1), can_write.eq(~valid1 | port.ready)]
         with m.If(pop):
             with m.If(valid1):
@@ -264,4 +277,3 @@ def add_output_stage(m: Module, port, depth: int):
     else:
         raise ValueError(f"output depth must be 1 or 2, not {depth}")
     return SimpleNamespace(w_en=w_en, w_data=w_data, can_write=can_write, free=free)
-

@@ -5,7 +5,7 @@ See :class:`SpikePackNeuron`.
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, Signal, signed
+from amaranth import C, Cat, Module, Mux, ResetSignal, Signal, signed
 
 from spikepack.sim.golden import signed_bits
 
@@ -62,15 +62,28 @@ class SpikePackNeuron(NeuronBase):
         super().__init__(**kwargs)
 
     @property
-    def remainder_bits(self) -> int:
-        """Signed width of the decode remainder r' = v - 1."""
+    def accumulator_bits(self) -> int:
+        """Signed width of the integration accumulator: v - bias - 1 (serial), v - 1 + readout
+        (packed)."""
         lo, hi = self.params.potential_range
-        return signed_bits(lo - 1, hi - 1)
+        if self.input_mode == "serial":
+            blo, bhi = self.params.bias_range
+            return signed_bits(lo - blo - 1, hi - bhi)
+        return signed_bits(lo - 1, hi)
 
     @property
-    def horner_bits(self) -> int:
-        """Signed width of one group's Horner sum (serial mode)."""
-        return signed_bits(*self.params.tile_potential_range)
+    def load_bits(self) -> int:
+        """Signed width of the value loaded into the decode stage: v - 1 (hidden) or v
+        (readout)."""
+        lo, hi = self.params.potential_range
+        return signed_bits(lo - 1, hi)
+
+    @property
+    def decode_bits(self) -> int:
+        """Width W of the decode register X: it holds v (readout, signed) or the remainder
+        (hidden, unsigned), which needs threshold_bits + 1 bits above its k*(T-1) low bits."""
+        return max(self.widths.potential,
+                   self.threshold_bits + 1 + self.tau_shift * (self.timesteps - 1))
 
     def elaborate(self, platform):
         m = Module()
@@ -80,91 +93,117 @@ class SpikePackNeuron(NeuronBase):
         beat = Signal()
         m.d.comb += beat.eq(self.i.valid & self.i.ready)
 
-        out = add_output_stage(m, self.o, self.output_depth)
+        W = self.decode_bits
+        rot = (k * T) % W               # a readout neuron's v ends rotated left by k*T bits
+
+        def connect(held):
+            return [self.o.payload.spikes.eq(Cat(held[k * j] for j in range(T))),
+                    self.o.payload.potential.eq(held.rotate_right(rot)[:widths.potential])]
+        out = add_output_stage(m, self.o, self.output_depth, width=W, connect=connect)
 
         # --- decode stage ---------------------------------------------------------------------
+        lo_bits = k * (T - 1)           # X[:lo_bits] never reaches the comparator
+        h = W - lo_bits                 # X[lo_bits:]: the compared part (>= threshold_bits + 1)
         d_active = Signal()
         d_step = Signal(range(max(T, 2)))
         d_final = Signal()
-        d_readout = Signal()
-        level = Signal(widths.decode)
-        remainder = Signal(signed(self.remainder_bits))
-        word = Signal(T)
-        v_hold = Signal(signed(widths.potential))
-        diff = Signal(signed(max(self.remainder_bits, widths.decode + 1) + 1))
+        # data registers need no reset: they are loaded with every neuron
+        d_readout = Signal(reset_less=True)
+        theta = Signal(self.threshold_bits, reset_less=True)
+        x = Signal(W, reset_less=True)
+        diff = Signal(signed(h + 1))
         fire = Signal()
-        word_next = Signal(T)
+        x_sub = Signal(W)
+        overflow = Signal()
+        x_shift = Signal(W)
+        x_next = Signal(W)
         m.d.comb += [
             d_final.eq(d_active & (d_step == T - 1)),
-            diff.eq(remainder - level),
-            word_next.eq(Cat(fire, word[:T - 1]) if T > 1 else fire),
+            diff.eq(x[lo_bits:] - theta),
+            fire.eq(~d_readout & ~diff[h]),
+            x_sub.eq(Cat(x[:lo_bits], Mux(fire, diff[:h], x[lo_bits:]))),
+            # bits shifted out: the true remainder is beyond all levels, saturate
+            overflow.eq(~d_readout & x_sub[W - k:].any()),
+            # hidden: shift left by k, the spike in at bit 0; readout (x_sub = x): rotate by k
+            x_shift.eq(Cat(Mux(d_readout, x[W - k:], Cat(fire, C(0, k - 1))), x_sub[:W - k])),
+            x_next.eq(Cat(x_shift[:lo_bits], x_shift[lo_bits:] | overflow.replicate(h))),
         ]
-        if self._fault == "compare_ge":
-            m.d.comb += fire.eq(~d_readout & (~diff[-1] | (diff == -1)))
-        else:
-            m.d.comb += fire.eq(~d_readout & ~diff[-1])
 
         d_free_reg = Signal()   # the stage is sure to be able to load a neuron at this edge,
         m.d.comb += d_free_reg.eq(~d_active | (d_final & out.free))  # whatever o.ready is
-        with m.If(d_active & (~d_final | out.can_write)):
-            m.d.sync += [level.eq(level >> k), word.eq(word_next), d_step.eq(d_step + 1)]
-            with m.If(fire):
-                m.d.sync += remainder.eq(diff)
+        step = Signal()
+        m.d.comb += step.eq(d_active & (~d_final | out.can_write))
+        with m.If(step):
+            m.d.sync += d_step.eq(d_step + 1)
             with m.If(d_final):
                 m.d.sync += [d_active.eq(0), d_step.eq(0)]
-                m.d.comb += [out.w_en.eq(1), out.w_data.spikes.eq(word_next),
-                             out.w_data.potential.eq(v_hold)]
+                # x, not x_sub: the last subtraction only changes bits that the shift moves
+                # beyond the spike positions (and a readout neuron never subtracts)
+                m.d.comb += [out.w_en.eq(1), out.w_data.eq(Cat(x_shift[:k], x[:W - k]))]
 
         load = Signal()
-        load_v = Signal(signed(widths.potential))
+        load_x = Signal(signed(self.load_bits))     # v - 1 (hidden) or v (readout)
         load_threshold = Signal(self.threshold_bits)
         load_readout = Signal()
         with m.If(load):
-            m.d.sync += [
-                d_active.eq(1), d_step.eq(0), word.eq(0), d_readout.eq(load_readout),
-                v_hold.eq(load_v), remainder.eq(load_v - 1),
-                level.eq(load_threshold << (k * (T - 1))),
-            ]
+            m.d.sync += [d_active.eq(1), d_step.eq(0), d_readout.eq(load_readout),
+                         theta.eq(load_threshold)]
+        # X: one clear condition for the whole register (a hidden v - 1 < 0 decodes to 0), so
+        # that it maps onto the flip-flops' synchronous reset pins
+        with m.If(load & ~load_readout & load_x[-1]):
+            m.d.sync += x.eq(0)
+        with m.Elif(load):
+            m.d.sync += x.eq(load_x[:W])
+        with m.Elif(step):
+            m.d.sync += x.eq(x_next)
+        # fault: decode v instead of v - 1, i.e. fire on r >= level instead of r > level
+        carry = C(1, 1) if self._fault == "compare_ge" else pay.readout
 
         # --- integration stage ----------------------------------------------------------------
         if self.input_mode == "serial":
+            acc = Signal(signed(self.accumulator_bits), init=-1, reset_less=True)
             t_in = Signal(range(max(T, 2)))
-            first_group = Signal(init=1)
-            horner = Signal(signed(self.horner_bits))
-            group_sum = Signal(signed(widths.potential))
-            horner_next = Signal(signed(self.horner_bits))
-            sum_next = Signal(signed(widths.potential))
+            addend = Signal(signed(widths.current + lo_bits))
+            total = Signal(signed(W))
             group_end = Signal()
+            with m.Switch(t_in):
+                for t in range(T):
+                    with m.Case(t):
+                        m.d.comb += addend.eq(pay.current << (k * (T - 1 - t)))
             m.d.comb += [
                 group_end.eq(t_in == T - 1),
-                horner_next.eq(Mux(t_in == 0, 0, horner << k) + pay.current),
-                sum_next.eq(Mux(first_group, 0, group_sum) + horner_next),
+                total.eq(acc + addend),
                 self.i.ready.eq(~group_end | d_free_reg),
                 load.eq(beat & pay.last),
-                load_v.eq(sum_next + pay.bias),
+                load_x.eq(total + pay.bias + carry),
                 load_threshold.eq(pay.threshold),
                 load_readout.eq(pay.readout),
             ]
+            # one set condition (reset or the neuron's last beat) for the whole register: it maps
+            # onto the flip-flops' synchronous set pins, no logic per bit
+            with m.If(ResetSignal() | (beat & pay.last)):
+                m.d.sync += acc.eq(-1)
+            with m.Elif(beat):
+                m.d.sync += acc.eq(total)
             with m.If(beat):
-                m.d.sync += horner.eq(horner_next)
                 with m.If(group_end):
-                    m.d.sync += [t_in.eq(0), group_sum.eq(sum_next), first_group.eq(pay.last)]
+                    m.d.sync += t_in.eq(0)
                 with m.Else():
                     m.d.sync += t_in.eq(t_in + 1)
         else:
-            acc = Signal(signed(widths.potential))
+            acc = Signal(signed(self.accumulator_bits))
             first = Signal(init=1)
             pending = Signal()
             p_threshold = Signal(self.threshold_bits)
             p_readout = Signal()
-            total = Signal(signed(widths.potential))
+            total = Signal(signed(W))
             d_free = Signal()   # the stage can load at this edge (may depend on o.ready)
             m.d.comb += [
                 d_free.eq(~d_active | (d_final & out.can_write)),
-                total.eq(Mux(first, 0, acc) + pay.current),
+                total.eq(Mux(first, -1, acc) + pay.current),
                 self.i.ready.eq(~pending | d_free_reg),
                 load.eq(pending & d_free),
-                load_v.eq(acc),
+                load_x.eq(acc),
                 load_threshold.eq(p_threshold),
                 load_readout.eq(p_readout),
             ]
@@ -172,7 +211,7 @@ class SpikePackNeuron(NeuronBase):
                 m.d.sync += pending.eq(0)
             with m.If(beat):
                 with m.If(pay.last):
-                    m.d.sync += [acc.eq(total + pay.bias), first.eq(1), pending.eq(1),
+                    m.d.sync += [acc.eq(total + pay.bias + carry), first.eq(1), pending.eq(1),
                                  p_threshold.eq(pay.threshold), p_readout.eq(pay.readout)]
                 with m.Else():
                     m.d.sync += [acc.eq(total), first.eq(0)]

@@ -33,7 +33,8 @@ UNIT_PARAM_NAMES = ("timesteps", "tau_shift", "weight_bits", "fan_in", "rows", "
 class Stimulus:
     """Beats (columns of ``current``, ``bias``, ``threshold``, ``readout``, ``last``), the beat
     count of every neuron, and the expected output of every neuron (``spikes``, ``potential``,
-    ``None`` = don't care), with a description per neuron for failure messages."""
+    ``None`` = don't care: the potential of a hidden neuron, the spikes of a readout neuron),
+    with a description per neuron for failure messages."""
     beats: dict = field(default_factory=lambda: {k: [] for k in
                                                  ("current", "bias", "threshold", "readout", "last")})
     groups: list = field(default_factory=list)
@@ -97,11 +98,11 @@ class _Maker:
         self.stim.groups.extend([G] * n)
         ro = np.tile(readout, S).astype(bool)
         vf, sf = v.ravel(), spikes.ravel()
+        # the neuron-unit contract: a readout neuron outputs its global potential (spikes
+        # unspecified), a hidden neuron its spike word (potential unspecified), for both kinds
         for i in range(n):
             if ro[i]:
-                self.stim.expected.append({"spikes": 0, "potential": int(vf[i])})
-            elif self.kind == "spikepack":
-                self.stim.expected.append({"spikes": int(sf[i]), "potential": int(vf[i])})
+                self.stim.expected.append({"spikes": None, "potential": int(vf[i])})
             else:
                 self.stim.expected.append({"spikes": int(sf[i]), "potential": None})
         self.stim.notes.extend([f"{note} G={G} v={int(vf[i])} theta={int(np.tile(theta, S)[i])} "

