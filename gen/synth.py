@@ -6,9 +6,18 @@ xczu3eg) or a Lattice ECP5 (``synth_ecp5``).
                                       --rows 4 --bias-bits 16 --threshold-bits 16]
                                      [--family xcup|ecp5] [--json FILE]
 
-prints the resources of one SpikePack and one LIF neuron unit at the same parameters. Python
-API: :func:`synthesize` (Verilog text -> :class:`Resources`), :func:`synthesize_component`.
-The first call compiles the WebAssembly module and takes a minute; later calls are fast.
+prints the resources of one SpikePack and one LIF neuron unit at the same parameters, and of a
+bank of ``--units`` (default 16, the paper's count) as the one-unit counts multiplied (the units
+of a layer engine share nothing). Python API: :func:`synthesize` (Verilog text ->
+:class:`Resources`), :func:`synthesize_component`. The first call compiles the WebAssembly module
+and takes a minute; later calls are fast.
+
+**LUT counting.** ``lut`` is what Vivado reports as "CLB LUTs" (the paper's figure): LUTs used as
+logic (``lut_logic``: LUT1..LUT6, INV) plus LUTs used as memory (``lut_memory``: distributed RAM
+and shift registers, counted in LUT sites from the cell type, :data:`LUT_SITES`: RAM32M16 = 8,
+RAM32M = 4, RAM64M = 4, RAM32X1D = 2, RAM64X1D = 2, RAM128X1D = 4, SRL16E / SRLC32E = 1, ...).
+On ECP5 a TRELLIS_DPR16X4 counts 6 LUT4 sites: the two slices that store its 16 x 4 bits and
+the slice that drives their write port. The LUTRAM column keeps the number of RAM cells.
 """
 
 from __future__ import annotations
@@ -23,8 +32,8 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-__all__ = ["FAMILIES", "Resources", "SynthesisError", "synthesize", "synthesize_component",
-           "neuron_table", "main"]
+__all__ = ["FAMILIES", "LUT_SITES", "Resources", "SynthesisError", "synthesize",
+           "synthesize_component", "neuron_table", "main"]
 
 
 class SynthesisError(RuntimeError):
@@ -45,7 +54,8 @@ _XILINX = {
     "carry": re.compile(r"^CARRY(4|8)$"),
     "dsp": re.compile(r"^DSP48E[12]$"),
     "bram": re.compile(r"^RAMB(18|36)E[12]$"),
-    "lutram": re.compile(r"^RAM(16|32|64|128|256)[XM]"),
+    "lutram": re.compile(r"^RAM(16|32|64|128|256|512)[XM]"),
+    "srl": re.compile(r"^SRLC?(16|32)E$"),
     "mux": re.compile(r"^MUXF[789]$"),
 }
 _ECP5 = {
@@ -59,22 +69,40 @@ _ECP5 = {
 }
 _CLASSES = {"xcup": _XILINX, "ecp5": _ECP5}
 
+#: LUT sites taken by one memory cell (distributed RAM, shift register): Vivado's "LUT as
+#: Memory". Xilinx: a RAM64M/RAM32M is one quad of LUTs (4), RAM32M16/RAM64M8 an eight-LUT slice
+#: half (8), an NxM-deep dual-port single-bit RAM one LUT per 64 entries and port pair, an SRL one
+#: LUT. ECP5: TRELLIS_DPR16X4 = two RAM slices + the write-port slice, 2 LUT4 each.
+LUT_SITES = {
+    "RAM32M16": 8, "RAM64M8": 8, "RAM32M": 4, "RAM64M": 4, "RAM32X16DR8": 8,
+    "RAM32X1S": 1, "RAM64X1S": 1, "RAM128X1S": 2, "RAM256X1S": 4, "RAM512X1S": 8,
+    "RAM16X1D": 2, "RAM32X1D": 2, "RAM64X1D": 2, "RAM128X1D": 4, "RAM256X1D": 8,
+    "SRL16E": 1, "SRLC16E": 1, "SRLC32E": 1,
+    "TRELLIS_DPR16X4": 6, "DPR16X4": 6,
+}
+
 
 @dataclass
 class Resources:
-    """Cell counts after synthesis. ``carry`` is CARRY4 (xcup: Yosys maps every Xilinx family's
-    carry chains to CARRY4) or CCU2C (ecp5); ``carry8`` (xcup) is the CARRY8 count of the same
-    chains on UltraScale+, sum over chains of ceil(CARRY4s / 2); ``bram`` counts RAMB18 as 0.5
-    and RAMB36 as 1 on xcup; ``cells`` holds every cell type."""
+    """Cell counts after synthesis. ``lut`` = ``lut_logic`` + ``lut_memory`` (Vivado's "CLB
+    LUTs": LUTs as logic plus LUT sites used as distributed RAM or shift registers, see
+    :data:`LUT_SITES`); ``lutram`` and ``srl`` count those memory cells. ``carry`` is CARRY4
+    (xcup: Yosys maps every Xilinx family's carry chains to CARRY4) or CCU2C (ecp5); ``carry8``
+    (xcup) is the CARRY8 count of the same chains on UltraScale+, sum over chains of
+    ceil(CARRY4s / 2); ``bram`` counts RAMB18 as 0.5 and RAMB36 as 1 on xcup; ``cells`` holds
+    every cell type."""
     family: str
     top: str
     lut: int = 0
+    lut_logic: int = 0
+    lut_memory: int = 0
     ff: int = 0
     carry: int = 0
     carry8: int = 0
     dsp: int = 0
     bram: float = 0
     lutram: int = 0
+    srl: int = 0
     mux: int = 0
     other: int = 0
     cells: dict = field(default_factory=dict)
@@ -83,6 +111,16 @@ class Resources:
         d = asdict(self)
         d.pop("cells")
         return d
+
+    def scaled(self, n: int, top: str | None = None) -> "Resources":
+        """The counts of ``n`` independent copies (``carry8`` too: chains do not merge)."""
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be a positive integer, not {n!r}")
+        fields = {name: getattr(self, name) * n for name in
+                  ("lut", "lut_logic", "lut_memory", "ff", "carry", "carry8", "dsp", "bram",
+                   "lutram", "srl", "mux", "other")}
+        return Resources(family=self.family, top=top or f"{n} x {self.top}",
+                         cells={c: v * n for c, v in self.cells.items()}, **fields)
 
 
 def _yosys_command() -> list[str]:
@@ -107,6 +145,14 @@ def classify(cells: dict, family: str, top: str) -> Resources:
                 break
         else:
             res.other += count
+        if cell in LUT_SITES:
+            res.lut_memory += LUT_SITES[cell] * count
+        elif any(_CLASSES[family][name].search(cell) for name in ("lutram", "srl")
+                 if name in _CLASSES[family]):
+            raise SynthesisError(f"{top}: no LUT-site count for the memory cell {cell}; "
+                                 f"add it to spikepack.synth.LUT_SITES")
+    res.lut_logic = res.lut
+    res.lut += res.lut_memory
     return res
 
 
@@ -191,10 +237,11 @@ def neuron_table(*, family: str = "xcup", progress: bool = True, **params) -> li
 
 def format_table(rows: list[Resources]) -> str:
     xcup = bool(rows) and rows[0].family == "xcup"
-    cols = ("top", "lut", "ff", *(("carry8",) if xcup else ()), "carry", "dsp", "bram", "lutram",
-            "mux", "other")
-    head = {"carry": "CARRY4" if xcup else "CCU2C", "carry8": "CARRY8",
-            "lutram": "LUTRAM", "top": "unit"}
+    cols = ("top", "lut", "lut_logic", "lut_memory", "ff", *(("carry8",) if xcup else ()),
+            "carry", "dsp", "bram", "lutram", *(("srl",) if xcup else ()), "mux", "other")
+    head = {"carry": "CARRY4" if xcup else "CCU2C", "carry8": "CARRY8", "lut": "LUT",
+            "lut_logic": "LUT logic", "lut_memory": "LUT mem", "lutram": "LUTRAM cells",
+            "srl": "SRL", "top": "unit"}
     table = [[head.get(c, c.upper()) for c in cols]]
     for r in rows:
         table.append([str(getattr(r, c)) for c in cols])
@@ -207,7 +254,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m spikepack.synth",
                                      description="Yosys resource counts of generated units")
     sub = parser.add_subparsers(dest="what", required=True)
-    n = sub.add_parser("neuron", help="one SpikePack and one LIF neuron unit")
+    n = sub.add_parser("neuron", help="one SpikePack and one LIF neuron unit, and a bank of them")
     n.add_argument("--timesteps", "-T", type=int, default=NEURON_DEFAULTS["timesteps"])
     n.add_argument("--tau-shift", type=int, default=NEURON_DEFAULTS["tau_shift"])
     n.add_argument("--weight-bits", type=int, default=NEURON_DEFAULTS["weight_bits"])
@@ -215,22 +262,36 @@ def main(argv=None) -> int:
     n.add_argument("--rows", type=int, default=NEURON_DEFAULTS["rows"])
     n.add_argument("--bias-bits", type=int, default=NEURON_DEFAULTS["bias_bits"])
     n.add_argument("--threshold-bits", type=int, default=NEURON_DEFAULTS["threshold_bits"])
+    n.add_argument("--units", type=int, default=16,
+                   help="bank size for the second table: the one-unit counts times this "
+                        "(default 16, the paper's neuron-unit count)")
     n.add_argument("--family", choices=tuple(FAMILIES), default="xcup")
     n.add_argument("--json", type=Path, default=None, help="also write the counts as JSON")
     args = parser.parse_args(argv)
     params = dict(timesteps=args.timesteps, tau_shift=args.tau_shift,
                   weight_bits=args.weight_bits, fan_in=args.fan_in, rows=args.rows,
                   bias_bits=args.bias_bits, threshold_bits=args.threshold_bits)
+    if args.units < 1:
+        print(f"spikepack.synth: --units must be at least 1, not {args.units}", file=sys.stderr)
+        return 2
     try:
         rows = neuron_table(family=args.family, **params)
     except (TypeError, ValueError) as e:
         print(f"spikepack.synth: {e}", file=sys.stderr)
         return 2
     print(", ".join(f"{k}={v}" for k, v in params.items()) + f", family={args.family}")
+    print("LUT = LUT logic + LUT mem (LUT sites used as distributed RAM / shift registers), "
+          "as Vivado's CLB LUTs")
     print(format_table(rows))
+    bank = [r.scaled(args.units) for r in rows]
+    print(f"\n{args.units} units (one unit's counts x {args.units})")
+    print(format_table(bank))
     if args.json:
         args.json.write_text(json.dumps({"params": params, "family": args.family,
-                                         "units": [asdict(r) for r in rows]}, indent=2) + "\n")
+                                         "units": [asdict(r) for r in rows],
+                                         "bank": {"units": args.units,
+                                                  "rows": [r.as_row() for r in bank]}},
+                                        indent=2) + "\n")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The R x C weight-stationary spike array (``docs/array.md``).
+"""The R x C weight-stationary spike array (``docs/array.md``), serial or packed pe_mode.
 
 PE (r, c) holds the weight from input r of the current row tile to output c of the current
 column tile. A bit plane (the spikes of the tile's R inputs at one time step) enters on
@@ -21,32 +21,50 @@ period of P = max(T, R/g) cycles, group q's word is read at offset q of every pe
 
 All state advances every cycle; a parent stalls the whole array with ``EnableInserter``.
 
-Ports: ``plane`` In(R), ``first`` In(1), ``valid`` In(1), ``tag`` In(tag_bits) (if tag_bits);
+**Packed mode** (``mode="packed"``, with ``timesteps`` T and ``tau_shift`` k): a tile is ONE beat.
+``words`` carries the R spike words of the tile's inputs (input r at bits r*T .. r*T+T-1); row r
+sees its word r cycles later (skewed as T-bit words, the cheaper form) and expands it to
+p(z) = sum_t s_t * tau**(T-t) by wiring (bit b of z to bit k*b, once per row, shared by the C
+PEs of the row); PE (r, c) adds w_rc * p(z_r) to the partial sum passing down its column. The
+column outputs, R cycles after the beat, are the tile's packed partial potentials
+sum_r w_rc * p(z_r) (``current_bits`` is then the partial-potential width). There is no
+``first``: every valid beat is a new tile, the PE computes with its single weight register,
+and the same weight-launch chain and :func:`load_schedule` (with ``beats=1``: one word a cycle
+when g = R) deliver each row's weight in the cycle before the beat reaches it.
+
+Ports: ``plane`` In(R) and ``first`` In(1) (serial) or ``words`` In(R*T) (packed), ``valid``
+In(1), ``tag`` In(tag_bits) (if tag_bits);
 ``wload`` In(1), ``wgroup`` In(range(R/g)), ``wdata`` In(g*C*weight_bits);
 ``out`` Out(ArrayLayout(signed(current_bits), C)), ``out_valid`` Out(1), ``out_tag`` Out(tag_bits);
 ``pre_valid`` Out(1), ``pre_tag`` Out(tag_bits): ``valid``/``tag`` one cycle before they reach
 ``out_valid``/``out_tag`` (delayed R - 1 cycles), so a parent can issue a 1-cycle memory read
 that returns exactly with the beat.
 
-Latency: R cycles from ``plane`` to ``out``. Throughput: one bit plane per cycle, i.e. R*C
-spike-gated adds per cycle, tile after tile without bubbles as long as R/g <= T.
-Cost: R*C PEs, R(R-1) skew flip-flops (spike + first), g(g-1)/2 * C * weight_bits delay-chain
-flip-flops, R flip-flops of ``valid``/``tag`` delay per tag bit.
+Latency: R cycles from ``plane``/``words`` to ``out``. Throughput, serial: one bit plane per
+cycle, i.e. R*C spike-gated adds (weight x time-step products) per cycle, tile after tile
+without bubbles as long as R/g <= T. Packed: one tile per cycle, i.e. R*C multiply-accumulates
+of a T-step word = R*C*T weight x time-step products per cycle, without bubbles when g = R (the
+tile period is R/g cycles otherwise).
+Cost: R*C PEs; skew flip-flops R(R-1) (serial: spike + first) or R(R-1)/2 * T (packed);
+g(g-1)/2 * C * weight_bits delay-chain flip-flops (packed, g = R: R(R-1)/2 * C * weight_bits,
+the price of skewing a whole tile of weights that arrives in one word); R flip-flops of
+``valid``/``tag`` delay per tag bit.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth import Module, Signal, signed
+from amaranth import C as Const
+from amaranth import Cat, Module, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from spikepack.sim.golden import signed_bits
+from spikepack.sim.golden import MAX_T, TAU_SHIFTS, packed_max, signed_bits
 
-from .pe import ProcessingElement
+from .pe import PE_MODES, ProcessingElement
 
-__all__ = ["SpikeArray", "LoadSchedule", "load_schedule"]
+__all__ = ["SpikeArray", "LoadSchedule", "load_schedule", "row_bits", "packed_value_bits"]
 
 
 @dataclass(frozen=True)
@@ -86,17 +104,69 @@ def load_schedule(*, rows: int, rows_per_word: int, beats: int) -> LoadSchedule:
     return LoadSchedule(period=period, advance=advance)
 
 
-def row_bits(r: int, weight_bits: int, current_bits: int) -> int:
-    """Width of row r's registered partial sum: r + 1 weights, capped at the current width."""
+def row_bits(r: int, weight_bits: int, current_bits: int, scale: int = 1) -> int:
+    """Width of row r's registered partial sum: r + 1 weights times at most ``scale`` (1 in
+    serial mode, the largest p(z) in packed mode), capped at ``current_bits``."""
     lo, hi = -(1 << (weight_bits - 1)), (1 << (weight_bits - 1)) - 1
-    return min(current_bits, signed_bits((r + 1) * lo, (r + 1) * hi))
+    return min(current_bits, signed_bits((r + 1) * lo * scale, (r + 1) * hi * scale))
+
+
+def packed_value_bits(timesteps: int, tau_shift: int) -> int:
+    """Width of p(z): k*(T-1) + 1 bits."""
+    return tau_shift * (timesteps - 1) + 1
 
 
 class SpikeArray(wiring.Component):
     """R x C spike-gated accumulate array (see the module docstring)."""
 
     def __init__(self, *, rows: int, cols: int, weight_bits: int, rows_per_word: int,
-                 current_bits: int | None = None, tag_bits: int = 0):
+                 current_bits: int | None = None, tag_bits: int = 0, mode: str = "serial",
+                 timesteps: int | None = None, tau_shift: int | None = None):
+        try:
+            self._check(rows, cols, weight_bits, rows_per_word, tag_bits, mode, timesteps,
+                        tau_shift)
+        except Exception:
+            self._MustUse__silence = True
+            raise
+        self._mode = mode
+        self._timesteps, self._tau_shift = timesteps, tau_shift
+        self._scale = packed_max(timesteps, tau_shift) if mode == "packed" else 1
+        full = row_bits(rows - 1, weight_bits, 64, self._scale)
+        if current_bits is None:
+            current_bits = full
+        if not isinstance(current_bits, int) or isinstance(current_bits, bool):
+            self._MustUse__silence = True
+            raise TypeError(f"current_bits must be an integer, not {type(current_bits).__name__}")
+        if not weight_bits <= current_bits <= 64:
+            self._MustUse__silence = True
+            raise ValueError(f"current_bits must be between weight_bits ({weight_bits}) and 64, "
+                             f"not {current_bits}")
+        self._rows, self._cols = rows, cols
+        self._weight_bits = weight_bits
+        self._g = rows_per_word
+        self._current_bits = current_bits
+        self._tag_bits = tag_bits
+        if mode == "serial":
+            members = {"plane": In(rows), "first": In(1)}
+        else:
+            members = {"words": In(rows * timesteps)}
+        members.update({
+            "valid": In(1),
+            "wload": In(1),
+            "wgroup": In(range(max(2, self.groups))),
+            "wdata": In(rows_per_word * cols * weight_bits),
+            "out": Out(data.ArrayLayout(signed(current_bits), cols)),
+            "out_valid": Out(1),
+            "pre_valid": Out(1),
+        })
+        if tag_bits:
+            members["tag"] = In(tag_bits)
+            members["out_tag"] = Out(tag_bits)
+            members["pre_tag"] = Out(tag_bits)
+        super().__init__(members)
+
+    @staticmethod
+    def _check(rows, cols, weight_bits, rows_per_word, tag_bits, mode, timesteps, tau_shift):
         for name, value, lo, hi in (("rows", rows, 1, 64), ("cols", cols, 1, 64),
                                     ("weight_bits", weight_bits, 2, 16),
                                     ("rows_per_word", rows_per_word, 1, 64),
@@ -107,35 +177,48 @@ class SpikeArray(wiring.Component):
                 raise ValueError(f"{name} must be between {lo} and {hi}, not {value}")
         if rows % rows_per_word:
             raise ValueError(f"rows_per_word ({rows_per_word}) must divide rows ({rows})")
-        full = row_bits(rows - 1, weight_bits, 64)
-        if current_bits is None:
-            current_bits = full
-        if not isinstance(current_bits, int) or isinstance(current_bits, bool):
-            raise TypeError(f"current_bits must be an integer, not {type(current_bits).__name__}")
-        if not weight_bits <= current_bits <= 64:
-            raise ValueError(f"current_bits must be between weight_bits ({weight_bits}) and 64, "
-                             f"not {current_bits}")
-        self._rows, self._cols = rows, cols
-        self._weight_bits = weight_bits
-        self._g = rows_per_word
-        self._current_bits = current_bits
-        self._tag_bits = tag_bits
-        members = {
-            "plane": In(rows),
-            "first": In(1),
-            "valid": In(1),
-            "wload": In(1),
-            "wgroup": In(range(max(2, self.groups))),
-            "wdata": In(rows_per_word * cols * weight_bits),
-            "out": Out(data.ArrayLayout(signed(current_bits), cols)),
-            "out_valid": Out(1),
-            "pre_valid": Out(1),
-        }
-        if tag_bits:
-            members["tag"] = In(tag_bits)
-            members["out_tag"] = Out(tag_bits)
-            members["pre_tag"] = Out(tag_bits)
-        super().__init__(members)
+        if not isinstance(mode, str) or mode not in PE_MODES:
+            raise ValueError(f"mode must be one of {PE_MODES}, not {mode!r}")
+        if mode == "serial":
+            if timesteps is not None or tau_shift is not None:
+                raise ValueError("timesteps and tau_shift are packed-mode parameters (a serial "
+                                 "array sees one bit plane at a time); leave them out")
+            return
+        for name, value in (("timesteps", timesteps), ("tau_shift", tau_shift)):
+            if value is None:
+                raise TypeError(f"mode 'packed' needs {name}")
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"{name} must be an integer, not {type(value).__name__}")
+        if not 1 <= timesteps <= MAX_T:
+            raise ValueError(f"timesteps must be between 1 and {MAX_T}, not {timesteps}")
+        if tau_shift not in TAU_SHIFTS:
+            raise ValueError(f"tau_shift must be one of {TAU_SHIFTS}, not {tau_shift}")
+
+    @classmethod
+    def from_config(cls, config, *, tag_bits: int = 0) -> "SpikeArray":
+        """The array of a :class:`spikepack.config.HardwareConfig`, as the layer engine builds
+        it: its ``pe_mode``, g = ``rows_per_word``, outputs of ``widths.current`` (serial) or
+        ``widths.potential`` (packed) bits."""
+        from spikepack.config import HardwareConfig
+        if not isinstance(config, HardwareConfig):
+            raise TypeError(f"config must be a HardwareConfig, not {type(config).__name__}")
+        common = dict(rows=config.rows, cols=config.cols, weight_bits=config.weight_bits,
+                      rows_per_word=config.rows_per_word, tag_bits=tag_bits)
+        if config.pe_mode == "packed":
+            return cls(**common, current_bits=config.widths.potential, mode="packed",
+                       timesteps=config.timesteps, tau_shift=config.tau_shift)
+        return cls(**common, current_bits=config.widths.current)
+
+    @property
+    def mode(self) -> str:
+        return self._mode
+
+    @property
+    def value_bits(self) -> int | None:
+        """Width of p(z) in packed mode (None in serial mode)."""
+        if self._mode != "packed":
+            return None
+        return packed_value_bits(self._timesteps, self._tau_shift)
 
     @property
     def rows(self) -> int:
@@ -167,10 +250,32 @@ class SpikeArray(wiring.Component):
         R, C, g, bw = self._rows, self._cols, self._g, self._weight_bits
         n = self.groups
 
-        # Input skew: row r sees (spike, first) r cycles after the plane enters.
+        # Input skew: row r sees its input r cycles after the beat enters (serial: the spike
+        # bit and first; packed: the T-bit spike word, gated by valid, expanded to p(z) after
+        # the skew, by wiring).
         spike_in = [None] * R
         first_in = [None] * R
+        value_in = [None] * R
+        packed = self._mode == "packed"
+        T, k = self._timesteps, self._tau_shift
         for r in range(R):
+            if packed:
+                z = Signal(T, name=f"word_r{r}")
+                m.d.comb += z.eq(self.words[r * T:(r + 1) * T] & self.valid.replicate(T))
+                for d in range(r):
+                    z_next = Signal(T, name=f"skew_z_r{r}_d{d}")
+                    m.d.sync += z_next.eq(z)
+                    z = z_next
+                # p(z): bit b of z (step T - b) weighs tau**b = 2**(k*b)
+                parts = []
+                for b in range(T):
+                    parts.append(z[b])
+                    if b < T - 1 and k > 1:
+                        parts.append(Const(0, k - 1))
+                value = Signal(self.value_bits, name=f"value_r{r}")
+                m.d.comb += value.eq(Cat(*parts))
+                value_in[r] = value
+                continue
             s = self.plane[r] & self.valid
             f = self.first & self.valid
             for d in range(r):
@@ -205,18 +310,24 @@ class SpikeArray(wiring.Component):
             wr = Signal(name=f"wr_row{r}")
             m.d.comb += wr.eq(stage_valid[rr] & (stage_group[rr] == q) if n > 1
                               else stage_valid[rr])
-            in_bits = row_bits(r - 1, bw, self._current_bits) if r else 0
-            out_bits = row_bits(r, bw, self._current_bits)
+            in_bits = row_bits(r - 1, bw, self._current_bits, self._scale) if r else 0
+            out_bits = row_bits(r, bw, self._current_bits, self._scale)
             for c in range(C):
-                pe = ProcessingElement(weight_bits=bw, in_bits=in_bits, out_bits=out_bits)
+                if packed:
+                    pe = ProcessingElement(weight_bits=bw, in_bits=in_bits, out_bits=out_bits,
+                                           mode="packed", value_bits=self.value_bits)
+                else:
+                    pe = ProcessingElement(weight_bits=bw, in_bits=in_bits, out_bits=out_bits)
                 m.submodules[f"pe_r{r}_c{c}"] = pe
                 pes[r, c] = pe
                 m.d.comb += [
-                    pe.spike.eq(spike_in[r]),
-                    pe.first.eq(first_in[r]),
                     pe.wr_en.eq(wr),
                     pe.wr_data.eq(word_row(stage_word[rr], rr, c)),
                 ]
+                if packed:
+                    m.d.comb += pe.value.eq(value_in[r])
+                else:
+                    m.d.comb += [pe.spike.eq(spike_in[r]), pe.first.eq(first_in[r])]
                 if r:
                     m.d.comb += pe.psum_in.eq(pes[r - 1, c].psum_out)
         for c in range(C):

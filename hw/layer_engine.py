@@ -1,4 +1,6 @@
-"""The layer engine: one layer of any N x M on the R x C spike array and C neuron units.
+"""The layer engine: one layer of any N x M on the R x C spike array and C neuron units, in
+pe_mode "serial" (spike-gated adds, one bit plane a cycle) or "packed" (a weight x p(z)
+multiplier per PE, one tile a cycle).
 
 Dataflow (weight-stationary, ``docs/array.md``). The layer is cut into K = G * CT tiles,
 G = ceil(N/R) row tiles for each of CT = ceil(M/C) column tiles, processed column tile by
@@ -13,6 +15,16 @@ current per column; these go to the C neuron units (SpikePackNeuron or LIFNeuron
 its bias and threshold read from the bias/threshold memories (word ``column_base + ct``) so that
 they arrive with that beat. The C results of a column tile are sent on ``o`` one per cycle in
 index order; results of neurons beyond M (in the last column tile) are dropped.
+
+Packed pe_mode (``config.pe_mode == "packed"``, SpikePack neurons only). A tile is ONE beat:
+the array receives the tile's activation entry (R spike words) whole, expands each row's word to
+p(z) by wiring, and each PE adds w * p(z) to the partial sum passing down its column, so the
+columns deliver, R cycles later, the tile's packed partial potentials sum_j w_ij * p(z_j), which
+go to the C SpikePackNeuron units in input_mode "packed" (a neuron is G beats, ``last`` on the
+final row tile; v = bias + sum of the beats). The period is P = max(1, R/g) with
+g = ``config.rows_per_word`` (= R by default: one R*C*b_w-bit weight word per tile, read every
+cycle), so the weight port streams a whole tile per cycle: P = 1. Same ports, same ``o``
+semantics, same stall rules as the serial mode.
 
 Stalls. Everything from the memory reads to the neuron inputs advances on one enable, ``en``,
 which is low exactly when the array presents a beat that not all C neuron units can take. The
@@ -30,11 +42,14 @@ at bits i*T ..), ``o`` (index, spikes, potential, last), ``busy``.
 Latency and throughput, with the output never stalled (``o.ready`` = 1), in clock edges from
 the descriptor handshake to the last ``o`` handshake (setup cycle and register stages included):
 
-    L = W*P + (K - 1)*P + T + R + (T + 1) + C_last          (compute-bound layers, C < G*P)
+    serial: L = W*P + (K - 1)*P + T + R + (T + 1) + C_last     (compute-bound: C < G*P)
+    packed: L = W*P + (K - 1)*P + 1 + R + (T + 2) + C_last     (compute-bound: max(C, T) < G*P)
 
-W = ``load_schedule(...).warmup`` warm-up periods (1, or 2 when P = 1) load the first tile;
-K - 1 tile periods and the T planes of the last tile; R the array latency; T + 1 the neuron
-units' decode latency; C_last = M - (CT-1)*C the outputs of the last column tile.
+W = ``load_schedule(...).warmup`` warm-up periods (1, or 2 when P = 1; packed with g = R: W = 2,
+P = 1) load the first tile; K - 1 tile periods and the beats of the last tile (T planes, or 1
+packed beat); R the array latency; T + 1 (serial) or T + 2 (packed) the neuron units' decode
+latency; C_last = M - (CT-1)*C the outputs of the last column tile (:func:`expected_cycles`,
+:func:`compute_bound`).
 
 Steady state: one tile per P cycles (R*C*T spike-gated adds per P cycles; P = T for the
 auto-chosen g), i.e. the ideal K*T cycles for the whole layer plus the constant fill/drain.
@@ -43,6 +58,17 @@ Bounds: a column tile cannot take fewer than C cycles (its C outputs leave one p
 unit may lose a cycle now and then) and output-bound, about CT*C ~ M cycles, when G*P < C; the
 weight port bounds the period at R/g cycles (P = max(T, R/g)). ``busy`` is high from the
 handshake to the last ``o`` handshake.
+
+Packed steady state: one tile per cycle (R*C multiply-accumulates of a T-step word, i.e. R*C*T
+synaptic weight x time-step products per cycle, T times the serial rate), i.e. the ideal K
+cycles plus the fill/drain ``W*P - P + R + T + 3 + C_last`` (P = 1: ``W + R + T + 2 + C_last``,
+24 cycles for 8x8 at T = 4). But a column tile then computes for only
+G cycles, so two other bounds bite much sooner than in serial mode: its C outputs leave one per
+cycle on ``o`` (at least C cycles per column tile) and each neuron unit decodes one neuron per T
+cycles (at least T cycles per column tile). A packed layer takes about
+``CT * max(G, C, T)`` cycles plus the fill: compute-bound only when G = ceil(N/R) > max(C, T),
+i.e. N > R*max(C, T) inputs (64 on 8x8 at T = 4); below that, the one-output-per-cycle port (or
+the decode) sets the pace, about M cycles for the layer whatever R.
 """
 
 from __future__ import annotations
@@ -58,7 +84,8 @@ from spikepack.sim.golden import signed_bits
 
 from .array import SpikeArray, load_schedule
 
-__all__ = ["LayerEngine", "descriptor_layout", "output_layout", "ideal_cycles", "expected_cycles"]
+__all__ = ["LayerEngine", "descriptor_layout", "output_layout", "beats_per_tile", "schedule",
+           "ideal_cycles", "expected_cycles", "compute_bound"]
 
 
 def descriptor_layout(config: HardwareConfig) -> data.StructLayout:
@@ -81,19 +108,43 @@ def output_layout(config: HardwareConfig) -> data.StructLayout:
     })
 
 
+def beats_per_tile(config: HardwareConfig) -> int:
+    """Beats a tile presents to the array: T bit planes (serial) or 1 packed word (packed)."""
+    return 1 if config.pe_mode == "packed" else config.timesteps
+
+
+def schedule(config: HardwareConfig):
+    """The weight-load schedule (:func:`spikepack.hw.array.load_schedule`) of ``config``."""
+    return load_schedule(rows=config.rows, rows_per_word=config.rows_per_word,
+                         beats=beats_per_tile(config))
+
+
 def ideal_cycles(config: HardwareConfig, fan_in: int, neurons: int) -> int:
-    """ceil(N/R) * ceil(M/C) * T: one bit plane per cycle, every PE busy."""
-    return -(-fan_in // config.rows) * -(-neurons // config.cols) * config.timesteps
+    """ceil(N/R) * ceil(M/C) * T (serial: one bit plane per cycle, every PE busy) or
+    ceil(N/R) * ceil(M/C) (packed: one tile per cycle)."""
+    return -(-fan_in // config.rows) * -(-neurons // config.cols) * beats_per_tile(config)
+
+
+def compute_bound(config: HardwareConfig, fan_in: int) -> bool:
+    """True when a layer of ``fan_in`` inputs is compute-bound, i.e. :func:`expected_cycles`
+    is exact with ``o`` never stalled: a column tile computes for G*P cycles, which must exceed
+    the C cycles its outputs take on ``o`` and (packed mode) the T cycles a neuron unit needs to
+    decode one neuron."""
+    G, P = -(-fan_in // config.rows), schedule(config).period
+    if config.pe_mode == "packed":
+        return G * P > max(config.cols, config.timesteps)
+    return G * P > config.cols
 
 
 def expected_cycles(config: HardwareConfig, fan_in: int, neurons: int) -> int:
     """The latency formula of the module docstring: exact for compute-bound layers
-    (C < ceil(N/R) * P) with ``o`` never stalled, a lower bound otherwise."""
-    sched = load_schedule(rows=config.rows, rows_per_word=config.rows_per_word,
-                          beats=config.timesteps)
+    (:func:`compute_bound`) with ``o`` never stalled, a lower bound otherwise."""
+    sched = schedule(config)
     R, C, T, P = config.rows, config.cols, config.timesteps, sched.period
+    B = beats_per_tile(config)
+    decode = T + 2 if config.pe_mode == "packed" else T + 1
     G, CT = -(-fan_in // R), -(-neurons // C)
-    return sched.warmup * P + (G * CT - 1) * P + T + R + (T + 1) + (neurons - (CT - 1) * C)
+    return sched.warmup * P + (G * CT - 1) * P + B + R + decode + (neurons - (CT - 1) * C)
 
 
 def _neuron_class(config: HardwareConfig):
@@ -108,18 +159,12 @@ class LayerEngine(wiring.Component):
     """Runs one layer descriptor at a time (see the module docstring for timing)."""
 
     def __init__(self, *, config: HardwareConfig):
-        if not isinstance(config, HardwareConfig) or config.pe_mode != "serial":
-            self._MustUse__silence = True   # a rejected engine is not an unused elaboratable
         if not isinstance(config, HardwareConfig):
+            self._MustUse__silence = True   # a rejected engine is not an unused elaboratable
             raise TypeError(f"config must be a HardwareConfig, not {type(config).__name__}")
-        if config.pe_mode != "serial":
-            raise NotImplementedError(
-                "the layer engine implements pe_mode 'serial' only (pe_mode 'packed', a "
-                "multiplier per PE, is not built); use pe_mode = \"serial\"")
         self._config = config
         mems = config.memories
-        self._schedule = load_schedule(rows=config.rows, rows_per_word=config.rows_per_word,
-                                       beats=config.timesteps)
+        self._schedule = schedule(config)
         super().__init__({
             "start": In(stream.Signature(descriptor_layout(config))),
             "weight_raddr": Out(mems["weight"].addr_bits),
@@ -149,6 +194,15 @@ class LayerEngine(wiring.Component):
         return max(1, (self._config.activation_depth - 1).bit_length())
 
     @property
+    def pe_mode(self) -> str:
+        return self._config.pe_mode
+
+    @property
+    def beats(self) -> int:
+        """Beats per tile: T (serial) or 1 (packed)."""
+        return beats_per_tile(self._config)
+
+    @property
     def period(self) -> int:
         """P: cycles per tile."""
         return self._schedule.period
@@ -171,14 +225,15 @@ class LayerEngine(wiring.Component):
         cfg = self._config
         R, C, T, g = cfg.rows, cfg.cols, cfg.timesteps, cfg.rows_per_word
         n = R // g
+        packed = cfg.pe_mode == "packed"
+        B = self.beats
         sched = self._schedule
         P, W = sched.period, sched.warmup
         log_r, log_c = (R - 1).bit_length(), (C - 1).bit_length()
         waddr_bits = len(self.weight_raddr)
 
         en = Signal()
-        array = SpikeArray(rows=R, cols=C, weight_bits=cfg.weight_bits, rows_per_word=g,
-                           current_bits=cfg.widths.current, tag_bits=1)
+        array = SpikeArray.from_config(cfg, tag_bits=1)
         m.submodules.array = EnableInserter(en)(array)
         neuron_cls = _neuron_class(cfg)
         units = [neuron_cls.from_config(cfg) for _ in range(C)]
@@ -211,7 +266,7 @@ class LayerEngine(wiring.Component):
         m_idx = Signal(signed(len(pm) + 1))
         m.d.comb += m_idx.eq(pm - W)
         plane_valid = Signal()
-        m.d.comb += plane_valid.eq(running & (m_idx >= 0) & (m_idx < tiles) & (off < T))
+        m.d.comb += plane_valid.eq(running & (m_idx >= 0) & (m_idx < tiles) & (off < B))
 
         # weight reads: offset q < n reads group q of tile m + advance[q]
         w_issue = Signal()
@@ -245,19 +300,22 @@ class LayerEngine(wiring.Component):
         with m.If(act_fresh):
             m.d.sync += act_reg.eq(self.act_rdata)
         act_word = Mux(act_fresh, self.act_rdata, act_reg)
-        tbit = Signal(range(max(2, T)))            # spike-word bit of step off + 1
-        m.d.comb += tbit.eq(T - 1 - off)
-        plane_bits = []
-        for r in range(R):
-            bit = Signal(name=f"plane_r{r}")
-            m.d.comb += bit.eq(act_word[r * T:(r + 1) * T].bit_select(tbit, 1))
-            plane_bits.append(bit)
+        if packed:
+            # the whole entry (R spike words) is the tile's one beat
+            m.d.comb += array.words.eq(act_word)
+        else:
+            tbit = Signal(range(max(2, T)))            # spike-word bit of step off + 1
+            m.d.comb += tbit.eq(T - 1 - off)
+            plane_bits = []
+            for r in range(R):
+                bit = Signal(name=f"plane_r{r}")
+                m.d.comb += bit.eq(act_word[r * T:(r + 1) * T].bit_select(tbit, 1))
+                plane_bits.append(bit)
+            m.d.comb += [array.plane.eq(Cat(*plane_bits)), array.first.eq(off == 0)]
 
         m.d.comb += [
-            array.plane.eq(Cat(*plane_bits)),
             array.valid.eq(plane_valid),
-            array.first.eq(off == 0),
-            array.tag.eq((rt == row_tiles - 1) & (off == T - 1)),
+            array.tag.eq((rt == row_tiles - 1) & (off == B - 1)),
             array.wload.eq(wl_valid),
             array.wgroup.eq(wl_group),
             array.wdata.eq(self.weight_rdata[:len(array.wdata)]),

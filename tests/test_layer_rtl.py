@@ -5,7 +5,8 @@ Coverage: random shapes including N, M not multiples of R, C, N = 1, M = 1, laye
 than the array; weights all at their most negative / most positive value; all-zero and all-one
 spike words; thresholds 1 and at their maximum; readout layers; random backpressure on ``o``;
 several (R, C, T, tau_shift) configurations, a weight word narrower than the tile period needs
-(R/g > T: bubbles between tiles), and both neuron kinds.
+(R/g > T: bubbles between tiles), both neuron kinds, and packed pe_mode (a weight x p(z)
+multiplier per PE, one tile per cycle) at tau_shift 1 and 2.
 """
 
 from __future__ import annotations
@@ -45,6 +46,12 @@ CONFIGS = {
                                    weight_depth=2048),
     "lif_4x4_T4_k2": HardwareConfig(rows=4, cols=4, timesteps=4, tau_shift=2, neuron="lif",
                                     weight_depth=4096),
+    # packed pe_mode: one tile (one R*C*b_w weight word) per cycle, a multiplier per PE
+    "packed_4x4_T4_k1": HardwareConfig(rows=4, cols=4, timesteps=4, tau_shift=1,
+                                       pe_mode="packed", weight_depth=4096),
+    "packed_4x4_T4_k2": HardwareConfig(rows=4, cols=4, timesteps=4, tau_shift=2,
+                                       pe_mode="packed", max_fan_in=128, max_neurons=128,
+                                       weight_depth=2048),
 }
 
 
@@ -89,6 +96,8 @@ def test_layer_engine_matches_golden(name, tmp_path):
     big = (200, 150) if name == "4x4_T4_k1" else (96, 80) if name == "8x8_T4_k2" else None
     if name == "lif_4x4_T4_k2":
         big = (100, 60)
+    if name.startswith("packed"):
+        big = (200, 150) if name == "packed_4x4_T4_k1" else (128, 90)
     cases = _cases(config, rng, big)
     built = _build(config)
     results = tmp_path / "results.json"
@@ -97,16 +106,12 @@ def test_layer_engine_matches_golden(name, tmp_path):
                      "results": str(results)}, seed=seed)
     # Timing: with o never stalled, a compute-bound layer (C < G*P) takes exactly the cycles of
     # the engine's documented latency formula, and no layer takes fewer.
-    from spikepack.hw.array import load_schedule
-    from spikepack.hw.layer_engine import expected_cycles
-    period = load_schedule(rows=config.rows, rows_per_word=config.rows_per_word,
-                           beats=config.timesteps).period
+    from spikepack.hw.layer_engine import compute_bound, expected_cycles
     for r in json.loads(results.read_text()):
         if r["stall"]:
             continue
         formula = expected_cycles(config, r["N"], r["M"])
-        G = -(-r["N"] // config.rows)
-        if config.cols < G * period:
+        if compute_bound(config, r["N"]):
             assert r["cycles"] == formula, f"seed {seed}: {r}: formula says {formula}"
         else:
             assert r["cycles"] >= formula, f"seed {seed}: {r}: faster than the bound {formula}"

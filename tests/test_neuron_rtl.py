@@ -50,18 +50,19 @@ def _build(c, fault=None):
 
 def run_bench(built, name, args):
     """runner.run, but a failing bench always ends as an AssertionError that carries the
-    bench's report (first mismatch, seed): under pytest, cocotb_tools' runner.test ends a failed
-    run with SystemExit before runner.run can read the results."""
+    bench's report (first mismatch with its expected and actual records, the stimulus, the
+    seed), read from the simulator log."""
     seed = runner.bench_seed()
     try:
         return runner.run(built, "spikepack.sim.benches.neuron", name=name, args=args, seed=seed)
-    except SystemExit as e:
+    except (SystemExit, AssertionError) as e:
         log = built.directory / "runs" / f"{name}-{seed}" / "sim.log"
         text = log.read_text(errors="replace") if log.exists() else ""
         report = [line.strip() for line in text.splitlines()
                   if any(key in line for key in ("Mismatch", "expected:", "actual:", "stimulus:",
                                                  "Error", "received"))]
-        raise AssertionError(f"{name}: bench failed (exit {e.code}, seed {seed}, log {log})\n"
+        what = f"exit {e.code}" if isinstance(e, SystemExit) else str(e).splitlines()[0]
+        raise AssertionError(f"{name}: bench failed ({what}, seed {seed}, log {log})\n"
                              + "\n".join(report[:12])) from None
 
 

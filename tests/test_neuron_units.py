@@ -1,6 +1,8 @@
 """Amaranth-simulator tests of the SpikePack and LIF neuron units against the golden model:
 random neurons of 1..3 groups, directed edges, random stalls on both sides, packed mode, and the
-docstring timing (no input bubbles, cycles per neuron, latency) measured cycle by cycle."""
+docstring timing (no input bubbles, cycles per neuron, latency) measured cycle by cycle. And the
+SpikePack decode datapath (``decode_model``: shifted comparison, clamping, saturation, widths)
+against ``golden.decode_serial``, exhaustively for small widths and by hypothesis at the edges."""
 
 from __future__ import annotations
 
@@ -12,12 +14,15 @@ import warnings
 import numpy as np
 import pytest
 from amaranth._unused import UnusedMustUse
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from amaranth.sim import Simulator
 
 from spikepack.config import HardwareConfig
 from spikepack.hw.neuron_common import NeuronBase, check_neuron_params
 from spikepack.hw.neuron_lif import LIFNeuron
-from spikepack.hw.neuron_spikepack import SpikePackNeuron
+from spikepack.hw.neuron_spikepack import SpikePackNeuron, decode_model
+from spikepack.sim import golden
 from spikepack.sim.benches.neuron import make_stimulus
 from spikepack.sim.benches.streams import PayloadCodec, check_records
 
@@ -226,3 +231,93 @@ def test_ports_and_from_config():
     packed = SpikePackNeuron.from_config(HardwareConfig(pe_mode="packed"))
     packed._mark_used()
     assert dict(packed.input_layout)["current"].width == packed.widths.potential
+
+
+# --- the SpikePack decode datapath against the golden decode ---------------------------------
+
+def _minimal_width(tb, T, k):
+    """The narrowest decode register the unit ever builds (decode_bits without the potential)."""
+    return max(tb + 1 + k * (T - 1), k + 1)
+
+
+def _check_model(vs, theta, T, k, W, pbits):
+    want = golden.decode_serial(np.asarray(vs, dtype=np.int64),
+                                np.full(len(vs), theta, dtype=np.int64), T, k)
+    for v, z in zip(vs, want):
+        got = decode_model(int(v), theta, False, timesteps=T, tau_shift=k, width=W,
+                           potential_bits=pbits)[0]
+        assert got == z, (f"hidden v={v} theta={theta} T={T} k={k} W={W}: spikes {got:b}, "
+                          f"golden {int(z):b}")
+        if -(1 << (pbits - 1)) <= v < 1 << (pbits - 1):
+            pot = decode_model(int(v), theta, True, timesteps=T, tau_shift=k, width=W,
+                               potential_bits=pbits)[1]
+            assert pot == v, f"readout v={v} theta={theta} T={T} k={k} W={W}: potential {pot}"
+
+
+def test_decode_model_exhaustive_small_widths():
+    """Every theta and every v the register can hold (sampled beyond 2**13 values), T = 1..5,
+    k = 1..3, threshold_bits 1..3, at the narrowest width and two bits wider: the widths,
+    clamping and saturation arguments of the SpikePack docstring, checked, not argued."""
+    rng = np.random.default_rng(1)
+    count = 0
+    for tb in (1, 2, 3):
+        for T in (1, 2, 3, 4, 5):
+            for k in (1, 2, 3):
+                for W in (_minimal_width(tb, T, k), _minimal_width(tb, T, k) + 2):
+                    vs = np.arange(-(1 << (W - 1)), 1 << (W - 1))
+                    if len(vs) > 1 << 13:
+                        vs = np.unique(np.r_[vs[:1500], vs[-1500:],
+                                             rng.choice(vs, 3000, replace=False)])
+                    for theta in range(1, 1 << tb):
+                        _check_model(vs, theta, T, k, W, W)
+                        count += len(vs)
+    assert count > 300_000
+
+
+@st.composite
+def _decode_case(draw):
+    T = draw(st.integers(1, 16))
+    k = draw(st.sampled_from((1, 2, 3)))
+    tb = draw(st.integers(1, 24))
+    W = _minimal_width(tb, T, k) + draw(st.sampled_from((0, 0, 1, 5)))
+    assume(W <= 61)     # the golden model's int64 limit (units refuse wider potentials too)
+    tmax = (1 << tb) - 1
+    theta = draw(st.one_of(st.just(1), st.just(tmax), st.integers(1, tmax)))
+    levels = golden.spike_levels(T, k)
+    z = draw(st.integers(0, (1 << T) - 1))
+    vmax = (1 << (W - 1)) - 1
+    around = int(theta * levels[z]) + draw(st.integers(-2, 2))      # on a level and next to it
+    v = draw(st.one_of(st.just(around), st.integers(-3, 3), st.just(vmax), st.just(-vmax - 1),
+                       st.integers(-vmax - 1, vmax),
+                       st.just(int(theta * levels[-1]) + draw(st.integers(-1, 2)))))
+    return min(max(v, -vmax - 1), vmax), theta, T, k, W
+
+
+@settings(max_examples=600)
+@given(_decode_case())
+def test_decode_model_matches_golden_at_edges(case):
+    """T up to 16, threshold up to 24 bits: exact levels theta*p(z) and +-1, v <= 0, the
+    saturation level theta*P and beyond, the register's extremes."""
+    v, theta, T, k, W = case
+    _check_model([v], theta, T, k, W, W)
+
+
+@pytest.mark.parametrize("params", [P(), P(T=8, k=1, fan_in=256, rows=4, bb=16, tb=16),
+                                    P(T=16, k=3, wb=4, fan_in=16, rows=4, tb=6),
+                                    P(T=1, k=3, wb=2, fan_in=1, rows=1, bb=2, tb=1)])
+def test_decode_model_at_unit_widths(params):
+    """The model at a real unit's widths (decode_bits, potential width), over the unit's whole
+    potential range: extremes, zero, and levels of the extreme thresholds."""
+    unit = SpikePackNeuron(**params)
+    unit._mark_used()
+    lo, hi = unit.params.potential_range
+    T, k = unit.timesteps, unit.tau_shift
+    levels = golden.spike_levels(T, k)
+    if len(levels) > 1024:      # every word up to T = 10; beyond, the first, last and a sample
+        pick = np.random.default_rng(T).choice(len(levels), 1024, replace=False)
+        levels = np.unique(np.r_[levels[:64], levels[-64:], levels[pick]])
+    for theta in (1, 2, unit.params.threshold_max):
+        vs = {lo, lo + 1, -1, 0, 1, 2, hi - 1, hi}
+        vs |= {int(theta * lv) + d for lv in levels for d in (-1, 0, 1)}
+        vs = sorted(v for v in vs if lo <= v <= hi)
+        _check_model(vs, theta, T, k, unit.decode_bits, unit.widths.potential)
