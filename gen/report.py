@@ -1,6 +1,6 @@
 """``make report``: implementation report with open tools (Yosys and nextpnr from PyPI).
 
-    python -m spikepack.report [--configs default,paper] [--no-pnr] [--out build/report]
+    python -m spikepack.report [--configs default,paper,packed] [--no-pnr] [--out build/report]
 
 For each configuration (``default``: the 8x8 default accelerator; ``paper``: shaped like the
 paper's FireFly-S-based processor, 64 PEs as a 4 x 16 array with 16 neuron units) it
@@ -34,6 +34,8 @@ CONFIGS = {
     # 64 multiplex-accumulate PEs and 16 neuron units, as the paper's processor
     "paper": HardwareConfig(rows=4, cols=16, timesteps=4, tau_shift=1, weight_bits=8,
                             max_fan_in=1024, max_neurons=1024, weight_depth=4096),
+    # the default with multiplying PEs (one weight x p(z) a cycle, a DSP each)
+    "packed": HardwareConfig(pe_mode="packed"),
 }
 PAPER = {"spikepack_units_16": {"lut": 4521, "ff": 0}, "lif_units_16": {"lut": 4875, "ff": 260},
          "pe_64": {"lut": 4673, "ff": 1024}, "total_spikepack": {"lut": 9496, "ff": 1042},
@@ -51,16 +53,13 @@ def blocks(config: HardwareConfig) -> dict:
     from spikepack.hw.neuron_spikepack import SpikePackNeuron
     from spikepack.hw.sequencer import NetworkSequencer
     from spikepack.hw.top import SpikePackTop
-    lif_config = HardwareConfig(**{**config.as_dict(), "neuron": "lif"})
+    lif_config = HardwareConfig(**{**config.as_dict(), "neuron": "lif", "pe_mode": "serial"})
     return {
         "top": (lambda: SpikePackTop(config=config), "the whole accelerator (memories included)"),
         "top_lif": (lambda: SpikePackTop(config=lif_config), "the same accelerator with LIF units"),
         "layer_engine": (lambda: LayerEngine(config=config), "array + neuron bank + tiling control"),
-        "array": (lambda: SpikeArray(rows=config.rows, cols=config.cols,
-                                     weight_bits=config.weight_bits,
-                                     rows_per_word=config.rows_per_word,
-                                     current_bits=config.widths.current),
-                  f"{config.rows} x {config.cols} PEs with skew and weight loading"),
+        "array": (lambda: SpikeArray.from_config(config),
+                  f"{config.rows} x {config.cols} {config.pe_mode} PEs with skew and weight loading"),
         "spikepack_unit": (lambda: SpikePackNeuron.from_config(config), "one SpikePack neuron unit"),
         "lif_unit": (lambda: LIFNeuron.from_config(lif_config), "one LIF neuron unit"),
         "loader": (lambda: BitstreamLoader(config=config), "bitstream loader (CRC, checks)"),
@@ -156,9 +155,13 @@ def _derived(config: HardwareConfig, entry: dict) -> dict:
          "units_16_xcup": {kind: {k: b[f"{kind}_unit"]["xcup"][k] * 16
                                   for k in ("lut", "lut_logic", "lut_memory", "ff", "carry8")}
                            for kind in ("spikepack", "lif")}}
-    # operations per cycle: a serial PE does one spike-gated add (one weight x one bit) a cycle
-    ops_per_cycle = pes
+    # synaptic operations (weight x time-step products) a cycle: a serial PE does one, a packed
+    # PE multiplies a weight by a whole T-step word, T of them
+    ops_per_cycle = pes * (config.timesteps if config.pe_mode == "packed" else 1)
+    d["synaptic_ops_per_cycle"] = ops_per_cycle
     d["ops_per_cycle_per_lut_xcup"] = round(ops_per_cycle / b["array"]["xcup"]["lut"], 4)
+    dsp = b["array"]["xcup"]["dsp"]
+    d["ops_per_cycle_per_dsp_xcup"] = round(ops_per_cycle / dsp, 2) if dsp else None
     return d
 
 
@@ -285,7 +288,7 @@ def _plot(result: dict, path: Path) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m spikepack.report", description=__doc__.splitlines()[0])
-    parser.add_argument("--configs", default="default,paper")
+    parser.add_argument("--configs", default="default,paper,packed")
     parser.add_argument("--no-pnr", action="store_true")
     parser.add_argument("--out", default="build/report")
     args = parser.parse_args(argv)

@@ -166,10 +166,17 @@ def synthesize(verilog: str, top: str, *, family: str = "xcup", keep_dir=None) -
         work.mkdir(parents=True, exist_ok=True)
         src = work / f"{top}.v"
         src.write_text(verilog)
-        script = (f"read_verilog {src.name}; {FAMILIES[family].format(top=top)}; "
-                  f"tee -q -o stat.json stat -json; write_json netlist.json")
-        proc = subprocess.run([*_yosys_command(), "-q", "-l", "yosys.log", "-p", script],
-                              cwd=work, capture_output=True, text=True)
+        def run(prefix: str):
+            script = (f"read_verilog {src.name}; {prefix}{FAMILIES[family].format(top=top)}; "
+                      f"tee -q -o stat.json stat -json; write_json netlist.json")
+            return subprocess.run([*_yosys_command(), "-q", "-l", "yosys.log", "-p", script],
+                                  cwd=work, capture_output=True, text=True)
+
+        proc = run("")
+        if proc.returncode and ABC9_NAME_CLASH in _log_of(work):
+            # Yosys's ABC9 re-integration can collide with wire names of some designs (the
+            # bare SpikeArray, for one); names do not change the mapping, so hide them.
+            proc = run(f"hierarchy -top {top}; rename -hide w:*; ")
         if proc.returncode:
             log = (work / "yosys.log").read_text(errors="replace") if (work / "yosys.log").exists() else ""
             raise SynthesisError(f"yosys failed on {top} ({family}), exit {proc.returncode}:\n"
@@ -184,6 +191,15 @@ def synthesize(verilog: str, top: str, *, family: str = "xcup", keep_dir=None) -
     if family == "xcup":
         res.carry8 = carry8_count(netlist)
     return res
+
+
+#: the Yosys assertion that :func:`synthesize` works around by hiding wire names
+ABC9_NAME_CLASH = "Assert `count_id(wire->name) == 0' failed"
+
+
+def _log_of(work: Path) -> str:
+    log = work / "yosys.log"
+    return log.read_text(errors="replace") if log.exists() else ""
 
 
 def carry8_count(netlist: dict) -> int:

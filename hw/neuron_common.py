@@ -10,7 +10,9 @@ same ports, so a layer engine can instantiate either:
   (signed ``bias_bits``), ``threshold`` (unsigned ``threshold_bits``), ``readout`` (1) and
   ``last`` (1), field 0 in the low bits;
 * ``o``: ``Out(stream.Signature(output_layout))`` with ``spikes`` (unsigned ``timesteps``, step 1
-  in the most significant bit) and ``potential`` (signed ``widths.potential``).
+  in the most significant bit) and ``potential`` (signed ``widths.potential``). A hidden neuron
+  specifies only ``spikes``, a readout neuron only ``potential`` (the global potential v); the
+  other field is unspecified, so a unit may keep both in one register.
 
 Widths come from :func:`spikepack.sim.golden.layer_widths`, so nothing that fits them can wrap.
 """
