@@ -176,6 +176,21 @@ class HardwareConfig:
                                     self.column_tiles_max),
         }
 
+    @property
+    def write_addr_bits(self) -> int:
+        """Width of the loader's word address: the widest memory's bank-local address."""
+        return max(spec.addr_bits for spec in self.memories.values())
+
+    @property
+    def lane_bits(self) -> int:
+        """Width of the loader's lane index (the widest memory's lane count)."""
+        return max(1, (max(s.lanes for s in self.memories.values()) - 1).bit_length())
+
+    @property
+    def layer_count_bits(self) -> int:
+        """Width of a layer count 0 .. max_layers."""
+        return self.max_layers.bit_length()
+
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

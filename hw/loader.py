@@ -105,15 +105,15 @@ class BitstreamLoader(wiring.Component):
     @property
     def write_addr_bits(self) -> int:
         """Width of ``wr_addr`` (the widest memory's bank-local address, as NetworkMemories)."""
-        return max(spec.addr_bits for spec in self._config.memories.values())
+        return self._config.write_addr_bits
 
     @property
     def lane_bits(self) -> int:
-        return max(1, (max(s.lanes for s in self._config.memories.values()) - 1).bit_length())
+        return self._config.lane_bits
 
     @property
     def layer_count_bits(self) -> int:
-        return self._config.max_layers.bit_length()
+        return self._config.layer_count_bits
 
     def elaborate(self, platform):
         m = Module()

@@ -135,7 +135,7 @@ class NetworkSequencer(wiring.Component):
 
     @property
     def layer_count_bits(self) -> int:
-        return self._config.max_layers.bit_length()
+        return self._config.layer_count_bits
 
     def elaborate(self, platform):
         m = Module()
