@@ -34,8 +34,8 @@ def layer_rows(progress) -> list[dict]:
     from spikepack.layer_bench import bench_config, measure
     rows = []
     for T in TIMESTEPS:
-        config = bench_config(T, max_fan_in=1024, max_neurons=256,
-                              weight_depth=math.ceil(1024 / 8) * math.ceil(256 / 8) * 8)
+        # every shape's weights are laid out one after the other in the same memory
+        config = bench_config(T, max_fan_in=1024, max_neurons=256, weight_depth=1 << 16)
         progress(f"layers at T={T}")
         for row in measure(config, LAYER_SHAPES):
             row["shape"] = f"{row['N']}x{row['M']}"

@@ -42,6 +42,9 @@ PAPER = {"spikepack_units_16": {"lut": 4521, "ff": 0}, "lif_units_16": {"lut": 4
          "total_lif": {"lut": 9850, "ff": 1302}, "fmax_mhz": 300, "part": "xczu3eg"}
 TARGETS = {"fmax_mhz": 250.0, "pe_lut": 30, "pe_ff": 40, "pe_utilisation": 0.90}
 FAMILIES = ("xcup", "ecp5")
+#: blocks synthesized per configuration (all of them for the default), and where P&R runs
+BLOCKS = {"paper": ("top", "array", "spikepack_unit", "lif_unit"), "packed": ("top", "array")}
+PNR = ("default",)
 
 
 def blocks(config: HardwareConfig) -> dict:
@@ -96,15 +99,20 @@ def run(configs, out: Path, *, pnr: bool = True, progress: bool = True) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     result = {"tools": _tool_versions(), "machine": platform.platform(), "paper": PAPER,
               "targets": TARGETS, "configs": {}}
-    jobs = [(name, block, family) for name in configs for block in blocks(CONFIGS[name])
+    def chosen(name):
+        every = blocks(CONFIGS[name])
+        return {b: every[b] for b in BLOCKS.get(name, every)}
+
+    jobs = [(name, block, family) for name in configs for block in chosen(name)
             for family in FAMILIES]
-    bar = tqdm(total=len(jobs) + (len(configs) if pnr else 0), desc="synthesis", unit="run",
+    pnr_runs = [n for n in configs if n in PNR] if pnr else []
+    bar = tqdm(total=len(jobs) + len(pnr_runs), desc="synthesis", unit="run",
                disable=not progress, file=sys.stderr)
     for name in configs:
         config = CONFIGS[name]
         entry = {"config": config.as_dict(), "signature": f"0x{config.signature:08x}",
                  "blocks": {}}
-        for block, (factory, description) in blocks(config).items():
+        for block, (factory, description) in chosen(name).items():
             verilog = to_verilog(factory(), block)
             rows = {"description": description}
             for family in FAMILIES:
@@ -121,7 +129,7 @@ def run(configs, out: Path, *, pnr: bool = True, progress: bool = True) -> dict:
                 rows[family] = row
                 bar.update()
             entry["blocks"][block] = rows
-        if pnr:
+        if name in pnr_runs:
             bar.set_postfix_str(f"{name}/top/nextpnr")
             entry["pnr_ecp5"] = _pnr(out / name / "top-ecp5" / "netlist.json",
                                      out / name / "top-ecp5", TARGETS["fmax_mhz"])
@@ -151,10 +159,11 @@ def _derived(config: HardwareConfig, entry: dict) -> dict:
     pes = config.rows * config.cols
     d = {"pes": pes, "neuron_units": config.cols,
          "per_pe_xcup": {"lut": round(b["array"]["xcup"]["lut"] / pes, 1),
-                         "ff": round(b["array"]["xcup"]["ff"] / pes, 1)},
-         "units_16_xcup": {kind: {k: b[f"{kind}_unit"]["xcup"][k] * 16
-                                  for k in ("lut", "lut_logic", "lut_memory", "ff", "carry8")}
-                           for kind in ("spikepack", "lif")}}
+                         "ff": round(b["array"]["xcup"]["ff"] / pes, 1)}}
+    if "spikepack_unit" in b and "lif_unit" in b:
+        d["units_16_xcup"] = {kind: {k: b[f"{kind}_unit"]["xcup"][k] * 16
+                                     for k in ("lut", "lut_logic", "lut_memory", "ff", "carry8")}
+                              for kind in ("spikepack", "lif")}
     # synaptic operations (weight x time-step products) a cycle: a serial PE does one, a packed
     # PE multiplies a weight by a whole T-step word, T of them
     ops_per_cycle = pes * (config.timesteps if config.pe_mode == "packed" else 1)
@@ -244,9 +253,15 @@ def markdown(result: dict) -> str:
             lines += ["", f"Place and route (top, ECP5-85 -8): **Fmax {pnr.get('fmax_mhz')} MHz**"
                       + (f" — {pnr['error']}" if "error" in pnr else "")]
         d = entry["derived"]
-        u = d["units_16_xcup"]
         lines += ["", f"Per PE (array / {d['pes']}): {d['per_pe_xcup']['lut']} LUT, "
-                  f"{d['per_pe_xcup']['ff']} FF (xcup).", "",
+                  f"{d['per_pe_xcup']['ff']} FF (xcup); {d['synaptic_ops_per_cycle']} synaptic "
+                  f"operations a cycle, {d['ops_per_cycle_per_lut_xcup']} per LUT"
+                  + (f", {d['ops_per_cycle_per_dsp_xcup']} per DSP" if d['ops_per_cycle_per_dsp_xcup'] else "")
+                  + ".", ""]
+        if "units_16_xcup" not in d:
+            continue
+        u = d["units_16_xcup"]
+        lines += [
                   "16 neuron units (16 x one unit, xcup) against the paper's Table 7:", "",
                   "| | LUT | LUT logic | LUTRAM | FF | CARRY8 |", "|---|---|---|---|---|---|",
                   f"| SpikePack (ours) | {u['spikepack']['lut']} | {u['spikepack']['lut_logic']} | "
@@ -269,7 +284,7 @@ def _plot(result: dict, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    names = list(result["configs"])
+    names = [n for n, e in result["configs"].items() if "units_16_xcup" in e["derived"]]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     for ax, key, title in ((axes[0], "lut", "LUT (16 units, xcup)"), (axes[1], "ff", "FF (16 units, xcup)")):
         xs = range(len(names))

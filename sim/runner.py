@@ -156,8 +156,7 @@ def bench_seed() -> int:
 
 
 def run(built: Build, test_module: str, *, testcase: str | Iterable[str] | None = None,
-        args: Mapping | None = None, seed: int | None = None, name: str | None = None,
-        timeout_s: float | None = None) -> Path:
+        args: Mapping | None = None, seed: int | None = None, name: str | None = None) -> Path:
     """Run cocotb ``test_module`` on ``built``; raise ``AssertionError`` if any test failed.
 
     ``args`` reaches the bench as :func:`bench_args`; ``seed`` (printed) seeds both cocotb and
@@ -174,8 +173,6 @@ def run(built: Build, test_module: str, *, testcase: str | Iterable[str] | None 
     payload = dict(args or {})
     payload["seed"] = seed
     env = {"SPIKEPACK_BENCH": json.dumps(payload)}
-    if timeout_s is not None:
-        env["SPIKEPACK_TIMEOUT"] = str(timeout_s)
     print(f"[spikepack] {label}: seed {seed} (reproduce with SPIKEPACK_SEED={seed})",
           file=sys.stderr, flush=True)
     runner = get_runner(built.simulator)
