@@ -84,12 +84,12 @@ class BitstreamLoader(wiring.Component):
             "s_axis_tready": Out(1),
             "s_axis_tlast": In(1),
             "wr_mem": Out(2),
-            "wr_addr": Out(self.write_addr_bits),
-            "wr_lane": Out(self.lane_bits),
+            "wr_addr": Out(self._config.write_addr_bits),
+            "wr_lane": Out(self._config.lane_bits),
             "wr_data": Out(WORD_BITS),
             "wr_en": Out(1),
             "commit": Out(1),
-            "commit_layers": Out(self.layer_count_bits),
+            "commit_layers": Out(self._config.layer_count_bits),
             "commit_pending": In(1),
             "error": Out(ERROR_BITS),
             "good_loads": Out(COUNTER_BITS),
@@ -101,19 +101,6 @@ class BitstreamLoader(wiring.Component):
     @property
     def config(self) -> HardwareConfig:
         return self._config
-
-    @property
-    def write_addr_bits(self) -> int:
-        """Width of ``wr_addr`` (the widest memory's bank-local address, as NetworkMemories)."""
-        return self._config.write_addr_bits
-
-    @property
-    def lane_bits(self) -> int:
-        return self._config.lane_bits
-
-    @property
-    def layer_count_bits(self) -> int:
-        return self._config.layer_count_bits
 
     def elaborate(self, platform):
         m = Module()
@@ -134,12 +121,12 @@ class BitstreamLoader(wiring.Component):
         state = Signal(_State)
         pos = Signal(range(PAYLOAD_OFFSET))
         total_words = Signal(WORD_BITS)
-        layers = Signal(self.layer_count_bits)
+        layers = Signal(self._config.layer_count_bits)
         weight_words = Signal(range(depth["weight"] + 1))
         column_words = Signal(range(depth["bias"] + 1))
         sec = Signal(2)
-        word = Signal(self.write_addr_bits)
-        lane = Signal(self.lane_bits)
+        word = Signal(self._config.write_addr_bits)
+        lane = Signal(self._config.lane_bits)
         prev_neurons = Signal(16)
         drain_code = Signal(ERROR_BITS)
         code = Signal(ERROR_BITS)           # fault found on this beat (comb)

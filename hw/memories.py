@@ -49,15 +49,15 @@ class NetworkMemories(wiring.Component):
             members[f"{name}_rdata"] = Out(spec.word_bits)
         members.update({
             "wr_mem": In(2),
-            "wr_addr": In(self.write_addr_bits),
-            "wr_lane": In(self.lane_bits),
+            "wr_addr": In(self._config.write_addr_bits),
+            "wr_lane": In(self._config.lane_bits),
             "wr_data": In(WORD_BITS),
             "wr_en": In(1),
             "commit": In(1),
-            "commit_layers": In(self.layer_count_bits),
+            "commit_layers": In(self._config.layer_count_bits),
             "hold": In(1),
             "active_bank": Out(1),
-            "layer_count": Out(self.layer_count_bits),
+            "layer_count": Out(self._config.layer_count_bits),
             "commit_pending": Out(1),
         })
         super().__init__(members)
@@ -66,28 +66,16 @@ class NetworkMemories(wiring.Component):
     def config(self) -> HardwareConfig:
         return self._config
 
-    @property
-    def write_addr_bits(self) -> int:
-        return self._config.write_addr_bits
-
-    @property
-    def lane_bits(self) -> int:
-        return self._config.lane_bits
-
-    @property
-    def layer_count_bits(self) -> int:
-        return self._config.layer_count_bits
-
     def elaborate(self, platform):
         m = Module()
         specs = self._config.memories
 
         active = Signal(1, reset_less=True)
-        layers = Signal(self.layer_count_bits, reset_less=True)
+        layers = Signal(self._config.layer_count_bits, reset_less=True)
         # A pending commit survives until it can be applied; it is ordinary state (a reset
         # drops it, which is what a reset mid-commit should do: the old network stays).
         pending = Signal()
-        pending_layers = Signal(self.layer_count_bits)
+        pending_layers = Signal(self._config.layer_count_bits)
         m.d.comb += [self.active_bank.eq(active), self.layer_count.eq(layers),
                      self.commit_pending.eq(pending)]
 

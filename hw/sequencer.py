@@ -102,7 +102,7 @@ class NetworkSequencer(wiring.Component):
             "descriptor_raddr": Out(mems["descriptor"].addr_bits),
             "descriptor_ren": Out(1),
             "descriptor_rdata": In(mems["descriptor"].word_bits),
-            "layer_count": In(self.layer_count_bits),
+            "layer_count": In(self._config.layer_count_bits),
             "hold": Out(1),
             "eng_start": Out(stream.Signature(start_layout(config))),
             "eng_o": In(stream.Signature(output_layout(config))),
@@ -132,10 +132,6 @@ class NetworkSequencer(wiring.Component):
     @property
     def act_addr_bits(self) -> int:
         return act_addr_bits(self._config)
-
-    @property
-    def layer_count_bits(self) -> int:
-        return self._config.layer_count_bits
 
     def elaborate(self, platform):
         m = Module()
@@ -205,7 +201,7 @@ class NetworkSequencer(wiring.Component):
             m.d.sync += entry.eq(entry + 1)
 
         # --- layer sequencing ------------------------------------------------------------------
-        layers = Signal(self.layer_count_bits)          # layer count of this inference
+        layers = Signal(self._config.layer_count_bits)          # layer count of this inference
         layer = Signal(8)
         last_layer = Signal()
         m.d.comb += [last_layer.eq(layer + 1 == layers), self.layer.eq(layer)]

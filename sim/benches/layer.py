@@ -50,12 +50,12 @@ class LayerBenchTop(wiring.Component):
         self._engine = LayerEngine(config=config)
         super().__init__({
             "wr_mem": In(2),
-            "wr_addr": In(self._memories.write_addr_bits),
-            "wr_lane": In(self._memories.lane_bits),
+            "wr_addr": In(self._memories.config.write_addr_bits),
+            "wr_lane": In(self._memories.config.lane_bits),
             "wr_data": In(WORD_BITS),
             "wr_en": In(1),
             "commit": In(1),
-            "commit_layers": In(self._memories.layer_count_bits),
+            "commit_layers": In(self._memories.config.layer_count_bits),
             "act_wr_en": In(1),
             "act_wr_addr": In(self._engine.act_addr_bits),
             "act_wr_data": In(config.rows * config.timesteps),
