@@ -96,11 +96,12 @@ def run_inference(hw_dir: str | Path, bitstream: bytes, z: np.ndarray, *, work_d
     from spikepack.firmware.bitstream import parse
     from spikepack.sim import golden, runner
 
+    hw_dir = Path(hw_dir).resolve()            # the simulator runs in its own directory
     manifest, config = load_manifest(hw_dir)
     model = parse(bitstream, config)            # rejects a bad bitstream before simulating
     logits_golden, _ = golden.run_network(z, model.as_layer_tuples(), config.timesteps,
                                           config.tau_shift, neuron=config.neuron)
-    work = Path(work_dir)
+    work = Path(work_dir).resolve()
     work.mkdir(parents=True, exist_ok=True)
     (work / "weights.bin").write_bytes(bitstream)
     np.save(work / "inputs.npy", z)

@@ -72,6 +72,19 @@ def test_run_cli_on_verilator_is_bit_exact(flow, capsys):
 
 
 @pytest.mark.rtl
+@pytest.mark.xdist_group("top-default")
+def test_run_with_relative_paths(flow, monkeypatch):
+    """`make demo` passes paths relative to the repository; the simulator runs elsewhere."""
+    from spikepack.run import run_inference
+    monkeypatch.chdir(flow)
+    with np.load("inputs.npz") as f:
+        z = f["z"][:2]
+    result = run_inference("hw", open("weights.bin", "rb").read(), z, work_dir="relative-run",
+                           progress=False)
+    assert result.images == 2 and result.mismatched_images == []
+
+
+@pytest.mark.rtl
 @pytest.mark.skipif(shutil.which("iverilog") is None,
                     reason="Icarus Verilog is not installed (.ci/run installs Debian's iverilog)")
 def test_run_on_icarus_is_bit_exact(flow):
