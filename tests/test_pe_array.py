@@ -30,7 +30,29 @@ def _seed():
 
 # --- PE ----------------------------------------------------------------------------------------
 
+def drive_pe(pe, steps, inputs, in_bits):
+    """Apply one dict of input values a cycle to a PE; return psum_out after each edge."""
+    got = []
+
+    async def tb(ctx):
+        for step in steps:
+            for name in inputs:
+                ctx.set(getattr(pe, name), step[name])
+            if in_bits:
+                ctx.set(pe.psum_in, step["psum_in"])
+            await ctx.tick()
+            got.append(ctx.get(pe.psum_out))
+
+    sim = Simulator(pe)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    return got
+
+
+
 @pytest.mark.parametrize("in_bits", [0, 10])
+
 def test_pe_accumulates_and_swaps(in_bits):
     seed = _seed()
     rng = random.Random(seed)
@@ -53,21 +75,7 @@ def test_pe_accumulates_and_swaps(in_bits):
         if s["wr_en"]:
             shadow = s["wr_data"]
 
-    got = []
-
-    async def tb(ctx):
-        for s in steps:
-            for name in ("spike", "first", "wr_en", "wr_data"):
-                ctx.set(getattr(pe, name), s[name])
-            if in_bits:
-                ctx.set(pe.psum_in, s["psum_in"])
-            await ctx.tick()
-            got.append(ctx.get(pe.psum_out))
-
-    sim = Simulator(pe)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    got = drive_pe(pe, steps, ("spike", "first", "wr_en", "wr_data"), in_bits)
     for i, (g, e) in enumerate(zip(got, expected)):
         assert g == e, f"seed {seed}: step {i}: psum_out {g} != {e}"
 
@@ -96,21 +104,7 @@ def test_packed_pe_multiply_accumulates(in_bits, value_bits):
         expected.append(st["psum_in"] + w * st["value"])
         if st["wr_en"]:
             w = st["wr_data"]
-    got = []
-
-    async def tb(ctx):
-        for st in steps:
-            for name in ("value", "wr_en", "wr_data"):
-                ctx.set(getattr(pe, name), st[name])
-            if in_bits:
-                ctx.set(pe.psum_in, st["psum_in"])
-            await ctx.tick()
-            got.append(ctx.get(pe.psum_out))
-
-    sim = Simulator(pe)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    got = drive_pe(pe, steps, ("value", "wr_en", "wr_data"), in_bits)
     for i, (g, e) in enumerate(zip(got, expected)):
         assert g == e, f"seed {seed}: step {i} ({steps[i]}): psum_out {g} != {e}"
 
