@@ -50,9 +50,7 @@ def drive_pe(pe, steps, inputs, in_bits):
     return got
 
 
-
 @pytest.mark.parametrize("in_bits", [0, 10])
-
 def test_pe_accumulates_and_swaps(in_bits):
     seed = _seed()
     rng = random.Random(seed)
