@@ -46,9 +46,9 @@ __all__ = [
     "SECTION_ENTRY_WORDS", "TABLE_WORDS", "PAYLOAD_OFFSET", "NEURON_CODES", "ErrorCode",
     "BitstreamError", "BadMagic", "UnknownVersion", "SignatureMismatch", "BadHeader",
     "BadSectionTable", "LengthOutOfRange", "LayerTooLarge", "BadDescriptor", "CrcMismatch",
-    "Truncated", "ExtraData", "ModelMismatch", "BadPayload", "ManifestError",
+    "Truncated", "ExtraData", "ModelMismatch", "BadPayload",
     "Section", "ParsedStream", "pack", "pack_network", "parse", "parse_stream",
-    "loader_outcome", "words_of", "bytes_of", "read_manifest",
+    "loader_outcome", "words_of", "bytes_of",
 ]
 
 #: ``b"SPKB"`` read as a little-endian word.
@@ -169,10 +169,6 @@ class BadPayload(BitstreamError):
     """(parse, after the CRC passed) The payload is not the layout of any network: stray
     padding bits, descriptor bases that do not follow the layout, a hidden threshold of 0.
     The hardware loader accepts such a stream (its CRC is right); the packer never writes one."""
-
-
-class ManifestError(BitstreamError):
-    """A hardware manifest is unreadable or inconsistent."""
 
 
 # --- words and bytes ---------------------------------------------------------------------------
@@ -624,33 +620,3 @@ def parse(data: bytes, config: HardwareConfig | None = None):
         timesteps=h["timesteps"], tau_shift=h["tau_shift"], weight_bits=h["weight_bits"],
         layers=tuple(Layer(weights=w, bias=b, threshold=t) for w, b, t in layers),
         neuron=stream.neuron)
-
-
-# --- hardware manifests ----------------------------------------------------------------------------
-
-def read_manifest(path) -> HardwareConfig:
-    """The :class:`HardwareConfig` of a generator manifest (JSON with ``config`` and
-    ``signature``); :class:`ManifestError` if it is unreadable or its signature does not match."""
-    import json
-    from pathlib import Path
-    path = Path(path)
-    try:
-        manifest = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ManifestError(f"{path}: no such manifest") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ManifestError(f"{path}: not a readable JSON manifest: {e}") from None
-    if not isinstance(manifest, dict) or "config" not in manifest or "signature" not in manifest:
-        raise ManifestError(f"{path}: a manifest needs the keys 'config' and 'signature'")
-    if not isinstance(manifest["config"], dict):
-        raise ManifestError(f"{path}: 'config' must be an object")
-    try:
-        config = HardwareConfig.from_dict(manifest["config"], source=f"{path}: config")
-    except (ConfigError, TypeError) as e:
-        raise ManifestError(str(e)) from None
-    stored = manifest["signature"]
-    if not isinstance(stored, int) or isinstance(stored, bool) or stored != config.signature:
-        raise ManifestError(f"{path}: the manifest's signature {stored!r} does not match its "
-                            f"config (0x{config.signature:08x}): the manifest was edited or "
-                            f"written by another version of the generator")
-    return config

@@ -75,6 +75,7 @@ def describe(data: bytes, config=None) -> tuple[str, bool]:
 
 
 def main(args) -> int:
+    from spikepack.accelerator import ManifestError
     from spikepack.firmware.pack_cli import hardware_config
     path = Path(args.file)
     try:
@@ -86,7 +87,7 @@ def main(args) -> int:
     if args.manifest or args.config:
         try:
             config = hardware_config(args)
-        except (bs.BitstreamError, ConfigError) as e:
+        except (bs.BitstreamError, ConfigError, ManifestError) as e:
             print(f"spikepack inspect: {e}", file=sys.stderr)
             return 1
     text, ok = describe(data, config)

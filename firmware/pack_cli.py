@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from spikepack.config import ConfigError, HardwareConfig, load_config
-from spikepack.firmware.bitstream import BitstreamError, pack, parse_stream, read_manifest
+from spikepack.accelerator import ManifestError, load_manifest
+from spikepack.firmware.bitstream import BitstreamError, pack, parse_stream
 
 
 def add_arguments(parser) -> None:
@@ -24,7 +25,7 @@ def add_arguments(parser) -> None:
 def hardware_config(args) -> HardwareConfig:
     """The target configuration named by ``--manifest`` or ``--config``."""
     if getattr(args, "manifest", None):
-        return read_manifest(args.manifest)
+        return load_manifest(args.manifest)[1]
     return load_config(args.config)
 
 
@@ -34,7 +35,7 @@ def main(args) -> int:
         config = hardware_config(args)
         model = SpikePackModel.load(args.model)
         data = pack(model, config)
-    except (BitstreamError, ConfigError, ModelFormatError) as e:
+    except (BitstreamError, ConfigError, ManifestError, ModelFormatError) as e:
         print(f"spikepack pack: {e}", file=sys.stderr)
         return 1
     out = Path(args.output)

@@ -93,7 +93,9 @@ def generate_accelerator(config: HardwareConfig, out_dir: str | Path) -> dict[st
 
 
 def load_manifest(path: str | Path) -> tuple[dict[str, Any], HardwareConfig]:
-    """Read ``manifest.json`` (or a directory holding one) and its configuration, checked."""
+    """Read ``manifest.json`` (or a directory holding one) and its configuration, checked: format
+    and version, the config's fields, and that the stored signature is the config's. The one
+    manifest reader of the project (``spikepack pack``, ``inspect`` and ``run`` use it)."""
     path = Path(path)
     if path.is_dir():
         path = path / "manifest.json"
@@ -101,8 +103,8 @@ def load_manifest(path: str | Path) -> tuple[dict[str, Any], HardwareConfig]:
         manifest = json.loads(path.read_text())
     except FileNotFoundError:
         raise ManifestError(f"{path}: no manifest (run 'spikepack generate --config ... -o DIR')") from None
-    except json.JSONDecodeError as e:
-        raise ManifestError(f"{path}: not valid JSON: {e}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ManifestError(f"{path}: not a readable JSON manifest: {e}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
         raise ManifestError(f"{path}: not a SpikePack manifest (format field is "
                             f"{manifest.get('format') if isinstance(manifest, dict) else None!r})")
@@ -112,12 +114,15 @@ def load_manifest(path: str | Path) -> tuple[dict[str, Any], HardwareConfig]:
     for key in ("config", "signature"):
         if key not in manifest:
             raise ManifestError(f"{path}: missing field {key!r}")
+    if not isinstance(manifest["config"], dict):
+        raise ManifestError(f"{path}: 'config' must be an object")
     try:
-        config = HardwareConfig.from_dict(manifest["config"], source=str(path))
+        config = HardwareConfig.from_dict(manifest["config"], source=f"{path}: config")
     except (ConfigError, TypeError) as e:
         raise ManifestError(str(e)) from None
-    if config.signature != manifest["signature"]:
-        raise ManifestError(f"{path}: signature 0x{manifest['signature']:08x} does not match its "
-                            f"config (0x{config.signature:08x}); the manifest was edited or is "
-                            f"from another version")
+    stored = manifest["signature"]
+    if not isinstance(stored, int) or isinstance(stored, bool) or stored != config.signature:
+        raise ManifestError(f"{path}: the manifest's signature {stored!r} does not match its "
+                            f"config (0x{config.signature:08x}); the manifest was edited or "
+                            f"written by another version of the generator")
     return manifest, config

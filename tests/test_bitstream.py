@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spikepack import cli
+from spikepack.accelerator import MANIFEST_FORMAT, MANIFEST_VERSION, ManifestError, load_manifest
 from spikepack.config import HardwareConfig
 from spikepack.firmware import bitstream as bs
 from spikepack.firmware.layout import layout_network
@@ -215,7 +216,7 @@ def test_directed_errors_with_messages():
          rf"ends after {4 * (n - 1)} bytes \(word {n - 1} is missing\).*{4 * n} bytes"),
         (data[:7], bs.Truncated, E.TRUNCATED, 1, r"ends after 7 bytes"),
         (b"", bs.Truncated, E.TRUNCATED, 0, r"ends after 0 bytes"),
-        (data + b"\0", bs.ExtraData, E.EXTRA_WORDS, n, rf"1 bytes follow the CRC word"),
+        (data + b"\0", bs.ExtraData, E.EXTRA_WORDS, n, r"1 bytes follow the CRC word"),
         (data + data, bs.ExtraData, E.EXTRA_WORDS, n, rf"{4 * n} bytes follow"),
     ]
     for stream, cls, code, word, match in cases:
@@ -412,29 +413,42 @@ def test_fuzz_counts():
 
 # --- manifests and the CLI -----------------------------------------------------------------------
 
-def write_manifest(path, config, signature=None):
-    path.write_text(json.dumps({"config": config.as_dict(),
+def write_manifest(path, config, signature=None, **fields):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION,
+                                "config": config.as_dict(),
                                 "signature": config.signature if signature is None else signature,
-                                "top": "spikepack_top"}))
+                                "top": "spikepack_top", **fields}))
     return path
 
 
-def test_read_manifest(tmp_path):
+def test_load_manifest(tmp_path):
     config = CONFIGS[2]
-    assert bs.read_manifest(write_manifest(tmp_path / "m.json", config)) == config
-    with pytest.raises(bs.ManifestError, match="does not match its config"):
-        bs.read_manifest(write_manifest(tmp_path / "bad.json", config, config.signature ^ 1))
-    with pytest.raises(bs.ManifestError, match="no such manifest"):
-        bs.read_manifest(tmp_path / "missing.json")
+    assert load_manifest(write_manifest(tmp_path / "m.json", config))[1] == config
+    with pytest.raises(ManifestError, match="does not match its config"):
+        load_manifest(write_manifest(tmp_path / "bad.json", config, config.signature ^ 1))
+    with pytest.raises(ManifestError, match="does not match its config"):
+        load_manifest(write_manifest(tmp_path / "bool.json", config, True))
+    with pytest.raises(ManifestError, match="no manifest"):
+        load_manifest(tmp_path / "missing.json")
     (tmp_path / "junk.json").write_text("{not json")
-    with pytest.raises(bs.ManifestError, match="not a readable JSON manifest"):
-        bs.read_manifest(tmp_path / "junk.json")
-    (tmp_path / "nokeys.json").write_text("{}")
-    with pytest.raises(bs.ManifestError, match="'config' and 'signature'"):
-        bs.read_manifest(tmp_path / "nokeys.json")
-    (tmp_path / "unknown.json").write_text(json.dumps({"config": {"rowz": 4}, "signature": 1}))
-    with pytest.raises(bs.ManifestError, match="unknown field"):
-        bs.read_manifest(tmp_path / "unknown.json")
+    with pytest.raises(ManifestError, match="not a readable JSON manifest"):
+        load_manifest(tmp_path / "junk.json")
+    (tmp_path / "noformat.json").write_text("{}")
+    with pytest.raises(ManifestError, match="not a SpikePack manifest"):
+        load_manifest(tmp_path / "noformat.json")
+    with pytest.raises(ManifestError, match="manifest version 2"):
+        load_manifest(write_manifest(tmp_path / "v2.json", config, version=2))
+    nosig = json.loads(write_manifest(tmp_path / "nosig.json", config).read_text())
+    del nosig["signature"]
+    (tmp_path / "nosig.json").write_text(json.dumps(nosig))
+    with pytest.raises(ManifestError, match="missing field 'signature'"):
+        load_manifest(tmp_path / "nosig.json")
+    unknown = json.loads(write_manifest(tmp_path / "unknown.json", config).read_text())
+    unknown["config"] = {"rowz": 4}
+    (tmp_path / "unknown.json").write_text(json.dumps(unknown))
+    with pytest.raises(ManifestError, match="unknown field"):
+        load_manifest(tmp_path / "unknown.json")
 
 
 def test_cli_pack_and_inspect(tmp_path, capsys):

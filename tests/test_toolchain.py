@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from amaranth import Elaboratable, Module, Signal
+from amaranth import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 

@@ -350,7 +350,6 @@ if cocotb is not None:
 
         # bad streams: each leaves the committed network intact, with the right code
         streams = bad_streams(rng, beats, config, other, args["bad"])
-        mismatches = []
         for i, stream in enumerate(streams):
             reference = bs.loader_outcome(stream.beats, config)
             assert stream.expected is None or stream.expected == reference, (
