@@ -183,14 +183,94 @@ def synthesize(verilog: str, top: str, *, family: str = "xcup", keep_dir=None) -
                                  + (proc.stderr + log)[-4000:])
         stat = json.loads((work / "stat.json").read_text())
         netlist = json.loads((work / "netlist.json").read_text())
+        packed_ffs = 0
+        if family == "ecp5":
+            packed_ffs = pack_ebr_output_registers(netlist)
+            (work / "netlist.json").write_text(json.dumps(netlist))
     if "design" in stat and "num_cells_by_type" in stat["design"]:
         cells = stat["design"]["num_cells_by_type"]
     else:
         cells = stat["modules"][f"\\{top}"]["num_cells_by_type"]
-    res = classify({k.lstrip("\\$"): v for k, v in cells.items()}, family, top)
+    cells = {k.lstrip("\\$"): v for k, v in cells.items()}
+    if packed_ffs:
+        cells["TRELLIS_FF"] -= packed_ffs
+    res = classify(cells, family, top)
     if family == "xcup":
         res.carry8 = carry8_count(netlist)
     return res
+
+
+def pack_ebr_output_registers(netlist: dict) -> int:
+    """Move the flip-flops that register an ECP5 block RAM's read data into the RAM's own output
+    register (DP16KD ``REGMODE_A/B = "OUTREG"``), in a Yosys JSON netlist, in place; returns the
+    number of flip-flops absorbed.
+
+    Why: without its output register an EBR's clock-to-output time is about 4.3 ns (nextpnr's
+    timing model for the -8 grade), more than a 250 MHz cycle, while the accelerator registers
+    every block-RAM read datum right after the RAM (Vivado absorbs such a register into the
+    RAMB's DOA/DOB_REG by itself; Yosys's ECP5 memory mapping does not). A port is packed only
+    when every used output bit of it drives exactly one load, the data input of a TRELLIS_FF on
+    the same clock (not inverted) with no set/reset, and all of them share one clock enable (or
+    none): then the output register (clock enable OCE) behaves exactly like those flip-flops.
+    """
+    total = 0
+    for module in netlist.get("modules", {}).values():
+        cells = module.get("cells", {})
+        loads: dict = {}
+        for name, cell in cells.items():
+            dirs = cell.get("port_directions", {})
+            for port, bits in cell.get("connections", {}).items():
+                if dirs.get(port) == "input":
+                    for bit in bits:
+                        if isinstance(bit, int):
+                            loads.setdefault(bit, []).append((name, port))
+        for port in module.get("ports", {}).values():
+            if port.get("direction") == "output":
+                for bit in port.get("bits", []):
+                    if isinstance(bit, int):
+                        loads.setdefault(bit, []).append(("<port>", "out"))
+        for name, cell in list(cells.items()):
+            if cell.get("type") != "DP16KD":
+                continue
+            conn, params = cell["connections"], cell["parameters"]
+            for side in ("A", "B"):
+                if params.get(f"REGMODE_{side}", "NOREG").strip() != "NOREG":
+                    continue
+                outs = [(p, b[0]) for p, b in conn.items()
+                        if p.startswith(f"DO{side}") and isinstance(b[0], int) and b[0] in loads]
+                if not outs:
+                    continue
+                ffs, enables = [], set()
+                for port, bit in outs:
+                    sinks = loads[bit]
+                    if len(sinks) != 1 or sinks[0][1] != "DI":
+                        break
+                    ff = cells.get(sinks[0][0])
+                    if ff is None or ff.get("type") != "TRELLIS_FF":
+                        break
+                    fp, fc = ff["parameters"], ff["connections"]
+                    if (fc.get("CLK") != conn.get(f"CLK{side}")
+                            or fp.get("CLKMUX", "CLK").strip() != "CLK"
+                            or fc.get("LSR", ["0"]) != ["0"] and fp.get("LSRMUX", "LSR").strip() == "LSR"):
+                        break
+                    if fp.get("CEMUX", "CE").strip() == "1" or "CE" not in fc:
+                        enables.add("1")
+                    elif fp.get("CEMUX", "CE").strip() == "CE":
+                        enables.add(tuple(fc["CE"]))
+                    else:
+                        break
+                    ffs.append((port, sinks[0][0]))
+                else:
+                    if len(enables) != 1:
+                        continue
+                    (enable,) = enables
+                    conn[f"OCE{side}"] = ["1"] if enable == "1" else list(enable)
+                    params[f"REGMODE_{side}"] = "OUTREG"
+                    for port, ff_name in ffs:
+                        conn[port] = cells[ff_name]["connections"]["Q"]
+                        del cells[ff_name]
+                    total += len(ffs)
+    return total
 
 
 #: the Yosys assertion that :func:`synthesize` works around by hiding wire names

@@ -8,14 +8,15 @@ along the row, so all C columns are aligned: the column currents of the plane pr
 c appear on ``out`` in cycle c + R, together with ``out_valid`` and ``out_tag`` (``valid`` and
 ``tag`` delayed by R cycles). No output de-skew is needed.
 
-Double buffering and weight loading. ``first`` (with ``valid``) marks the first plane of a tile;
-it travels with the skew, so row r swaps shadow -> active exactly when that plane reaches it
-(cycle s + r for a tile whose first plane entered at s). A weight word holds g = ``rows_per_word``
-array rows (word layout of ``spikepack.firmware.layout``: row q*g + rr, column c at bit
+Double buffering and weight loading. ``first`` is high in the cycle BEFORE the first plane of
+a tile enters (not gated by ``valid``, which belongs to the plane of its own cycle); it travels
+with the skew, so row r swaps shadow -> active at the end of the cycle before that plane
+reaches it (cycle s + r for a tile whose ``first`` entered at s, its first plane at s + 1).
+A weight word holds g = ``rows_per_word`` array rows (word layout of ``spikepack.firmware.layout``: row q*g + rr, column c at bit
 (rr*C + c)*b_w). ``wload`` with ``wgroup`` = q and ``wdata`` launches one word: row q*g + rr's
 shadow registers are written rr cycles later (a shared delay chain of g - 1 stages, because the
 swap reaches row q*g + rr rr cycles after row q*g). So a word launched in cycle x for the tile
-whose first plane enters at s_k must satisfy s_(k-1) + q*g <= x <= s_k + q*g - 1, a window of
+whose ``first`` enters at s_k must satisfy s_(k-1) + q*g <= x <= s_k + q*g - 1, a window of
 exactly one tile period. :func:`load_schedule` gives a conflict-free schedule: with a tile
 period of P = max(T, R/g) cycles, group q's word is read at offset q of every period.
 
@@ -277,7 +278,7 @@ class SpikeArray(wiring.Component):
                 value_in[r] = value
                 continue
             s = self.plane[r] & self.valid
-            f = self.first & self.valid
+            f = self.first
             for d in range(r):
                 s_next = Signal(name=f"skew_s_r{r}_d{d}")
                 f_next = Signal(name=f"skew_f_r{r}_d{d}")

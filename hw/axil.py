@@ -6,8 +6,11 @@ drives a simple register port for a decoder next to it:
 
 * write: ``wr_en`` is high for one cycle with ``wr_addr`` (byte address), ``wr_data`` and
   ``wr_strb``; the decoder answers in the same cycle with ``wr_err`` (1 = no register there).
-* read: ``rd_en`` is high for one cycle with ``rd_addr``; the decoder answers in the same cycle
-  with ``rd_data`` and ``rd_err``; the slave registers them into ``rdata``/``rresp``.
+* read: ``rd_en`` is high for one cycle with ``rd_addr`` (which holds until the R handshake;
+  while no read is in progress it follows ``araddr``);
+  the decoder answers ``read_latency`` cycles later (a constructor parameter, 0 = in the same
+  cycle) with ``rd_data`` and ``rd_err``; the slave registers them into ``rdata``/``rresp``. A
+  decoder with ``read_latency = 1`` can register a partial decode of ``rd_addr`` on its way.
 
 Handshakes. AW and W are accepted independently, in either order or in the same cycle; each has
 a one-entry holding register, so ``awready`` (``wready``) is high exactly when no address (data)
@@ -19,9 +22,9 @@ their handshake. Responses are OKAY (``0b00``), or SLVERR (``0b10``) when the de
 register at the address (the write is then not performed).
 
 Latency: write, 2 cycles from the later of AW/W handshake to ``bvalid`` (1 to the register
-update); read, 2 cycles from the AR handshake to ``rvalid``. Throughput: one write every 2 cycles
-and one read every 3 cycles when the master answers at once (one outstanding transaction of
-each kind).
+update); read, ``2 + read_latency`` cycles from the AR handshake to ``rvalid``. Throughput: one
+write every 2 cycles and one read every ``3 + read_latency`` cycles when the master answers at
+once (one outstanding transaction of each kind).
 """
 
 from __future__ import annotations
@@ -59,12 +62,17 @@ def axil_slave_members(addr_bits: int, prefix: str = "") -> dict:
 class AXI4LiteSlave(wiring.Component):
     """AXI4-Lite slave front end (32-bit data, ``addr_bits``-bit byte addresses)."""
 
-    def __init__(self, *, addr_bits: int = 8):
+    def __init__(self, *, addr_bits: int = 8, read_latency: int = 0):
         if not isinstance(addr_bits, int) or isinstance(addr_bits, bool):
             raise TypeError(f"addr_bits must be an integer, not {type(addr_bits).__name__}")
         if not 3 <= addr_bits <= 32:
             raise ValueError(f"addr_bits must be between 3 and 32, not {addr_bits}")
+        if not isinstance(read_latency, int) or isinstance(read_latency, bool):
+            raise TypeError(f"read_latency must be an integer, not {type(read_latency).__name__}")
+        if not 0 <= read_latency <= 4:
+            raise ValueError(f"read_latency must be between 0 and 4, not {read_latency}")
         self._addr_bits = addr_bits
+        self._read_latency = read_latency
         super().__init__({
             **axil_slave_members(addr_bits),
             # register port
@@ -76,6 +84,10 @@ class AXI4LiteSlave(wiring.Component):
     @property
     def addr_bits(self) -> int:
         return self._addr_bits
+
+    @property
+    def read_latency(self) -> int:
+        return self._read_latency
 
     def elaborate(self, platform):
         m = Module()
@@ -100,13 +112,25 @@ class AXI4LiteSlave(wiring.Component):
             m.d.sync += self.bvalid.eq(0)
 
         # --- read channel ------------------------------------------------------------------
-        ar_held = Signal()
-        m.d.comb += self.arready.eq(~ar_held & ~self.rvalid)
+        # stage[0] = rd_en, stage[i] = i cycles later; the answer is taken in the last one.
+        # ar_busy: from the AR handshake to the R handshake (arready = ~ar_busy, a flip-flop);
+        # rd_addr follows araddr while arready is high, so it holds the handshake's address.
+        stage = [Signal(name=f"rd_stage{i}") for i in range(self._read_latency + 1)]
+        ar_held = stage[0]
+        ar_busy = Signal()
+        m.d.comb += self.arready.eq(~ar_busy)
+        with m.If(self.arready):
+            m.d.sync += self.rd_addr.eq(self.araddr)
         with m.If(self.arvalid & self.arready):
-            m.d.sync += [ar_held.eq(1), self.rd_addr.eq(self.araddr)]
+            m.d.sync += [ar_held.eq(1), ar_busy.eq(1)]
+        with m.Else():
+            m.d.sync += ar_held.eq(0)
+        with m.If(self.rvalid & self.rready):
+            m.d.sync += ar_busy.eq(0)
+        m.d.sync += [b.eq(a) for a, b in zip(stage, stage[1:])]
         m.d.comb += self.rd_en.eq(ar_held)
-        with m.If(ar_held):
-            m.d.sync += [ar_held.eq(0), self.rvalid.eq(1),
+        with m.If(stage[-1]):
+            m.d.sync += [self.rvalid.eq(1),
                          self.rdata.eq(self.rd_data),
                          self.rresp.eq(RESP_OKAY)]
             with m.If(self.rd_err):

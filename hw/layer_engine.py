@@ -13,7 +13,7 @@ bubbles when R/g <= T (P = T). The array delivers, R cycles after a plane enters
 current per column; these go to the C neuron units (SpikePackNeuron or LIFNeuron per
 ``config.neuron``): every neuron receives G groups of T beats, ``last`` on the final beat, with
 its bias and threshold read from the bias/threshold memories (word ``column_base + ct``) so that
-they arrive with that beat. The C results of a column tile are sent on ``o`` one per cycle in
+they arrive with the neuron's first beat and stay until its last. The C results of a column tile are sent on ``o`` one per cycle in
 index order; results of neurons beyond M (in the last column tile) are dropped.
 
 Packed pe_mode (``config.pe_mode == "packed"``, SpikePack neurons only). A tile is ONE beat:
@@ -26,12 +26,24 @@ g = ``config.rows_per_word`` (= R by default: one R*C*b_w-bit weight word per ti
 cycle), so the weight port streams a whole tile per cycle: P = 1. Same ports, same ``o``
 semantics, same stall rules as the serial mode.
 
-Stalls. Everything from the memory reads to the neuron inputs advances on one enable, ``en``,
-which is low exactly when the array presents a beat that not all C neuron units can take. The
-neuron units stall their input only when their output is blocked, so backpressure on ``o``
-propagates back to the array without losing or repeating anything. The memory read enables are
-gated by ``en`` (a 1-cycle synchronous read holds its data while its enable is low); the
-activation word is captured into a register the cycle after its read, whatever ``en``.
+Flow control: credits, and a controller that pauses (never the array). The controller's
+decisions (one per cycle: which plane, which weight word, which activation entry) leave it
+through a command register; the array runs every cycle (a cycle without a plane is a bubble)
+and the neuron units never stall their input, because their output never waits: their C
+results of a column tile go, all in the same cycle, into one slot of a result buffer (a LUT-RAM
+of ``result_slots`` column tiles), from which a shift register and a two-register skid buffer
+send them on ``o`` one per cycle. The controller pauses (before the planes of a column tile's
+LAST row tile, whose beats finish C neurons) while a registered credit count says the buffer
+could fill, and in packed mode also until the units' decode stages have had
+``cycles_per_neuron(1)`` cycles since the previous column tile. So no combinational path runs
+from ``o.ready`` or the neuron units' state to the array, the memories or the address counters
+(the old design's single stall enable was its critical path). The load schedule's windows hold
+across a pause (``tests/test_layer_rtl.py`` pauses before nearly every column tile with a 4-slot
+buffer): a pause falls between two periods, where every weight word already read belongs to a
+tile up to the next plane tile, except with one-cycle periods and advance 2, where the word read
+last launches with the next decision instead of a fixed cycle after its read (the memory holds
+it). Tile bookkeeping uses per-period shift registers and down-counters, not tile-number
+comparisons.
 
 Ports (``docs/architecture.md``, layer engine contract): ``start`` (descriptor stream, accepted
 when idle), ``weight_raddr/_ren/_rdata``, ``bias_raddr/_ren/_rdata``,
@@ -40,15 +52,19 @@ when idle), ``weight_raddr/_ren/_rdata``, ``bias_raddr/_ren/_rdata``,
 at bits i*T ..), ``o`` (index, spikes, potential, last), ``busy``.
 
 Latency and throughput, with the output never stalled (``o.ready`` = 1), in clock edges from
-the descriptor handshake to the last ``o`` handshake (setup cycle and register stages included):
+the descriptor handshake to the last ``o`` handshake (setup cycles and register stages
+included):
 
-    serial: L = W*P + (K - 1)*P + T + R + (T + 1) + C_last     (compute-bound: C < G*P)
-    packed: L = W*P + (K - 1)*P + 1 + R + (T + 2) + C_last     (compute-bound: max(C, T) < G*P)
+    L = (3 + Lm) + W*P + (K - 1)*P + B + R + D_n + 3 + C_last
+        (compute-bound: C < G*P, packed also T < G*P)
 
-W = ``load_schedule(...).warmup`` warm-up periods (1, or 2 when P = 1; packed with g = R: W = 2,
-P = 1) load the first tile; K - 1 tile periods and the beats of the last tile (T planes, or 1
-packed beat); R the array latency; T + 1 (serial) or T + 2 (packed) the neuron units' decode
-latency; C_last = M - (CT-1)*C the outputs of the last column tile (:func:`expected_cycles`,
+3 + Lm: the second setup cycle, the command register, the memory read latency
+Lm = ``MEMORY_READ_LATENCY``, the activation word's entry register and the plane register; W = ``load_schedule(...).warmup`` warm-up
+periods (1, or 2 when P = 1; packed with g = R: W = 2, P = 1) load the first tile; K - 1 tile
+periods and the B beats of the last tile (T planes, or 1 packed beat); R the array latency;
+D_n the neuron unit's ``latency`` (from the handshake of a neuron's last beat to its result);
+3: the result buffer write, the shift register and the output register; C_last =
+M - (CT-1)*C the outputs of the last column tile (:func:`expected_cycles`,
 :func:`compute_bound`).
 
 Steady state: one tile per P cycles (R*C*T spike-gated adds per P cycles; P = T for the
@@ -61,8 +77,7 @@ handshake to the last ``o`` handshake.
 
 Packed steady state: one tile per cycle (R*C multiply-accumulates of a T-step word, i.e. R*C*T
 synaptic weight x time-step products per cycle, T times the serial rate), i.e. the ideal K
-cycles plus the fill/drain ``W*P - P + R + T + 3 + C_last`` (P = 1: ``W + R + T + 2 + C_last``,
-24 cycles for 8x8 at T = 4). But a column tile then computes for only
+cycles plus the constant fill/drain of the formula. But a column tile then computes for only
 G cycles, so two other bounds bite much sooner than in serial mode: its C outputs leave one per
 cycle on ``o`` (at least C cycles per column tile) and each neuron unit decodes one neuron per T
 cycles (at least T cycles per column tile). A packed layer takes about
@@ -74,8 +89,7 @@ the decode) sets the pace, about M cycles for the layer whatever R.
 from __future__ import annotations
 
 from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.hdl import EnableInserter
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from spikepack.config import HardwareConfig
@@ -142,9 +156,33 @@ def expected_cycles(config: HardwareConfig, fan_in: int, neurons: int) -> int:
     sched = schedule(config)
     R, C, T, P = config.rows, config.cols, config.timesteps, sched.period
     B = beats_per_tile(config)
-    decode = T + 2 if config.pe_mode == "packed" else T + 1
+    decode = neuron_latency(config)
     G, CT = -(-fan_in // R), -(-neurons // C)
-    return sched.warmup * P + (G * CT - 1) * P + B + R + decode + (neurons - (CT - 1) * C)
+    return (SETUP + sched.warmup * P + (G * CT - 1) * P + B + R + decode + RESULT
+            + (neurons - (CT - 1) * C))
+
+
+#: default depth of the result buffer, in column tiles: a LUT-RAM's natural depth, and more
+#: than the ~(B + R + latency + C) / P column tiles in flight on any array that fits
+RESULT_SLOTS = 16
+
+#: read latency of the memories the engine reads (NetworkMemories and the sequencer's activation
+#: buffers): a synchronous read and the block RAM's output register
+MEMORY_READ_LATENCY = 2
+
+#: cycles of the engine's own pipeline stages in the latency: the second setup cycle, the
+#: command register (the controller's decisions reach the memories a cycle later), the memory
+#: read, the activation word's entry register and the plane register
+SETUP = 3 + MEMORY_READ_LATENCY
+#: the result buffer write, the shift register of the slot being sent and the output register
+RESULT = 3
+
+
+def neuron_latency(config: HardwareConfig) -> int:
+    """The neuron unit's latency (``NeuronBase.latency``) for ``config``."""
+    unit = _neuron_class(config).from_config(config)
+    unit._MustUse__silence = True       # built for its latency only, never elaborated
+    return unit.latency
 
 
 def _neuron_class(config: HardwareConfig):
@@ -158,11 +196,18 @@ def _neuron_class(config: HardwareConfig):
 class LayerEngine(wiring.Component):
     """Runs one layer descriptor at a time (see the module docstring for timing)."""
 
-    def __init__(self, *, config: HardwareConfig):
+    def __init__(self, *, config: HardwareConfig, result_slots: int = RESULT_SLOTS):
         if not isinstance(config, HardwareConfig):
             self._MustUse__silence = True   # a rejected engine is not an unused elaboratable
             raise TypeError(f"config must be a HardwareConfig, not {type(config).__name__}")
+        if not isinstance(result_slots, int) or isinstance(result_slots, bool):
+            self._MustUse__silence = True
+            raise TypeError(f"result_slots must be an integer, not {type(result_slots).__name__}")
+        if not 4 <= result_slots <= 256 or result_slots & (result_slots - 1):
+            self._MustUse__silence = True
+            raise ValueError(f"result_slots must be a power of two from 4 to 256, not {result_slots}")
         self._config = config
+        self._result_slots = result_slots
         mems = config.memories
         self._schedule = schedule(config)
         super().__init__({
@@ -212,6 +257,17 @@ class LayerEngine(wiring.Component):
         """W: periods before the first plane (loading the first tile's weights)."""
         return self._schedule.warmup
 
+    @property
+    def result_slots(self) -> int:
+        """Column tiles of results the output buffer holds (a LUT-RAM of this depth); the
+        engine finishes a column tile only while fewer than ``result_slots - 2`` are waiting."""
+        return self._result_slots
+
+    @property
+    def result_bits(self) -> int:
+        """Bits kept per neuron result: the spike word (hidden) or the potential (readout)."""
+        return max(self._config.timesteps, self._config.widths.potential)
+
     def ideal_cycles(self, fan_in: int, neurons: int) -> int:
         return ideal_cycles(self._config, fan_in, neurons)
 
@@ -228,213 +284,411 @@ class LayerEngine(wiring.Component):
         packed = cfg.pe_mode == "packed"
         B = self.beats
         sched = self._schedule
-        P, W = sched.period, sched.warmup
+        P, W, adv = sched.period, sched.warmup, sched.advance
+        span = W + sched.tail               # periods from a tile's first read to its last
         log_r, log_c = (R - 1).bit_length(), (C - 1).bit_length()
         waddr_bits = len(self.weight_raddr)
+        D = self.result_slots
 
-        en = Signal()
-        array = SpikeArray.from_config(cfg, tag_bits=1)
-        m.submodules.array = EnableInserter(en)(array)
+        # The array runs every cycle (an invalid beat is a bubble); only the controller pauses.
+        array = SpikeArray.from_config(cfg, tag_bits=2)
+        m.submodules.array = array
         neuron_cls = _neuron_class(cfg)
         units = [neuron_cls.from_config(cfg) for _ in range(C)]
         for c, unit in enumerate(units):
             m.submodules[f"neuron{c}"] = unit
 
-        # --- descriptor ---------------------------------------------------------------------------
+        # --- descriptor: handshake, then two setup cycles that derive the loop bounds --------
         busy = Signal()
-        fan_in = Signal(16)
         neurons = Signal(16)
         wbase = Signal(waddr_bits)
         cbase = Signal(len(self.bias_raddr))
         readout = Signal()
-        row_tiles = Signal(17 - log_r if log_r < 17 else 1)
-        col_tiles = Signal(17 - log_c if log_c < 17 else 1)
-        tiles = Signal(len(row_tiles) + len(col_tiles))
-        setup = Signal()
+        tile_bits = max(1, 17 - min(log_r, log_c))
+        row_tiles = Signal(tile_bits)
+        col_tiles = Signal(tile_bits)
+        rt_max = Signal(tile_bits)          # row_tiles - 1
+        ct_max = Signal(tile_bits)          # col_tiles - 1
+        rt_max_zero = Signal()
+        ct_max_zero = Signal()
+        empty = Signal()
+        last_sel = Signal(range(max(2, C)))   # (M - 1) mod C: the last column tile's last unit
+        last_sel_zero = Signal()
+        setup1 = Signal()
+        setup2 = Signal()
         running = Signal()
         m.d.comb += [self.busy.eq(busy), self.start.ready.eq(~busy)]
 
-        # --- controller state (advances on en) ---------------------------------------------------
-        tail = sched.tail
-        pm = Signal(len(tiles) + 2)                 # period counter, m = pm - W
-        off = Signal(range(max(2, P)))              # offset in the period
-        rt = Signal.like(row_tiles)                 # row tile of the plane tile (m >= 0)
-        act_rt = Signal.like(row_tiles)             # row tile of the next activation read
-        wb = Signal(waddr_bits)                     # weight_base + m * n  (mod 2**bits)
-        last_period = Signal.like(pm)
+        with m.If(self.start.valid & self.start.ready):
+            p = self.start.payload
+            m.d.sync += [
+                busy.eq(1), setup1.eq(1),
+                neurons.eq(p.neurons), wbase.eq(p.weight_base), cbase.eq(p.column_base),
+                readout.eq(p.readout),
+                row_tiles.eq((p.fan_in + R - 1) >> log_r),
+                col_tiles.eq((p.neurons + C - 1) >> log_c),
+            ]
+        m.d.sync += setup1.eq(self.start.valid & self.start.ready)
+        m.d.sync += setup2.eq(setup1)
+        with m.If(setup1):
+            m.d.sync += [
+                rt_max.eq(row_tiles - 1), ct_max.eq(col_tiles - 1),
+                rt_max_zero.eq(row_tiles == 1), ct_max_zero.eq(col_tiles == 1),
+                empty.eq((row_tiles == 0) | (col_tiles == 0)),
+                last_sel.eq((neurons - 1)[:max(1, log_c)] if C > 1 else 0),
+                last_sel_zero.eq((neurons - 1)[:max(1, log_c)] == 0 if C > 1 else 1),
+            ]
 
-        m_idx = Signal(signed(len(pm) + 1))
-        m.d.comb += m_idx.eq(pm - W)
-        plane_valid = Signal()
-        m.d.comb += plane_valid.eq(running & (m_idx >= 0) & (m_idx < tiles) & (off < B))
+        # --- controller ----------------------------------------------------------------------
+        # Period pm (pm = 0, 1, ...) presents the planes of tile pm - W, reads weight group q of
+        # tile pm - W + advance[q] at offset q and the activation entry of tile pm - W + 1 at
+        # offset P - 1. valid[d] says tile pm - d exists (0 <= pm - d < K) and lastrt[d] that it
+        # is the last row tile of its column tile: per-period shift registers, so that no
+        # decision compares tile numbers. The "ahead" tile pm is tracked by down-counters.
+        valid = Signal(span + 1)
+        lastrt = Signal(span + 1)
+        rt_left = Signal(tile_bits)         # of the ahead tile: row tiles after it
+        ct_left = Signal(tile_bits)
+        rt_zero = Signal()
+        ct_zero = Signal()
+        off = Signal(range(max(2, P)))
+        wb = Signal(waddr_bits)             # weight_base + (pm - W) * n  (mod 2**bits)
+        act_rt = Signal(self.act_addr_bits)   # row tile of the next activation read
+        act_left = Signal(tile_bits)        # row tiles after it
+        act_zero = Signal()                 # act_left == 0
+        may_finish = Signal()               # the serializer's credit and cooldown allow it
 
-        # weight reads: offset q < n reads group q of tile m + advance[q]
-        w_issue = Signal()
-        adv_shape = signed(signed_bits(min(sched.advance), max(sched.advance)))
-        adv = Array(Const(a, adv_shape) for a in sched.advance)
-        w_tile = Signal(signed(max(len(pm) + 1, adv_shape.width) + 1))
-        mask = (1 << waddr_bits) - 1
-        waddr_off = Array(Const((a * n + q) & mask, waddr_bits) for q, a in enumerate(sched.advance))
-        if n > 1:
-            m.d.comb += w_tile.eq(m_idx + adv[off])
-            m.d.comb += w_issue.eq(running & (off < n) & (w_tile >= 0) & (w_tile < tiles))
-            m.d.comb += self.weight_raddr.eq(wb + waddr_off[off])
-        else:
-            m.d.comb += w_tile.eq(m_idx + sched.advance[0])
-            m.d.comb += w_issue.eq(running & (off == 0) & (w_tile >= 0) & (w_tile < tiles))
-            m.d.comb += self.weight_raddr.eq(wb + waddr_off[0])
-        m.d.comb += self.weight_ren.eq(w_issue & en)
-        wl_valid = Signal()
-        wl_group = Signal(range(max(2, n)))
-
-        # activation reads: offset P-1 of period m reads the entry of tile m + 1
-        a_issue = Signal()
-        m.d.comb += [
-            a_issue.eq(running & (off == P - 1) & (m_idx + 1 >= 0) & (m_idx + 1 < tiles)),
-            self.act_raddr.eq(act_rt),
-            self.act_ren.eq(a_issue & en),
+        plane_tile = valid[W]
+        plane_last = lastrt[W]
+        off_first = Signal()
+        off_end = Signal()
+        m.d.comb += [off_first.eq(off == 0), off_end.eq(off == P - 1)]
+        # The one pause: the planes of a column tile's last row tile (the beats that finish C
+        # neurons) wait until the result buffer has a slot (and, packed, the units' decode
+        # stages have had time). Registers only, so the pause is cheap to compute.
+        go = Signal()
+        finish = Signal()
+        # at_finish = off_first & plane_tile & plane_last, kept as a register (set as the period
+        # before ends), so that go is one gate from registers in front of its fan-out
+        at_finish = Signal()
+        # go itself is a register too: go_next is go computed from the next values of the
+        # registers it depends on (running, at_finish and, below, the credit and cooldown)
+        running_next = Signal()
+        at_finish_next = Signal()
+        may_finish_next = Signal()
+        m.d.comb += [running_next.eq(running), at_finish_next.eq(at_finish)]
+        with m.If(go):
+            m.d.comb += at_finish_next.eq((off_end if P > 1 else 1) & valid[W - 1] & lastrt[W - 1])
+        m.d.sync += [
+            running.eq(running_next), at_finish.eq(at_finish_next),
+            go.eq(running_next & ~(at_finish_next & ~may_finish_next)),
         ]
-        act_fresh = Signal()
+        m.d.comb += finish.eq(go & at_finish)
+
+        plane_on = Signal()
+        m.d.comb += plane_on.eq(go & plane_tile & (off < B))
+        w_on = Signal()
+        w_addr = Signal(waddr_bits)
+        mask = (1 << waddr_bits) - 1
+        if n > 1:
+            w_ok = Array(valid[W - a] for a in adv)
+            w_off = Array(Const((a * n + q) & mask, waddr_bits) for q, a in enumerate(adv))
+            m.d.comb += [w_on.eq(go & (off < n) & w_ok[off]), w_addr.eq(wb + w_off[off])]
+        else:
+            m.d.comb += [w_on.eq(go & off_first & valid[W - adv[0]]),
+                         w_addr.eq(wb + ((adv[0] * n) & mask))]
+        a_on = Signal()
+        m.d.comb += a_on.eq(go & off_end & valid[W - 1])
+
+        with m.If(go):
+            with m.If(a_on):
+                m.d.sync += [act_rt.eq(Mux(act_zero, 0, act_rt + 1)),
+                             act_left.eq(Mux(act_zero, rt_max, act_left - 1)),
+                             act_zero.eq(Mux(act_zero, rt_max_zero, act_left == 1))]
+            with m.If(off_end):
+                # the next ahead tile, pm + 1
+                next_valid = valid[0] & ~(rt_zero & ct_zero)
+                m.d.comb += running_next.eq(Cat(next_valid, valid[:-1]).any())
+                m.d.sync += [
+                    off.eq(0), wb.eq(wb + n),
+                    valid.eq(Cat(next_valid, valid[:-1])),
+                    lastrt.eq(Cat(Mux(rt_zero, rt_max_zero, rt_left == 1), lastrt[:-1])),
+                    rt_left.eq(Mux(rt_zero, rt_max, rt_left - 1)),
+                    rt_zero.eq(Mux(rt_zero, rt_max_zero, rt_left == 1)),
+                ]
+                with m.If(rt_zero):
+                    m.d.sync += [ct_left.eq(ct_left - 1), ct_zero.eq(ct_left == 1)]
+            with m.Else():
+                m.d.sync += off.eq(off + 1)
+        with m.If(setup2):
+            m.d.comb += [running_next.eq(~empty), at_finish_next.eq(0)]
+            m.d.sync += [
+                valid.eq(~empty), lastrt.eq(rt_max_zero),
+                rt_left.eq(rt_max), rt_zero.eq(rt_max_zero),
+                ct_left.eq(ct_max), ct_zero.eq(ct_max_zero),
+                off.eq(0), wb.eq(wbase - W * n), act_rt.eq(0), act_left.eq(rt_max),
+                act_zero.eq(rt_max_zero),
+            ]
+
+        # --- command register: every read and beat leaves the controller through a register --
+        c_plane = Signal()
+        c_first = Signal()
+        c_tag = Signal(2)                   # [0]: a neuron's last beat, [1]: its first beat
+        c_step = Signal(range(max(2, T)))   # the spike-word bit of the plane: step off + 1
+        c_wren = Signal()
+        c_waddr = Signal(waddr_bits)
+        c_wgroup = Signal(range(max(2, n)))
+        c_aren = Signal()
+        c_aaddr = Signal(self.act_addr_bits)
+        rt_first = Signal()                 # the plane tile is its column tile's first row tile
+        rt_first_d = Signal(span + 1)
+        m.d.comb += rt_first.eq(rt_first_d[W])
+        with m.If(go & off_end):
+            # lastrt shifted: a tile is first when the one before it was last (or it is tile 0)
+            m.d.sync += rt_first_d.eq(Cat(lastrt[0] | ~valid[0], rt_first_d[:-1]))
+        with m.If(setup2):
+            m.d.sync += rt_first_d.eq(1)
+        m.d.sync += [
+            c_plane.eq(plane_on), c_first.eq(off_first),
+            c_tag.eq(Cat(plane_last & (off == B - 1), rt_first & off_first)),
+            c_step.eq(T - 1 - off if not packed else 0),
+            c_wren.eq(w_on), c_waddr.eq(w_addr), c_wgroup.eq(off if n > 1 else 0),
+            c_aren.eq(a_on), c_aaddr.eq(act_rt),
+        ]
+        # Timing from a decision in cycle t: the command register issues the activation read in
+        # t + 1 (a tile's entry is read one decision ahead of its first plane); its data
+        # arrives Lm = MEMORY_READ_LATENCY cycles later and is registered on entry, and the bit
+        # plane selected from it is registered, so the array sees the planes of decision t in
+        # t + 1 + Lp, Lp = Lm + 1. The serial array's ``first`` (the swap) comes a cycle before
+        # its plane and each weight word is launched the cycle after that (the distances of
+        # the load schedule), i.e. in t + 1 + Lp too: serial weight reads issue Lp - Lm cycles
+        # after the command register and the launch flag follows the read by Lm cycles. Packed
+        # tiles have no swap: a word launches the cycle after the plane of the decision that
+        # read it, so packed weight reads take one more register.
+        Lm = MEMORY_READ_LATENCY
+        Lp = Lm + 1        # the activation word is registered once more inside the engine
+
+        def delayed(value, cycles, name):
+            """``value`` through ``cycles`` registers."""
+            for i in range(cycles):
+                nxt = Signal.like(value, name=f"{name}_d{i}")
+                m.d.sync += nxt.eq(value)
+                value = nxt
+            return value
+
+        w_delay = Lp - Lm + packed
+        r_wren = delayed(c_wren, w_delay, "r_wren")
+        r_waddr = delayed(c_waddr, w_delay, "r_waddr")
+        r_wgroup = delayed(c_wgroup, w_delay, "r_wgroup")
+        m.d.comb += [
+            self.weight_raddr.eq(r_waddr), self.weight_ren.eq(r_wren),
+            self.act_raddr.eq(c_aaddr), self.act_ren.eq(c_aren),
+        ]
+        # The pause inserts cycles between two controller decisions, and the schedule's
+        # windows hold across it only if a launch falls on the same side of the pause as the
+        # planes its window is measured against: a word read at the end of a period (offset
+        # P - 1) for a tile up to the next plane tile launches Lm cycles after its read, but
+        # with P = 1 and advance 2 the word belongs two tiles ahead, must not overwrite the
+        # weight of the tile still waiting, and so launches with the next decision (the memory
+        # holds the word until the next read).
+        if n == 1 and adv[0] >= 2:
+            launch_pending = Signal()
+            c_launch = Signal()
+            with m.If(go):
+                m.d.sync += launch_pending.eq(w_on)
+            m.d.sync += c_launch.eq(go & launch_pending)
+            wl_valid = delayed(c_launch, Lp - 1 + packed, "launch")
+            wl_group = Const(0, len(c_wgroup))
+        else:
+            wl_valid = delayed(r_wren, Lm, "launch")
+            wl_group = delayed(r_wgroup, Lm, "launch_group")
+
+        # the activation word from the sequencer's buffers is registered on entry (it crosses
+        # the chip from their block RAMs); act_reg keeps it for the tile's later planes
+        act_in = Signal(R * T, reset_less=True)
+        m.d.sync += act_in.eq(self.act_rdata)
+        act_fresh = delayed(c_aren, Lp, "act_fresh")
         act_reg = Signal(R * T)
-        m.d.sync += act_fresh.eq(self.act_ren)
         with m.If(act_fresh):
-            m.d.sync += act_reg.eq(self.act_rdata)
-        act_word = Mux(act_fresh, self.act_rdata, act_reg)
+            m.d.sync += act_reg.eq(act_in)
+        act_word = Mux(act_fresh, act_in, act_reg)
+        p_plane = delayed(c_plane, Lp, "plane_valid")
+        p_tag = delayed(c_tag, Lp, "plane_tag")
         if packed:
             # the whole entry (R spike words) is the tile's one beat
-            m.d.comb += array.words.eq(act_word)
+            p_words = Signal(R * T)
+            m.d.sync += p_words.eq(act_word)
+            m.d.comb += array.words.eq(p_words)
         else:
-            tbit = Signal(range(max(2, T)))            # spike-word bit of step off + 1
-            m.d.comb += tbit.eq(T - 1 - off)
-            plane_bits = []
-            for r in range(R):
-                bit = Signal(name=f"plane_r{r}")
-                m.d.comb += bit.eq(act_word[r * T:(r + 1) * T].bit_select(tbit, 1))
-                plane_bits.append(bit)
-            m.d.comb += [array.plane.eq(Cat(*plane_bits)), array.first.eq(off == 0)]
-
+            step = delayed(c_step, Lp - 1, "plane_step")
+            p_bits = Signal(R)
+            m.d.sync += p_bits.eq(Cat(act_word[r * T:(r + 1) * T].bit_select(step, 1)
+                                      for r in range(R)))
+            swap = delayed(c_plane & c_first, Lp - 1, "swap")
+            m.d.comb += [array.plane.eq(p_bits), array.first.eq(swap)]
         m.d.comb += [
-            array.valid.eq(plane_valid),
-            array.tag.eq((rt == row_tiles - 1) & (off == B - 1)),
+            array.valid.eq(p_plane),
+            array.tag.eq(p_tag),
             array.wload.eq(wl_valid),
             array.wgroup.eq(wl_group),
             array.wdata.eq(self.weight_rdata[:len(array.wdata)]),
         ]
 
-        # descriptor handshake and setup
-        with m.If(self.start.valid & self.start.ready):
-            p = self.start.payload
-            m.d.sync += [
-                busy.eq(1), setup.eq(1),
-                fan_in.eq(p.fan_in), neurons.eq(p.neurons), wbase.eq(p.weight_base),
-                cbase.eq(p.column_base), readout.eq(p.readout),
-                row_tiles.eq((p.fan_in + R - 1) >> log_r),
-                col_tiles.eq((p.neurons + C - 1) >> log_c),
-            ]
-        with m.If(setup):
-            m.d.sync += [
-                setup.eq(0), running.eq((row_tiles != 0) & (col_tiles != 0)),
-                tiles.eq(row_tiles * col_tiles),
-                pm.eq(0), off.eq(0), rt.eq(0), act_rt.eq(0),
-                wb.eq(wbase - W * n), wl_valid.eq(0),
-            ]
-        m.d.comb += last_period.eq(tiles + (W + tail - 1))
-
-        with m.If(en & running):
-            m.d.sync += [wl_valid.eq(w_issue), wl_group.eq(off if n > 1 else 0)]
-            with m.If(a_issue):
-                m.d.sync += act_rt.eq(Mux(act_rt == row_tiles - 1, 0, act_rt + 1))
-            with m.If(off == P - 1):
-                m.d.sync += [off.eq(0), pm.eq(pm + 1), wb.eq(wb + n)]
-                with m.If((m_idx >= 0) & (m_idx < tiles)):
-                    m.d.sync += rt.eq(Mux(rt == row_tiles - 1, 0, rt + 1))
-                with m.If(pm == last_period):
-                    m.d.sync += running.eq(0)
-            with m.Else():
-                m.d.sync += off.eq(off + 1)
-        with m.If(en & ~running):
-            m.d.sync += wl_valid.eq(0)
-
-        # --- array -> neuron units ----------------------------------------------------------------
-        readies = [u.i.ready for u in units]
-        all_ready = Signal()
-        m.d.comb += all_ready.eq(Cat(*readies).all())
-        m.d.comb += en.eq(~(array.out_valid & ~all_ready))
-
-        bias_ct = Signal(len(self.bias_raddr))
-        bias_fire = Signal()
+        # --- array -> neuron units ------------------------------------------------------------
+        # Bias and threshold of a column tile are read so that they arrive with its first beat
+        # out of the array (R cycles after its plane): they stay on the units' inputs for every
+        # beat of its neurons. The read enable is the command register's first-beat flag
+        # delayed by R registers.
+        bias_addr = Signal(len(self.bias_raddr))
+        bias_fire = delayed(c_plane & c_tag[1], R + Lp - Lm, "bias_fire")
         m.d.comb += [
-            bias_fire.eq(array.pre_valid & array.pre_tag & en),
-            self.bias_raddr.eq(cbase + bias_ct),
-            self.bias_ren.eq(bias_fire),
-            self.threshold_raddr.eq(cbase + bias_ct),
-            self.threshold_ren.eq(bias_fire),
+            self.bias_raddr.eq(bias_addr), self.bias_ren.eq(bias_fire),
+            self.threshold_raddr.eq(bias_addr), self.threshold_ren.eq(bias_fire),
         ]
         with m.If(bias_fire):
-            m.d.sync += bias_ct.eq(bias_ct + 1)
-        with m.If(setup):
-            m.d.sync += bias_ct.eq(0)
+            m.d.sync += bias_addr.eq(bias_addr + 1)
+        with m.If(setup1):
+            m.d.sync += bias_addr.eq(cbase)
 
         bb, tb = cfg.bias_bits, cfg.threshold_bits
         for c, unit in enumerate(units):
-            others = [readies[j] for j in range(C) if j != c]
-            others_ready = Cat(*others).all() if others else Const(1)
             m.d.comb += [
-                unit.i.valid.eq(array.out_valid & others_ready),
+                unit.i.valid.eq(array.out_valid),
                 unit.i.payload.current.eq(array.out[c]),
                 unit.i.payload.bias.eq(self.bias_rdata[c * bb:(c + 1) * bb]),
                 unit.i.payload.threshold.eq(self.threshold_rdata[c * tb:(c + 1) * tb]),
                 unit.i.payload.readout.eq(readout),
-                unit.i.payload.last.eq(array.out_tag),
+                unit.i.payload.last.eq(array.out_tag[0]),
+                # the credits guarantee a free result slot: the units never wait for o
+                unit.o.ready.eq(1),
             ]
 
-        # --- neuron units -> o (serialised, index order, neurons >= M dropped) -------------------
-        out_ct = Signal(16)
-        sel = Signal(range(max(2, C)))
-        out_done = Signal()
-        dropped = Signal(C)
-        index = Signal(16)
-        m.d.comb += index.eq((out_ct << log_c) | sel if C > 1 else out_ct)
-        sel_valid = Array(u.o.valid for u in units)
-        sel_spikes = Array(u.o.payload.spikes for u in units)
-        sel_potential = Array(u.o.payload.potential for u in units)
+        # --- neuron units -> result buffer -> o (index order, neurons >= M dropped) ----------
+        # A column tile's C results arrive together (the units run in lock-step) and take one
+        # slot; hidden layers keep the spike words, readout layers the potentials.
+        rbits = self.result_bits
+        results = memory.Memory(shape=unsigned(C * rbits), depth=D, init=[])
+        m.submodules.results = results
+        wr = results.write_port()
+        rd = results.read_port(domain="comb")
+        slot_bits = (D - 1).bit_length()
+        wr_ptr = Signal(slot_bits)
+        rd_ptr = Signal(slot_bits)
         m.d.comb += [
-            self.o.valid.eq(busy & ~out_done & sel_valid[sel]),
-            self.o.payload.index.eq(index),
-            self.o.payload.spikes.eq(sel_spikes[sel]),
-            self.o.payload.potential.eq(sel_potential[sel]),
-            self.o.payload.last.eq(index == neurons - 1),
+            wr.en.eq(units[0].o.valid), wr.addr.eq(wr_ptr),
+            wr.data.eq(Cat(Mux(readout, u.o.payload.potential.as_unsigned()[:rbits],
+                               u.o.payload.spikes) for u in units)),
+            rd.addr.eq(rd_ptr),
         ]
-        beyond = []
-        for c, unit in enumerate(units):
-            past_m = Signal(name=f"beyond_m{c}")
-            m.d.comb += past_m.eq(((out_ct << log_c) + c) >= neurons)
-            beyond.append(past_m)
-            take = Signal(name=f"take{c}")
-            drop = Signal(name=f"drop{c}")
-            m.d.comb += [
-                take.eq(busy & ~out_done & (sel == c) & self.o.ready),
-                drop.eq(busy & past_m & ~dropped[c]),
-                unit.o.ready.eq(take | drop),
-            ]
-            with m.If(drop & unit.o.valid):
-                m.d.sync += dropped[c].eq(1)
-        with m.If(self.o.valid & self.o.ready):
-            with m.If(self.o.payload.last):
-                m.d.sync += out_done.eq(1)
-            with m.Elif(sel == C - 1):
-                m.d.sync += [sel.eq(0), out_ct.eq(out_ct + 1)]
+        write = units[0].o.valid
+        with m.If(write):
+            m.d.sync += wr_ptr.eq(wr_ptr + 1)
+
+        o_valid = Signal()
+        o_index = Signal(16)
+        o_result = Signal(rbits)
+        o_last = Signal()
+        m.d.comb += [
+            self.o.valid.eq(o_valid),
+            self.o.payload.index.eq(o_index),
+            self.o.payload.spikes.eq(o_result[:T]),
+            self.o.payload.potential.eq(o_result[:len(self.o.payload.potential)]),
+            self.o.payload.last.eq(o_last),
+        ]
+        # The slot being sent is copied into a shift register (no C-way multiplexer between
+        # the LUT-RAM and o); the next slot is copied in as its last result leaves.
+        cur = Signal(C * rbits)
+        cur_has = Signal()
+        sel = Signal(range(max(2, C)))
+        sel_end = Signal.like(sel)          # last unit of the slot's column tile
+        out_base = Signal(16)               # index of the slot's unit 0
+        out_zero = Signal()                 # the slot is the layer's last column tile
+        next_base = Signal(16)
+        next_left = Signal(tile_bits)       # column tiles after the next slot's
+        next_zero = Signal()
+        take = Signal()
+        avail = Signal()                    # a written slot waits (wr_ptr != rd_ptr)
+        cur_last = Signal()                 # sel == sel_end, kept as a register
+        refill = Signal()
+        # o is a two-register skid buffer, so that taking a result from the slot depends on
+        # registers only (o.ready reaches nothing but the two output registers)
+        skid_valid = Signal()
+        skid_index = Signal(16)
+        skid_result = Signal(rbits)
+        skid_last = Signal()
+        m.d.comb += [
+            take.eq(cur_has & ~skid_valid),
+            refill.eq(avail & (~cur_has | (take & cur_last))),
+        ]
+        # avail (a slot is waiting: wr_ptr != rd_ptr) as a register, from comparisons of the
+        # pointers' current and next values that do not wait for write and refill
+        wr_inc = Signal.like(wr_ptr, init=1)
+        rd_inc = Signal.like(rd_ptr, init=1)
+        with m.If(write):
+            m.d.sync += wr_inc.eq(wr_inc + 1)
+        with m.If(refill):
+            m.d.sync += rd_inc.eq(rd_inc + 1)
+        same, w_ahead, r_ahead = wr_ptr == rd_ptr, wr_inc == rd_ptr, wr_ptr == rd_inc
+        m.d.sync += avail.eq(Mux(write, Mux(refill, ~same, ~w_ahead), Mux(refill, ~r_ahead, ~same)))
+        t_index, t_result, t_last = out_base | sel, cur[:rbits], out_zero & cur_last
+        with m.If(take):
+            with m.If(o_valid & ~self.o.ready):
+                m.d.sync += [skid_valid.eq(1), skid_index.eq(t_index), skid_result.eq(t_result),
+                             skid_last.eq(t_last)]
             with m.Else():
-                m.d.sync += sel.eq(sel + 1)
-        # busy falls with the handshake of the last beat (or as soon as the last dropped result
-        # is drained, should that come later); an empty layer (N or M = 0) finishes at once.
-        drops_done = Signal()
-        m.d.comb += drops_done.eq(Cat(*(dropped[c] | (beyond[c] & units[c].o.valid)
-                                        | ~beyond[c] for c in range(C))).all())
-        finished = (self.o.valid & self.o.ready & self.o.payload.last) | out_done
-        empty = (row_tiles == 0) | (col_tiles == 0)
-        with m.If(busy & ~setup & ~running & ((finished & drops_done) | empty)):
+                m.d.sync += [o_valid.eq(1), o_index.eq(t_index), o_result.eq(t_result),
+                             o_last.eq(t_last)]
+            m.d.sync += [sel.eq(sel + 1), cur_last.eq(sel + 1 == sel_end), cur.eq(cur >> rbits)]
+            with m.If(cur_last):
+                m.d.sync += cur_has.eq(0)
+        with m.Elif(self.o.ready):
+            with m.If(skid_valid):
+                m.d.sync += [skid_valid.eq(0), o_valid.eq(1), o_index.eq(skid_index),
+                             o_result.eq(skid_result), o_last.eq(skid_last)]
+            with m.Else():
+                m.d.sync += o_valid.eq(0)
+        with m.If(refill):
+            m.d.sync += [
+                cur.eq(rd.data), cur_has.eq(1), sel.eq(0), rd_ptr.eq(rd_ptr + 1),
+                out_base.eq(next_base), out_zero.eq(next_zero),
+                sel_end.eq(Mux(next_zero, last_sel, C - 1)),
+                cur_last.eq(Mux(next_zero, last_sel_zero, C == 1)),
+                next_base.eq(next_base + C), next_left.eq(next_left - 1),
+                next_zero.eq(next_left == 1),
+            ]
+        with m.If(setup2):
+            m.d.sync += [next_base.eq(0), next_left.eq(ct_max), next_zero.eq(ct_max_zero)]
+
+        # credits: slots reserved from a column tile's finishing planes to its last result
+        reserved = Signal(range(D + 1))
+        freed = Signal()                    # a slot was copied out last cycle
+        m.d.sync += [freed.eq(refill), reserved.eq(reserved + finish - freed)]
+        room = Signal()
+        room_next = Signal()
+        m.d.comb += room_next.eq(reserved < D - 2)   # one cycle stale: two more may be reserved
+        m.d.sync += room.eq(room_next)
+        spacing = units[0].cycles_per_neuron(1) if packed else 1
+        if spacing > 1:
+            cool = Signal(range(spacing))
+            cool_zero = Signal(init=1)          # cool == 0, as a register
+            cool_zero_next = Signal()
+            m.d.comb += cool_zero_next.eq(cool_zero)
+            with m.If(finish):
+                m.d.sync += cool.eq(spacing - 1)
+                m.d.comb += cool_zero_next.eq(0)
+            with m.Elif(~cool_zero):
+                m.d.sync += cool.eq(cool - 1)
+                m.d.comb += cool_zero_next.eq(cool == 1)
+            m.d.sync += cool_zero.eq(cool_zero_next)
+            m.d.comb += [may_finish.eq(room & cool_zero),
+                         may_finish_next.eq(room_next & cool_zero_next)]
+        else:
+            m.d.comb += [may_finish.eq(room), may_finish_next.eq(room_next)]
+
+        # busy falls with the handshake of the last beat; an empty layer (N or M = 0) finishes
+        # at once
+        with m.If(self.o.valid & self.o.ready & self.o.payload.last):
             m.d.sync += busy.eq(0)
-        with m.If(self.start.valid & self.start.ready):
-            m.d.sync += [out_ct.eq(0), sel.eq(0), out_done.eq(0), dropped.eq(0)]
+        with m.If(setup2 & empty):
+            m.d.sync += busy.eq(0)
         return m

@@ -8,48 +8,62 @@ order, the magic, format version, hardware signature, T / tau_shift / weight_bit
 and memory geometry against its configuration, the layer count, the section table (types, lane
 counts, word counts against the memories' depths, the total length), every layer descriptor
 (sizes against max_fan_in / max_neurons, the layer chain, bases inside their sections, the
-readout flag), and the CRC-32 (``amaranth.lib.crc``, the zlib / IEEE 802.3 CRC, computed on the
-fly). Payload words are written to the shadow bank as they arrive (lane by lane, only at
-addresses inside the announced sections, which are inside the memories), and ``commit`` pulses
-only after the CRC word matched and carried TLAST. The first fault is latched in ``error``
-(:class:`~spikepack.firmware.bitstream.ErrorCode`); the loader then drains the frame to TLAST
-and returns to idle, so it never hangs on any input and never commits a bad stream. A reset in
-the middle of a stream returns it to idle without a commit; the memories' active bank and layer
-count are reset-less, so the last committed network stays active.
+readout flag), and the CRC-32 (the zlib / IEEE 802.3 CRC of ``amaranth.lib.crc``'s
+``CRC32_ISO_HDLC``, computed on the fly in a state-space-transformed form, see
+:class:`_CrcTransform`). Payload words are written to the shadow bank as they pass (lane by
+lane, only at addresses inside the announced sections, which are inside the memories, and only
+while no fault was found), and ``commit`` pulses only after the CRC word matched and carried
+TLAST. The first fault is latched in ``error`` (:class:`~spikepack.firmware.bitstream.ErrorCode`);
+the loader then drains the frame to TLAST and returns to idle, so it never hangs on any input
+and never commits a bad stream. A reset in the middle of a stream returns it to idle without a
+commit; the memories' active bank and layer count are reset-less, so the last committed network
+stays active.
 
 Ports:
 
 * ``s_axis_tdata`` In(32), ``s_axis_tvalid`` In(1), ``s_axis_tready`` Out(1),
   ``s_axis_tlast`` In(1): the AXI4-Stream slave (flat, so ``AxiStreamBus.from_prefix(dut,
-  "s_axis")`` binds at a top level).
+  "s_axis")`` binds at a top level). ``s_axis_tready`` is a register of the loader ANDed with
+  ``~commit_pending``.
 * ``wr_mem`` Out(2), ``wr_addr`` Out, ``wr_lane`` Out, ``wr_data`` Out(32), ``wr_en`` Out(1),
   ``commit`` Out(1), ``commit_layers`` Out: connect 1:1 to the same-named
-  :class:`NetworkMemories` inputs.
+  :class:`NetworkMemories` inputs (all registers).
 * ``commit_pending`` In(1): connect to ``NetworkMemories.commit_pending`` (tie to 0 without
   one); while a commit waits for ``hold`` to fall, the shadow bank must not be written, so
   ``s_axis_tready`` is low.
 * status (for AXI4-Lite registers): ``error`` Out(4), the code of the last finished frame
   (``NONE`` after a committed load); ``good_loads``, ``bad_loads``, ``words_received`` Out(32),
   wrapping counters of committed frames, rejected frames and accepted beats; ``busy`` Out(1),
-  high from a frame's first beat until its TLAST beat has been accepted.
+  high from the cycle after a frame's first beat until its verdict is out (the cycle before
+  ``error`` and the counters show it).
 
-Throughput: one word per clock cycle, ``s_axis_tready`` high at all times except for the one
-cycle in which ``commit`` pulses and while a commit waits for ``hold``: a frame of ``W`` words
-takes ``W`` cycles, plus 1 after a good frame.
+Pipeline (a beat in cycle ``t``): stage 0 registers the beat (cycle ``t+1``; a tracker of the
+frame's structure says what the word is), stage 1 decodes which checks apply (``t+2``), stage 2
+holds each check's comparison (``t+3``), stage 3 the word's fault by code group and the CRC
+check (``t+4``), and stage 4 the frame's verdict and the write port (``t+5``).
 
-Latency: a payload word is written to the memory ``2`` cycles after its beat (registered write
-port, then the memory's clock edge); ``commit`` pulses ``1`` cycle after the CRC beat and the
-banks swap at the next clock edge (``2`` cycles after the CRC beat, or when ``hold`` falls);
-``error`` and the counters update ``1`` cycle after the TLAST beat.
+Throughput: one word per clock cycle within a frame. ``s_axis_tready`` is low for
+``FRAME_GAP = 5`` cycles after every TLAST beat (good or bad frame: until the verdict and its
+commit are out, no word of the next frame may enter the write pipeline), and while
+``commit_pending`` is high: a frame of ``W`` words takes ``W + 5`` cycles, plus the cycles a
+commit waits for ``hold``.
+
+Latency, for a beat in cycle ``t``: a payload word's ``wr_en`` pulses in cycle ``t + 5`` (the
+memory writes it at the edge ending that cycle); after the TLAST beat (the CRC word of a good
+frame), ``commit`` pulses in cycle ``t + 5`` (the memories swap the banks at the edge ending it,
+or when ``hold`` falls), ``error``, ``good_loads`` and ``bad_loads`` show the verdict from cycle
+``t + 6`` on, ``busy`` is low from ``t + 6``; ``words_received`` counts a beat from cycle
+``t + 3``.
 """
 
 from __future__ import annotations
 
-import enum
+import functools
+import operator
+import zlib
 
-from amaranth import Module, Signal
+from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
-from amaranth.lib.crc import catalog
 from amaranth.lib.wiring import In, Out
 
 from spikepack.config import WORD_BITS, HardwareConfig
@@ -57,20 +71,124 @@ from spikepack.firmware.bitstream import (FORMAT_VERSION, HEADER_FIELDS, HEADER_
                                           NEURON_CODES, PAYLOAD_OFFSET, SECTION_ENTRY_WORDS,
                                           SECTION_NAMES, ErrorCode)
 
-__all__ = ["BitstreamLoader", "LoaderWithMemories", "ErrorCode", "ERROR_BITS", "COUNTER_BITS"]
+__all__ = ["BitstreamLoader", "LoaderWithMemories", "ErrorCode", "ERROR_BITS", "COUNTER_BITS",
+           "FRAME_GAP"]
 
 ERROR_BITS = 4
 COUNTER_BITS = 32
+#: cycles after a TLAST beat in which ``s_axis_tready`` is low (until the frame's verdict)
+FRAME_GAP = 5
 _DESCRIPTOR_LANES = 4
+# the tracker's one-hot slots: header and table positions 0 .. PAYLOAD_OFFSET - 1, then
+_SLOT_DESC = PAYLOAD_OFFSET                       # descriptor lanes 0 .. 3
+_SLOT_OTHER = _SLOT_DESC + _DESCRIPTOR_LANES      # other payload words, the CRC word and after
 
 assert max(ErrorCode) < (1 << ERROR_BITS)
 
 
-class _State(enum.Enum):
-    HEADER = 0      # header and section table, word `pos`
-    PAYLOAD = 1     # section `sec`, memory word `word`, lane `lane`
-    CRC = 2         # the CRC word
-    DRAIN = 3       # a fault was found: accept beats until TLAST
+def _any(signals):
+    return functools.reduce(operator.or_, signals)
+
+
+def _decoder(onehot: Signal, values: list, width: int):
+    """``values[i]`` where bit ``i`` of ``onehot`` is set (``None``: any value will do). Each
+    bit is an OR of the one-hot bits where it is 1, or a NOR of those where it is 0, whichever
+    has fewer inputs: two LUT levels at most (a decoder of a binary index is a 5-input function
+    per bit, which the synthesizer chains through shared LUTs)."""
+    bits = []
+    for bit in range(width):
+        ones = [i for i, v in enumerate(values) if v is not None and (int(v) >> bit) & 1]
+        zeros = [i for i, v in enumerate(values) if v is not None and not (int(v) >> bit) & 1]
+        if len(ones) <= len(zeros):
+            bits.append(Cat(*(onehot[i] for i in ones)).any() if ones else Const(0))
+        else:
+            bits.append(~Cat(*(onehot[i] for i in zeros)).any() if zeros else Const(1))
+    return Cat(*bits)
+
+
+def _apply(rows: list[int], v: int) -> int:
+    """A GF(2) matrix (``rows[i]``: the inputs of output bit ``i``) times the vector ``v``."""
+    return sum((bin(row & v).count("1") & 1) << i for i, row in enumerate(rows))
+
+
+class _CrcTransform:
+    """The zlib CRC-32 over 32-bit little-endian words in a state-space-transformed form whose
+    feedback loop is one LUT deep, and whose check needs no inverse transform.
+
+    zlib's register ``r`` (reflected: bit 0 is the first bit on the wire; the CRC is ``~r``)
+    takes a word ``w`` as ``r' = F(r ^ w)``, ``F`` linear over GF(2) with up to 17 terms a bit:
+    too deep for one cycle. With ``B`` the Krylov basis ``[v, Fv, ..., F^31 v]``, ``x = B^-1 r``
+    evolves as ``x' = C x ^ H w``: ``C = B^-1 F B`` is a companion matrix (``x << 1``, plus
+    ``taps`` where bit 31 was set) and ``H = B^-1 F`` acts on the word alone, so it is computed
+    in the stages before. After a frame's CRC word zlib's register holds its residue whatever
+    the frame, so the CRC word ``w`` is right iff ``C x ^ H w`` is the transformed residue,
+    that is iff ``x == check ^ U w`` with ``U = C^-1 H`` (again the word alone) and
+    ``check = C^-1 B^-1 residue``. Everything is derived from ``zlib.crc32`` itself (the same
+    CRC as ``amaranth.lib.crc.catalog.CRC32_ISO_HDLC``)."""
+
+    MASK = (1 << WORD_BITS) - 1
+
+    def __init__(self):
+        n, mask = WORD_BITS, self.MASK
+
+        def step(r, w):                                 # zlib's register after one word
+            return zlib.crc32(w.to_bytes(4, "little"), r ^ mask) ^ mask
+
+        def columns(rows):                              # rows <-> columns of a bit matrix
+            return [sum(((rows[j] >> i) & 1) << j for j in range(n)) for i in range(n)]
+
+        def inverse(rows):
+            work = [[rows[i], 1 << i] for i in range(n)]
+            for col in range(n):
+                pivot = next((r for r in range(col, n) if (work[r][0] >> col) & 1), None)
+                if pivot is None:
+                    return None
+                work[col], work[pivot] = work[pivot], work[col]
+                for r in range(n):
+                    if r != col and (work[r][0] >> col) & 1:
+                        work[r] = [work[r][0] ^ work[col][0], work[r][1] ^ work[col][1]]
+            return [row[1] for row in work]
+
+        f = columns([step(1 << j, 0) for j in range(n)])
+        for start in range(n):
+            basis = [1 << start]
+            for _ in range(n - 1):
+                basis.append(_apply(f, basis[-1]))
+            b_inv = inverse(columns(basis))
+            if b_inv is not None:
+                break
+        else:                                            # pragma: no cover
+            raise AssertionError("the CRC-32 step has no cyclic vector")
+        #: the companion matrix's feedback (F^32 v in the Krylov basis)
+        self.taps = _apply(b_inv, _apply(f, basis[-1]))
+        #: rows of H and U: bit i of H w is the parity of ``w & data_rows[i]``
+        self.data_rows = columns([_apply(b_inv, _apply(f, 1 << j)) for j in range(n)])
+        c_inv = inverse(columns([self.step(1 << j, 0) for j in range(n)]))
+        self.check_rows = columns([_apply(c_inv, _apply(self.data_rows, 1 << j))
+                                   for j in range(n)])
+        #: x at the start of a frame
+        self.initial = _apply(b_inv, mask)
+        residue = None
+        for words in ([], [1, 2, 3], [mask, 0x12345678, 0]):
+            r, x = mask, self.initial
+            for w in words:
+                r, x = step(r, w), self.step(x, w)
+                assert x == _apply(b_inv, r)
+            crc = zlib.crc32(b"".join(w.to_bytes(4, "little") for w in words))
+            assert residue in (None, step(r, crc))
+            residue = step(r, crc)
+            #: x before the CRC word w is ``check ^ U w`` iff w is right
+            self.check = x ^ _apply(self.check_rows, crc)
+            assert self.check == _apply(c_inv, _apply(b_inv, residue))
+            assert x != self.check ^ _apply(self.check_rows, crc ^ 1)
+
+    def step(self, x: int, word: int) -> int:
+        """The transformed register after ``word`` (the hardware's update)."""
+        x = ((x << 1) & self.MASK) ^ (self.taps if x >> (WORD_BITS - 1) else 0)
+        return x ^ _apply(self.data_rows, word)
+
+
+_CRC = _CrcTransform()
 
 
 class BitstreamLoader(wiring.Component):
@@ -112,182 +230,404 @@ class BitstreamLoader(wiring.Component):
                  "weight_bits": c.weight_bits, "neuron": NEURON_CODES[c.neuron],
                  "rows": c.rows, "cols": c.cols, "rows_per_word": c.rows_per_word,
                  "bias_bits": c.bias_bits, "threshold_bits": c.threshold_bits}
+        half = WORD_BITS // 2
 
-        data, last = self.s_axis_tdata, self.s_axis_tlast
-        beat = Signal()
-        m.d.comb += [self.s_axis_tready.eq(~self.commit & ~self.commit_pending),
-                     beat.eq(self.s_axis_tvalid & self.s_axis_tready)]
-
-        state = Signal(_State)
-        pos = Signal(range(PAYLOAD_OFFSET))
+        # values taken from the stream (captured in stage 1)
         total_words = Signal(WORD_BITS)
-        layers = Signal(self._config.layer_count_bits)
+        layers = Signal(c.layer_count_bits)
         weight_words = Signal(range(depth["weight"] + 1))
         column_words = Signal(range(depth["bias"] + 1))
-        sec = Signal(2)
-        word = Signal(self._config.write_addr_bits)
-        lane = Signal(self._config.lane_bits)
-        prev_neurons = Signal(16)
-        drain_code = Signal(ERROR_BITS)
-        code = Signal(ERROR_BITS)           # fault found on this beat (comb)
+        prev_neurons = Signal(half)
+        section_words = (layers, weight_words, column_words, column_words)
 
-        # --- CRC-32 (zlib): 32-bit little-endian words reflected = bytes LSB first -------------
-        m.submodules.crc = crc = catalog.CRC32_ISO_HDLC(WORD_BITS).create()
-        first = Signal()
-        m.d.comb += [first.eq((state == _State.HEADER) & (pos == 0)),
-                     crc.start.eq(beat & first), crc.valid.eq(beat), crc.data.eq(data)]
+        # --- the handshake: tready is a register (and ~commit_pending) ------------------------
+        # tready_r is low for FRAME_GAP cycles after every TLAST beat: until the frame's verdict
+        # and its commit are out, no word of the next frame may enter the write pipeline.
+        tready_r = Signal(init=1)
+        beat = Signal()
+        ends = [Signal(name=f"end{i}") for i in range(FRAME_GAP - 1)]   # TLAST in stage 0..3
+        m.d.comb += [self.s_axis_tready.eq(tready_r & ~self.commit_pending),
+                     beat.eq(self.s_axis_tvalid & self.s_axis_tready)]
+        m.d.sync += [ends[0].eq(beat & self.s_axis_tlast),
+                     *(ends[i].eq(ends[i - 1]) for i in range(1, len(ends))),
+                     tready_r.eq(~(beat & self.s_axis_tlast | _any(ends)))]
 
-        # --- checks of the current beat, in the order of spikepack.firmware.bitstream ------------
-        def fault(condition, error):
-            with m.If(condition):
-                m.d.comb += code.eq(error)
+        # --- stage 0: the beat, registered ----------------------------------------------------
+        v0 = Signal()
+        tlast = Signal()
+        d0 = Signal(WORD_BITS)
+        dh0 = Signal(WORD_BITS, reset_less=True)              # copies of d0 for the CRC terms
+        du0 = Signal(WORD_BITS, init=(1 << WORD_BITS) - 1)    # (fan-out; distinct: not merged)
+        m.d.sync += [v0.eq(beat), tlast.eq(self.s_axis_tlast), d0.eq(self.s_axis_tdata),
+                     dh0.eq(self.s_axis_tdata), du0.eq(self.s_axis_tdata)]
 
-        with m.Switch(state):
-            with m.Case(_State.HEADER):
-                with m.Switch(pos):
-                    for index, name in enumerate(HEADER_FIELDS):
-                        with m.Case(index):
-                            if name == "magic":
-                                fault(data != MAGIC, ErrorCode.BAD_MAGIC)
-                            elif name == "version":
-                                fault(data != FORMAT_VERSION, ErrorCode.BAD_VERSION)
-                            elif name == "signature":
-                                fault(data != c.signature, ErrorCode.BAD_SIGNATURE)
-                            elif name == "layer_count":
-                                with m.If(data == 0):
-                                    m.d.comb += code.eq(ErrorCode.BAD_LENGTH)
-                                with m.Elif(data > c.max_layers):
-                                    m.d.comb += code.eq(ErrorCode.TOO_LARGE)
-                            elif name == "section_count":
-                                fault(data != len(SECTION_NAMES), ErrorCode.BAD_SECTION)
-                            elif name in fixed:
-                                fault(data != fixed[name], ErrorCode.BAD_HEADER)
-                    for k, name in enumerate(SECTION_NAMES):
-                        base = HEADER_WORDS + SECTION_ENTRY_WORDS * k
-                        with m.Case(base):
-                            fault(data != k, ErrorCode.BAD_SECTION)
-                        with m.Case(base + 1):
-                            if name == "descriptor":
-                                fault(data != layers, ErrorCode.BAD_LENGTH)
-                            elif name == "threshold":
-                                fault(data != column_words, ErrorCode.BAD_LENGTH)
-                            else:
-                                with m.If(data == 0):
-                                    m.d.comb += code.eq(ErrorCode.BAD_LENGTH)
-                                with m.Elif(data > depth[name]):
-                                    m.d.comb += code.eq(ErrorCode.TOO_LARGE)
-                        with m.Case(base + 2):
-                            with m.If(data != lanes[k]):
-                                m.d.comb += code.eq(ErrorCode.BAD_SECTION)
-                            if k == len(SECTION_NAMES) - 1:
-                                expected_total = (PAYLOAD_OFFSET + 1 + layers * lanes[0]
-                                                  + weight_words * lanes[1]
-                                                  + column_words * (lanes[2] + lanes[3]))
-                                with m.Elif(total_words != expected_total):
-                                    m.d.comb += code.eq(ErrorCode.BAD_LENGTH)
-            with m.Case(_State.PAYLOAD):
-                with m.If(sec == 0):
-                    fan_in, neurons = data[:16], data[16:]
-                    with m.Switch(lane):
-                        with m.Case(0):
-                            with m.If((fan_in == 0) | (neurons == 0)):
-                                m.d.comb += code.eq(ErrorCode.BAD_DESCRIPTOR)
-                            with m.Elif((word != 0) & (fan_in != prev_neurons)):
-                                m.d.comb += code.eq(ErrorCode.BAD_DESCRIPTOR)
-                            with m.Elif((fan_in > c.max_fan_in) | (neurons > c.max_neurons)):
-                                m.d.comb += code.eq(ErrorCode.TOO_LARGE)
-                        with m.Case(1):
-                            fault(data >= weight_words, ErrorCode.BAD_DESCRIPTOR)
-                        with m.Case(2):
-                            fault(data >= column_words, ErrorCode.BAD_DESCRIPTOR)
-                        with m.Case(3):
-                            fault(data != (word == layers - 1), ErrorCode.BAD_DESCRIPTOR)
-            with m.Case(_State.CRC):
-                with m.If(data != crc.crc):
-                    m.d.comb += code.eq(ErrorCode.CRC_MISMATCH)
-                with m.Elif(~last):
-                    m.d.comb += code.eq(ErrorCode.EXTRA_WORDS)
+        # --- stage 0: what that word is (the frame's structure; no checks) -------------------
+        # This tracker describes the word in stage 0 and advances past it when v0. Faults never
+        # steer it (stage 3 latches them). `slot` (one-hot) names the word's checks: its header
+        # and table position, a descriptor lane, or other (payload, CRC word, after it). Every
+        # register here is enabled by v0 alone and loaded from registers: what a word does to
+        # the tracker is decoded a word ahead into the one-hot do_* registers.
+        slot = Signal(_SLOT_OTHER + 1, init=1)
+        hdr_last = slot[_SLOT_DESC - 1]   # the last table word
+        r_hdr = Signal(init=1)            # header and section table
+        r_payload = Signal()              # the payload sections
+        r_desc = Signal()                 # the descriptor section
+        r_crc = Signal()                  # the CRC word (after it: r_hdr, r_payload low)
+        t_mid = Signal()                  # not at word 0 of a frame
+        t_sec = Signal(2)                 # payload: section t_sec, word t_word, lane t_lane
+        t_sec3 = Signal()                 # t_sec == 3
+        t_word = Signal(c.write_addr_bits)
+        t_word0 = Signal()                # t_word == 0
+        t_left = Signal(range(max(depth.values()) + 1))       # words of the section after t_word
+        t_word_last = Signal()            # t_left == 0
+        t_left1 = Signal()                # t_left == 1
+        t_lane = Signal(c.lane_bits)
+        t_lane_last = Signal()            # t_lane == lanes[t_sec] - 1
+        t_lane_pen = Signal()             # t_lane == lanes[t_sec] - 2
+        do_lane = Signal()                # the word is not its memory word's last lane
+        do_word = Signal()                # ... it is, but not its section's last word
+        do_sec = Signal()                 # ... it is its section's last word
+        do_crc = Signal()                 # ... and the section is the last: the CRC word next
+        do_enter = Signal()               # do_sec, or the last table word: enter a section
+        m.d.comb += self.busy.eq(t_mid | v0 | ~tready_r)
 
-        # --- writes into the shadow bank (registered) ------------------------------------------
-        m.d.sync += [self.wr_en.eq(beat & (state == _State.PAYLOAD) & (code == 0)),
-                     self.wr_mem.eq(sec), self.wr_addr.eq(word), self.wr_lane.eq(lane),
-                     self.wr_data.eq(data)]
+        # sections' t_left, t_word_last, t_left1 on entry (2 and 3 have the same word count):
+        # a queue loaded in the header and shifted on each entry. column_words (word 22) is
+        # captured in its stage 1 and its init a cycle later: in time for the last load, by
+        # word 25 in stage 0, however close the words come.
+        assert section_words[2] is section_words[3]
+        init = [[Signal.like(t_left, name=f"left_init{k}"), Signal(name=f"one_word{k}"),
+                 Signal(name=f"two_words{k}")] for k in range(3)]
+        for k in range(3):
+            m.d.sync += [init[k][0].eq(section_words[k] - 1),
+                         init[k][1].eq(section_words[k] == 1),
+                         init[k][2].eq(section_words[k] == 2)]
+        queue = [[Signal.like(s, name=f"next_{s.name}") for s in init[k]] for k in range(3)]
 
-        # --- sequencing -----------------------------------------------------------------------
-        m.d.sync += self.commit.eq(0)
-        m.d.comb += self.busy.eq((state != _State.HEADER) | (pos != 0))
-        with m.If(beat):
+        def per_section(values, sec):     # a constant of each section, selected by `sec`
+            return Cat(*(values[k % 4] for k in range(4))).bit_select(sec, 1)
+
+        lanes_1 = [n == 1 for n in lanes]
+        lanes_2 = [n == 2 for n in lanes]
+        enter_sec = Mux(r_hdr, 0, t_sec + 1)
+        enter_sec3 = ~r_hdr & (t_sec == 2)
+        entry_left, entry_last, entry_left1 = queue[0]
+        # the next word's memory-word and section ends, by what this word does
+        does = {"lane": do_lane, "word": do_word, "enter": do_enter & ~do_crc}
+        ends_lane = {"lane": t_lane_pen, "word": per_section(lanes_1, t_sec),
+                     "enter": per_section(lanes_1, enter_sec)}
+        ends_word = {"lane": t_word_last, "word": t_left1, "enter": entry_last}
+        in_sec3 = {"lane": t_sec3, "word": t_sec3, "enter": enter_sec3}
+
+        def next_do(lane_end, word_end=False, sec3=False):
+            return _any(does[k] & (ends_lane[k] if lane_end else ~ends_lane[k])
+                        & ((ends_word[k] if word_end else ~ends_word[k]) if lane_end else 1)
+                        & (in_sec3[k] if sec3 else 1) for k in does)
+
+        with m.If(v0):
+            m.d.sync += [
+                t_mid.eq(1),
+                slot.eq(Cat(0, slot[:_SLOT_DESC - 1],                 # header and table
+                            hdr_last | slot[_SLOT_OTHER - 1] & ~t_word_last,
+                            slot[_SLOT_DESC:_SLOT_OTHER - 1],         # descriptor lanes
+                            slot[_SLOT_OTHER] | slot[_SLOT_OTHER - 1] & t_word_last)),
+                r_hdr.eq(r_hdr & ~hdr_last),
+                r_payload.eq(hdr_last | r_payload & ~do_crc),
+                r_desc.eq(hdr_last | r_desc & ~do_sec),
+                r_crc.eq(do_crc),
+                do_lane.eq(next_do(False)),
+                do_word.eq(next_do(True)),
+                do_sec.eq(next_do(True, True)),
+                do_crc.eq(next_do(True, True, True)),
+                do_enter.eq(next_do(True, True) | slot[_SLOT_DESC - 2]),
+            ]
+            with m.If(do_enter):
+                m.d.sync += [dst.eq(src) for k in (0, 1) for dst, src in zip(queue[k],
+                                                                              queue[k + 1])]
+            with m.Elif(r_hdr):
+                m.d.sync += [dst.eq(src) for k in range(3) for dst, src in zip(queue[k],
+                                                                               init[k])]
+            with m.If(do_enter):
+                m.d.sync += [t_sec.eq(enter_sec), t_sec3.eq(enter_sec3)]
+            with m.If(do_lane):
+                m.d.sync += [t_lane.eq(t_lane + 1), t_lane_last.eq(t_lane_pen),
+                             t_lane_pen.eq(Cat(*(t_lane == lanes[k] - 3 for k in range(4)))
+                                           .bit_select(t_sec, 1))]
+            with m.Elif(do_word):
+                m.d.sync += [t_lane.eq(0), t_lane_last.eq(per_section(lanes_1, t_sec)),
+                             t_lane_pen.eq(per_section(lanes_2, t_sec)),
+                             t_word.eq(t_word + 1), t_word0.eq(0), t_left.eq(t_left - 1),
+                             t_word_last.eq(t_left1), t_left1.eq(t_left == 2)]
+            with m.Elif(do_enter):
+                m.d.sync += [t_lane.eq(0), t_lane_last.eq(per_section(lanes_1, enter_sec)),
+                             t_lane_pen.eq(per_section(lanes_2, enter_sec)),
+                             t_word.eq(0), t_word0.eq(1), t_left.eq(entry_left),
+                             t_word_last.eq(entry_last), t_left1.eq(entry_left1)]
+        # A TLAST word advances the tracker like any other; it returns to word 0 the cycle
+        # after (no beat can come then: tready is low), a synchronous reset beside the enables.
+        with m.If(ends[1]):
+            m.d.sync += [s.eq(s.init) for s in (slot, r_hdr, r_payload, r_desc, r_crc, t_mid,
+                                               do_lane, do_word, do_sec, do_crc, do_enter)]
+
+        # --- stage 1: the word, and which checks apply to it (decoded from the slot) ----------
+        # A check is one of: the word equals exp1 (k_eq: a constant of the slot, or the layer
+        # count, column words or readout flag: exp1 ORs the one-hot slot's bits AND their
+        # values); it is below opnd1 (k_ge: maxima, descriptor bases); plus the special ones
+        # (range: also not 0; total: the table's sum; desc0: descriptor lane 0).
+        v1 = Signal()
+        l1 = Signal()
+        d1 = Signal(WORD_BITS)
+        exp1 = Signal(WORD_BITS)
+        ecode1 = Signal(ERROR_BITS)       # the code of a k_eq or k_ge fault of the slot
+        opnd_bits = max(depth["weight"] + 1, depth["bias"] + 1, c.max_layers + 1).bit_length()
+        opnd1 = Signal(opnd_bits)
+        kinds = ("eq", "total", "range", "ge", "desc0")
+        k1 = {name: Signal(name=f"k_{name}1") for name in kinds}
+        k_chain1 = Signal()               # descriptor lane 0 after the first: check the chain
+        k_crc1 = Signal()
+        k_write1 = Signal()
+        caps = {"total": total_words, "layers": layers, "weight": weight_words,
+                "column": column_words}
+        cap1 = {name: Signal(name=f"cap_{name}1") for name in caps}
+        sec1 = Signal.like(t_sec)
+        word1 = Signal.like(t_word)
+        lane1 = Signal.like(t_lane)
+
+        # the checks of each slot, in the order of spikepack.firmware.bitstream
+        field = {name: i for i, name in enumerate(HEADER_FIELDS)}
+        table = [{} for _ in range(_SLOT_OTHER + 1)]
+        for name, index in field.items():
+            if name == "total_words":
+                table[index] = {"cap": "total"}
+            elif name == "layer_count":
+                table[index] = {"cap": "layers", "range": c.max_layers + 1,
+                                "code": ErrorCode.TOO_LARGE}
+            else:
+                value, error = {"magic": (MAGIC, ErrorCode.BAD_MAGIC),
+                                "version": (FORMAT_VERSION, ErrorCode.BAD_VERSION),
+                                "signature": (c.signature, ErrorCode.BAD_SIGNATURE),
+                                "section_count": (len(SECTION_NAMES), ErrorCode.BAD_SECTION),
+                                }.get(name, (fixed.get(name), ErrorCode.BAD_HEADER))
+                table[index] = {"eq": value, "code": error}
+        for k, name in enumerate(SECTION_NAMES):
+            base = HEADER_WORDS + SECTION_ENTRY_WORDS * k
+            table[base] = {"eq": k, "code": ErrorCode.BAD_SECTION}
+            if name == "descriptor":
+                table[base + 1] = {"eq": layers, "code": ErrorCode.BAD_LENGTH}
+            elif name == "threshold":
+                table[base + 1] = {"eq": column_words, "code": ErrorCode.BAD_LENGTH}
+            else:
+                table[base + 1] = {"cap": ("weight", "column")[k - 1], "range": depth[name] + 1,
+                                   "code": ErrorCode.TOO_LARGE}
+            table[base + 2] = {"eq": lanes[k], "code": ErrorCode.BAD_SECTION}
+        table[PAYLOAD_OFFSET - 1]["total"] = True
+        # descriptor lanes: 0 sizes and chain, 1 weight base, 2 column base, 3 readout flag
+        table[_SLOT_DESC + 0] = {"desc0": True}
+        table[_SLOT_DESC + 1] = {"ge": weight_words, "code": ErrorCode.BAD_DESCRIPTOR}
+        table[_SLOT_DESC + 2] = {"ge": column_words, "code": ErrorCode.BAD_DESCRIPTOR}
+        table[_SLOT_DESC + 3] = {"eq": t_word_last, "code": ErrorCode.BAD_DESCRIPTOR}
+
+        def constant(value):
+            return None if isinstance(value, Signal) else value
+
+        fields = [(ecode1, lambda e: e.get("code")), (k1["eq"], lambda e: "eq" in e),
+                  (k1["total"], lambda e: "total" in e), (k1["range"], lambda e: "range" in e),
+                  (k1["ge"], lambda e: "range" in e or "ge" in e),
+                  (k1["desc0"], lambda e: "desc0" in e),
+                  *((cap1[name], lambda e, name=name: e.get("cap") == name) for name in caps)]
+        for target, of in fields:
+            m.d.sync += target.eq(_decoder(slot, [of(entry) for entry in table], len(target)))
+        variables = [(i, e["eq"]) for i, e in enumerate(table)
+                     if "eq" in e and constant(e["eq"]) is None]
+        m.d.sync += exp1.eq(_decoder(slot, [constant(e.get("eq")) for e in table], WORD_BITS)
+                            | _any(slot[i].replicate(WORD_BITS) & value for i, value in variables))
+        limits = [(i, e.get("range", e.get("ge"))) for i, e in enumerate(table)]
+        m.d.sync += opnd1.eq(_any(slot[i].replicate(opnd_bits) & value
+                                  for i, value in limits if value is not None))
+        dg1 = Signal(opnd_bits, reset_less=True)              # d1's copy for f_ge (fan-out)
+        m.d.sync += [v1.eq(v0), l1.eq(tlast), d1.eq(d0), dg1.eq(d0),
+                     k_chain1.eq(slot[_SLOT_DESC] & ~t_word0), k_crc1.eq(r_crc),
+                     k_write1.eq(r_payload), sec1.eq(t_sec), word1.eq(t_word), lane1.eq(t_lane)]
+        # comparisons of the word with constants, whatever its checks (the kinds select later):
+        # which segments of it are not 0 (bytes, split at opnd_bits; disjoint, so that no
+        # flag's LUTs are shared with another's), the fan-in and neurons above their maxima
+        cuts = sorted({*range(0, WORD_BITS + 1, 8), opnd_bits})
+        segments = list(zip(cuts, cuts[1:]))
+        nonzero1 = [Signal(name=f"nonzero{a}_1") for a, _ in segments]
+        large1 = [Signal(name="fan_in_large1"), Signal(name="neurons_large1")]
+        m.d.sync += [*(flag.eq(d0[a:b] != 0) for flag, (a, b) in zip(nonzero1, segments)),
+                     large1[0].eq(d0[:half] > c.max_fan_in),
+                     large1[1].eq(d0[half:] > c.max_neurons)]
+        zero1 = [~_any(f for f, (a, _) in zip(nonzero1, segments) if a < half),
+                 ~_any(f for f, (a, _) in zip(nonzero1, segments) if a >= half)]
+        high1 = _any(f for f, (a, _) in zip(nonzero1, segments) if a >= opnd_bits)
+
+        with m.If(v1):
             m.d.sync += self.words_received.eq(self.words_received + 1)
+            for name, target in caps.items():
+                with m.If(cap1[name]):
+                    m.d.sync += target.eq(d1)
+            with m.If(k1["desc0"]):
+                m.d.sync += prev_neurons.eq(d1[half:])
 
-        def finish(error):
-            m.d.sync += [state.eq(_State.HEADER), pos.eq(0), self.error.eq(error)]
-            good = [self.commit.eq(1), self.commit_layers.eq(layers),
-                    self.good_loads.eq(self.good_loads + 1)]
-            bad = [self.bad_loads.eq(self.bad_loads + 1)]
-            if isinstance(error, int):                      # a constant code
-                m.d.sync += good if error == ErrorCode.NONE else bad
-                return
-            with m.If(error == ErrorCode.NONE):
-                m.d.sync += good
-            with m.Else():
-                m.d.sync += bad
+        # the table's total, summed and compared over the cycles between the table's words:
+        # column_words (word 22) is captured in its stage 1, the comparison (a byte a flag) is
+        # ready 3 cycles later, in time for word 26's stage 1 however close the words come
+        assert PAYLOAD_OFFSET - 1 - (HEADER_WORDS + SECTION_ENTRY_WORDS * 2 + 1) >= 4
 
-        section_lanes = Signal.like(lane)
-        section_words = Signal(range(max(depth.values()) + 1))
-        with m.Switch(sec):
-            for k, name in enumerate(SECTION_NAMES):
-                with m.Case(k):
-                    m.d.comb += section_lanes.eq(lanes[k] - 1)
-                    m.d.comb += section_words.eq((layers, weight_words, column_words,
-                                                  column_words)[k])
+        def times(x, k):                  # x * k as shifts and adds
+            return sum((x << i) for i in range(k.bit_length()) if (k >> i) & 1) if k else 0
 
-        with m.If(beat):
-            with m.Switch(state):
-                with m.Case(_State.HEADER, _State.PAYLOAD):
-                    with m.If(code != 0):
-                        with m.If(last):
-                            finish(code)
-                        with m.Else():
-                            m.d.sync += [state.eq(_State.DRAIN), drain_code.eq(code)]
-                    with m.Elif(last):
-                        finish(ErrorCode.TRUNCATED)
-                    with m.Elif(state == _State.HEADER):
-                        m.d.sync += pos.eq(pos + 1)
-                        with m.Switch(pos):
-                            with m.Case(HEADER_FIELDS.index("total_words")):
-                                m.d.sync += total_words.eq(data)
-                            with m.Case(HEADER_FIELDS.index("layer_count")):
-                                m.d.sync += layers.eq(data)
-                            with m.Case(HEADER_WORDS + SECTION_ENTRY_WORDS * 1 + 1):
-                                m.d.sync += weight_words.eq(data)
-                            with m.Case(HEADER_WORDS + SECTION_ENTRY_WORDS * 2 + 1):
-                                m.d.sync += column_words.eq(data)
-                            with m.Case(PAYLOAD_OFFSET - 1):
-                                m.d.sync += [state.eq(_State.PAYLOAD), pos.eq(0), sec.eq(0),
-                                             word.eq(0), lane.eq(0)]
-                    with m.Else():                                  # PAYLOAD
-                        with m.If((sec == 0) & (lane == 0)):
-                            m.d.sync += prev_neurons.eq(data[16:])
-                        with m.If(lane != section_lanes):
-                            m.d.sync += lane.eq(lane + 1)
-                        with m.Else():
-                            m.d.sync += lane.eq(0)
-                            with m.If(word != section_words - 1):
-                                m.d.sync += word.eq(word + 1)
-                            with m.Else():
-                                m.d.sync += word.eq(0)
-                                with m.If(sec != len(SECTION_NAMES) - 1):
-                                    m.d.sync += sec.eq(sec + 1)
-                                with m.Else():
-                                    m.d.sync += state.eq(_State.CRC)
-                with m.Case(_State.CRC):
-                    with m.If(last):
-                        finish(code)
-                    with m.Else():
-                        m.d.sync += [state.eq(_State.DRAIN), drain_code.eq(code)]
-                with m.Case(_State.DRAIN):
-                    with m.If(last):
-                        finish(drain_code)
+        p_a = Signal(24)
+        p_b = Signal(24)
+        p_c = Signal(24)
+        p_ab = Signal(24)
+        p_sum = Signal(24)
+        mismatch = [Signal(name=f"total_mismatch{k}") for k in range(4)]
+        m.d.sync += [p_a.eq(PAYLOAD_OFFSET + 1 + times(layers, lanes[0])),
+                     p_b.eq(times(weight_words, lanes[1])),
+                     p_c.eq(times(column_words, lanes[2] + lanes[3])),
+                     p_ab.eq(p_a + p_b), p_sum.eq(p_ab + p_c),
+                     *(mismatch[k].eq(total_words[8 * k:8 * k + 8] != p_sum[8 * k:8 * k + 8])
+                       for k in range(4))]
+
+        # CRC-32 (see _CrcTransform), stages 1 and 2: the word's terms H w and U w, a partial
+        # sum a byte of the word in stage 1 (two LUT levels each), their sum in stage 2
+        parts = {}
+        for name, rows, source in (("h", _CRC.data_rows, dh0), ("u", _CRC.check_rows, du0)):
+            parts[name] = [Signal(WORD_BITS, name=f"{name}_byte{k}_1") for k in range(4)]
+            for k, target in enumerate(parts[name]):
+                for i, row in enumerate(rows):
+                    bits = [source[j] for j in range(8 * k, 8 * k + 8) if (row >> j) & 1]
+                    m.d.sync += target[i].eq(Cat(*bits).xor() if bits else 0)
+        h2 = Signal(WORD_BITS)
+        u2 = Signal(WORD_BITS)
+        m.d.sync += [h2.eq(functools.reduce(operator.xor, parts["h"])),
+                     u2.eq(functools.reduce(operator.xor, parts["u"]))]
+
+        # --- stage 2: the word's checks, each a register (a byte's comparison, or a kind AND a
+        # comparison made in stage 1) ------------------------------------------------------------
+        v2 = Signal()
+        l2 = Signal()
+        d2 = Signal(WORD_BITS)
+        ecode2 = Signal.like(ecode1)
+        k_crc2 = Signal()
+        k_write2 = Signal()
+        sec2 = Signal.like(sec1)
+        word2 = Signal.like(word1)
+        lane2 = Signal.like(lane1)
+        m.d.sync += [v2.eq(v1), l2.eq(l1), d2.eq(d1), ecode2.eq(ecode1), k_crc2.eq(k_crc1),
+                     k_write2.eq(k_write1), sec2.eq(sec1), word2.eq(word1), lane2.eq(lane1)]
+
+        def differ(name, a, b):
+            """Registered ``a != b``, one flag a byte (its kind applies in stage 3)."""
+            out = []
+            for i, start in enumerate(range(0, len(a), 8)):
+                flag = Signal(name=f"{name}{i}_2")
+                m.d.sync += flag.eq(a[start:start + 8] != b[start:start + 8])
+                out.append(flag)
+            return out
+
+        k_eq2 = Signal()
+        k_chain2 = Signal()
+        m.d.sync += [k_eq2.eq(k1["eq"]), k_chain2.eq(k_chain1)]
+        ne_exp = differ("ne_exp", d1, exp1)
+        ne_chain = differ("ne_chain", d1[:half], prev_neurons)
+        f_ge = Signal()                   # below opnd1 (its high bits: f_high)
+        f_high = Signal()
+        f_total = Signal()
+        f_zero = Signal()                 # a range of 0
+        f_desc0 = Signal()                # descriptor lane 0: fan-in or neurons 0
+        f_large = Signal()                # ... above the maximum
+        m.d.sync += [f_ge.eq(k1["ge"] & (dg1 >= opnd1)),
+                     f_high.eq(k1["ge"] & high1),
+                     f_total.eq(k1["total"] & _any(mismatch)),
+                     f_zero.eq(k1["range"] & zero1[0] & zero1[1]),
+                     f_desc0.eq(k1["desc0"] & (zero1[0] | zero1[1])),
+                     f_large.eq(k1["desc0"] & _any(large1))]
+
+        # CRC-32, stage 2: x holds the frame's words before the one in stage 2 (a frame's TLAST
+        # word resets it); that word is the right CRC iff x == check ^ U w (a byte a flag)
+        crc_x = Signal(WORD_BITS, init=_CRC.initial)
+        crc_ok3 = [Signal(name=f"crc_ok{k}_3") for k in range(4)]
+        with m.If(v2):
+            m.d.sync += crc_x.eq(Mux(l2, _CRC.initial,
+                                     (crc_x << 1)[:WORD_BITS] ^ h2
+                                     ^ (crc_x[-1].replicate(WORD_BITS) & _CRC.taps)))
+        for k, ok in enumerate(crc_ok3):
+            byte = slice(8 * k, 8 * k + 8)
+            m.d.sync += ok.eq((crc_x[byte] ^ u2[byte]) == ((_CRC.check >> (8 * k)) & 0xFF))
+
+        # --- stage 3: the word's fault, by code group -----------------------------------------
+        # g_code: ecode (k_eq, k_ge); g_length: BAD_LENGTH (a zero range, or the total when the
+        # lanes matched); g_desc: BAD_DESCRIPTOR (a zero size, the chain); g_large: TOO_LARGE
+        # (the descriptor maxima, after its other checks). At most one is set.
+        v3 = Signal()
+        l3 = Signal()
+        d3 = Signal(WORD_BITS)
+        ecode3 = Signal.like(ecode2)
+        k_crc3 = Signal()
+        k_write3 = Signal()
+        sec3 = Signal.like(sec2)
+        word3 = Signal.like(word2)
+        lane3 = Signal.like(lane2)
+        g = {name: Signal(name=f"g_{name}3") for name in ("code", "length", "desc", "large")}
+        fault3 = Signal()                 # any of them
+        f_eq = k_eq2 & _any(ne_exp)
+        desc_fault = f_desc0 | k_chain2 & _any(ne_chain)
+        m.d.sync += [v3.eq(v2), l3.eq(l2), d3.eq(d2), ecode3.eq(ecode2), k_crc3.eq(k_crc2),
+                     k_write3.eq(k_write2), sec3.eq(sec2), word3.eq(word2), lane3.eq(lane2),
+                     g["code"].eq(f_eq | f_high | f_ge),
+                     g["length"].eq(f_total & ~f_eq | f_zero),
+                     g["desc"].eq(desc_fault),
+                     g["large"].eq(f_large & ~desc_fault),
+                     fault3.eq(_any([f_eq, f_high, f_ge, f_total, f_zero, desc_fault, f_large]))]
+
+        # --- stage 4: the frame's verdict, and the write port ---------------------------------
+        # `faulted` marks a frame whose fault was found (from the word after it on; cleared by
+        # its TLAST word), so that it writes nothing more and cannot commit. code4: the word's
+        # code, its checks' (by group), else the CRC word's (EXTRA_WORDS if it matched without
+        # TLAST), else TRUNCATED if it carries TLAST; the frame's first one is latched from it.
+        fin3 = ends[3]                    # v3 & l3: the TLAST word
+        faulted = Signal()
+        crc_ok = Cat(*crc_ok3).all()
+        good = ~faulted & ~fault3 & k_crc3 & crc_ok
+        group_code = ((ecode3 & g["code"].replicate(ERROR_BITS))
+                      | Mux(g["length"], ErrorCode.BAD_LENGTH, 0)
+                      | Mux(g["desc"], ErrorCode.BAD_DESCRIPTOR, 0)
+                      | Mux(g["large"], ErrorCode.TOO_LARGE, 0))
+        code4 = Signal(ERROR_BITS)
+        capture4 = Signal()               # code4 is the frame's first fault
+        faulted4 = Signal()               # the frame ending in stage 4 had faulted before
+        fin_bad = Signal()                # ... and is bad
+        m.d.sync += [
+            code4.eq(Mux(fault3, group_code,
+                         Mux(k_crc3, Mux(crc_ok, Mux(l3, ErrorCode.NONE, ErrorCode.EXTRA_WORDS),
+                                         ErrorCode.CRC_MISMATCH),
+                             ErrorCode.TRUNCATED))),
+            capture4.eq(v3 & ~l3 & ~faulted & (fault3 | k_crc3)),
+            faulted4.eq(faulted),
+            self.commit.eq(fin3 & good), fin_bad.eq(fin3 & ~good),
+            self.commit_layers.eq(layers),
+            self.wr_en.eq(v3 & k_write3 & ~faulted & ~fault3),
+            self.wr_mem.eq(sec3), self.wr_addr.eq(word3), self.wr_lane.eq(lane3),
+            self.wr_data.eq(d3),
+        ]
+        with m.If(fin3):
+            m.d.sync += faulted.eq(0)
+        with m.Elif(v3 & (fault3 | k_crc3)):
+            m.d.sync += faulted.eq(1)
+        first_code = Signal(ERROR_BITS)
+        with m.If(capture4):
+            m.d.sync += first_code.eq(code4)
+
+        # --- status ---------------------------------------------------------------------------
+        with m.If(self.commit):
+            m.d.sync += self.good_loads.eq(self.good_loads + 1)
+        with m.If(fin_bad):
+            m.d.sync += self.bad_loads.eq(self.bad_loads + 1)
+        with m.If(self.commit | fin_bad):
+            m.d.sync += self.error.eq(Mux(faulted4, first_code, code4))
         return m
 
 

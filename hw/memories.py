@@ -11,12 +11,32 @@ inference is running) waits until ``hold`` falls.
 ``active_bank`` and ``layer_count`` are reset-less: a reset in the middle of a load, or a soft
 reset, leaves the committed network active. They power up as bank 0 with no network.
 
+Swap timing: a commit is decided in the first cycle t in which ``commit`` or a pending commit
+meets ``hold`` low (and no swap is under way); ``active_bank``, ``layer_count`` and the
+descriptor memory's bank switch at the edge ending t+1, the weight, bias and threshold banks at
+the edge ending t+2 (register stages, so that the decision does not fan out across the chip in
+one cycle). ``commit_pending`` is high from the cycle after a waiting ``commit`` until
+``layer_count`` switches (in t+1 at least). So, counting from the first cycle in which ``hold``
+is high (t+1 at the earliest), ``layer_count`` and the descriptors may show the old network in
+that cycle, and the other memories in that one and the next: a reader that raises ``hold``
+must read ``layer_count`` and the descriptors from its second ``hold`` cycle on, and the other
+memories from its third (the sequencer reads ``layer_count`` and the first descriptor in its
+second busy cycle and starts the layer engine in its third, at the earliest).
+
+Implementation: each memory is one ``Memory`` per 32-bit lane (the write granularity anyway),
+and every lane memory has its own reset-less copy of the bank bit, so that no single flip-flop
+fans out to every block RAM's address pins across the chip (the write port uses its complement,
+so the synthesizer sees that a read and a write never hit the same word).
+
 Ports (``<name>`` is descriptor, weight, bias or threshold):
 
-* ``<name>_raddr`` In, ``<name>_ren`` In, ``<name>_rdata`` Out: read port, one cycle latency;
-  the address is bank-local (the active bank is added here).
+* ``<name>_raddr`` In, ``<name>_ren`` In, ``<name>_rdata`` Out: read port, TWO cycles latency
+  (:data:`READ_LATENCY`: the synchronous read and the block RAM's output register; ``rdata``
+  holds while ``ren`` stays low); the address is bank-local (the active bank is added here).
 * ``wr_mem`` In(2) (:data:`MEMORY_INDEX`), ``wr_addr`` In, ``wr_lane`` In, ``wr_data`` In(32),
-  ``wr_en`` In(1): write one 32-bit lane of one word of the shadow bank.
+  ``wr_en`` In(1): write one 32-bit lane of one word of the shadow bank (registered here: the
+  RAM is written at the next clock edge, before any commit that follows the write can switch
+  the banks).
 * ``commit`` In(1), ``commit_layers`` In: make the shadow bank active with that many layers.
 * ``hold`` In(1); ``active_bank`` Out(1), ``layer_count`` Out, ``commit_pending`` Out(1).
 """
@@ -29,7 +49,10 @@ from amaranth.lib.wiring import In, Out
 
 from spikepack.config import WORD_BITS, HardwareConfig
 
-__all__ = ["MEMORY_NAMES", "MEMORY_INDEX", "NetworkMemories"]
+__all__ = ["MEMORY_NAMES", "MEMORY_INDEX", "NetworkMemories", "READ_LATENCY"]
+
+#: cycles from ``<name>_raddr``/``_ren`` to ``<name>_rdata``
+READ_LATENCY = 2
 
 MEMORY_NAMES = ("descriptor", "weight", "bias", "threshold")
 MEMORY_INDEX = {name: index for index, name in enumerate(MEMORY_NAMES)}
@@ -74,35 +97,84 @@ class NetworkMemories(wiring.Component):
         layers = Signal(self._config.layer_count_bits, reset_less=True)
         # A pending commit survives until it can be applied; it is ordinary state (a reset
         # drops it, which is what a reset mid-commit should do: the old network stays).
+        # pending_layers is reset-less: a commit decided in the cycle of a reset is still applied.
         pending = Signal()
-        pending_layers = Signal(self._config.layer_count_bits)
-        m.d.comb += [self.active_bank.eq(active), self.layer_count.eq(layers),
-                     self.commit_pending.eq(pending)]
+        pending_layers = Signal(self._config.layer_count_bits, reset_less=True)
+        m.d.comb += [self.active_bank.eq(active), self.layer_count.eq(layers)]
 
+        # decide: a commit is applied now (registered into `swap`, which then switches `active`
+        # and `layers` at the next edge, and into one copy of it a memory, which switches the
+        # descriptor banks, and the lane copies of the other memories one cycle later). The
+        # copies are reset-less like the banks: a reset between the decision and the switch must
+        # not split them. Each copy masks a repeated decision with its own output, so the copies
+        # are equal but not the same logic (the synthesizer does not merge them).
+        want = Signal()
+        m.d.comb += want.eq((pending | self.commit) & ~self.hold)
+        swaps = {}
+        for name in (None, *MEMORY_NAMES):
+            q = Signal(reset_less=True, name="swap" if name is None else f"{name}_swap")
+            m.d.sync += q.eq(want & ~q)
+            swaps[name] = q
+        swap = swaps[None]
+        decide = Signal()
+        m.d.comb += [decide.eq(want & ~swap), self.commit_pending.eq(pending | swap)]
         with m.If(self.commit):
-            m.d.sync += [pending.eq(1), pending_layers.eq(self.commit_layers)]
-        with m.If((pending | self.commit) & ~self.hold):
-            m.d.sync += [active.eq(~active), pending.eq(0),
-                         layers.eq(Mux(self.commit, self.commit_layers, pending_layers))]
+            m.d.sync += pending_layers.eq(self.commit_layers)
+        with m.If(decide):                  # applies this cycle's commit too (the latest wins)
+            m.d.sync += pending.eq(0)
+        with m.Elif(self.commit):
+            m.d.sync += pending.eq(1)
+        with m.If(swap):
+            m.d.sync += [active.eq(~active), layers.eq(pending_layers)]
 
         for name in MEMORY_NAMES:
             spec = specs[name]
-            # 2**addr_bits words a bank, so the bank bit can sit on top of the address; the loader
-            # bounds-checks against spec.depth.
-            mem = memory.Memory(shape=unsigned(spec.word_bits), depth=2 << spec.addr_bits, init=[])
-            m.submodules[f"{name}_mem"] = mem
-            rd = mem.read_port(domain="sync")
-            wr = mem.write_port(granularity=WORD_BITS)
-            m.d.comb += [
-                rd.addr.eq(_bank_addr(active, getattr(self, f"{name}_raddr"), spec.addr_bits)),
-                rd.en.eq(getattr(self, f"{name}_ren")),
-                getattr(self, f"{name}_rdata").eq(rd.data),
-                wr.addr.eq(_bank_addr(~active, self.wr_addr[:spec.addr_bits], spec.addr_bits)),
-                wr.data.eq(self.wr_data.replicate(spec.lanes)),
-            ]
+            raddr, ren = getattr(self, f"{name}_raddr"), getattr(self, f"{name}_ren")
             selected = self.wr_en & (self.wr_mem == MEMORY_INDEX[name])
+            rdata = []
+            # the write port is registered here, next to the block RAMs (a lane's write enable
+            # and address per lane, the data once per memory): the loader's write signals would
+            # otherwise cross the chip to every RAM in the cycle they are decided
+            wdata_q = Signal(WORD_BITS, reset_less=True, name=f"{name}_wdata")
+            m.d.sync += wdata_q.eq(self.wr_data)
             for lane in range(spec.lanes):
-                m.d.comb += wr.en[lane].eq(selected & (self.wr_lane == lane))
+                # A per-lane copy of the bank bit (a toggle, so the copies are not the same
+                # logic and the synthesizer does not merge them back into one flip-flop).
+                bank = Signal(1, reset_less=True, name=f"{name}_l{lane}_bank")
+                if name == "descriptor":
+                    toggle = swaps[name]
+                else:               # one more register stage, next to the lane's block RAMs
+                    toggle = Signal(reset_less=True, name=f"{name}_l{lane}_swap")
+                    m.d.sync += toggle.eq(swaps[name] & ~toggle)
+                with m.If(toggle):
+                    m.d.sync += bank.eq(~bank)
+                # 2**addr_bits words a bank, so the bank bit can sit on top of the address; the
+                # loader bounds-checks against spec.depth.
+                # no_rw_check: a read never meets a write to the same word (they are in
+                # different banks), so the synthesizer needs no collision logic
+                mem = memory.Memory(shape=unsigned(WORD_BITS), depth=2 << spec.addr_bits, init=[],
+                                    attrs={"no_rw_check": 1})
+                m.submodules[f"{name}_mem_l{lane}"] = mem
+                rd = mem.read_port(domain="sync")
+                wr = mem.write_port()
+                m.d.comb += [
+                    rd.addr.eq(_bank_addr(bank, raddr, spec.addr_bits)),
+                    rd.en.eq(ren),
+                ]
+                we_q = Signal(name=f"{name}_l{lane}_we")
+                waddr_q = Signal(spec.addr_bits + 1, reset_less=True, name=f"{name}_l{lane}_waddr")
+                m.d.sync += [
+                    we_q.eq(selected & (self.wr_lane == lane)),
+                    waddr_q.eq(_bank_addr(~bank, self.wr_addr[:spec.addr_bits], spec.addr_bits)),
+                ]
+                m.d.comb += [wr.addr.eq(waddr_q), wr.data.eq(wdata_q), wr.en.eq(we_q)]
+                # the read data's register right behind the RAM: the block RAM's own output
+                # register (Vivado absorbs it; spikepack.synth packs it into ECP5 DP16KDs),
+                # without which a block RAM read takes more than a 250 MHz cycle by itself
+                q = Signal(WORD_BITS, reset_less=True, name=f"{name}_l{lane}_rdata")
+                m.d.sync += q.eq(rd.data)
+                rdata.append(q)
+            m.d.comb += getattr(self, f"{name}_rdata").eq(Cat(*rdata))
         return m
 
 

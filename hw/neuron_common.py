@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import SimpleNamespace
 
-from amaranth import Module, Signal, signed, unsigned
+from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -202,14 +202,16 @@ class NeuronBase(wiring.Component):
     @property
     def output_depth(self) -> int:
         """Finished results the output stage holds: 2 when T = 1 (so that ``i.ready`` can be a
-        function of registers only and still sustain one neuron per cycle), else 1."""
+        function of registers only and still sustain one neuron per cycle), else 1. (A unit
+        may override it; the SpikePack unit does.)"""
         return 2 if self.timesteps == 1 else 1
 
     @property
     def latency(self) -> int:
-        """Cycles from the handshake of a neuron's ``last`` beat to its ``o.valid`` (decode stage
-        and output free): T + 1 in serial mode, T + 2 in packed mode."""
-        return self.timesteps + (1 if self.input_mode == "serial" else 2)
+        """Cycles from the handshake of a neuron's ``last`` beat to its ``o.valid`` (output
+        free): T + 3 for both units, each of which states its own; a layer engine must use this
+        property, not a formula."""
+        return self.timesteps + 3
 
     def cycles_per_neuron(self, groups: int) -> int:
         """Sustained input cycles per neuron of ``groups`` beats-groups with the output never
@@ -220,12 +222,15 @@ class NeuronBase(wiring.Component):
 
 
 def add_output_stage(m: Module, port, depth: int, *, width: int | None = None, connect=None):
-    """Drive the ``o`` stream ``port`` from a register stage holding up to ``depth`` (1 or 2)
-    results. Returns a namespace with
+    """Drive the ``o`` stream ``port`` from a register stage holding up to ``depth`` (>= 1)
+    results, oldest first (slot 0 presents). Returns a namespace with
 
     * ``w_en``, ``w_data`` (inputs): write one result at the clock edge; only when ``can_write``;
     * ``can_write`` (combinational, may depend on ``port.ready``): a write can happen now;
-    * ``free`` (a function of registers only): a write can happen now whatever ``port.ready`` is.
+    * ``free`` (a function of registers only): a write can happen now whatever ``port.ready`` is;
+    * ``free_after_write`` (registers only): a write now would still leave a slot free at the
+      next cycle whatever ``port.ready`` is (always 0 when ``depth`` = 1);
+    * ``valid``: the slots' valid flags (``valid[i]`` implies ``valid[i - 1]``).
 
     By default a result is a whole payload (``w_data`` has the payload layout). With ``width``
     and ``connect``, a result is a plain ``width``-bit value and ``connect(held)`` returns the
@@ -235,47 +240,42 @@ def add_output_stage(m: Module, port, depth: int, *, width: int | None = None, c
     layout = port.payload.shape()
     if (width is None) != (connect is None):
         raise ValueError("give both width and connect, or neither")
+    if not isinstance(depth, int) or depth < 1:
+        raise ValueError(f"output depth must be a positive integer, not {depth!r}")
     shape = layout if width is None else width
     w_en = Signal()
     w_data = Signal(shape)
     can_write = Signal()
     free = Signal()
+    free_after_write = Signal()
 
     def present(held):
         return [port.payload.eq(held)] if connect is None else connect(held)
 
+    # data registers: meaningless while not valid
+    valid = [Signal(name=f"out_valid{i}") for i in range(depth)]
+    held = [Signal(shape, name=f"out_held{i}", reset_less=True) for i in range(depth)]
+    pop = Signal()
+    m.d.comb += [port.valid.eq(valid[0]), *present(held[0]), pop.eq(valid[0] & port.ready),
+                 free.eq(~valid[-1]), can_write.eq(~valid[-1] | port.ready),
+                 free_after_write.eq(~valid[-2] if depth > 1 else 0)]
     if depth == 1:
-        valid = Signal()
-        held = Signal(shape, reset_less=True)   # data: meaningless while not valid
-        m.d.comb += [port.valid.eq(valid), *present(held),
-                     free.eq(~valid), can_write.eq(~valid | port.ready)]
         with m.If(w_en):
-            m.d.sync += [held.eq(w_data), valid.eq(1)]
+            m.d.sync += [held[0].eq(w_data), valid[0].eq(1)]
         with m.Elif(port.ready):
-            m.d.sync += valid.eq(0)
-    elif depth == 2:
-        valid0, valid1 = Signal(), Signal()
-        held0 = Signal(shape, reset_less=True)
-        held1 = Signal(shape, reset_less=True)
-        pop = Signal()
-        m.d.comb += [port.valid.eq(valid0), *present(held0), pop.eq(valid0 & port.ready),
-                     free.eq(~valid1), can_write.eq(~valid1 | port.ready)]
-        with m.If(pop):
-            with m.If(valid1):
-                m.d.sync += held0.eq(held1)
-                with m.If(w_en):
-                    m.d.sync += held1.eq(w_data)
-                with m.Else():
-                    m.d.sync += valid1.eq(0)
-            with m.Elif(w_en):
-                m.d.sync += held0.eq(w_data)
-            with m.Else():
-                m.d.sync += valid0.eq(0)
-        with m.Elif(w_en):
-            with m.If(~valid0):
-                m.d.sync += [held0.eq(w_data), valid0.eq(1)]
-            with m.Else():
-                m.d.sync += [held1.eq(w_data), valid1.eq(1)]
+            m.d.sync += valid[0].eq(0)
     else:
-        raise ValueError(f"output depth must be 1 or 2, not {depth}")
-    return SimpleNamespace(w_en=w_en, w_data=w_data, can_write=can_write, free=free)
+        # after the pop, slot i holds what slot i + 1 held; the write fills the first empty slot
+        shifted = [Signal(name=f"out_keep{i}") for i in range(depth)]
+        for i in range(depth):
+            above = valid[i + 1] if i + 1 < depth else 0
+            m.d.comb += shifted[i].eq(Mux(pop, above, valid[i]))
+            here = w_en & ~shifted[i] & (shifted[i - 1] if i else 1)
+            m.d.sync += valid[i].eq(shifted[i] | here)
+            with m.If(here):
+                m.d.sync += held[i].eq(w_data)
+            if i + 1 < depth:
+                with m.Elif(pop):
+                    m.d.sync += held[i].eq(held[i + 1])
+    return SimpleNamespace(w_en=w_en, w_data=w_data, can_write=can_write, free=free,
+                           free_after_write=free_after_write, valid=valid)

@@ -9,12 +9,13 @@ Two modes (``mode``, the generator's ``pe_mode``):
     psum_out <= psum_in + (spike ? w : 0)
 
 where ``w`` is its active weight. The weight is double-buffered: ``shadow`` is written through
-``wr_en``/``wr_data`` (from the weight memory) while ``active`` computes; ``first`` marks the
-first bit plane of a new tile, and in that cycle the PE computes with the shadow weight and
-copies it into ``active`` (``w = first ? shadow : active``). A shadow write in the very cycle of
-the swap is allowed: the swap reads the old shadow and the write lands after it, so the write
-window for the next tile's weight is every cycle from this PE's swap to the cycle before the
-next one.
+``wr_en``/``wr_data`` (from the weight memory) while ``active`` computes; ``first`` comes one
+cycle BEFORE the first bit plane of a new tile and copies ``shadow`` into ``active`` at the end
+of that cycle (so the add never waits for a weight multiplexer: ``w`` is always ``active``,
+and the spike only selects between ``psum_in + w`` and ``psum_in``). A shadow write in the very
+cycle of the swap is allowed: the swap reads the old shadow and the write lands after it, so
+the write window for the next tile's weight is every cycle from this PE's swap to the cycle
+before the next one.
 
 **packed**: one multiplier (a DSP on Xilinx / ECP5). Each cycle it receives the packed value
 ``value`` = p(z) of its input's spike word (p(z) = sum_t s_t * tau**(T-t), expanded from z by
@@ -30,7 +31,8 @@ the array gates ``value`` with its valid bit.
 
 All state advances every cycle; a parent stalls the PE with ``EnableInserter``.
 
-Ports: serial ``spike`` In(1), ``first`` In(1); packed ``value`` In(unsigned(value_bits));
+Ports: serial ``spike`` In(1), ``first`` In(1) (the swap, a cycle ahead of the tile's first
+spike); packed ``value`` In(unsigned(value_bits));
 both ``psum_in`` In(signed(in_bits)) (absent when ``in_bits`` is 0, the top row), ``psum_out``
 Out(signed(out_bits)) (registered), ``wr_en`` In(1), ``wr_data`` In(signed(weight_bits)).
 
@@ -135,27 +137,30 @@ class ProcessingElement(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        # data registers without reset (a partial sum is only used with its valid bit, which
+        # the array delays and resets), so the reset net does not fan out to every PE bit
+        psum = Signal(signed(self._out_bits), reset_less=True)
+        m.d.comb += self.psum_out.eq(psum)
         if self._mode == "packed":
-            w = Signal(signed(self._weight_bits))
+            w = Signal(signed(self._weight_bits), reset_less=True)
             with m.If(self.wr_en):
                 m.d.sync += w.eq(self.wr_data)
             product = w * self.value   # signed x unsigned: Amaranth extends value by a 0 bit
             if self._in_bits:
-                m.d.sync += self.psum_out.eq(self.psum_in + product)
+                m.d.sync += psum.eq(self.psum_in + product)
             else:
-                m.d.sync += self.psum_out.eq(product)
+                m.d.sync += psum.eq(product)
             return m
-        active = Signal(signed(self._weight_bits))
-        shadow = Signal(signed(self._weight_bits))
-        weight = Signal(signed(self._weight_bits))
-        m.d.comb += weight.eq(Mux(self.first, shadow, active))
+        active = Signal(signed(self._weight_bits), reset_less=True)
+        shadow = Signal(signed(self._weight_bits), reset_less=True)
         with m.If(self.first):
             m.d.sync += active.eq(shadow)
         with m.If(self.wr_en):
             m.d.sync += shadow.eq(self.wr_data)
-        addend = Mux(self.spike, weight, 0)
+        # the spike selects after the adder: the row-wide spike net then drives a multiplexer
+        # in front of the register, not the carry chain
         if self._in_bits:
-            m.d.sync += self.psum_out.eq(self.psum_in + addend)
+            m.d.sync += psum.eq(Mux(self.spike, self.psum_in + active, self.psum_in))
         else:
-            m.d.sync += self.psum_out.eq(addend)
+            m.d.sync += psum.eq(Mux(self.spike, active, 0))
         return m

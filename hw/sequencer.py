@@ -11,36 +11,57 @@ inputs e*R .. e*R+R-1, input e*R+i at bits i*T .. i*T+T-1, as the engine's ``act
   writes hidden buffer 0; layer l >= 1 reads hidden buffer (l-1) mod 2 and writes l mod 2. A
   hidden layer's outputs (engine ``o`` beats, spike words) are written one word a beat with
   write granularity T; the beat with ``last`` also zeroes the rest of its entry, so every entry
-  holds zeros beyond the layer's M outputs.
+  holds zeros beyond the layer's M outputs. Writes go through a register stage: a beat's word
+  is written at the clock edge ending the cycle after the beat.
 
 The last committed layer is the readout: its ``o`` beats go to ``m_axis_out`` (potential
-sign-extended to ``OUT_BITS``, TLAST on the last one); the readout flag in the descriptor is
-not used for routing (the loader checks that it marks the last layer).
+sign-extended to ``OUT_BITS``, TLAST on the last one) through a two-entry register slice:
+``out_tvalid``/``out_tdata``/``out_tlast`` come from registers, and the engine's ``o.ready`` is a
+function of registers only (never of ``out_tready``); the readout flag in the descriptor is not
+used for routing (the loader checks that it marks the last layer).
 
 Input format (``s_axis_in``): K = 32 // T spike words a beat, input i in beat i // K at bits
-(i % K)*T .. +T-1, TLAST on the last beat of an image. A beat is written into the input buffer
-in as many cycles as buffer entries it touches (one when R is a multiple of K and the words are
-aligned, i.e. ``ceil(K/R)`` or ``ceil(K/R) + 1`` in general); the TLAST beat also zeroes the
-rest of its last entry. Beats beyond the buffer's ``activation_depth * R`` words are dropped
-(``overflow`` pulses). The image ends at TLAST: its length is not checked against the network.
+(i % K)*T .. +T-1, TLAST on the last beat of an image. A beat goes into a beat register (through
+a one-entry skid register when the beat register cannot take it, so ``in_tready`` is a
+flip-flop) and is written into the input buffer from there, one entry a cycle, in as many cycles
+as buffer entries it touches (``K / R`` when R divides K, otherwise ``ceil(K/R)`` or
+``ceil(K/R) + 1``), through a write register stage: an entry loaded into the beat register at
+the edge ending cycle t is written at the edge ending t+2. The next beat enters in the cycle
+in which the current one's last entry is written, so one beat a cycle streams when each beat
+fills one entry; the first beat of an image enters 2 cycles after the previous image's TLAST
+beat at the earliest (its buffer is known to be free then). The TLAST beat also zeroes the rest
+of its last entry. Words beyond the buffer's ``activation_depth * R`` are dropped;
+``overflow`` pulses for every beat that starts there. The image ends at TLAST: its length is
+not checked against the network.
 
-Sequencing: an inference starts when an input buffer holds a complete image, a network is
-committed (``layer_count > 0``) and ``run`` is high or a ``start`` is armed. Per layer the
-sequencer reads the descriptor (2 cycles), offers it to the engine (``start`` handshake), and
-routes the engine's output beats until the beat with ``last``; the input buffer is released
-when layer 0 ends. ``hold`` (to :class:`NetworkMemories`) is high while an inference runs, so
-a commit waits for its end; at least one idle cycle separates two inferences.
+Sequencing (one-hot states): an inference starts when an input buffer holds a complete image, a
+network is committed (``layer_count > 0``) and ``run`` is high or a ``start`` is armed (the
+decision is registered, so it comes a cycle after its inputs change; a ``start`` pulse while
+idle and ready starts at once). ``hold`` (to :class:`NetworkMemories`) is high while an
+inference runs, so a commit waits for its end; its first cycle (HOLD) only raises ``hold``,
+because a commit decided in the cycle before switches ``layer_count`` and the descriptors only
+at its end. Then the sequencer reads ``layer_count`` and, per layer, the descriptor (FIRST or
+FETCH, 2 cycles), offers it to the engine straight from the memory's read register, which holds
+while its read enable is low (START, the ``start`` handshake), and routes the engine's output
+beats until the beat with ``last`` (RUN); the input buffer is released the cycle after layer 0
+ends. After the readout layer's last beat it waits until that beat has left the output slice
+(DRAIN). At least one idle cycle separates two inferences (a commit can be applied there).
 
-Latency per inference: ``sum over layers l of (3 + L_l)`` cycles from the first busy cycle to
-the acceptance of the last output beat, inclusive (``cycles_last``), where L_l is the engine's
-latency for layer l from its descriptor handshake to its last output beat (including output
-stalls): 1 cycle to read the descriptor, 1 to latch it, 1 to offer it, per layer.
-Throughput: one inference per ``1 + sum over layers l of (3 + L_l)`` cycles (one idle cycle
-between inferences) when images arrive at least that fast: the next image is received into the
-free input buffer while the current inference runs.
+Latency per inference: ``2 + sum over layers l of (3 + L_l)`` cycles from the first busy cycle
+to the acceptance of the last output beat, inclusive (``cycles_last``, updated the cycle after
+``done``), where L_l is the engine's latency for layer l from its descriptor handshake to its
+last output beat (including output stalls), when the engine takes the descriptor and the sink
+the last beat at once: per layer 2 cycles to read the descriptor (the network memories' read
+latency) and 1 to offer it; per
+inference 1 HOLD cycle and 1 cycle for the last beat to cross the output slice. Throughput: one
+inference per ``3 + sum over layers l of (3 + L_l)`` cycles (one idle cycle between
+inferences) when images arrive at least that fast: the next image is received into the free
+input buffer while the current inference runs.
 """
 
 from __future__ import annotations
+
+from math import gcd
 
 from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
@@ -143,8 +164,12 @@ class NetworkSequencer(wiring.Component):
         abits = self.act_addr_bits
         cap = depth * R                     # input words an activation buffer holds
 
-        in_mem = memory.Memory(shape=unsigned(R * T), depth=2 << abits, init=[])
-        hid_mem = memory.Memory(shape=unsigned(R * T), depth=2 << abits, init=[])
+        # no_rw_check: reads and writes use different halves (the full flags and the layer
+        # parity keep them apart), so the synthesizer needs no collision logic
+        in_mem = memory.Memory(shape=unsigned(R * T), depth=2 << abits, init=[],
+                               attrs={"no_rw_check": 1})
+        hid_mem = memory.Memory(shape=unsigned(R * T), depth=2 << abits, init=[],
+                                attrs={"no_rw_check": 1})
         m.submodules.in_mem = in_mem
         m.submodules.hid_mem = hid_mem
         in_wr = in_mem.write_port(granularity=T)
@@ -158,119 +183,241 @@ class NetworkSequencer(wiring.Component):
         m.d.comb += self.images.eq(full[0] + full[1])
 
         # --- input writer ----------------------------------------------------------------------
-        i0 = Signal(range(cap + 1))                     # input index of word 0 of this beat
-        entry = Signal(range((cap + K) // R + 2))       # buffer entry written this cycle
-        e_last = Signal.like(entry)                     # last entry this beat touches
-        m.d.comb += e_last.eq((i0 + (K - 1)) >> LR)
-        beat_done = Signal()
-        m.d.comb += beat_done.eq((entry >= e_last) | (entry >= depth))
-        space = ~full.bit_select(wsel, 1)
-        m.d.comb += self.in_tready.eq(space & beat_done)
-        beat = Signal()
-        m.d.comb += [beat.eq(self.in_tvalid & self.in_tready),
-                     self.in_beat.eq(beat),
-                     self.in_stall.eq(self.in_tvalid & ~self.in_tready)]
+        # A beat's word 0 lands at lane `pos` of its first entry; pos is a multiple of
+        # g = gcd(K, R), kept as q = pos / g (a constant 0 when R divides K).
+        g = gcd(K, R)
+        NQ = R // g
+        NS = -(-(R - g + K) // R) if NQ > 1 else K // R     # entries a beat can touch
+        q = Signal(range(NQ), name="in_q") if NQ > 1 else Const(0, 1)
 
-        words = self.in_tdata[:K * T]
-        padded = Cat(Const(0, R * T), words, Const(0, R * T))
-        shift = Signal(range(R + K + 1))                # padded word that lands in lane 0
-        m.d.comb += shift.eq(R + (entry << LR) - i0)
-        m.d.comb += [
-            in_wr.addr.eq(Cat(entry[:abits], wsel)),
-            in_wr.data.eq(padded.bit_select(shift * T, R * T)),
-        ]
-        writing = self.in_tvalid & space & (entry < depth)
-        for lane in range(R):
-            k_lo = shift + lane >= R                    # word index k = shift + lane - R >= 0
-            k_in = shift + lane < R + K                 # k < K
-            m.d.comb += in_wr.en[lane].eq(writing & k_lo & (k_in | self.in_tlast))
+        # Beat register: S = the beat's words moved to their lanes (entry-aligned, NS entries),
+        # E = lanes to write (its words, and on TLAST the rest of its last entry), both shifted
+        # down by one entry per write cycle. A beat enters it only when its buffer has room, so
+        # once in, it is written one entry a cycle without waiting.
+        bvalid = Signal()
+        blast = Signal()
+        S = Signal(NS * R * T)
+        E = Signal(NS * R)
+        # the beat's current entry is its last (always, when a beat fills at most one entry)
+        cyc_last = Signal(init=1) if NS > 1 else Const(1, 1)
+        entry = Signal(range(depth + 1))    # buffer entry written next (depth: overflowed)
+        ovf = Signal()                      # entry == depth
+        done_beat = Signal()                # the beat leaves the beat register this cycle
+        complete = Signal()                 # ... and it is its image's TLAST beat
+        # the beat is in its first write cycle (always, when a beat fills at most one entry)
+        bfirst = Signal(init=1) if NS > 1 else Const(1, 1)
+        m.d.comb += [done_beat.eq(bvalid & cyc_last),
+                     complete.eq(bvalid & cyc_last & blast),
+                     # a beat that starts beyond the buffer is dropped (words of a beat that
+                     # runs past its end are dropped silently: the zeros beyond N0)
+                     self.overflow.eq(bvalid & ovf & bfirst)]
 
-        with m.If(beat):
-            with m.If(self.in_tlast):
-                m.d.sync += [i0.eq(0), entry.eq(0), full.bit_select(wsel, 1).eq(1),
-                             wsel.eq(~wsel)]
-            with m.Else():
-                nxt = Signal(range(cap + K + 1))
-                m.d.comb += nxt.eq(i0 + K)
-                with m.If(nxt > cap):
-                    m.d.sync += [i0.eq(cap), entry.eq(cap >> LR)]
+        # space: the buffer being filled is free (~full[wsel]), registered; 0 for the cycle after
+        # an image completes (wsel flips then, maybe to a full buffer). A beat is loaded only
+        # with space and not while the beat register holds a TLAST beat (the next beat is for
+        # the other buffer): so every image waits 2 cycles after the previous one's TLAST beat.
+        space = Signal()
+        m.d.sync += space.eq(~full.bit_select(wsel, 1) & ~complete)
+        ldok = Signal()                     # the beat register takes a beat this cycle
+        m.d.comb += ldok.eq(space & (~bvalid | cyc_last & ~blast))
+
+        # input skid entry: holds a beat that arrived while the beat register could not take it,
+        # so in_tready is a flip-flop
+        skid_in, skid_in_data, skid_in_last = (Signal(name="skid_in"),
+                                               Signal(K * T, name="skid_in_data"),
+                                               Signal(name="skid_in_last"))
+        load = Signal()                     # into the beat register, from skid_in or s_axis_in
+        m.d.comb += [self.in_tready.eq(~skid_in),
+                     self.in_beat.eq(self.in_tvalid & ~skid_in),
+                     self.in_stall.eq(self.in_tvalid & skid_in),
+                     load.eq(ldok & (skid_in | self.in_tvalid))]
+        m.d.sync += skid_in.eq((skid_in | self.in_tvalid) & ~ldok)
+        with m.If(~skid_in):                # (unused unless skid_in rises)
+            m.d.sync += [skid_in_data.eq(self.in_tdata[:K * T]), skid_in_last.eq(self.in_tlast)]
+        words = Mux(skid_in, skid_in_data, self.in_tdata[:K * T])
+        in_last = Mux(skid_in, skid_in_last, self.in_tlast)
+
+        # when the beat register may take a beat it takes whatever is offered (maybe nothing)
+        with m.If(ldok):
+            m.d.sync += [bvalid.eq(skid_in | self.in_tvalid), blast.eq(in_last)]
+            with m.Switch(q):
+                for qv in range(NQ):
+                    pos = qv * g
+                    ends = -(-(pos + K) // R) * R           # end of the beat's last entry
+                    norm = ((1 << K) - 1) << pos
+                    last = ((1 << (ends - pos)) - 1) << pos
+                    with m.Case(qv):
+                        m.d.sync += [S.eq(Cat(Const(0, pos * T), words) if pos else words),
+                                     E.eq(Mux(in_last, last, norm))]
+                        if NS > 1:
+                            m.d.sync += [cyc_last.eq(pos + K <= R), bfirst.eq(1)]
+        with m.Elif(done_beat):
+            m.d.sync += bvalid.eq(0)
+        if NQ > 1:
+            with m.If(load):
+                with m.If(in_last):
+                    m.d.sync += q.eq(0)
                 with m.Else():
-                    m.d.sync += [i0.eq(nxt), entry.eq(nxt >> LR)]
-            m.d.comb += self.overflow.eq(i0 >= cap)
-        with m.Elif(writing):
-            m.d.sync += entry.eq(entry + 1)
+                    m.d.sync += q.eq((q + K // g) % NQ)
+
+        # write register stage
+        w_addr = Signal(abits + 1)
+        w_data = Signal(R * T)
+        w_en = Signal(R)
+        m.d.sync += [w_addr.eq(Cat(entry[:abits], wsel)), w_data.eq(S[:R * T]),
+                     w_en.eq(Mux(bvalid & ~ovf, E[:R], 0))]
+        m.d.comb += [in_wr.addr.eq(w_addr), in_wr.data.eq(w_data), in_wr.en.eq(w_en)]
+
+        # a beat takes its cycles even beyond the buffer (writing nothing there), so that the
+        # end of a beat does not depend on `ovf`
+        step = Signal()                     # move to the next entry
+        with m.If(bvalid):
+            with m.If(~cyc_last):           # the beat goes on in the next entry
+                m.d.sync += [S.eq(S >> (R * T)), E.eq(E >> R)]
+                if NS > 1:
+                    m.d.sync += [cyc_last.eq(E[2 * R:] == 0 if NS > 2 else 1), bfirst.eq(0)]
+                m.d.comb += step.eq(1)
+            with m.Elif(E[R - 1]):          # the beat fills its last entry to the end
+                m.d.comb += step.eq(1)
+        with m.If(complete):
+            m.d.sync += [entry.eq(0), ovf.eq(0), full.bit_select(wsel, 1).eq(1), wsel.eq(~wsel)]
+        with m.Elif(step & ~ovf):
+            m.d.sync += [entry.eq(entry + 1), ovf.eq(entry == depth - 1)]
 
         # --- layer sequencing ------------------------------------------------------------------
-        layers = Signal(self._config.layer_count_bits)          # layer count of this inference
         layer = Signal(8)
-        last_layer = Signal()
-        m.d.comb += [last_layer.eq(layer + 1 == layers), self.layer.eq(layer)]
-        desc = Signal(c.memories["descriptor"].word_bits)
+        rem = Signal(self._config.layer_count_bits)     # layers of this inference after this one
+        last_layer = Signal()               # rem == 0
+        first = Signal()                    # layer == 0
+        hsel = Signal()                     # hidden buffer layer reads: ~layer[0]
+        busy = Signal()
         armed = Signal()
         cycles = Signal(32)
-        m.d.comb += self.armed.eq(armed)
+        dren = Signal()                     # descriptor read (FIRST, FETCH)
+        desc_wait = Signal()                # the descriptor read's second cycle
+        svalid = Signal()                   # eng_start.valid (START)
+        m.d.comb += [self.layer.eq(layer), self.armed.eq(armed), self.busy.eq(busy),
+                     self.hold.eq(busy), self.descriptor_raddr.eq(layer),
+                     self.descriptor_ren.eq(dren), self.eng_start.valid.eq(svalid)]
+        m.d.sync += dren.eq(0)
+        # cycles: busy cycles before this one (0 in the first); cycles_last is taken in the cycle
+        # after `done`, when cycles counts the busy cycles up to and including `done`
+        done_q = Signal()
+        m.d.sync += done_q.eq(self.done)
+        with m.If(busy):
+            m.d.sync += cycles.eq(cycles + 1)
+        with m.Else():
+            m.d.sync += cycles.eq(0)
+        with m.If(done_q):
+            m.d.sync += self.cycles_last.eq(cycles)
 
+        # one-hot states (flip-flops, so every decision is one level from a register):
+        # IDLE = ~busy, HOLD, FIRST, FETCH, START = svalid, RUN (of a hidden layer: RUNH, of the
+        # readout: RUNR), DRAIN
+        s_hold, s_first, s_fetch, s_runh, s_runr, s_drain = (
+            Signal(name=f"s_{n}") for n in ("hold", "first", "fetch", "runh", "runr", "drain"))
         o = self.eng_o
         o_beat = Signal()
         m.d.comb += o_beat.eq(o.valid & o.ready)
 
+        # go, registered: its inputs only change in ways a one-cycle-late start tolerates (an
+        # image completes, RUN or START is written, a commit lands while idle; FIRST rechecks the
+        # layer count), except the release of an input buffer, which it looks ahead to
         go = Signal()
-        m.d.comb += go.eq(full.bit_select(rsel, 1) & (self.layer_count != 0)
-                          & (self.run | armed))
+        ready = Signal()                    # an image and a network are there (go without RUN)
+        rel_q = Signal()                    # release the input buffer of layer 0 (it ended)
+        ready_c = full.bit_select(rsel ^ rel_q, 1) & (self.layer_count != 0)
+        m.d.sync += [ready.eq(ready_c), go.eq(ready_c & (self.run | armed))]
+        # a START pulse starts an idle, ready sequencer at once (and is consumed by it)
+        start_now = Signal()
+        m.d.comb += start_now.eq(self.start & ready & ~go & ~armed)
 
-        with m.FSM(name="seq"):
-            with m.State("IDLE"):
-                with m.If(go):
-                    m.d.sync += [layer.eq(0), armed.eq(0), cycles.eq(1)]
-                    m.next = "FIRST"
-            with m.State("FIRST"):
-                # hold is high from here on, so the layer count and bank are stable
-                m.d.comb += [self.busy.eq(1)]
-                m.d.sync += [layers.eq(self.layer_count), cycles.eq(cycles + 1)]
-                with m.If(self.layer_count == 0):       # cannot happen with the loader; be safe
-                    m.next = "IDLE"
-                with m.Else():
-                    m.d.comb += [self.descriptor_raddr.eq(0), self.descriptor_ren.eq(1)]
-                    m.next = "LATCH"
-            with m.State("FETCH"):
-                m.d.comb += [self.busy.eq(1), self.descriptor_raddr.eq(layer),
-                             self.descriptor_ren.eq(1)]
-                m.d.sync += cycles.eq(cycles + 1)
-                m.next = "LATCH"
-            with m.State("LATCH"):
-                m.d.comb += self.busy.eq(1)
-                m.d.sync += [desc.eq(self.descriptor_rdata), cycles.eq(cycles + 1)]
-                m.next = "START"
-            with m.State("START"):
-                m.d.comb += [self.busy.eq(1), self.eng_start.valid.eq(1)]
-                m.d.sync += cycles.eq(cycles + 1)
-                with m.If(self.eng_start.ready):
-                    m.next = "RUN"
-            with m.State("RUN"):
-                m.d.comb += self.busy.eq(1)
-                m.d.sync += cycles.eq(cycles + 1)
-                with m.If(o_beat & o.payload.last):
-                    m.d.comb += self.layer_done.eq(1)
-                    with m.If(layer == 0):
-                        m.d.sync += [full.bit_select(rsel, 1).eq(0), rsel.eq(~rsel)]
-                    with m.If(last_layer):
-                        m.d.comb += self.done.eq(1)
-                        m.d.sync += self.cycles_last.eq(cycles)
-                        m.next = "IDLE"
-                    with m.Else():
-                        m.d.sync += layer.eq(layer + 1)
-                        m.next = "FETCH"
-        m.d.comb += self.hold.eq(self.busy)
-
-        # start strobe (after `go`, so a start in the cycle an inference begins stays armed)
-        with m.If(self.start):
-            with m.If(self.busy | armed):
-                m.d.comb += self.start_ignored.eq(1)
+        # output slice: main (what m_axis_out shows) and skid (taken while main is blocked)
+        pw = c.widths.potential
+        main_valid, main_pot, main_last = (Signal(name="main_valid"),
+                                           Signal(signed(pw), name="main_pot"),
+                                           Signal(name="main_last"))
+        skid_valid, skid_pot, skid_last = (Signal(name="skid_valid"),
+                                           Signal(signed(pw), name="skid_pot"),
+                                           Signal(name="skid_last"))
+        take = Signal()
+        m.d.comb += [
+            take.eq(main_valid & self.out_tready),
+            self.out_tvalid.eq(main_valid),
+            self.out_tdata.eq(main_pot),                # sign-extended to OUT_BITS
+            self.out_tlast.eq(main_last),
+            self.out_beat.eq(take),
+            self.out_stall.eq(main_valid & ~self.out_tready),
+            # beats wait while the skid entry is taken, which only readout beats fill (and
+            # it is empty again before an inference ends), so hidden beats never wait
+            o.ready.eq(~skid_valid),
+        ]
+        to_out = Signal()
+        m.d.comb += to_out.eq(s_runr & o_beat)
+        with m.If(skid_valid):
+            with m.If(take):
+                m.d.sync += [main_pot.eq(skid_pot), main_last.eq(skid_last), skid_valid.eq(0)]
+        with m.Elif(to_out):
+            with m.If(main_valid & ~self.out_tready):
+                m.d.sync += [skid_valid.eq(1), skid_pot.eq(o.payload.potential),
+                             skid_last.eq(o.payload.last)]
             with m.Else():
+                m.d.sync += [main_valid.eq(1), main_pot.eq(o.payload.potential),
+                             main_last.eq(o.payload.last)]
+        with m.Elif(take):
+            m.d.sync += main_valid.eq(0)
+
+        # end of a layer: its last beat; only readout beats can wait (the skid entry)
+        end_h, end_r = Signal(), Signal()
+        m.d.comb += [end_h.eq(s_runh & o.valid & o.payload.last),
+                     end_r.eq(s_runr & ~s_drain & o_beat & o.payload.last)]
+        with m.If(~busy):
+            m.d.sync += [layer.eq(0), first.eq(1), hsel.eq(1)]
+            with m.If(go | start_now):
+                m.d.sync += [armed.eq(0), busy.eq(1), s_hold.eq(1)]
+        with m.If(s_hold):
+            # hold is high from here on: a commit decided in the IDLE cycle is applied now, so
+            # the layer count and the descriptors are read from the next cycle on
+            m.d.sync += [s_hold.eq(0), s_first.eq(1), dren.eq(1)]
+        with m.If(s_first):
+            m.d.sync += [s_first.eq(0), rem.eq(self.layer_count - 1),
+                         last_layer.eq(self.layer_count == 1)]
+            with m.If(self.layer_count == 0):           # cannot happen with the loader; be safe
+                m.d.sync += busy.eq(0)
+            with m.Else():
+                m.d.sync += desc_wait.eq(1)
+        with m.If(s_fetch):
+            m.d.sync += [s_fetch.eq(0), desc_wait.eq(1)]
+        with m.If(desc_wait):               # the descriptor memory's second read cycle
+            m.d.sync += [desc_wait.eq(0), svalid.eq(1)]
+        with m.If(svalid & self.eng_start.ready):
+            m.d.sync += [svalid.eq(0), s_runh.eq(~last_layer), s_runr.eq(last_layer)]
+        m.d.comb += self.layer_done.eq(end_h | end_r)
+        m.d.sync += rel_q.eq(first & (end_h | end_r))
+        with m.If(rel_q):
+            m.d.sync += [full.bit_select(rsel, 1).eq(0), rsel.eq(~rsel)]
+        with m.If(end_h):
+            m.d.sync += [s_runh.eq(0), layer.eq(layer + 1), first.eq(0), hsel.eq(layer[0]),
+                         rem.eq(rem - 1), last_layer.eq(rem == 1), dren.eq(1), s_fetch.eq(1)]
+        # RUNR lasts through DRAIN (the engine sends nothing after its last beat), so that
+        # it ends on `done` alone
+        with m.If(end_r):
+            m.d.sync += s_drain.eq(1)
+        with m.If(s_drain & main_valid & self.out_tready & ~skid_valid):
+            # the readout's last beat was in the output slice and the sink takes it now
+            m.d.comb += self.done.eq(1)
+            m.d.sync += [busy.eq(0), s_runr.eq(0), s_drain.eq(0), last_layer.eq(0)]
+
+        # start strobe (after `go`, so a start in the cycle an inference begins for another
+        # reason stays armed)
+        with m.If(self.start):
+            with m.If(busy | armed):
+                m.d.comb += self.start_ignored.eq(1)
+            with m.Elif(~start_now):
                 m.d.sync += armed.eq(1)
 
-        # descriptor -> engine
-        lanes = [desc[32 * i:32 * i + 32] for i in range(4)]
+        # descriptor -> engine, straight from the descriptor memory's read register
+        lanes = [self.descriptor_rdata[32 * i:32 * i + 32] for i in range(4)]
         p = self.eng_start.payload
         m.d.comb += [
             p.fan_in.eq(lanes[0][:16]),
@@ -280,40 +427,45 @@ class NetworkSequencer(wiring.Component):
             p.readout.eq(last_layer),
         ]
 
-        # --- engine output routing -------------------------------------------------------------
-        # `readout` is stable while a layer runs; o.valid never depends on o.ready.
-        readout = last_layer
-        m.d.comb += [
-            self.out_tvalid.eq(o.valid & readout & self.busy),
-            self.out_tdata.eq(o.payload.potential.as_signed()),
-            self.out_tlast.eq(o.payload.last),
-            o.ready.eq(Mux(readout, self.out_tready, 1) & self.busy),
-            self.out_beat.eq(self.out_tvalid & self.out_tready),
-            self.out_stall.eq(self.out_tvalid & ~self.out_tready),
-        ]
-
-        # hidden layer outputs -> hidden buffer layer mod 2
-        index = o.payload.index
-        out_entry = index >> LR
+        # --- hidden layer outputs -> hidden buffer layer mod 2, through a register stage -------
+        # the beat is registered first (the engine's output register is far away), then
+        # decoded into the write
+        ob_write = Signal()
+        ob_index = Signal.like(o.payload.index)
+        ob_spikes = Signal.like(o.payload.spikes)
+        ob_last = Signal()
+        ob_parity = Signal()
+        m.d.sync += [ob_write.eq(s_runh & o.valid), ob_index.eq(o.payload.index),
+                     ob_spikes.eq(o.payload.spikes), ob_last.eq(o.payload.last),
+                     ob_parity.eq(layer[0])]
+        index = ob_index
         out_lane = index[:LR] if LR else Const(0, 1)
-        m.d.comb += hid_wr.addr.eq(Cat(out_entry[:abits], layer[0]))
-        hidden_write = o_beat & ~readout & (out_entry < depth)
+        h_addr = Signal(abits + 1)
+        h_data = Signal(R * T)
+        h_en = Signal(R)
+        hidden_write = ob_write & (index < cap)
+        m.d.sync += h_addr.eq(Cat((index >> LR)[:abits], ob_parity))
         for lane in range(R):
             here = out_lane == lane
-            beyond = (o.payload.last & (out_lane < lane)) if lane else Const(0, 1)
-            m.d.comb += [
-                hid_wr.data[lane * T:lane * T + T].eq(Mux(here, o.payload.spikes, 0)),
-                hid_wr.en[lane].eq(hidden_write & (here | beyond)),
+            beyond = (ob_last & (out_lane < lane)) if lane else Const(0, 1)
+            m.d.sync += [
+                h_data[lane * T:lane * T + T].eq(Mux(here, ob_spikes, 0)),
+                h_en[lane].eq(hidden_write & (here | beyond)),
             ]
+        m.d.comb += [hid_wr.addr.eq(h_addr), hid_wr.data.eq(h_data), hid_wr.en.eq(h_en)]
 
         # --- activation reads for the engine ---------------------------------------------------
         m.d.comb += [
             in_rd.addr.eq(Cat(self.act_raddr, rsel)),
-            hid_rd.addr.eq(Cat(self.act_raddr, ~layer[0])),
+            hid_rd.addr.eq(Cat(self.act_raddr, hsel)),
             in_rd.en.eq(self.act_ren),
             hid_rd.en.eq(self.act_ren),
         ]
-        first = Signal()
-        m.d.comb += first.eq(layer == 0)
-        m.d.comb += self.act_rdata.eq(Mux(first, in_rd.data, hid_rd.data))
+        # each block RAM's read data is registered right behind it (its output register; see
+        # spikepack.hw.memories), so the port's latency is READ_LATENCY = 2, as the network
+        # memories'
+        in_q = Signal(R * T, reset_less=True)
+        hid_q = Signal(R * T, reset_less=True)
+        m.d.sync += [in_q.eq(in_rd.data), hid_q.eq(hid_rd.data)]
+        m.d.comb += self.act_rdata.eq(Mux(first, in_q, hid_q))
         return m

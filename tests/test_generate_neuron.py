@@ -36,7 +36,8 @@ def test_cli_writes_verilog_that_lints_clean(tmp_path, argv, top):
     T = int(argv[argv.index("--timesteps") + 1])
     assert manifest["parameters"]["timesteps"] == T
     assert manifest["ports"]["o"]["payload"]["spikes"]["width"] == T
-    assert manifest["timing"]["latency"] == T + (2 if "packed" in argv else 1)
+    # T + 3 for both kinds (SpikePack in both input modes, LIF serial only)
+    assert manifest["timing"]["latency"] == T + 3
 
 
 def test_manifest_widths_match_the_unit(tmp_path):

@@ -28,9 +28,10 @@ pytestmark = [pytest.mark.rtl]
 BUILD_ARGS = ("--output-split", "0")
 
 
-def _build(config: HardwareConfig):
+def _build(config: HardwareConfig, result_slots: int | None = None):
     from spikepack.sim.benches.layer import LayerBenchTop
-    return runner.build("layer_top", lambda: LayerBenchTop(config=config),
+    return runner.build("layer_top",
+                        lambda: LayerBenchTop(config=config, result_slots=result_slots),
                         build_args=BUILD_ARGS)
 
 
@@ -115,3 +116,33 @@ def test_layer_engine_matches_golden(name, tmp_path):
             assert r["cycles"] == formula, f"seed {seed}: {r}: formula says {formula}"
         else:
             assert r["cycles"] >= formula, f"seed {seed}: {r}: faster than the bound {formula}"
+
+
+#: The engine pauses its controller (never the array) when the result buffer has no free slot.
+#: With the smallest buffer (4 slots) it pauses before nearly every column tile's last row tile,
+#: which tests that no weight word crosses a pause into the wrong tile: the configurations cover
+#: the three cases of the load schedule at a pause (a word read at the end of a period for the
+#: tile being presented (advance 0), for the next tile (advance 1), and two tiles ahead with one
+#: period of one cycle (advance 2: serial T = 1 and packed)).
+PAUSED = ("8x8_T4_k2", "4x4_T4_k1", "2x4_T1_k1", "packed_4x4_T4_k1")
+
+
+@pytest.mark.parametrize("name", PAUSED)
+def test_layer_engine_pauses_exact(name, tmp_path):
+    config = CONFIGS[name]
+    seed = runner.bench_seed()
+    print(f"seed {seed} (SPIKEPACK_SEED={seed} reproduces the cases and the data)")
+    rng = random.Random(seed)
+    cases = _cases(config, rng, (4 * config.rows + 1, 12 * config.cols + 1))
+    built = _build(config, result_slots=4)
+    results = tmp_path / "results.json"
+    runner.run(built, "spikepack.sim.benches.layer", name=f"layer-paused-{name}",
+               args={"config": dataclasses.asdict(config), "cases": cases,
+                     "results": str(results)}, seed=seed)
+    from spikepack.hw.layer_engine import expected_cycles
+    paused = 0
+    for r in json.loads(results.read_text()):
+        formula = expected_cycles(config, r["N"], r["M"])
+        assert r["cycles"] >= formula, f"seed {seed}: {r}: faster than the bound {formula}"
+        paused += r["cycles"] > formula
+    assert paused, f"seed {seed}: no layer paused: the test no longer tests pauses"

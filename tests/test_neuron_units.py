@@ -122,6 +122,7 @@ CASES = [
     ("lif", P(T=1, k=2, wb=3, fan_in=12, rows=4)),
     ("lif", P(T=5, k=3, wb=4, fan_in=9, rows=4, tb=6)),
     ("lif", P(T=3, k=2, wb=16, fan_in=6, rows=2, bb=20, tb=16)),
+    ("lif", P(T=2, k=3, wb=5, fan_in=16, rows=4, tb=6)),
 ]
 
 
@@ -135,7 +136,7 @@ def test_random_and_edges_under_stalls(kind, params):
 
 @pytest.mark.parametrize("kind,params", [
     ("spikepack", P(T=4)), ("spikepack", P(T=1, fan_in=16)), ("spikepack", P(T=3, k=2)),
-    ("lif", P(T=4)), ("lif", P(T=1, fan_in=16)), ("lif", P(T=3, k=2)),
+    ("lif", P(T=4)), ("lif", P(T=1, fan_in=16)), ("lif", P(T=3, k=2)), ("lif", P(T=2, k=3)),
 ])
 def test_full_rate_timing_matches_docstring(kind, params):
     """Output never stalled, input always valid: no input bubble at all (every cycle moves a
@@ -145,6 +146,7 @@ def test_full_rate_timing_matches_docstring(kind, params):
     dut, stim, in_cycles, out_cycles = run_and_check(kind, params, 80, gap=0.0, stall=0.0,
                                                      seed=seed, edges=False)
     T = params["timesteps"]
+    assert dut.latency == T + 3      # the documented value, both kinds
     assert in_cycles == list(range(in_cycles[0], in_cycles[0] + len(in_cycles))), \
         "an input bubble at full rate"
     lasts = np.cumsum([g * T for g in stim.groups]) - 1          # index of each last beat
@@ -159,7 +161,7 @@ def test_full_rate_timing_matches_docstring(kind, params):
 
 @pytest.mark.parametrize("T,G", [(4, 1), (4, 2), (2, 3), (3, 3), (1, 1), (1, 2)])
 def test_packed_timing(T, G):
-    """Packed mode: one neuron per max(G, T) cycles; latency T + 2 for a neuron into an idle
+    """Packed mode: one neuron per max(G, T) cycles; latency T + 3 for a neuron into an idle
     unit; no input bubble when G >= T."""
     seed = _seed()
     params = P(T=T, k=1, fan_in=8 * G, rows=8, mode="packed")
@@ -171,6 +173,7 @@ def test_packed_timing(T, G):
     codec = PayloadCodec(dut.output_layout)
     check_records(stim.expected, [codec.unpack(w) for w in out], seed=seed)
     last_cycles = np.array(in_cycles)[G - 1::G]
+    assert dut.latency == T + 3
     assert out_cycles[0] - last_cycles[0] == dut.latency
     assert np.all(np.diff(last_cycles)[2:] == max(G, T))
     if G >= T:

@@ -66,8 +66,8 @@ def test_pe_accumulates_and_swaps(in_bits):
     active = shadow = 0
     expected = []
     for s in steps:
-        w = shadow if s["first"] else active
-        expected.append(s["psum_in"] + (w if s["spike"] else 0))
+        # first swaps at the end of its cycle: the add of the same cycle still uses active
+        expected.append(s["psum_in"] + (active if s["spike"] else 0))
         if s["first"]:
             active = shadow
         if s["wr_en"]:
@@ -175,6 +175,12 @@ def _run_array(*, R, C, g, T, bw, tiles, seed, stall=0.0, mode="serial", k=1):
                     pending = (o, _pack_word(tiles[kk][0], o, g, bw))
             cycles.append(cyc)
     cycles += [dict(idle)] * (R + 2)
+    if not packed:
+        # the swap (first) enters a cycle before its plane: delay the planes by one cycle
+        # against the first bits and the weight launches
+        plane_fields = ("plane", "valid", "tag")
+        cycles = [{**c, **{f: (cycles[i - 1][f] if i else idle[f]) for f in plane_fields},
+                   "first": c["first"]} for i, c in enumerate(cycles)]
 
     got = []
 

@@ -8,6 +8,7 @@ import random
 from pathlib import Path
 
 import numpy as np
+import pytest
 from amaranth.sim import Simulator
 
 from spikepack.config import HardwareConfig
@@ -217,6 +218,22 @@ TINY = HardwareConfig(rows=2, cols=2, timesteps=2, tau_shift=1, weight_bits=4, b
                       threshold_bits=10, max_fan_in=8, max_neurons=8, max_layers=4,
                       weight_depth=64)
 
+#: Input-writer shapes (K = 32 // T words a beat, R words an entry): TINY has K = 8R (a beat
+#: spans 8 entries); R = K (one entry a beat, as in the default configuration); R = 2K (two
+#: beats an entry); K = 5, R = 8 (beats straddle entries).
+SMALL = {
+    "tiny_k8r": TINY,
+    "r_eq_k": HardwareConfig(rows=4, cols=2, timesteps=8, tau_shift=1, weight_bits=4,
+                             bias_bits=12, threshold_bits=10, max_fan_in=16, max_neurons=8,
+                             max_layers=4, weight_depth=64),
+    "r_2k": HardwareConfig(rows=8, cols=2, timesteps=8, tau_shift=1, weight_bits=4,
+                           bias_bits=12, threshold_bits=10, max_fan_in=24, max_neurons=8,
+                           max_layers=4, weight_depth=64),
+    "straddle": HardwareConfig(rows=8, cols=2, timesteps=6, tau_shift=2, weight_bits=4,
+                               bias_bits=12, threshold_bits=10, max_fan_in=24, max_neurons=8,
+                               max_layers=4, weight_depth=64),
+}
+
 
 async def stream_send(ctx, dut, prefix, beats, rng, gap=0.3):
     """Send ``beats`` as one AXI4-Stream frame (TLAST on the last) with random valid gaps."""
@@ -239,7 +256,8 @@ async def stream_send(ctx, dut, prefix, beats, rng, gap=0.3):
     ctx.set(valid, 0)
 
 
-def test_top_runs_networks_through_the_loader_amaranth_sim():
+@pytest.mark.parametrize("config_name", list(SMALL))
+def test_top_runs_networks_through_the_loader_amaranth_sim(config_name):
     """Two networks loaded through the loader (the second replacing the first between
     inferences), images streamed with random gaps and output backpressure, every readout
     potential compared with the golden model; registers read back over AXI4-Lite."""
@@ -252,7 +270,7 @@ def test_top_runs_networks_through_the_loader_amaranth_sim():
     print(f"seed {seed} (reproduce with SPIKEPACK_SEED={seed})")
     rng = np.random.default_rng(seed)
     prng = random.Random(seed)
-    config = TINY
+    config = SMALL[config_name]
     T = config.timesteps
     plan = []
     for sizes in ([5, 3, 4], [7, 6, 2, 3]):

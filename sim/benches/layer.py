@@ -25,7 +25,7 @@ import math
 import random
 
 import numpy as np
-from amaranth import Module, unsigned
+from amaranth import Module, Signal, unsigned
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -42,12 +42,13 @@ class LayerBenchTop(wiring.Component):
     ``wr_lane``, ``wr_data``, ``wr_en``, ``commit``, ``commit_layers`` (NetworkMemories),
     ``act_wr_en``, ``act_wr_addr``, ``act_wr_data``, ``start``, ``o``, ``busy`` (LayerEngine)."""
 
-    def __init__(self, *, config: HardwareConfig):
+    def __init__(self, *, config: HardwareConfig, result_slots: int | None = None):
         if not isinstance(config, HardwareConfig):
             raise TypeError(f"config must be a HardwareConfig, not {type(config).__name__}")
         self._config = config
         self._memories = NetworkMemories(config=config)
-        self._engine = LayerEngine(config=config)
+        self._engine = (LayerEngine(config=config) if result_slots is None
+                        else LayerEngine(config=config, result_slots=result_slots))
         super().__init__({
             "wr_mem": In(2),
             "wr_addr": In(self._memories.config.write_addr_bits),
@@ -83,8 +84,11 @@ class LayerBenchTop(wiring.Component):
                             depth=self._config.activation_depth, init=[])
         m.submodules.act = act
         rd, wr = act.read_port(domain="sync"), act.write_port()
+        # the sequencer's activation buffers register their read data (read latency 2)
+        act_q = Signal(len(self.act_wr_data), reset_less=True)
+        m.d.sync += act_q.eq(rd.data)
         m.d.comb += [
-            rd.addr.eq(eng.act_raddr), rd.en.eq(eng.act_ren), eng.act_rdata.eq(rd.data),
+            rd.addr.eq(eng.act_raddr), rd.en.eq(eng.act_ren), eng.act_rdata.eq(act_q),
             wr.addr.eq(self.act_wr_addr), wr.data.eq(self.act_wr_data), wr.en.eq(self.act_wr_en),
         ]
         wiring.connect(m, wiring.flipped(self.start), eng.start)

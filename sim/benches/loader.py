@@ -16,6 +16,7 @@ import numpy as np
 from spikepack.config import HardwareConfig
 from spikepack.firmware import bitstream as bs
 from spikepack.firmware.layout import NetworkImage, lanes_to_words, layout_network
+from spikepack.hw.memories import READ_LATENCY
 
 E = bs.ErrorCode
 _FIELD = {name: index for index, name in enumerate(bs.HEADER_FIELDS)}
@@ -219,6 +220,7 @@ if cocotb is not None:
 
     from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSource
 
+    from spikepack.hw.loader import FRAME_GAP
     from spikepack.sim.runner import bench_args
 
     class Bench:
@@ -293,6 +295,10 @@ if cocotb is not None:
                 for address in range(count):
                     raddr.value, ren.value = address, 1
                     await RisingEdge(dut.clk)            # the read port samples the address
+                    await FallingEdge(dut.clk)
+                    ren.value = 0
+                    for _ in range(READ_LATENCY - 1):    # the RAM's output register
+                        await RisingEdge(dut.clk)
                     await ReadOnly()                     # and shows the word after this edge
                     values.append(rdata.value.to_unsigned())
                     await FallingEdge(dut.clk)
@@ -389,7 +395,7 @@ if cocotb is not None:
         beats = bs.words_of(bs.pack_network(layers, config))
         await bench.source.send(AxiStreamFrame(bs.bytes_of(beats)))
         await bench.source.wait()
-        await ClockCycles(dut.clk, 4)
+        await ClockCycles(dut.clk, FRAME_GAP)          # the commit pulses FRAME_GAP cycles on
         await FallingEdge(dut.clk)
         assert int(dut.commit_pending.value) == 1, "no commit pending while hold is high"
         assert int(dut.s_axis_tready.value) == 0, "tready is high while a commit is pending"
