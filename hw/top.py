@@ -17,10 +17,10 @@ interfaces and cocotbext-axi bind by prefix):
   the last output of each inference.
 
 ``rst`` resets everything except the committed network (NetworkMemories keeps its active bank
-and layer count). CONTROL.SOFT_RESET resets only the sequencer and the layer engine: the committed network, the
-loader, the registers and the counters are kept. Both run in a clock domain ``core`` (the same
-clock) whose reset is a register holding ``rst | SOFT_RESET``, so they leave reset one cycle
-after ``rst`` falls, and a soft reset acts one cycle after the CONTROL write.
+and layer count). CONTROL.SOFT_RESET resets only the sequencer and the layer engine (through an
+``amaranth.hdl.ResetInserter``, one cycle after the CONTROL write: a register sits in front of
+the reset fan-out): the committed network, the loader, the registers and the counters are
+kept.
 
 Latency and throughput: see :class:`~spikepack.hw.sequencer.NetworkSequencer` (per inference,
 the engine time of every layer plus 3 cycles a layer and 2 an inference) and
@@ -29,8 +29,8 @@ the engine time of every layer plus 3 cycles a layer and 2 an inference) and
 
 from __future__ import annotations
 
-from amaranth import ClockDomain, ClockSignal, Module, ResetSignal, Signal
-from amaranth.hdl import DomainRenamer
+from amaranth import Module, Signal
+from amaranth.hdl import ResetInserter
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -86,18 +86,14 @@ class SpikePackTop(wiring.Component):
         seq = NetworkSequencer(config=c)
         regs = RegisterBlock(config=c)
         soft_reset = Signal()
-        # The engine and the sequencer run in domain "core": the same clock, and as reset a
-        # register holding rst | CONTROL.SOFT_RESET, so that their thousands of reset pins hang
-        # on a flip-flop with no logic in between (one cycle later than rst itself).
-        core_reset = Signal(init=1)
-        m.d.sync += core_reset.eq(ResetSignal("sync") | soft_reset)
-        m.domains.core = ClockDomain("core")
-        m.d.comb += [ClockSignal("core").eq(ClockSignal("sync")),
-                     ResetSignal("core").eq(core_reset)]
+        # the soft reset reaches thousands of flip-flops: a register in front of the fan-out,
+        # so only the OR with rst sits between a flip-flop and the reset pins
+        core_reset = Signal()
+        m.d.sync += core_reset.eq(soft_reset)
         m.submodules.loader = loader
         m.submodules.memories = mems
-        m.submodules.engine = DomainRenamer("core")(engine)
-        m.submodules.sequencer = DomainRenamer("core")(seq)
+        m.submodules.engine = ResetInserter({"sync": core_reset})(engine)
+        m.submodules.sequencer = ResetInserter({"sync": core_reset})(seq)
         m.submodules.registers = regs
 
         # AXI4-Lite -> registers
