@@ -49,9 +49,10 @@ commit are out, no word of the next frame may enter the write pipeline), and whi
 commit waits for ``hold``.
 
 Latency, for a beat in cycle ``t``: a payload word's ``wr_en`` pulses in cycle ``t + 5`` (the
-memory writes it at the edge ending that cycle); after the TLAST beat (the CRC word of a good
-frame), ``commit`` pulses in cycle ``t + 5`` (the memories swap the banks at the edge ending it,
-or when ``hold`` falls), ``error``, ``good_loads`` and ``bad_loads`` show the verdict from cycle
+memories register it at the edge ending that cycle and write the RAM at the next); after the TLAST beat (the CRC word of a good
+frame), ``commit`` pulses in cycle ``t + 5`` (the memories switch the layer count and descriptor
+bank one edge later and the other banks two edges later, or that long after ``hold`` falls;
+see :mod:`spikepack.hw.memories`), ``error``, ``good_loads`` and ``bad_loads`` show the verdict from cycle
 ``t + 6`` on, ``busy`` is low from ``t + 6``; ``words_received`` counts a beat from cycle
 ``t + 3``.
 """
