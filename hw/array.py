@@ -20,7 +20,8 @@ whose ``first`` enters at s_k must satisfy s_(k-1) + q*g <= x <= s_k + q*g - 1, 
 exactly one tile period. :func:`load_schedule` gives a conflict-free schedule: with a tile
 period of P = max(T, R/g) cycles, group q's word is read at offset q of every period.
 
-All state advances every cycle; a parent stalls the whole array with ``EnableInserter``.
+All state advances every cycle; a parent may stall the whole array with ``EnableInserter`` (the
+layer engine never does: it inserts bubbles instead, ``docs/array.md``).
 
 **Packed mode** (``mode="packed"``, with ``timesteps`` T and ``tau_shift`` k): a tile is ONE beat.
 ``words`` carries the R spike words of the tile's inputs (input r at bits r*T .. r*T+T-1); row r
@@ -37,9 +38,6 @@ Ports: ``plane`` In(R) and ``first`` In(1) (serial) or ``words`` In(R*T) (packed
 In(1), ``tag`` In(tag_bits) (if tag_bits);
 ``wload`` In(1), ``wgroup`` In(range(R/g)), ``wdata`` In(g*C*weight_bits);
 ``out`` Out(ArrayLayout(signed(current_bits), C)), ``out_valid`` Out(1), ``out_tag`` Out(tag_bits);
-``pre_valid`` Out(1), ``pre_tag`` Out(tag_bits): ``valid``/``tag`` one cycle before they reach
-``out_valid``/``out_tag`` (delayed R - 1 cycles), so a parent can issue a 1-cycle memory read
-that returns exactly with the beat.
 
 Latency: R cycles from ``plane``/``words`` to ``out``. Throughput, serial: one bit plane per
 cycle, i.e. R*C spike-gated adds (weight x time-step products) per cycle, tile after tile
@@ -158,12 +156,10 @@ class SpikeArray(wiring.Component):
             "wdata": In(rows_per_word * cols * weight_bits),
             "out": Out(data.ArrayLayout(signed(current_bits), cols)),
             "out_valid": Out(1),
-            "pre_valid": Out(1),
         })
         if tag_bits:
             members["tag"] = In(tag_bits)
             members["out_tag"] = Out(tag_bits)
-            members["pre_tag"] = Out(tag_bits)
         super().__init__(members)
 
     @staticmethod
@@ -337,10 +333,6 @@ class SpikeArray(wiring.Component):
         # valid / tag delayed by R cycles, aligned with out.
         v, t = self.valid, (self.tag if self._tag_bits else None)
         for d in range(R):
-            if d == R - 1:
-                m.d.comb += self.pre_valid.eq(v)
-                if t is not None:
-                    m.d.comb += self.pre_tag.eq(t)
             v_next = Signal(name=f"valid_d{d}")
             m.d.sync += v_next.eq(v)
             v = v_next

@@ -94,7 +94,6 @@ from amaranth.lib.wiring import In, Out
 
 from spikepack.config import HardwareConfig
 
-from spikepack.sim.golden import signed_bits
 
 from .array import SpikeArray, load_schedule
 
@@ -154,7 +153,7 @@ def expected_cycles(config: HardwareConfig, fan_in: int, neurons: int) -> int:
     """The latency formula of the module docstring: exact for compute-bound layers
     (:func:`compute_bound`) with ``o`` never stalled, a lower bound otherwise."""
     sched = schedule(config)
-    R, C, T, P = config.rows, config.cols, config.timesteps, sched.period
+    R, C, P = config.rows, config.cols, sched.period
     B = beats_per_tile(config)
     decode = neuron_latency(config)
     G, CT = -(-fan_in // R), -(-neurons // C)

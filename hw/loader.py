@@ -508,17 +508,17 @@ class BitstreamLoader(wiring.Component):
 
         # --- stage 2: the word's checks, each a register (a byte's comparison, or a kind AND a
         # comparison made in stage 1) ------------------------------------------------------------
-        v2 = Signal()
-        l2 = Signal()
-        d2 = Signal(WORD_BITS)
-        ecode2 = Signal.like(ecode1)
-        k_crc2 = Signal()
-        k_write2 = Signal()
-        sec2 = Signal.like(sec1)
-        word2 = Signal.like(word1)
-        lane2 = Signal.like(lane1)
-        m.d.sync += [v2.eq(v1), l2.eq(l1), d2.eq(d1), ecode2.eq(ecode1), k_crc2.eq(k_crc1),
-                     k_write2.eq(k_write1), sec2.eq(sec1), word2.eq(word1), lane2.eq(lane1)]
+        def carried(n, *fields):
+            """The word's fields of the previous stage, registered into stage ``n``."""
+            out = []
+            for f in fields:
+                r = Signal.like(f, name=f"{f.name[:-1]}{n}")
+                m.d.sync += r.eq(f)
+                out.append(r)
+            return out
+
+        v2, l2, d2, ecode2, k_crc2, k_write2, sec2, word2, lane2 = carried(
+            2, v1, l1, d1, ecode1, k_crc1, k_write1, sec1, word1, lane1)
 
         def differ(name, a, b):
             """Registered ``a != b``, one flag a byte (its kind applies in stage 3)."""
@@ -563,22 +563,13 @@ class BitstreamLoader(wiring.Component):
         # g_code: ecode (k_eq, k_ge); g_length: BAD_LENGTH (a zero range, or the total when the
         # lanes matched); g_desc: BAD_DESCRIPTOR (a zero size, the chain); g_large: TOO_LARGE
         # (the descriptor maxima, after its other checks). At most one is set.
-        v3 = Signal()
-        l3 = Signal()
-        d3 = Signal(WORD_BITS)
-        ecode3 = Signal.like(ecode2)
-        k_crc3 = Signal()
-        k_write3 = Signal()
-        sec3 = Signal.like(sec2)
-        word3 = Signal.like(word2)
-        lane3 = Signal.like(lane2)
+        v3, l3, d3, ecode3, k_crc3, k_write3, sec3, word3, lane3 = carried(
+            3, v2, l2, d2, ecode2, k_crc2, k_write2, sec2, word2, lane2)
         g = {name: Signal(name=f"g_{name}3") for name in ("code", "length", "desc", "large")}
         fault3 = Signal()                 # any of them
         f_eq = k_eq2 & _any(ne_exp)
         desc_fault = f_desc0 | k_chain2 & _any(ne_chain)
-        m.d.sync += [v3.eq(v2), l3.eq(l2), d3.eq(d2), ecode3.eq(ecode2), k_crc3.eq(k_crc2),
-                     k_write3.eq(k_write2), sec3.eq(sec2), word3.eq(word2), lane3.eq(lane2),
-                     g["code"].eq(f_eq | f_high | f_ge),
+        m.d.sync += [g["code"].eq(f_eq | f_high | f_ge),
                      g["length"].eq(f_total & ~f_eq | f_zero),
                      g["desc"].eq(desc_fault),
                      g["large"].eq(f_large & ~desc_fault),
