@@ -110,6 +110,12 @@ def run_inference(hw_dir: str | Path, bitstream: bytes, z: np.ndarray, *, work_d
     for f in (progress_file, results_file):
         f.unlink(missing_ok=True)
 
+    # a bound on one image's cycles (the layers' compute with generous room for the streams'
+    # pauses), so that a hung accelerator fails the run instead of simulating for ever
+    from spikepack.hw.layer_engine import expected_cycles
+    image_cycles = sum(expected_cycles(config, layer.weights.shape[1], layer.weights.shape[0])
+                       for layer in model.layers)
+    timeout_cycles = 8 * image_cycles + 20_000
     verilog = (Path(hw_dir) / f"{TOP_NAME}.v").read_text()
     built = runner.build_verilog(TOP_NAME, verilog, simulator=simulator)
     stop = threading.Event()
@@ -140,7 +146,7 @@ def run_inference(hw_dir: str | Path, bitstream: bytes, z: np.ndarray, *, work_d
                          "bitstream": str(work / "weights.bin"),
                          "inputs": str(work / "inputs.npy"),
                          "results": str(results_file), "progress": str(progress_file),
-                         "pauses": pauses})
+                         "pauses": pauses, "timeout_cycles": timeout_cycles})
     finally:
         stop.set()
         watcher.join()

@@ -99,11 +99,17 @@ def icarus_compatible(verilog_text: str) -> str:
     Yosys wakes every ``always @*`` block once at time 0 through a ``reg trigger = 0``
     declaration, but Icarus applies declaration initialisers before its processes wait on them,
     so a combinational block whose inputs keep their initial values is never evaluated
-    (amaranth-lang/amaranth#594). Re-firing each trigger at 1 ns (inside the first reset) fixes
-    that; the synthesisable file on disk is not changed.
+    (amaranth-lang/amaranth#594). Each trigger is re-fired with ``initial #0``: in the inactive
+    region of time 0, after every always block waits on its inputs and before cocotb's first
+    writes (applied in the ReadWrite region), in particular the clock's rise at time 0, which
+    Icarus treats as a posedge. Later would be too late: at that edge every flip-flop samples
+    its next-value block, and a reset-less register whose next value depends on registers only
+    (``bank <= toggle ? ~bank : bank``) would capture the unevaluated block's X and keep it for
+    ever (the network memories' bank bits did: the first inference read X descriptors). The
+    synthesisable file on disk is not changed.
     """
     return _YOSYS_TRIGGER.sub(lambda m: f"{m.group(1)}reg {m.group(2)} = 0;\n"
-                                        f"{m.group(1)}initial #1 {m.group(2)} = 1'b1;",
+                                        f"{m.group(1)}initial #0 {m.group(2)} = 1'b1;",
                               verilog_text)
 
 

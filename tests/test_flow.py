@@ -87,10 +87,6 @@ def test_run_with_relative_paths(flow, monkeypatch):
 @pytest.mark.rtl
 @pytest.mark.skipif(shutil.which("iverilog") is None,
                     reason="Icarus Verilog is not installed (.ci/run installs Debian's iverilog)")
-@pytest.mark.xfail(run=False, strict=True, reason=(
-    "KNOWN REGRESSION of the 250 MHz timing rework: under Icarus the top stops advancing "
-    "simulation time (a zero-delay loop) when the first inference starts; Verilator runs "
-    "the same Verilog bit-exact. Not run, because it would hang the suite."))
 def test_run_on_icarus_is_bit_exact(flow):
     from spikepack.run import run_inference
     with np.load(flow / "inputs.npz") as f:

@@ -16,7 +16,7 @@ from pathlib import Path
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge
+from cocotb.triggers import ClockCycles, RisingEdge, SimTimeoutError, with_timeout
 from cocotb.utils import get_sim_time
 from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamFrame,
                            AxiStreamSink, AxiStreamSource)
@@ -116,8 +116,12 @@ class Accelerator:
     async def send_image(self, words) -> None:
         await self.inp.send(AxiStreamFrame(pack_image(words, self.timesteps)))
 
-    async def receive(self) -> list[int]:
-        frame = await self.out.recv()
+    async def receive(self, timeout_cycles: int) -> list[int]:
+        try:
+            frame = await with_timeout(self.out.recv(), timeout_cycles * CLOCK_NS, "ns")
+        except SimTimeoutError:
+            raise AssertionError(f"no readout frame within {timeout_cycles} cycles: the "
+                                 f"accelerator hangs") from None
         return unpack_potentials(bytes(frame.tdata), self.out_bits)
 
 
@@ -153,7 +157,7 @@ async def infer(dut):
     start_ns = get_sim_time("ns")
     cocotb.start_soon(feed())
     for count in range(1, len(z) + 1):
-        outputs.append(await acc.receive())
+        outputs.append(await acc.receive(int(args.get("timeout_cycles", 1_000_000))))
         if count % 8 == 0 or count == len(z):
             progress.write_text(str(count))
     cycles_total = int((get_sim_time("ns") - start_ns) // CLOCK_NS)
