@@ -35,7 +35,8 @@ and the same weight-launch chain and :func:`load_schedule` (with ``beats=1``: on
 when g = R) deliver each row's weight in the cycle before the beat reaches it.
 
 Ports: ``plane`` In(R) and ``first`` In(1) (serial) or ``words`` In(R*T) (packed), ``valid``
-In(1), ``tag`` In(tag_bits) (if tag_bits);
+In(1), ``tag`` In(tag_bits) (if tag_bits); with ``plane_gated=True`` (serial) the parent
+promises ``plane`` = 0 whenever ``valid`` = 0 and the array does not gate it again;
 ``wload`` In(1), ``wgroup`` In(range(R/g)), ``wdata`` In(g*C*weight_bits);
 ``out`` Out(ArrayLayout(signed(current_bits), C)), ``out_valid`` Out(1), ``out_tag`` Out(tag_bits);
 
@@ -120,7 +121,11 @@ class SpikeArray(wiring.Component):
 
     def __init__(self, *, rows: int, cols: int, weight_bits: int, rows_per_word: int,
                  current_bits: int | None = None, tag_bits: int = 0, mode: str = "serial",
-                 timesteps: int | None = None, tau_shift: int | None = None):
+                 timesteps: int | None = None, tau_shift: int | None = None,
+                 plane_gated: bool = False):
+        if not isinstance(plane_gated, bool):
+            self._MustUse__silence = True
+            raise TypeError(f"plane_gated must be a bool, not {type(plane_gated).__name__}")
         try:
             self._check(rows, cols, weight_bits, rows_per_word, tag_bits, mode, timesteps,
                         tau_shift)
@@ -145,6 +150,7 @@ class SpikeArray(wiring.Component):
         self._g = rows_per_word
         self._current_bits = current_bits
         self._tag_bits = tag_bits
+        self._plane_gated = plane_gated
         if mode == "serial":
             members = {"plane": In(rows), "first": In(1)}
         else:
@@ -192,7 +198,7 @@ class SpikeArray(wiring.Component):
             raise ValueError(f"tau_shift must be one of {TAU_SHIFTS}, not {tau_shift}")
 
     @classmethod
-    def from_config(cls, config, *, tag_bits: int = 0) -> "SpikeArray":
+    def from_config(cls, config, *, tag_bits: int = 0, plane_gated: bool = False) -> "SpikeArray":
         """The array of a :class:`spikepack.config.HardwareConfig`, as the layer engine builds
         it: its ``pe_mode``, g = ``rows_per_word``, outputs of ``widths.current`` (serial) or
         ``widths.potential`` (packed) bits."""
@@ -204,7 +210,7 @@ class SpikeArray(wiring.Component):
         if config.pe_mode == "packed":
             return cls(**common, current_bits=config.widths.potential, mode="packed",
                        timesteps=config.timesteps, tau_shift=config.tau_shift)
-        return cls(**common, current_bits=config.widths.current)
+        return cls(**common, current_bits=config.widths.current, plane_gated=plane_gated)
 
     @property
     def mode(self) -> str:
@@ -273,7 +279,9 @@ class SpikeArray(wiring.Component):
                 m.d.comb += value.eq(Cat(*parts))
                 value_in[r] = value
                 continue
-            s = self.plane[r] & self.valid
+            # (a gated plane is 0 wherever valid is: row 0's spike then reaches the reset pins
+            # of its PEs' registers straight from the parent's plane register)
+            s = self.plane[r] if self._plane_gated else self.plane[r] & self.valid
             f = self.first
             for d in range(r):
                 s_next = Signal(name=f"skew_s_r{r}_d{d}")

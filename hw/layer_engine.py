@@ -45,11 +45,20 @@ last launches with the next decision instead of a fixed cycle after its read (th
 it). Tile bookkeeping uses per-period shift registers and down-counters, not tile-number
 comparisons.
 
+Register stages for the clock (250 MHz class on ECP5): every word from a block RAM (activation,
+weight, bias, threshold) is registered on entry to the engine, the reads being issued that
+much earlier; the serial bit plane is the top bit of a per-row shift register (no T-way
+selection); the weight port reads every cycle (no enable fan-out to its block RAMs) unless a
+word must wait for a decision-time launch; the bias and threshold addresses are two counters;
+the tile counters are as wide as the configuration's limits need.
+
 Ports (``docs/architecture.md``, layer engine contract): ``start`` (descriptor stream, accepted
 when idle), ``weight_raddr/_ren/_rdata``, ``bias_raddr/_ren/_rdata``,
 ``threshold_raddr/_ren/_rdata`` (to :class:`spikepack.hw.memories.NetworkMemories`),
 ``act_raddr/_ren/_rdata`` (activation buffer: entry e holds inputs e*R .. e*R+R-1, input e*R+i
-at bits i*T ..), ``o`` (index, spikes, potential, last), ``busy``.
+at bits i*T ..), ``o`` (index, spikes, potential, last), ``busy``. A descriptor's ``fan_in`` and
+``neurons`` must not exceed ``config.max_fan_in`` and ``config.max_neurons`` (the loader rejects
+such layers): the tile counters are only as wide as those limits need.
 
 Latency and throughput, with the output never stalled (``o.ready`` = 1), in clock edges from
 the descriptor handshake to the last ``o`` handshake (setup cycles and register stages
@@ -290,7 +299,7 @@ class LayerEngine(wiring.Component):
         D = self.result_slots
 
         # The array runs every cycle (an invalid beat is a bubble); only the controller pauses.
-        array = SpikeArray.from_config(cfg, tag_bits=2)
+        array = SpikeArray.from_config(cfg, tag_bits=2, plane_gated=True)
         m.submodules.array = array
         neuron_cls = _neuron_class(cfg)
         units = [neuron_cls.from_config(cfg) for _ in range(C)]
@@ -303,14 +312,21 @@ class LayerEngine(wiring.Component):
         wbase = Signal(waddr_bits)
         cbase = Signal(len(self.bias_raddr))
         readout = Signal()
-        tile_bits = max(1, 17 - min(log_r, log_c))
-        row_tiles = Signal(tile_bits)
-        col_tiles = Signal(tile_bits)
-        rt_max = Signal(tile_bits)          # row_tiles - 1
-        ct_max = Signal(tile_bits)          # col_tiles - 1
+        # tile counters sized by the configuration's limits (fan_in <= max_fan_in and
+        # neurons <= max_neurons is the descriptor's contract; the loader rejects larger
+        # layers): short counters, short carry chains
+        rt_bits = max(1, (-(-cfg.max_fan_in // R)).bit_length())
+        ct_bits = max(1, (-(-cfg.max_neurons // C)).bit_length())
+        idx_bits = max(1, (cfg.max_neurons + C).bit_length())   # neuron indices and bases
+        row_tiles = Signal(rt_bits)
+        col_tiles = Signal(ct_bits)
+        rt_max = Signal(rt_bits)            # row_tiles - 1
+        ct_max = Signal(ct_bits)            # col_tiles - 1
         rt_max_zero = Signal()
         ct_max_zero = Signal()
         empty = Signal()
+        fan_zero = Signal()                 # fan_in == 0, at the handshake
+        neu_zero = Signal()                 # neurons == 0
         last_sel = Signal(range(max(2, C)))   # (M - 1) mod C: the last column tile's last unit
         last_sel_zero = Signal()
         setup1 = Signal()
@@ -326,6 +342,9 @@ class LayerEngine(wiring.Component):
                 readout.eq(p.readout),
                 row_tiles.eq((p.fan_in + R - 1) >> log_r),
                 col_tiles.eq((p.neurons + C - 1) >> log_c),
+                # (the bits a descriptor within the limits can set)
+                fan_zero.eq(p.fan_in[:cfg.max_fan_in.bit_length()] == 0),
+                neu_zero.eq(p.neurons[:cfg.max_neurons.bit_length()] == 0),
             ]
         m.d.sync += setup1.eq(self.start.valid & self.start.ready)
         m.d.sync += setup2.eq(setup1)
@@ -333,7 +352,7 @@ class LayerEngine(wiring.Component):
             m.d.sync += [
                 rt_max.eq(row_tiles - 1), ct_max.eq(col_tiles - 1),
                 rt_max_zero.eq(row_tiles == 1), ct_max_zero.eq(col_tiles == 1),
-                empty.eq((row_tiles == 0) | (col_tiles == 0)),
+                empty.eq(fan_zero | neu_zero),
                 last_sel.eq((neurons - 1)[:max(1, log_c)] if C > 1 else 0),
                 last_sel_zero.eq((neurons - 1)[:max(1, log_c)] == 0 if C > 1 else 1),
             ]
@@ -346,22 +365,23 @@ class LayerEngine(wiring.Component):
         # decision compares tile numbers. The "ahead" tile pm is tracked by down-counters.
         valid = Signal(span + 1)
         lastrt = Signal(span + 1)
-        rt_left = Signal(tile_bits)         # of the ahead tile: row tiles after it
-        ct_left = Signal(tile_bits)
+        rt_left = Signal(rt_bits)           # of the ahead tile: row tiles after it
+        ct_left = Signal(ct_bits)
         rt_zero = Signal()
         ct_zero = Signal()
         off = Signal(range(max(2, P)))
         wb = Signal(waddr_bits)             # weight_base + (pm - W) * n  (mod 2**bits)
         act_rt = Signal(self.act_addr_bits)   # row tile of the next activation read
-        act_left = Signal(tile_bits)        # row tiles after it
+        act_left = Signal(rt_bits)          # row tiles after it
         act_zero = Signal()                 # act_left == 0
         may_finish = Signal()               # the serializer's credit and cooldown allow it
 
         plane_tile = valid[W]
         plane_last = lastrt[W]
-        off_first = Signal()
-        off_end = Signal()
-        m.d.comb += [off_first.eq(off == 0), off_end.eq(off == P - 1)]
+        # off == 0 and off == P - 1, kept as registers that move with off (they gate the
+        # clock enables of every counter)
+        off_first = Signal(init=1)
+        off_end = Signal(init=int(P == 1))
         # The one pause: the planes of a column tile's last row tile (the beats that finish C
         # neurons) wait until the result buffer has a slot (and, packed, the units' decode
         # stages have had time). Registers only, so the pause is cheap to compute.
@@ -376,8 +396,20 @@ class LayerEngine(wiring.Component):
         at_finish_next = Signal()
         may_finish_next = Signal()
         m.d.comb += [running_next.eq(running), at_finish_next.eq(at_finish)]
+        # what the period's end will decide, from registers that only change at period ends:
+        # with P >= 2 they can be registered a cycle ahead, which keeps go's next value to a
+        # few inputs
+        next_valid = valid[0] & ~(rt_zero & ct_zero)
+        fin_soon = Signal()                 # the next plane tile finishes a column tile
+        any_soon = Signal()                 # a tile is in flight after the period's end
+        if P >= 2:
+            m.d.sync += [fin_soon.eq(valid[W - 1] & lastrt[W - 1]),
+                         any_soon.eq(Cat(next_valid, valid[:-1]).any())]
+        else:
+            m.d.comb += [fin_soon.eq(valid[W - 1] & lastrt[W - 1]),
+                         any_soon.eq(Cat(next_valid, valid[:-1]).any())]
         with m.If(go):
-            m.d.comb += at_finish_next.eq((off_end if P > 1 else 1) & valid[W - 1] & lastrt[W - 1])
+            m.d.comb += at_finish_next.eq((off_end if P > 1 else 1) & fin_soon)
         m.d.sync += [
             running.eq(running_next), at_finish.eq(at_finish_next),
             go.eq(running_next & ~(at_finish_next & ~may_finish_next)),
@@ -391,25 +423,33 @@ class LayerEngine(wiring.Component):
         mask = (1 << waddr_bits) - 1
         if n > 1:
             w_ok = Array(valid[W - a] for a in adv)
-            w_off = Array(Const((a * n + q) & mask, waddr_bits) for q, a in enumerate(adv))
-            m.d.comb += [w_on.eq(go & (off < n) & w_ok[off]), w_addr.eq(wb + w_off[off])]
+            # the offset of word q (group q of tile pm - W + advance[q]) from wb, kept in a
+            # register that moves with off, so that the address is one add of two registers
+            tab = [(a * n + q) & mask for q, a in enumerate(adv)] + [0] * (P - n)
+            w_off_q = Signal(waddr_bits, init=tab[0])
+            w_off_next = Array(Const(tab[(i + 1) % P], waddr_bits) for i in range(P))
+            with m.If(go):
+                m.d.sync += w_off_q.eq(w_off_next[off])
+            with m.If(setup2):
+                m.d.sync += w_off_q.eq(tab[0])
+            m.d.comb += [w_on.eq(go & (off < n) & w_ok[off]), w_addr.eq(wb + w_off_q)]
         else:
             m.d.comb += [w_on.eq(go & off_first & valid[W - adv[0]]),
                          w_addr.eq(wb + ((adv[0] * n) & mask))]
-        a_on = Signal()
+        # (keep: one gate of three registers, the enable of the activation counters as is)
+        a_on = Signal(attrs={"keep": 1})
         m.d.comb += a_on.eq(go & off_end & valid[W - 1])
+        with m.If(a_on):
+            m.d.sync += [act_rt.eq(Mux(act_zero, 0, act_rt + 1)),
+                         act_left.eq(Mux(act_zero, rt_max, act_left - 1)),
+                         act_zero.eq(Mux(act_zero, rt_max_zero, act_left == 1))]
 
         with m.If(go):
-            with m.If(a_on):
-                m.d.sync += [act_rt.eq(Mux(act_zero, 0, act_rt + 1)),
-                             act_left.eq(Mux(act_zero, rt_max, act_left - 1)),
-                             act_zero.eq(Mux(act_zero, rt_max_zero, act_left == 1))]
             with m.If(off_end):
                 # the next ahead tile, pm + 1
-                next_valid = valid[0] & ~(rt_zero & ct_zero)
-                m.d.comb += running_next.eq(Cat(next_valid, valid[:-1]).any())
+                m.d.comb += running_next.eq(any_soon)
                 m.d.sync += [
-                    off.eq(0), wb.eq(wb + n),
+                    off.eq(0), off_first.eq(1), off_end.eq(P == 1), wb.eq(wb + n),
                     valid.eq(Cat(next_valid, valid[:-1])),
                     lastrt.eq(Cat(Mux(rt_zero, rt_max_zero, rt_left == 1), lastrt[:-1])),
                     rt_left.eq(Mux(rt_zero, rt_max, rt_left - 1)),
@@ -418,14 +458,15 @@ class LayerEngine(wiring.Component):
                 with m.If(rt_zero):
                     m.d.sync += [ct_left.eq(ct_left - 1), ct_zero.eq(ct_left == 1)]
             with m.Else():
-                m.d.sync += off.eq(off + 1)
+                m.d.sync += [off.eq(off + 1), off_first.eq(0), off_end.eq(off == P - 2)]
         with m.If(setup2):
             m.d.comb += [running_next.eq(~empty), at_finish_next.eq(0)]
             m.d.sync += [
                 valid.eq(~empty), lastrt.eq(rt_max_zero),
                 rt_left.eq(rt_max), rt_zero.eq(rt_max_zero),
                 ct_left.eq(ct_max), ct_zero.eq(ct_max_zero),
-                off.eq(0), wb.eq(wbase - W * n), act_rt.eq(0), act_left.eq(rt_max),
+                off.eq(0), off_first.eq(1), off_end.eq(P == 1),
+                wb.eq(wbase - W * n), act_rt.eq(0), act_left.eq(rt_max),
                 act_zero.eq(rt_max_zero),
             ]
 
@@ -433,7 +474,6 @@ class LayerEngine(wiring.Component):
         c_plane = Signal()
         c_first = Signal()
         c_tag = Signal(2)                   # [0]: a neuron's last beat, [1]: its first beat
-        c_step = Signal(range(max(2, T)))   # the spike-word bit of the plane: step off + 1
         c_wren = Signal()
         c_waddr = Signal(waddr_bits)
         c_wgroup = Signal(range(max(2, n)))
@@ -450,7 +490,6 @@ class LayerEngine(wiring.Component):
         m.d.sync += [
             c_plane.eq(plane_on), c_first.eq(off_first),
             c_tag.eq(Cat(plane_last & (off == B - 1), rt_first & off_first)),
-            c_step.eq(T - 1 - off if not packed else 0),
             c_wren.eq(w_on), c_waddr.eq(w_addr), c_wgroup.eq(off if n > 1 else 0),
             c_aren.eq(a_on), c_aaddr.eq(act_rt),
         ]
@@ -460,12 +499,16 @@ class LayerEngine(wiring.Component):
         # plane selected from it is registered, so the array sees the planes of decision t in
         # t + 1 + Lp, Lp = Lm + 1. The serial array's ``first`` (the swap) comes a cycle before
         # its plane and each weight word is launched the cycle after that (the distances of
-        # the load schedule), i.e. in t + 1 + Lp too: serial weight reads issue Lp - Lm cycles
-        # after the command register and the launch flag follows the read by Lm cycles. Packed
+        # the load schedule), i.e. in t + 1 + Lp too: serial weight reads issue Lp - Lw cycles
+        # after the command register and the launch flag follows the read by Lw cycles. Packed
         # tiles have no swap: a word launches the cycle after the plane of the decision that
-        # read it, so packed weight reads take one more register.
+        # read it, so packed weight reads take one more register. Weight, bias and threshold
+        # words are registered on entry as well (the block RAMs' output registers sit in the
+        # RAM rows, far from the array and the units), so they are read Lw = Lm + 1 cycles
+        # before they are used.
         Lm = MEMORY_READ_LATENCY
         Lp = Lm + 1        # the activation word is registered once more inside the engine
+        Lw = Lm + 1        # so are the weight, bias and threshold words
 
         def delayed(value, cycles, name):
             """``value`` through ``cycles`` registers."""
@@ -475,22 +518,25 @@ class LayerEngine(wiring.Component):
                 value = nxt
             return value
 
-        w_delay = Lp - Lm + packed
+        w_delay = Lp - Lw + packed
         r_wren = delayed(c_wren, w_delay, "r_wren")
         r_waddr = delayed(c_waddr, w_delay, "r_waddr")
         r_wgroup = delayed(c_wgroup, w_delay, "r_wgroup")
+        # the weight port reads every cycle (its enable would reach every weight block RAM from
+        # one flip-flop), except where a word must wait for a later launch (below)
+        hold_words = n == 1 and adv[0] >= 2
         m.d.comb += [
-            self.weight_raddr.eq(r_waddr), self.weight_ren.eq(r_wren),
+            self.weight_raddr.eq(r_waddr), self.weight_ren.eq(r_wren if hold_words else 1),
             self.act_raddr.eq(c_aaddr), self.act_ren.eq(c_aren),
         ]
         # The pause inserts cycles between two controller decisions, and the schedule's
         # windows hold across it only if a launch falls on the same side of the pause as the
         # planes its window is measured against: a word read at the end of a period (offset
-        # P - 1) for a tile up to the next plane tile launches Lm cycles after its read, but
+        # P - 1) for a tile up to the next plane tile launches Lw cycles after its read, but
         # with P = 1 and advance 2 the word belongs two tiles ahead, must not overwrite the
         # weight of the tile still waiting, and so launches with the next decision (the memory
         # holds the word until the next read).
-        if n == 1 and adv[0] >= 2:
+        if hold_words:
             launch_pending = Signal()
             c_launch = Signal()
             with m.If(go):
@@ -499,30 +545,49 @@ class LayerEngine(wiring.Component):
             wl_valid = delayed(c_launch, Lp - 1 + packed, "launch")
             wl_group = Const(0, len(c_wgroup))
         else:
-            wl_valid = delayed(r_wren, Lm, "launch")
-            wl_group = delayed(r_wgroup, Lm, "launch_group")
+            wl_valid = delayed(r_wren, Lw, "launch")
+            wl_group = delayed(r_wgroup, Lw, "launch_group")
 
         # the activation word from the sequencer's buffers is registered on entry (it crosses
-        # the chip from their block RAMs); act_reg keeps it for the tile's later planes
+        # the chip from their block RAMs)
         act_in = Signal(R * T, reset_less=True)
         m.d.sync += act_in.eq(self.act_rdata)
+        w_word = Signal(len(array.wdata), reset_less=True)
+        b_word = Signal(C * cfg.bias_bits, reset_less=True)
+        t_word = Signal(C * cfg.threshold_bits, reset_less=True)
+        m.d.sync += [w_word.eq(self.weight_rdata[:len(w_word)]),
+                     b_word.eq(self.bias_rdata[:len(b_word)]),
+                     t_word.eq(self.threshold_rdata[:len(t_word)])]
         act_fresh = delayed(c_aren, Lp, "act_fresh")
-        act_reg = Signal(R * T)
-        with m.If(act_fresh):
-            m.d.sync += act_reg.eq(act_in)
-        act_word = Mux(act_fresh, act_in, act_reg)
         p_plane = delayed(c_plane, Lp, "plane_valid")
         p_tag = delayed(c_tag, Lp, "plane_tag")
         if packed:
             # the whole entry (R spike words) is the tile's one beat
+            act_reg = Signal(R * T)
+            with m.If(act_fresh):
+                m.d.sync += act_reg.eq(act_in)
             p_words = Signal(R * T)
-            m.d.sync += p_words.eq(act_word)
+            m.d.sync += p_words.eq(Mux(act_fresh, act_in, act_reg))
             m.d.comb += array.words.eq(p_words)
         else:
-            step = delayed(c_step, Lp - 1, "plane_step")
+            # A tile's T planes are consecutive decisions, step 1 (word bit T - 1) first, and
+            # its word arrives (act_fresh) with its first plane's selection or, after a pause,
+            # before it: a shift register per row word, loaded when the word arrives and moved
+            # one bit per plane, so that the plane is bit T - 1 of act_in or of the shift
+            # register (no T-way selection between the word and the plane register).
+            sel = delayed(c_plane, Lp - 1, "plane_sel")   # a plane is selected this cycle
+            act_sh = Signal(R * T, reset_less=True)
             p_bits = Signal(R)
-            m.d.sync += p_bits.eq(Cat(act_word[r * T:(r + 1) * T].bit_select(step, 1)
-                                      for r in range(R)))
+
+            def shifted(word):      # every row word one step on (bit j <- bit j - 1)
+                return Cat(Cat(Const(0, 1), word[r * T:(r + 1) * T - 1]) for r in range(R))
+            with m.If(act_fresh):
+                m.d.sync += act_sh.eq(Mux(sel, shifted(act_in), act_in))
+            with m.Elif(sel):
+                m.d.sync += act_sh.eq(shifted(act_sh))
+            top = Mux(act_fresh, act_in, act_sh)
+            # gated by the plane flag here (the array trusts it: plane_gated)
+            m.d.sync += p_bits.eq(Cat(top[r * T + T - 1] for r in range(R)) & sel.replicate(R))
             swap = delayed(c_plane & c_first, Lp - 1, "swap")
             m.d.comb += [array.plane.eq(p_bits), array.first.eq(swap)]
         m.d.comb += [
@@ -530,7 +595,7 @@ class LayerEngine(wiring.Component):
             array.tag.eq(p_tag),
             array.wload.eq(wl_valid),
             array.wgroup.eq(wl_group),
-            array.wdata.eq(self.weight_rdata[:len(array.wdata)]),
+            array.wdata.eq(w_word),
         ]
 
         # --- array -> neuron units ------------------------------------------------------------
@@ -538,24 +603,27 @@ class LayerEngine(wiring.Component):
         # out of the array (R cycles after its plane): they stay on the units' inputs for every
         # beat of its neurons. The read enable is the command register's first-beat flag
         # delayed by R registers.
+        # two address counters, one per memory (each reaches several block RAMs; counters,
+        # unlike plain register copies, are not merged by synthesis)
         bias_addr = Signal(len(self.bias_raddr))
-        bias_fire = delayed(c_plane & c_tag[1], R + Lp - Lm, "bias_fire")
+        thr_addr = Signal(len(self.threshold_raddr))
+        bias_fire = delayed(c_plane & c_tag[1], R + Lp - Lw, "bias_fire")
         m.d.comb += [
             self.bias_raddr.eq(bias_addr), self.bias_ren.eq(bias_fire),
-            self.threshold_raddr.eq(bias_addr), self.threshold_ren.eq(bias_fire),
+            self.threshold_raddr.eq(thr_addr), self.threshold_ren.eq(bias_fire),
         ]
         with m.If(bias_fire):
-            m.d.sync += bias_addr.eq(bias_addr + 1)
+            m.d.sync += [bias_addr.eq(bias_addr + 1), thr_addr.eq(thr_addr + 1)]
         with m.If(setup1):
-            m.d.sync += bias_addr.eq(cbase)
+            m.d.sync += [bias_addr.eq(cbase), thr_addr.eq(cbase)]
 
         bb, tb = cfg.bias_bits, cfg.threshold_bits
         for c, unit in enumerate(units):
             m.d.comb += [
                 unit.i.valid.eq(array.out_valid),
                 unit.i.payload.current.eq(array.out[c]),
-                unit.i.payload.bias.eq(self.bias_rdata[c * bb:(c + 1) * bb]),
-                unit.i.payload.threshold.eq(self.threshold_rdata[c * tb:(c + 1) * tb]),
+                unit.i.payload.bias.eq(b_word[c * bb:(c + 1) * bb]),
+                unit.i.payload.threshold.eq(t_word[c * tb:(c + 1) * tb]),
                 unit.i.payload.readout.eq(readout),
                 unit.i.payload.last.eq(array.out_tag[0]),
                 # the credits guarantee a free result slot: the units never wait for o
@@ -584,7 +652,7 @@ class LayerEngine(wiring.Component):
             m.d.sync += wr_ptr.eq(wr_ptr + 1)
 
         o_valid = Signal()
-        o_index = Signal(16)
+        o_index = Signal(idx_bits)
         o_result = Signal(rbits)
         o_last = Signal()
         m.d.comb += [
@@ -599,37 +667,41 @@ class LayerEngine(wiring.Component):
         cur = Signal(C * rbits)
         cur_has = Signal()
         sel = Signal(range(max(2, C)))
-        sel_end = Signal.like(sel)          # last unit of the slot's column tile
-        out_base = Signal(16)               # index of the slot's unit 0
+        sel_left = Signal.like(sel)         # units of the slot after sel (to its last one)
+        out_base = Signal(idx_bits)         # index of the slot's unit 0
         out_zero = Signal()                 # the slot is the layer's last column tile
-        next_base = Signal(16)
-        next_left = Signal(tile_bits)       # column tiles after the next slot's
+        next_base = Signal(idx_bits)
+        next_left = Signal(ct_bits)         # column tiles after the next slot's
         next_zero = Signal()
         take = Signal()
         avail = Signal()                    # a written slot waits (wr_ptr != rd_ptr)
-        cur_last = Signal()                 # sel == sel_end, kept as a register
+        cur_last = Signal()                 # sel_left == 0, kept as a register
         refill = Signal()
         # o is a two-register skid buffer, so that taking a result from the slot depends on
         # registers only (o.ready reaches nothing but the two output registers)
         skid_valid = Signal()
-        skid_index = Signal(16)
+        skid_index = Signal(idx_bits)
         skid_result = Signal(rbits)
         skid_last = Signal()
         m.d.comb += [
             take.eq(cur_has & ~skid_valid),
             refill.eq(avail & (~cur_has | (take & cur_last))),
         ]
-        # avail (a slot is waiting: wr_ptr != rd_ptr) as a register, from comparisons of the
-        # pointers' current and next values that do not wait for write and refill
-        wr_inc = Signal.like(wr_ptr, init=1)
-        rd_inc = Signal.like(rd_ptr, init=1)
-        with m.If(write):
-            m.d.sync += wr_inc.eq(wr_inc + 1)
-        with m.If(refill):
-            m.d.sync += rd_inc.eq(rd_inc + 1)
-        same, w_ahead, r_ahead = wr_ptr == rd_ptr, wr_inc == rd_ptr, wr_ptr == rd_inc
-        m.d.sync += avail.eq(Mux(write, Mux(refill, ~same, ~w_ahead), Mux(refill, ~r_ahead, ~same)))
+        # the written slots not yet copied out, as a thermometer code (occ[i]: more than i), so
+        # that avail = occ[0] is a register whose next value needs no pointer comparison
+        occ = Signal(D + 1)
+        with m.If(write & ~refill):
+            m.d.sync += occ.eq(Cat(1, occ[:-1]))
+        with m.Elif(refill & ~write):
+            m.d.sync += occ.eq(occ[1:])
+        m.d.comb += avail.eq(occ[0])
         t_index, t_result, t_last = out_base | sel, cur[:rbits], out_zero & cur_last
+        # cur moves on take (shift) or refill (load): take | refill reduces to one gate of
+        # three registers, written so, as the enable of its C * result_bits flip-flops
+        cur_ce = Signal()
+        m.d.comb += cur_ce.eq((cur_has & ~skid_valid) | (avail & ~cur_has))
+        with m.If(cur_ce):
+            m.d.sync += cur.eq(Mux(refill, rd.data, cur >> rbits))
         with m.If(take):
             with m.If(o_valid & ~self.o.ready):
                 m.d.sync += [skid_valid.eq(1), skid_index.eq(t_index), skid_result.eq(t_result),
@@ -637,7 +709,7 @@ class LayerEngine(wiring.Component):
             with m.Else():
                 m.d.sync += [o_valid.eq(1), o_index.eq(t_index), o_result.eq(t_result),
                              o_last.eq(t_last)]
-            m.d.sync += [sel.eq(sel + 1), cur_last.eq(sel + 1 == sel_end), cur.eq(cur >> rbits)]
+            m.d.sync += [sel.eq(sel + 1), sel_left.eq(sel_left - 1), cur_last.eq(sel_left == 1)]
             with m.If(cur_last):
                 m.d.sync += cur_has.eq(0)
         with m.Elif(self.o.ready):
@@ -648,9 +720,9 @@ class LayerEngine(wiring.Component):
                 m.d.sync += o_valid.eq(0)
         with m.If(refill):
             m.d.sync += [
-                cur.eq(rd.data), cur_has.eq(1), sel.eq(0), rd_ptr.eq(rd_ptr + 1),
+                cur_has.eq(1), sel.eq(0), rd_ptr.eq(rd_ptr + 1),
                 out_base.eq(next_base), out_zero.eq(next_zero),
-                sel_end.eq(Mux(next_zero, last_sel, C - 1)),
+                sel_left.eq(Mux(next_zero, last_sel, C - 1)),
                 cur_last.eq(Mux(next_zero, last_sel_zero, C == 1)),
                 next_base.eq(next_base + C), next_left.eq(next_left - 1),
                 next_zero.eq(next_left == 1),

@@ -162,14 +162,14 @@ class NetworkSequencer(wiring.Component):
         K = self.words_per_beat
         depth = c.activation_depth
         abits = self.act_addr_bits
-        cap = depth * R                     # input words an activation buffer holds
 
         # no_rw_check: reads and writes use different halves (the full flags and the layer
         # parity keep them apart), so the synthesizer needs no collision logic
-        in_mem = memory.Memory(shape=unsigned(R * T), depth=2 << abits, init=[],
-                               attrs={"no_rw_check": 1})
-        hid_mem = memory.Memory(shape=unsigned(R * T), depth=2 << abits, init=[],
-                                attrs={"no_rw_check": 1})
+        # ram_style block: a LUT-RAM's asynchronous read would sit between the engine's address
+        # register and the read register; a block RAM registers the address itself
+        attrs = {"no_rw_check": 1, "ram_style": "block"}
+        in_mem = memory.Memory(shape=unsigned(R * T), depth=2 << abits, init=[], attrs=attrs)
+        hid_mem = memory.Memory(shape=unsigned(R * T), depth=2 << abits, init=[], attrs=attrs)
         m.submodules.in_mem = in_mem
         m.submodules.hid_mem = hid_mem
         in_wr = in_mem.write_port(granularity=T)
@@ -435,7 +435,9 @@ class NetworkSequencer(wiring.Component):
         ob_spikes = Signal.like(o.payload.spikes)
         ob_last = Signal()
         ob_parity = Signal()
+        ob_fits = Signal()                  # the index is inside the buffer (index < cap)
         m.d.sync += [ob_write.eq(s_runh & o.valid), ob_index.eq(o.payload.index),
+                     ob_fits.eq((o.payload.index >> LR) < depth),
                      ob_spikes.eq(o.payload.spikes), ob_last.eq(o.payload.last),
                      ob_parity.eq(layer[0])]
         index = ob_index
@@ -443,7 +445,7 @@ class NetworkSequencer(wiring.Component):
         h_addr = Signal(abits + 1)
         h_data = Signal(R * T)
         h_en = Signal(R)
-        hidden_write = ob_write & (index < cap)
+        hidden_write = ob_write & ob_fits
         m.d.sync += h_addr.eq(Cat((index >> LR)[:abits], ob_parity))
         for lane in range(R):
             here = out_lane == lane

@@ -17,10 +17,10 @@ interfaces and cocotbext-axi bind by prefix):
   the last output of each inference.
 
 ``rst`` resets everything except the committed network (NetworkMemories keeps its active bank
-and layer count). CONTROL.SOFT_RESET resets only the sequencer and the layer engine (through an
-``amaranth.hdl.ResetInserter``, one cycle after the CONTROL write: a register sits in front of
-the reset fan-out): the committed network, the loader, the registers and the counters are
-kept.
+and layer count). CONTROL.SOFT_RESET resets only the sequencer and the layer engine (one cycle after the CONTROL
+write: they run in a clock domain ``core`` on the same clock whose reset is one register, rst
+or the soft reset a cycle late): the committed network, the loader, the registers and the
+counters are kept.
 
 Latency and throughput: see :class:`~spikepack.hw.sequencer.NetworkSequencer` (per inference,
 the engine time of every layer plus 3 cycles a layer and 2 an inference) and
@@ -29,8 +29,7 @@ the engine time of every layer plus 3 cycles a layer and 2 an inference) and
 
 from __future__ import annotations
 
-from amaranth import Module, Signal
-from amaranth.hdl import ResetInserter
+from amaranth import ClockDomain, ClockSignal, DomainRenamer, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -86,14 +85,18 @@ class SpikePackTop(wiring.Component):
         seq = NetworkSequencer(config=c)
         regs = RegisterBlock(config=c)
         soft_reset = Signal()
-        # the soft reset reaches thousands of flip-flops: a register in front of the fan-out,
-        # so only the OR with rst sits between a flip-flop and the reset pins
-        core_reset = Signal()
+        # The engine and the sequencer run in domain "core": the same clock, and as reset ONE
+        # flip-flop, core_reset = rst | soft_reset registered (high through rst and one cycle
+        # after it), so that nothing but a wire sits between a flip-flop and the thousands of
+        # reset pins it reaches (an OR of rst and the soft reset there was a critical path)
+        core_reset = Signal(init=1)
         m.d.sync += core_reset.eq(soft_reset)
+        m.domains.core = core = ClockDomain("core", local=True)
+        m.d.comb += [core.clk.eq(ClockSignal("sync")), core.rst.eq(core_reset)]
         m.submodules.loader = loader
         m.submodules.memories = mems
-        m.submodules.engine = ResetInserter({"sync": core_reset})(engine)
-        m.submodules.sequencer = ResetInserter({"sync": core_reset})(seq)
+        m.submodules.engine = DomainRenamer({"sync": "core"})(engine)
+        m.submodules.sequencer = DomainRenamer({"sync": "core"})(seq)
         m.submodules.registers = regs
 
         # AXI4-Lite -> registers

@@ -310,6 +310,8 @@ def test_packed_array_parameters():
     with pytest.raises(ValueError, match="tau_shift"):
         SpikeArray(rows=8, cols=4, weight_bits=8, rows_per_word=8, mode="packed",
                    timesteps=4, tau_shift=4)
+    with pytest.raises(TypeError, match="plane_gated"):
+        SpikeArray(rows=8, cols=4, weight_bits=8, rows_per_word=8, plane_gated=1)
 
 
 def test_array_3x2_weight_swaps():
