@@ -209,8 +209,8 @@ class NeuronBase(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from the handshake of a neuron's ``last`` beat to its ``o.valid`` (output
-        free): T + 4 for the SpikePack unit, T + 3 for LIF, each of which states its own; a layer
-        engine must use this property, not a formula."""
+        free): T + 3 for both units, each of which states its own; a layer engine must use this
+        property, not a formula."""
         return self.timesteps + 3
 
     def cycles_per_neuron(self, groups: int) -> int:

@@ -5,8 +5,6 @@ See :class:`SpikePackNeuron`.
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 from amaranth import C, Cat, Module, Mux, Signal, signed
 
 from spikepack.sim.golden import signed_bits
@@ -63,8 +61,7 @@ def decode_model(v: int, theta: int, readout: bool, *, timesteps: int, tau_shift
 
 
 class SpikePackNeuron(NeuronBase):
-    """SpikePack neuron unit (SPEC section 2): a three-stage integration pipeline and a decode
-    stage.
+    """SpikePack neuron unit (SPEC section 2), a two-stage pipeline.
 
     Parameters (keyword-only): ``timesteps`` T (1..16), ``tau_shift`` k (1..3), ``weight_bits``,
     ``fan_in`` (largest N), ``rows`` (inputs per row tile, at most ``fan_in``), ``bias_bits``,
@@ -72,25 +69,18 @@ class SpikePackNeuron(NeuronBase):
     :mod:`spikepack.hw.neuron_common`.
 
     **Stage 1** registers the beat: the serial addend ``I << k*(T-1-t)`` (beat t of a group,
-    the shift chosen in front of the register), or the packed partial potential, zero without
-    a beat (the beat flag is ``i.valid`` and the register that drives ``i.ready``: one gate
-    after flip-flops in front of the synchronous resets); the bias of a ``last`` beat, zero on
-    other beats. The ``last`` beat's threshold and readout flag go to a record that X reads
-    when it loads the neuron (:attr:`record_delay`); stage 2's carry in (readout) is stage 1's
-    ``last`` flag and that record's readout flag (or its stage-1 copy).
+    the shift chosen in front of the register), or the packed partial potential; the bias and
+    the carry in (readout) of a ``last`` beat, zero on other beats; the ``last`` beat's threshold
+    and readout flag (kept until the neuron loads into the decode stage).
 
-    **Stage 2, bias**: ``b = addend + bias + carry``, two registers and the carry in straight
-    into one carry chain (:attr:`addend_bits_biased`), so that the loop behind it has two
-    operands.
-
-    **Stage 3, integration**: the loop ``acc += b`` is a flip-flop -> carry chain -> flip-flop
-    path with no LUT in it. acc sums a neuron's beats from -1; on the ``last`` beat the sum
-    (v - 1 hidden, v readout) goes to the register ``pend`` instead, and acc restarts at -1
-    by a synchronous set (both controlled by the register of stage 2's ``last`` flag). pend
-    holds the neuron until X loads it, while acc sums the next one.
+    **Stage 2, integration**: ONE accumulator sums every beat from -1, and the ``last`` beat
+    also adds bias + readout, so that acc ends at v - 1 (hidden) or v (readout). The three
+    operands (acc, addend, bias) pass a carry-save layer (one LUT per bit, which also restarts
+    acc at -1) in front of a single carry chain. acc then holds the neuron (pending) until the
+    decode register loads it, while it restarts with the next neuron's first beat.
 
     **Decode stage** (no membrane register, no multiplier, no level register): one W-bit
-    register X (:attr:`decode_bits`) and the threshold theta. It loads X = pend, with a flag
+    register X (:attr:`decode_bits`) and the threshold theta. It loads X = acc, with a flag
     ``nofire`` for readout neurons and for a hidden v - 1 < 0 (v <= 0 decodes to 0). Step t
     compares the bits of X above its k*(T-1) low bits with theta, ``fire = X_hi >= theta``
     (X holds r'_(t-1) * tau**(t-1) with r' = r - 1, so this is r_(t-1) > theta*tau**(T-t),
@@ -116,17 +106,15 @@ class SpikePackNeuron(NeuronBase):
     * input: one beat per cycle without bubbles, across neuron boundaries too; a neuron of G
       groups occupies the input for G*T cycles (serial) or G cycles (packed, when G >= T);
     * throughput: one neuron per G*T cycles (serial), per max(G, T) cycles (packed);
-    * latency (:attr:`latency`): ``o.valid`` rises T + 4 cycles after the cycle whose edge
-      accepts the ``last`` beat (both modes): stages 1, 2 and 3, the load, T steps.
+    * latency (:attr:`latency`): ``o.valid`` rises T + 3 cycles after the cycle whose edge
+      accepts the ``last`` beat (both modes): stage 1, stage 2, the load, T steps.
 
-    ``i.ready`` is a register, computed a cycle ahead from the next values of the registers it
-    is a function of (it depends neither on ``i.valid`` nor on ``o.ready``). Only a ``last`` beat needs room: it writes pend two edges after its
-    handshake and the threshold record :attr:`record_delay` edges after it, so the neuron
-    before it must by then have loaded into X. ``i.ready`` falls only for a beat that may be
-    a last one (serial: beat T - 1 of a group; packed or T = 1: any beat) when the decode stage
-    cannot be sure, from its registers and assuming no pop from the output stage, of that load.
-    The decode stage finishes a neuron on the output stage's registered free flag, not on
-    ``o.ready``. ``o.valid`` holds with a stable payload until ``o.ready``.
+    ``i.ready`` is a function of registers only (it depends neither on ``i.valid`` nor on
+    ``o.ready``): a beat taken now reaches stage 2 at the next edge, so it falls only when acc
+    may then still hold a pending neuron, i.e. when the decode stage cannot be sure, from its
+    registers and assuming no pop from the output stage, to load it at that edge. The decode
+    stage finishes a neuron on the output stage's registered free flag, not on ``o.ready``.
+    ``o.valid`` holds with a stable payload until ``o.ready``.
 
     ``_fault`` (private, for tests only): "compare_ge" decodes with ``>=`` instead of ``>``.
     """
@@ -141,54 +129,17 @@ class SpikePackNeuron(NeuronBase):
         super().__init__(**kwargs)
 
     @property
-    def addend_bits(self) -> int:
-        """Signed width of a beat's addend (stage 1): the serial current shifted by up to
-        k*(T-1) bits, or the packed partial potential."""
-        lo, hi = self._addend_range
-        return signed_bits(lo, hi)
-
-    @property
-    def _addend_range(self) -> tuple[int, int]:
-        if self.input_mode == "serial":
-            lo, hi = self.params.current_range
-            s = 1 << (self.tau_shift * (self.timesteps - 1))
-            return min(lo, lo * s), max(hi, hi * s)
-        return self.params.tile_potential_range
-
-    @property
-    def addend_bits_biased(self) -> int:
-        """Signed width of the addend with the last beat's bias and carry (stage 2). A serial
-        last beat is beat T - 1 of its group: its current is not shifted."""
-        lo, hi = self._addend_range
-        if self.input_mode == "serial":
-            llo, lhi = self.params.current_range
-        else:
-            llo, lhi = lo, hi
-        blo, bhi = self.params.bias_range
-        return signed_bits(min(lo, llo + blo), max(hi, lhi + bhi + 1))
-
-    @property
     def accumulator_bits(self) -> int:
-        """Signed width of the integration accumulator: it sums a neuron's beats but the last
-        from -1 (the bias comes with the last beat, whose sum goes to the pending register)."""
+        """Signed width of the integration accumulator: it sums the beats from -1 (v - bias - 1
+        at most) and ends at v - 1 (hidden) or v (readout) once the last beat adds the bias."""
         lo, hi = self.params.potential_range
         blo, bhi = self.params.bias_range
-        return signed_bits(lo - blo - 1, hi - bhi)
-
-    @property
-    def record_delay(self) -> int:
-        """Edges from a ``last`` beat's handshake to the write of its threshold record, which
-        must wait until X has loaded the neuron before: 0 in serial mode with T >= 3 (straight
-        from the input), 1 when T = 2 (serial), else 2 (packed, T = 1: any beat may be a last
-        one, even the one right after a last beat)."""
-        if self.input_mode == "serial" and self.timesteps >= 2:
-            return 0 if self.timesteps >= 3 else 1
-        return 2
+        return signed_bits(min(lo - 1, lo - blo - 1), max(hi, hi - bhi))
 
     @property
     def load_bits(self) -> int:
-        """Signed width of the pending register, loaded into the decode stage: v - 1 (hidden)
-        or v (readout)."""
+        """Signed width of the value loaded into the decode stage: v - 1 (hidden) or v
+        (readout)."""
         lo, hi = self.params.potential_range
         return signed_bits(lo - 1, hi)
 
@@ -202,18 +153,15 @@ class SpikePackNeuron(NeuronBase):
 
     @property
     def output_depth(self) -> int:
-        """Finished results the output stage holds: 3 when T = 1, 2 when T = 2, else 1, and one
-        more in packed mode or when T = 1 (:attr:`record_delay` 2): ``i.ready``, a function of
-        registers only, then predicts loads two edges ahead, assuming no pop, and still
-        sustains one beat per cycle."""
-        return {1: 3, 2: 2}.get(self.timesteps, 1) + (self.record_delay == 2)
+        """Finished results the output stage holds: 3 when T = 1, 2 when T = 2, else 1 (so that
+        ``i.ready`` can be a function of registers only and still sustain one beat per cycle)."""
+        return {1: 3, 2: 2}.get(self.timesteps, 1)
 
     @property
     def latency(self) -> int:
         """Cycles from the handshake of a neuron's ``last`` beat to its ``o.valid`` (decode stage
-        and output free): T + 4, both input modes (stage 1, the bias stage, integration, the
-        load, T - 1 steps and the last step's write)."""
-        return self.timesteps + 4
+        and output free): T + 3, both input modes."""
+        return self.timesteps + 3
 
     def elaborate(self, platform):
         m = Module()
@@ -221,12 +169,8 @@ class SpikePackNeuron(NeuronBase):
         widths = self.widths
         serial = self.input_mode == "serial"
         pay = self.i.payload
-        # i.ready is the register ready_q, computed a cycle ahead from the next values of the
-        # registers it depends on (see the end), so that the beat flag, which zeroes every
-        # stage-1 register, is a single gate after flip-flops
-        ready_q = Signal(init=1)
-        beat = Signal(attrs={"keep": 1})
-        m.d.comb += [self.i.ready.eq(ready_q), beat.eq(self.i.valid & ready_q)]
+        beat = Signal()
+        m.d.comb += beat.eq(self.i.valid & self.i.ready)
 
         W = self.decode_bits
         rot = (k * T) % W               # a readout neuron's v ends rotated left by k*T bits
@@ -237,96 +181,108 @@ class SpikePackNeuron(NeuronBase):
         out = add_output_stage(m, self.o, self.output_depth, width=W, connect=connect)
 
         # --- stage 1: the beat, registered ----------------------------------------------------
-        # Every stage-1 operand is zero without a beat (a synchronous reset, no gate): the adds
-        # behind them run every cycle and need no valid flag.
         lo_bits = k * (T - 1)           # X[:lo_bits] never reaches the comparator
+        a_valid = Signal()
         a_last = Signal()
-        # the last beat's bias, zero on other beats, and its carry in (readout: v, hidden:
-        # v - 1): a_last & the readout flag of stage 1 (the threshold record's flag, written by
-        # the same edge, or its stage-1 copy; see the end), no register of its own
+        # the last beat's bias and carry in (readout: v, hidden: v - 1), zero on other beats
         a_bias = Signal(signed(self.bias_bits), reset_less=True)
-        a_carry = Signal()
-        taken_last = Signal()
-        # from the flip-flop and the inputs, not from beat: one gate in front of the resets
-        m.d.comb += taken_last.eq(self.i.valid & ready_q & pay.last)
-        m.d.sync += [a_last.eq(taken_last), a_bias.eq(Mux(taken_last, pay.bias, 0))]
+        a_carry = Signal(reset_less=True)
+        # fault: decode v instead of v - 1, i.e. fire on r >= level instead of r > level
+        carry = C(1, 1) if self._fault == "compare_ge" else pay.readout
+        # (a_bias and a_carry need no handshake term: acc ignores them without a_valid)
+        m.d.sync += [a_valid.eq(beat), a_last.eq(beat & pay.last),
+                     a_bias.eq(Mux(pay.last, pay.bias, 0)), a_carry.eq(pay.last & carry)]
         # the addend: serial beat t of a group weighs tau**(T-1-t), a shift chosen here, before
-        # the register, so that no multiplexer sits in front of an adder
-        a_add = Signal(signed(self.addend_bits), reset_less=True)
-        t_in = Signal(range(max(T, 2)))     # serial: the beat's index in its group
+        # the register, so that the integration add has no multiplexer in front of it
         if serial:
+            a_add = Signal(signed(widths.current + lo_bits), reset_less=True)
+            t_in = Signal(range(max(T, 2)))
+            with m.Switch(t_in):
+                for t in range(T - 1):
+                    with m.Case(t):
+                        m.d.sync += a_add.eq(pay.current << (k * (T - 1 - t)))
+                with m.Default():       # t = T - 1 (t_in never exceeds it)
+                    m.d.sync += a_add.eq(pay.current)
             with m.If(beat):
                 m.d.sync += t_in.eq(Mux(t_in == T - 1, 0, t_in + 1))
-                with m.Switch(t_in):
-                    for t in range(T - 1):
-                        with m.Case(t):
-                            m.d.sync += a_add.eq(pay.current << (k * (T - 1 - t)))
-                    with m.Default():   # t = T - 1 (t_in never exceeds it)
-                        m.d.sync += a_add.eq(pay.current)
-            with m.Else():
-                m.d.sync += a_add.eq(0)
         else:
-            m.d.sync += a_add.eq(Mux(beat, pay.current, 0))
-
-        # --- stage 2: the bias folded into the addend -----------------------------------------
-        # two operands and the carry in, straight from registers into one carry chain, so that
-        # the integration loop behind it adds two operands only
-        b_add = Signal(signed(self.addend_bits_biased), reset_less=True)
-        b_last = Signal()
-        m.d.sync += [b_add.eq(a_add + a_bias + a_carry), b_last.eq(a_last)]
-
-        # --- stage 3: integration -------------------------------------------------------------
-        # acc sums the beats from -1; the last beat's sum (v - 1 hidden, v readout, the bias
-        # included by stage 2) goes to pend instead, and acc restarts at -1 by a synchronous
-        # set. So the loop is acc -> carry chain -> acc with no LUT in it (the set and the
-        # write enable of pend are the register b_last), and pend holds the neuron until the
-        # decode register X loads it while acc already sums the next one.
-        acc = Signal(signed(self.accumulator_bits), init=-1, reset_less=True)
-        pend = Signal(signed(self.load_bits), reset_less=True)
-        total = Signal(signed(self.load_bits))
-        m.d.comb += total.eq(acc + b_add)
-        with m.If(b_last):
-            m.d.sync += [acc.eq(-1), pend.eq(total)]
-        with m.Else():
-            m.d.sync += acc.eq(total)
-
-        # the last beat's threshold and readout flag, read when the neuron loads into X
+            a_add = Signal(signed(widths.potential), reset_less=True)
+            m.d.sync += a_add.eq(pay.current)
+        # the last beat's threshold and readout flag, read when the neuron loads into the decode
+        # stage. Serial mode with T >= 2: the next neuron's last beat comes T - 1 >= 1 beats
+        # after that load at the earliest, so registers written at the handshake hold them. A
+        # neuron of one beat (packed, or T = 1) may follow at once: its fields pass through
+        # stage-1 registers first.
         threshold = Signal(self.threshold_bits, reset_less=True)
         readout = Signal(reset_less=True)
+        if serial and T >= 2:
+            # written by any last beat on offer, taken or not, unless they still belong to a
+            # neuron that X has not loaded (in stage 1, or pending and not loading now): a taken
+            # last beat is never refused (the only beat i.ready lets through while a neuron
+            # waits is the next neuron's first), and the guard is shallower than i.ready
+            hold = Signal()
+            with m.If(self.i.valid & pay.last & ~hold):
+                m.d.sync += [threshold.eq(pay.threshold), readout.eq(pay.readout)]
+        else:
+            a_threshold = Signal(self.threshold_bits, reset_less=True)
+            a_readout = Signal(reset_less=True)
+            m.d.sync += [a_threshold.eq(pay.threshold), a_readout.eq(pay.readout)]
+            with m.If(a_last):
+                m.d.sync += [threshold.eq(a_threshold), readout.eq(a_readout)]
 
         # --- control of the decode stage -----------------------------------------------------
         d_active = Signal()
-        d_step = Signal(range(max(T, 2)))   # 0 while idle
-
-        # the step flags, decoded from d_step (flip-flops are the scarcer resource here)
-        def final_of(active, step):     # step T: the result goes out
-            return (step == T - 1) if T >= 2 else active
-
-        def penult_of(active, step):    # step T - 1 (never when T = 1)
-            return C(0, 1) if T == 1 else (step == T - 2) if T >= 3 else active & (step == 0)
-
-        d_final = Signal()
-        d_penult = Signal()
-        m.d.comb += [d_final.eq(final_of(d_active, d_step)),
-                     d_penult.eq(penult_of(d_active, d_step))]
-        pending = Signal()              # pend holds a finished neuron that X has not loaded
+        d_step = Signal(range(max(T, 2)))
+        d_final = Signal()              # step T: the result goes out
+        d_penult = Signal()             # step T - 1 (never when T = 1)
+        pending = Signal()              # acc holds a finished neuron that X has not loaded
         # the output stage's registered free flag, not o.ready, lets the last step finish: the
         # decode control depends on registers only
         wrote = Signal()                # the last step writes the output stage at this edge
         advance = Signal()
-        # X loads pend at this edge: decided a cycle ahead, so that the flag is a register (it
-        # enters the compare chain)
+        # X loads the pending neuron at this edge: decided a cycle ahead, from the same
+        # prediction as i.ready, so that the flag is a register (it enters the compare chain)
         load = Signal()
         m.d.comb += [
             wrote.eq(d_final & out.free),
             advance.eq(d_active & (~d_final | out.free)),
         ]
         with m.If(advance):
-            m.d.sync += d_step.eq(d_step + 1)
+            m.d.sync += [d_step.eq(d_step + 1), d_final.eq(d_step == T - 2),
+                         d_penult.eq(d_step == T - 3)]
             with m.If(d_final):
-                m.d.sync += [d_active.eq(0), d_step.eq(0)]
+                m.d.sync += [d_active.eq(0), d_step.eq(0), d_final.eq(0), d_penult.eq(0)]
         with m.If(load):
-            m.d.sync += [d_active.eq(1), d_step.eq(0)]
+            m.d.sync += [d_active.eq(1), d_step.eq(0), d_final.eq(T == 1), d_penult.eq(T == 2)]
+
+        # --- stage 2: integration -------------------------------------------------------------
+        # acc sums the beats from -1; the last beat also adds bias + readout, so acc ends at
+        # v - 1 (hidden) or v (readout) and holds it (pending) until X loads it, while acc
+        # restarts from -1 with the next beat, if any. Three operands (acc or -1, addend, bias)
+        # in one carry chain: a carry-save layer (one LUT per bit, like the restart multiplexer
+        # it absorbs) in front of it, the carry in at the free bit 0 of the carry vector.
+        N = self.accumulator_bits
+        acc = Signal(signed(N), init=-1, reset_less=True)
+        # copies of pending for the carry-save layer's 2N LUTs, half each (they differ from
+        # pending and from each other in their reset, so that synthesis keeps them apart)
+        restart = [Signal(name="restart_lo", reset_less=True), Signal(name="restart_hi", init=1)]
+        csa_a = Signal(N)
+        csa_b = Signal(N)
+        csa_c = Signal(N)
+        csa_sum = Signal(N)
+        csa_carry = Signal(N)
+        m.d.comb += [
+            csa_a.eq(Cat(acc[:N // 2] | restart[0].replicate(N // 2),
+                         acc[N // 2:] | restart[1].replicate(N - N // 2))),
+            csa_b.eq(a_add),
+            csa_c.eq(a_bias),
+            csa_sum.eq(csa_a ^ csa_b ^ csa_c),
+            csa_carry.eq(Cat(a_carry, ((csa_a & csa_b) | (csa_a & csa_c) | (csa_b & csa_c))[:-1])),
+        ]
+        with m.If(a_valid):
+            m.d.sync += acc.eq(csa_sum + csa_carry)
+        with m.Elif(load):
+            m.d.sync += acc.eq(-1)
 
         # --- decode datapath ------------------------------------------------------------------
         h = W - lo_bits                 # X[lo_bits:]: the compared part (>= threshold_bits + 1)
@@ -355,9 +311,9 @@ class SpikePackNeuron(NeuronBase):
         spike_kept = Signal(attrs={"keep": 1})      # bit 0 where keep: readout, saturated, load
         m.d.comb += [
             # hidden: shift left by k, the spike in at bit 0; readout: rotate by k
-            kept.eq(Mux(load, pend[:W],
+            kept.eq(Mux(load, acc[:W],
                         Cat(Mux(d_readout, x[W - k:], C(0, k)), x[:W - k]))),
-            spike_kept.eq(Mux(load, pend[0], Mux(d_readout, x[W - k], d_sat))),
+            spike_kept.eq(Mux(load, acc[0], Mux(d_readout, x[W - k], d_sat))),
         ]
         x_next = Signal(W)
         m.d.comb += x_next.eq(Cat(Mux(keep, spike_kept, 1), kept[1:lo_bits + k],
@@ -388,109 +344,25 @@ class SpikePackNeuron(NeuronBase):
                                            x[:W - k]))]
         with m.If(load):
             m.d.sync += [theta.eq(threshold), d_readout.eq(readout),
-                         d_nofire.eq(readout | pend[-1])]
+                         d_nofire.eq(readout | acc[-1])]
 
-        # --- the next load and i.ready -------------------------------------------------------
-        # A state of the control registers (no pop from the output stage assumed) and its
-        # successor, to predict loads from registers only.
-        def x_free(st):
-            """X can load at the edge after next (st: the registers now)."""
-            again = Mux(st.wrote, st.free_after_write, st.free) if T == 1 else C(0, 1)
-            return Mux(st.load, again,
-                       ~st.d_active | st.wrote | (~st.d_final & st.d_penult & st.free))
-
-        def pending_next(st):
-            return st.b_last | (st.pending & ~st.load)
-
-        def successor(st, a_last_in=C(0, 1), pop=C(0, 1)):
-            """The registers after the next edge; by default with no beat taken and nothing
-            popped (a_last_in: a last beat is taken; pop: the output stage pops), else the
-            true next values (the output stage's flags as :func:`add_output_stage` updates
-            them)."""
-            adv = st.d_active & (~st.d_final | st.free)
-            shifted = [Mux(pop, st.valid[i + 1] if i + 1 < len(st.valid) else 0, v)
-                       for i, v in enumerate(st.valid)]
-            valid = [s | (st.wrote & (shifted[i - 1] if i else 1))
-                     for i, s in enumerate(shifted)]
-            nxt = SimpleNamespace(
-                a_last=a_last_in, b_last=st.a_last, pending=pending_next(st),
-                load=pending_next(st) & x_free(st),
-                d_active=st.load | Mux(adv, ~st.d_final, st.d_active),
-                d_step=Mux(st.load | (adv & st.d_final), 0,
-                           Mux(adv, st.d_step + 1, st.d_step))[:len(d_step)],
-                valid=valid, free=~valid[-1],
-                free_after_write=~valid[-2] if len(valid) > 1 else C(0, 1))
-            nxt.d_final = final_of(nxt.d_active, nxt.d_step)
-            nxt.d_penult = penult_of(nxt.d_active, nxt.d_step)
-            nxt.wrote = nxt.d_final & nxt.free
-            return nxt
-
-        now = SimpleNamespace(a_last=a_last, b_last=b_last, pending=pending, load=load,
-                              d_active=d_active, d_final=d_final, d_penult=d_penult,
-                              d_step=d_step, wrote=wrote, valid=out.valid, free=out.free,
-                              free_after_write=out.free_after_write)
-        m.d.sync += [pending.eq(pending_next(now)), load.eq(pending_next(now) & x_free(now))]
-
-        # A last beat taken now writes pend two edges later and the threshold record
-        # record_delay edges later; both must by then be free, i.e. the newest neuron taken
-        # so far loaded into X. Only a beat that may be a last one waits for that.
-        def loaded_by(st, j):
-            """The newest neuron is loaded into X by edge j (0: the next edge)."""
-            if j == 0:
-                return ~(st.a_last | st.b_last | (st.pending & ~st.load))
-            if j == 1:
-                return ~(st.a_last | (pending_next(st) & ~x_free(st)))
-            return loaded_by(successor(st), j - 1)
-
-        j = self.record_delay
-
-        # i.ready as a function of the registers is ~may_be_last | loaded_by(now, j), with
-        # may_be_last = (t_in == T - 1) in serial mode with T >= 2, else 1; the register ready_q
-        # holds it, computed from the registers' next values (the beat taken now, the pop of
-        # the output stage): the same value one cycle earlier, so the same handshakes. Its
-        # initial value is that of the reset state, 1. It may depend on i.valid and o.ready:
-        # a register, i.ready does not. The handshake enters only the last gate: both
-        # outcomes are prepared from registers (and o.ready).
-        pop = self.o.valid & self.o.ready
-        ready_d = Signal()
+        # --- i.ready and the next load: a beat taken now reaches stage 2 at the next edge,
+        # where acc must not still hold a pending neuron. Predict from registers, assuming no
+        # pop from the output stage, whether X will be able to load then.
+        pending_next = Signal()
+        x_free_next = Signal()
+        m.d.comb += pending_next.eq(a_last | (pending & ~load))
+        with m.If(load):        # a neuron starts now: free at the next edge only when T = 1
+            if T == 1:
+                m.d.comb += x_free_next.eq(Mux(wrote, out.free_after_write, out.free))
+        with m.Elif(~d_active | wrote):     # idle, or the last step writes now
+            m.d.comb += x_free_next.eq(1)
+        with m.Elif(~d_final):  # the last step comes next; no write before it, no pop assumed
+            m.d.comb += x_free_next.eq(d_penult & out.free)
         if serial and T >= 2:
-            # a last beat is beat T - 1 of its group, so t_in restarts at 0 and i.ready is 1
-            # whatever the new a_last: the next values assume a_last = 0
-            loaded = Signal(attrs={"keep": 1})
-            r_beat = Signal(attrs={"keep": 1})
-            r_idle = Signal(attrs={"keep": 1})
-            m.d.comb += [loaded.eq(loaded_by(successor(now, pop=pop), j)),
-                         r_beat.eq((t_in != T - 2) | loaded),   # t_in + 1 != T - 1
-                         r_idle.eq((t_in != T - 1) | loaded),
-                         ready_d.eq(Mux(beat, r_beat, r_idle))]
-        else:
-            r_last = Signal(attrs={"keep": 1})
-            r_other = Signal(attrs={"keep": 1})
-            m.d.comb += [r_last.eq(loaded_by(successor(now, a_last_in=C(1, 1), pop=pop), j)),
-                         r_other.eq(loaded_by(successor(now, pop=pop), j)),
-                         ready_d.eq(Mux(taken_last, r_last, r_other))]
-        m.d.sync += ready_q.eq(ready_d)
-
-        # the last beat's threshold and readout flag, kept until the neuron loads into X
-        if j == 0:
-            # straight from the input, written by a taken last beat (i.ready is low for it
-            # while the record still belongs to a neuron that X has not loaded)
-            with m.If(taken_last):
-                m.d.sync += [threshold.eq(pay.threshold), readout.eq(pay.readout)]
-            a_readout = readout     # written with a_last; the next last beat is >= 3 beats later
-        else:
-            # neurons may come closer than the load: the fields follow the beat for j stages
-            thr, ro, last = pay.threshold, pay.readout, None
-            for stage, flag in list(zip("ab", (a_last, b_last)))[:j]:
-                t_s = Signal(self.threshold_bits, name=f"{stage}_threshold", reset_less=True)
-                r_s = Signal(name=f"{stage}_readout", reset_less=True)
-                m.d.sync += [t_s.eq(thr), r_s.eq(ro)]
-                thr, ro, last = t_s, r_s, flag
-                if stage == "a":
-                    a_readout = r_s
-            with m.If(last):
-                m.d.sync += [threshold.eq(thr), readout.eq(ro)]
-        # stage 2's carry in; fault: decode v instead of v - 1, i.e. fire on r >= level
-        # instead of r > level
-        m.d.comb += a_carry.eq(a_last & (1 if self._fault == "compare_ge" else a_readout))
+            m.d.comb += hold.eq(a_last | (pending & ~load))
+        m.d.sync += [pending.eq(pending_next), restart[0].eq(pending_next),
+                     restart[1].eq(pending_next),
+                     load.eq(pending_next & x_free_next)]
+        m.d.comb += self.i.ready.eq(~pending_next | x_free_next)
         return m

@@ -36,10 +36,8 @@ def test_cli_writes_verilog_that_lints_clean(tmp_path, argv, top):
     T = int(argv[argv.index("--timesteps") + 1])
     assert manifest["parameters"]["timesteps"] == T
     assert manifest["ports"]["o"]["payload"]["spikes"]["width"] == T
-    # SpikePack T + 4 (both input modes: the bias stage in front of the accumulator loop),
-    # LIF T + 3 (serial only)
-    kind = argv[argv.index("--kind") + 1]
-    assert manifest["timing"]["latency"] == T + (4 if kind == "spikepack" else 3)
+    # T + 3 for both kinds (SpikePack in both input modes, LIF serial only)
+    assert manifest["timing"]["latency"] == T + 3
 
 
 def test_manifest_widths_match_the_unit(tmp_path):

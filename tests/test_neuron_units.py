@@ -146,7 +146,7 @@ def test_full_rate_timing_matches_docstring(kind, params):
     dut, stim, in_cycles, out_cycles = run_and_check(kind, params, 80, gap=0.0, stall=0.0,
                                                      seed=seed, edges=False)
     T = params["timesteps"]
-    assert dut.latency == T + (4 if kind == "spikepack" else 3)    # the documented values
+    assert dut.latency == T + 3      # the documented value, both kinds
     assert in_cycles == list(range(in_cycles[0], in_cycles[0] + len(in_cycles))), \
         "an input bubble at full rate"
     lasts = np.cumsum([g * T for g in stim.groups]) - 1          # index of each last beat
@@ -161,7 +161,7 @@ def test_full_rate_timing_matches_docstring(kind, params):
 
 @pytest.mark.parametrize("T,G", [(4, 1), (4, 2), (2, 3), (3, 3), (1, 1), (1, 2)])
 def test_packed_timing(T, G):
-    """Packed mode: one neuron per max(G, T) cycles; latency T + 4 for a neuron into an idle
+    """Packed mode: one neuron per max(G, T) cycles; latency T + 3 for a neuron into an idle
     unit; no input bubble when G >= T."""
     seed = _seed()
     params = P(T=T, k=1, fan_in=8 * G, rows=8, mode="packed")
@@ -173,7 +173,7 @@ def test_packed_timing(T, G):
     codec = PayloadCodec(dut.output_layout)
     check_records(stim.expected, [codec.unpack(w) for w in out], seed=seed)
     last_cycles = np.array(in_cycles)[G - 1::G]
-    assert dut.latency == T + 4
+    assert dut.latency == T + 3
     assert out_cycles[0] - last_cycles[0] == dut.latency
     assert np.all(np.diff(last_cycles)[2:] == max(G, T))
     if G >= T:
