@@ -575,19 +575,20 @@ class LayerEngine(wiring.Component):
             # before it: a shift register per row word, loaded when the word arrives and moved
             # one bit per plane, so that the plane is bit T - 1 of act_in or of the shift
             # register (no T-way selection between the word and the plane register).
-            sel = delayed(c_plane, Lp - 1, "plane_sel")   # a plane is selected this cycle
+            plane_sel = delayed(c_plane, Lp - 1, "plane_sel")   # a plane is selected this cycle
             act_sh = Signal(R * T, reset_less=True)
             p_bits = Signal(R)
 
             def shifted(word):      # every row word one step on (bit j <- bit j - 1)
                 return Cat(Cat(Const(0, 1), word[r * T:(r + 1) * T - 1]) for r in range(R))
             with m.If(act_fresh):
-                m.d.sync += act_sh.eq(Mux(sel, shifted(act_in), act_in))
-            with m.Elif(sel):
+                m.d.sync += act_sh.eq(Mux(plane_sel, shifted(act_in), act_in))
+            with m.Elif(plane_sel):
                 m.d.sync += act_sh.eq(shifted(act_sh))
             top = Mux(act_fresh, act_in, act_sh)
             # gated by the plane flag here (the array trusts it: plane_gated)
-            m.d.sync += p_bits.eq(Cat(top[r * T + T - 1] for r in range(R)) & sel.replicate(R))
+            m.d.sync += p_bits.eq(Cat(top[r * T + T - 1] for r in range(R))
+                                  & plane_sel.replicate(R))
             swap = delayed(c_plane & c_first, Lp - 1, "swap")
             m.d.comb += [array.plane.eq(p_bits), array.first.eq(swap)]
         m.d.comb += [

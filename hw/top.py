@@ -17,10 +17,10 @@ interfaces and cocotbext-axi bind by prefix):
   the last output of each inference.
 
 ``rst`` resets everything except the committed network (NetworkMemories keeps its active bank
-and layer count). CONTROL.SOFT_RESET resets only the sequencer and the layer engine (one cycle after the CONTROL
-write: they run in a clock domain ``core`` on the same clock whose reset is one register, rst
-or the soft reset a cycle late): the committed network, the loader, the registers and the
-counters are kept.
+and layer count). CONTROL.SOFT_RESET resets only the sequencer and the layer engine, one
+cycle after the CONTROL write: they run in a clock domain ``core`` on the same clock, whose
+reset is one register (rst or the soft reset, a cycle late; so they also leave ``rst`` a cycle
+after the rest). The committed network, the loader, the registers and the counters are kept.
 
 Latency and throughput: see :class:`~spikepack.hw.sequencer.NetworkSequencer` (per inference,
 the engine time of every layer plus 3 cycles a layer and 2 an inference) and
