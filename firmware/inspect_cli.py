@@ -1,6 +1,10 @@
 """``spikepack inspect FILE.bin [--manifest M | --config C]``: print a weight bitstream's header,
 section table and CRC status, and whether it is valid (for that hardware, if one is named).
-Exit status 0 if it is valid, 1 if not."""
+
+Exit status 0 if it is valid. An invalid bitstream is bad input like any other: the report still
+goes to stdout (it shows where the bitstream breaks), then one line on stderr names the problem
+and the exit status is 2 (by :func:`spikepack.cli.main`), as for an unreadable file or a bad
+manifest."""
 
 from __future__ import annotations
 
@@ -8,8 +12,8 @@ import sys
 import zlib
 from pathlib import Path
 
-from spikepack.config import ConfigError
 from spikepack.firmware import bitstream as bs
+from spikepack.fileio import os_error_reason
 
 
 def add_arguments(parser) -> None:
@@ -75,21 +79,28 @@ def describe(data: bytes, config=None) -> tuple[str, bool]:
 
 
 def main(args) -> int:
-    from spikepack.accelerator import ManifestError
+    from spikepack.cli import CommandError
     from spikepack.firmware.pack_cli import hardware_config
     path = Path(args.file)
     try:
         data = path.read_bytes()
     except OSError as e:
-        print(f"spikepack inspect: cannot read {path}: {e}", file=sys.stderr)
-        return 1
-    config = None
-    if args.manifest or args.config:
-        try:
-            config = hardware_config(args)
-        except (bs.BitstreamError, ConfigError, ManifestError) as e:
-            print(f"spikepack inspect: {e}", file=sys.stderr)
-            return 1
+        raise CommandError(f"cannot read {os_error_reason(e)}") from None
+    if not data:
+        raise CommandError(f"{path}: empty file, not a weight bitstream")
+    config = hardware_config(args) if (args.manifest or args.config) else None
     text, ok = describe(data, config)
     print(f"{path}: {text}")
-    return 0 if ok else 1
+    if not ok:
+        error = _parse_error(data, config)
+        raise CommandError(f"{path}: invalid bitstream: {error}")
+    return 0
+
+
+def _parse_error(data: bytes, config) -> str:
+    try:
+        bs.parse(data, config)
+    except bs.BitstreamError as e:
+        where = f" at word {e.word}" if e.word is not None else ""
+        return f"{type(e).__name__}{where}: {e}"
+    return "unknown"

@@ -1,21 +1,26 @@
 """``spikepack pack MODEL (--manifest DIR/manifest.json | --config FILE.toml) -o OUT.bin``:
-pack a model file into a weight bitstream for one generated accelerator."""
+pack a model file into a weight bitstream for one generated accelerator.
+
+A bad model, manifest or configuration, or a model that does not fit the hardware, is reported
+in one line with exit status 2 (by :func:`spikepack.cli.main`); the bitstream is written under a
+temporary name and renamed when complete, so it is never left half-written."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-from spikepack.config import ConfigError, HardwareConfig, load_config
-from spikepack.accelerator import ManifestError, load_manifest
-from spikepack.firmware.bitstream import BitstreamError, pack, parse_stream
+from spikepack.config import HardwareConfig, load_config
+from spikepack.accelerator import load_manifest
+from spikepack.firmware.bitstream import pack, parse_stream
+from spikepack.fileio import os_error_reason, write_files
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("model", metavar="MODEL", help="model file (.npz, from spikepack convert)")
     hardware = parser.add_mutually_exclusive_group(required=True)
     hardware.add_argument("--manifest", metavar="MANIFEST",
-                          help="the generator's manifest.json of the target accelerator")
+                          help="the generator's manifest.json (or its folder) of the target "
+                               "accelerator")
     hardware.add_argument("--config", metavar="FILE.toml",
                           help="the target's hardware configuration (instead of a manifest)")
     parser.add_argument("-o", "--output", metavar="OUT.bin", required=True,
@@ -30,21 +35,16 @@ def hardware_config(args) -> HardwareConfig:
 
 
 def main(args) -> int:
-    from spikepack.firmware.model import ModelFormatError, SpikePackModel
-    try:
-        config = hardware_config(args)
-        model = SpikePackModel.load(args.model)
-        data = pack(model, config)
-    except (BitstreamError, ConfigError, ManifestError, ModelFormatError) as e:
-        print(f"spikepack pack: {e}", file=sys.stderr)
-        return 1
+    from spikepack.cli import CommandError
+    from spikepack.firmware.model import SpikePackModel
+    config = hardware_config(args)              # ConfigError / ManifestError: exit 2
+    model = SpikePackModel.load(args.model)     # ModelFormatError: exit 2
+    data = pack(model, config)                  # BitstreamError (model does not fit): exit 2
     out = Path(args.output)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(data)
+        write_files(out.parent, {out.name: data})
     except OSError as e:
-        print(f"spikepack pack: cannot write {out}: {e}", file=sys.stderr)
-        return 1
+        raise CommandError(f"cannot write {os_error_reason(e)}") from None
     stream = parse_stream(data, config)
     shape = "-".join(str(n) for n in model.widths)
     print(f"wrote {out}: {len(data)} bytes ({len(data) // 4} words), {len(model.layers)} layers "

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from spikepack.config import ConfigError, HardwareConfig
+from spikepack.fileio import write_files
 
 __all__ = ["MANIFEST_FORMAT", "MANIFEST_VERSION", "TOP_NAME", "ManifestError",
            "generate_accelerator", "load_manifest", "top_ports"]
@@ -73,8 +74,9 @@ def build_manifest(config: HardwareConfig, top) -> dict[str, Any]:
 def generate_accelerator(config: HardwareConfig, out_dir: str | Path) -> dict[str, Any]:
     """Write ``<out_dir>/spikepack_top.v``, ``files.f`` and ``manifest.json``; return the manifest.
 
-    Everything is elaborated before anything is written, so a bad configuration leaves
-    ``out_dir`` untouched.
+    Everything is elaborated before anything is written, and the three files are written all or
+    nothing (:func:`spikepack.fileio.write_files`), so a bad configuration, a full disk or Ctrl-C
+    leaves ``out_dir`` as it was.
     """
     from spikepack.hw.top import SpikePackTop
     from spikepack.sim.runner import to_verilog
@@ -84,11 +86,11 @@ def generate_accelerator(config: HardwareConfig, out_dir: str | Path) -> dict[st
     top = SpikePackTop(config=config)
     manifest = build_manifest(config, top)
     verilog = to_verilog(top, TOP_NAME)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{TOP_NAME}.v").write_text(verilog)
-    (out / "files.f").write_text(f"{TOP_NAME}.v\n")
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    # all or nothing, the manifest renamed into place last: a full disk or Ctrl-C never leaves
+    # a truncated Verilog file, nor a manifest describing files that are not there
+    write_files(out_dir, {f"{TOP_NAME}.v": verilog,
+                          "files.f": f"{TOP_NAME}.v\n",
+                          "manifest.json": json.dumps(manifest, indent=2) + "\n"})
     return manifest
 
 

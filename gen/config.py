@@ -107,7 +107,8 @@ class HardwareConfig:
         _pow2("rows", self.rows)
         _pow2("cols", self.cols)
         _check_int("timesteps", self.timesteps, 1, MAX_T)
-        if self.tau_shift not in TAU_SHIFTS or isinstance(self.tau_shift, bool):
+        if (not isinstance(self.tau_shift, int) or isinstance(self.tau_shift, bool)
+                or self.tau_shift not in TAU_SHIFTS):   # 1.0 == 1 would pass a bare `in`
             raise ConfigError(f"tau_shift must be one of {TAU_SHIFTS}, not {self.tau_shift!r}")
         _check_int("weight_bits", self.weight_bits, 2, 16)
         _check_int("bias_bits", self.bias_bits, 2, 32)
@@ -129,7 +130,7 @@ class HardwareConfig:
                               f"rows ({self.rows})")
         try:
             self.widths
-        except ValueError as e:
+        except (TypeError, ValueError) as e:
             raise ConfigError(str(e)) from e
 
     # --- derived values ------------------------------------------------------------------------
@@ -204,8 +205,21 @@ class HardwareConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> "HardwareConfig":
-        if "hardware" in data and isinstance(data["hardware"], dict):
-            data = data["hardware"]
+        """The configuration in ``data``: the fields at top level, or all of them in a
+        ``hardware`` table (not both: a file mixing them is refused rather than half read)."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: must be a table of fields, not {type(data).__name__}")
+        if "hardware" in data:
+            table = data["hardware"]
+            if not isinstance(table, dict):
+                raise ConfigError(f"{source}: 'hardware' must be a table ([hardware]) holding the "
+                                  f"fields, not {type(table).__name__} ({table!r})")
+            outside = sorted(set(data) - {"hardware"})
+            if outside:
+                raise ConfigError(f"{source}: field(s) {', '.join(outside)} at top level and a "
+                                  f"[hardware] table: put every field in one place (all under "
+                                  f"[hardware], or all at top level)")
+            data = table
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -218,13 +232,25 @@ class HardwareConfig:
 
 
 def load_config(path: str | Path) -> HardwareConfig:
-    """Read a TOML hardware configuration; raise :class:`ConfigError` naming what is wrong."""
+    """Read a TOML hardware configuration; raise :class:`ConfigError` naming what is wrong
+    (missing or unreadable file, not UTF-8 text, TOML syntax, unknown field, bad value)."""
     import tomllib
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text())
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a config file") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the config file: "
+                          f"{e.strerror or e}".rstrip()) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not a TOML text file (byte {e.start} is not UTF-8)") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
     return HardwareConfig.from_dict(data, source=str(path))

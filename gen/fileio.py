@@ -2,19 +2,53 @@
 
 Every command writes through these helpers: the data goes to a temporary file in the target's
 folder, is flushed to disk, and is renamed over the target only when complete (a rename within
-one file system is atomic). On any error the temporary file is removed and the exception
-propagates; the target keeps its previous contents, or stays absent.
+one file system is atomic). On any error, Ctrl-C included, the temporary file is removed and the
+exception propagates; the target keeps its previous contents, or stays absent.
+
+:func:`write_files` does the same for a set of files that belong together (the Verilog, file list
+and manifest of one generated accelerator): every file is staged first, and only when all of them
+are complete are they renamed, in the order given (so the manifest, given last, never describes
+files that are not there). Folders it had to create are removed again on failure.
+
+An :class:`OSError` raised here names the target (never the temporary name), so a caller can
+report ``cannot write <target>: <reason>``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Iterator, Mapping
 
-__all__ = ["atomic_output", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["atomic_output", "atomic_write_bytes", "atomic_write_text", "make_directory",
+           "write_files", "os_error_reason"]
+
+
+def _write(handle: IO, data) -> None:
+    """The one place data reaches a temporary file (tests inject a full disk here)."""
+    handle.write(data)
+
+
+def _name_target(error: BaseException, target: Path) -> None:
+    """Make an OSError name the target instead of nothing or the temporary file."""
+    if isinstance(error, OSError) and (error.filename is None
+                                       or Path(str(error.filename)).name.endswith(".tmp")):
+        error.filename = str(target)
+
+
+def _stage(target: Path) -> tuple[int, str]:
+    if target.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a directory, not a file", str(target))
+    return tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+
+
+def _finish(handle: IO, tmp: str) -> None:
+    handle.flush()
+    os.fsync(handle.fileno())
+    os.chmod(tmp, 0o644)
 
 
 @contextlib.contextmanager
@@ -23,27 +57,111 @@ def atomic_output(path: str | Path, mode: str = "wb") -> Iterator[IO]:
     if mode not in ("wb", "w"):
         raise ValueError(f"atomic_output writes new files only ('wb' or 'w'), not {mode!r}")
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        fd, tmp = _stage(path)
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
             yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
+            _finish(handle, tmp)
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    except BaseException as e:
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        _name_target(e, path)
         raise
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     with atomic_output(path, "wb") as handle:
-        handle.write(data)
+        _write(handle, data)
     return Path(path)
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     with atomic_output(path, "w") as handle:
-        handle.write(text)
+        _write(handle, text)
     return Path(path)
+
+
+def make_directory(path: str | Path) -> list[Path]:
+    """Create folder ``path`` and its missing parents; return the folders created (outermost
+    first). A file in the way raises :class:`NotADirectoryError` that names it."""
+    path = Path(path)
+    missing, existing = [], path
+    while not existing.exists() and not existing.is_symlink() and existing != existing.parent:
+        missing.append(existing)
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is a file" if existing == path else f"{existing} is a file"
+        raise NotADirectoryError(errno.ENOTDIR, f"{where}, not a directory", str(path))
+    created = []
+    try:
+        for folder in reversed(missing):
+            folder.mkdir(exist_ok=True)
+            created.append(folder)
+    except BaseException:
+        _remove_folders(created)
+        raise
+    return created
+
+
+def _remove_folders(created: list[Path]) -> None:
+    for folder in reversed(created):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+def write_files(directory: str | Path, files: Mapping[str, bytes | str]) -> list[Path]:
+    """Write ``files`` (name -> bytes, or text written as UTF-8) into ``directory``, all or
+    nothing: each is staged under a temporary name first, and the complete set is renamed into
+    place in the order given. On any error the staged files and the folders created for them are
+    removed, and the previous files (if any) stay as they were."""
+    directory = Path(directory)
+    created = make_directory(directory)
+    staged: list[tuple[str, Path]] = []
+    target = directory
+    try:
+        for name, data in files.items():
+            target = directory / name
+            fd, tmp = _stage(target)
+            staged.append((tmp, target))
+            with os.fdopen(fd, "wb") as handle:
+                _write(handle, data.encode() if isinstance(data, str) else data)
+                _finish(handle, tmp)
+        for tmp, target in staged:
+            os.replace(tmp, target)
+    except BaseException as e:
+        for tmp, _ in staged:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        _remove_folders(created)
+        _name_target(e, target)
+        raise
+    return [target for _, target in staged]
+
+
+#: Plain reasons for the OS errors a user can cause and fix.
+_REASONS = {
+    errno.ENOENT: "no such file or directory",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EISDIR: "is a directory, not a file",
+    errno.ENOTDIR: "a part of the path is not a directory",
+    errno.EEXIST: "already exists",
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EFBIG: "file too large (the file-size limit was reached)",
+    errno.ENAMETOOLONG: "file name too long",
+    errno.EIO: "input/output error",
+}
+
+
+def os_error_reason(error: OSError) -> str:
+    """``<file>: <reason>`` for an OS error, in words (no errno numbers)."""
+    if error.strerror and error.strerror[:1].islower():     # our own, more precise wording
+        reason = error.strerror
+    else:
+        reason = _REASONS.get(error.errno, error.strerror or str(error))
+    return f"{error.filename}: {reason}" if error.filename is not None else reason

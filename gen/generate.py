@@ -17,6 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from spikepack.fileio import os_error_reason, write_files
+
 __all__ = ["NEURON_TOPS", "generate_neuron", "neuron_manifest", "lint_verilog", "LINT_WAIVERS",
            "add_arguments", "main"]
 
@@ -72,12 +74,10 @@ def generate_neuron(kind: str, out_dir, *, top: str | None = None, **params) -> 
     top = top or NEURON_TOPS.get(kind, "neuron")
     unit = _neuron_class(kind)(**params)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     manifest = neuron_manifest(unit, top)
-    verilog_path = out_dir / f"{top}.v"
-    json_path = out_dir / f"{top}.json"
-    verilog_path.write_text(to_verilog(unit, top))
-    json_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    verilog_path, json_path = write_files(out_dir, {        # all or nothing, manifest last
+        f"{top}.v": to_verilog(unit, top),
+        f"{top}.json": json.dumps(manifest, indent=2) + "\n"})
     return {**manifest, "verilog": str(verilog_path), "manifest": str(json_path)}
 
 
@@ -128,41 +128,54 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args) -> int:
+    """Errors are raised (``CommandError``, ``ConfigError``, ``OSError``...) and reported by
+    :func:`spikepack.cli.main` as one line with the exit status of every command."""
+    from spikepack.cli import EXIT_CHECK_FAILED, CommandError
     out = getattr(args, "out", None)
     if out is None:
-        print("spikepack generate: give an output directory with -o DIR", file=sys.stderr)
-        return 2
+        raise CommandError("give an output directory with -o DIR")
     if args.unit == "neuron":
         if args.config is not None:
-            print("spikepack generate neuron: --config belongs to the accelerator (no unit)",
-                  file=sys.stderr)
-            return 2
-        try:
-            result = generate_neuron(
-                args.kind, out, top=args.top, timesteps=args.timesteps, tau_shift=args.tau_shift,
-                weight_bits=args.weight_bits, fan_in=args.fan_in, rows=args.rows,
-                bias_bits=args.bias_bits, threshold_bits=args.threshold_bits,
-                input_mode=args.input_mode)
+            raise CommandError("--config belongs to the accelerator ('generate --config FILE "
+                               "-o DIR', without the unit 'neuron')")
+        params = dict(timesteps=args.timesteps, tau_shift=args.tau_shift,
+                      weight_bits=args.weight_bits, fan_in=args.fan_in, rows=args.rows,
+                      bias_bits=args.bias_bits, threshold_bits=args.threshold_bits,
+                      input_mode=args.input_mode)
+        try:           # the unit checks its parameters before anything is written
+            result = generate_neuron(args.kind, out, top=args.top, **params)
+        except OSError as e:
+            raise CommandError(f"cannot write {os_error_reason(e)}") from None
         except (TypeError, ValueError) as e:
-            print(f"spikepack generate neuron: {e}", file=sys.stderr)
-            return 2
+            raise CommandError(f"neuron: {e}") from None
         if args.lint:
-            lint_verilog(result["verilog"], result["top"])
+            from spikepack.sim.toolchain import ToolchainError
+            try:
+                lint_verilog(result["verilog"], result["top"])
+            except ToolchainError:
+                raise
+            except RuntimeError as e:
+                raise CommandError(str(e), code=EXIT_CHECK_FAILED) from None
         w = result["widths"]
         print(f"wrote {result['verilog']} and {result['manifest']} (potential {w['potential']} "
               f"bits, latency {result['timing']['latency']} cycles)")
         return 0
     if args.config is None:
-        print("spikepack generate: give a unit (e.g. 'neuron') or --config FILE.toml",
-              file=sys.stderr)
-        return 2
+        raise CommandError("give a unit (e.g. 'neuron') or --config FILE.toml")
     return generate_accelerator_from_file(args.config, out)
 
 
 def generate_accelerator_from_file(config_path, out_dir) -> int:
-    """Load the TOML configuration and call ``spikepack.accelerator.generate_accelerator``."""
+    """Load the TOML configuration and call ``spikepack.accelerator.generate_accelerator``;
+    a bad configuration raises ``ConfigError`` before anything is written."""
+    from spikepack.cli import CommandError
     from spikepack.config import load_config
-    from spikepack.accelerator import generate_accelerator  # written separately; errors surface
+    from spikepack.accelerator import generate_accelerator
     config = load_config(config_path)
-    generate_accelerator(config, Path(out_dir))
+    try:
+        manifest = generate_accelerator(config, Path(out_dir))
+    except OSError as e:
+        raise CommandError(f"cannot write {os_error_reason(e)}") from None
+    print(f"wrote {manifest['top']}.v, files.f and manifest.json to {out_dir} (hardware "
+          f"signature {manifest['signature_hex']})")
     return 0

@@ -475,11 +475,13 @@ def test_cli_pack_and_inspect(tmp_path, capsys):
 
     corrupt = tmp_path / "corrupt.bin"
     corrupt.write_bytes(data[:-8] + bytes([data[-8] ^ 0x10]) + data[-7:])
-    assert cli.main(["inspect", str(corrupt)]) == 1
-    text = capsys.readouterr().out
+    assert cli.main(["inspect", str(corrupt)]) == 2       # bad input: exit 2, as every command
+    captured = capsys.readouterr()
+    text = captured.out
     assert "MISMATCH" in text and "INVALID: CrcMismatch" in text and "CRC_MISMATCH" in text
+    assert captured.err.startswith(f"spikepack inspect: {corrupt}: invalid bitstream: CrcMismatch")
 
-    assert cli.main(["inspect", str(tmp_path / "a.bin"), "--config", str(tmp_path / "x.toml")]) == 1
+    assert cli.main(["inspect", str(tmp_path / "a.bin"), "--config", str(tmp_path / "x.toml")]) == 2
     assert "no such config file" in capsys.readouterr().err
 
 
@@ -489,15 +491,15 @@ def test_cli_pack_errors(tmp_path, capsys):
     model_path = model_of(layers, config).save(tmp_path / "model.npz")
     manifest = write_manifest(tmp_path / "manifest.json", other)
     out = tmp_path / "out.bin"
-    assert cli.main(["pack", str(model_path), "--manifest", str(manifest), "-o", str(out)]) == 1
+    assert cli.main(["pack", str(model_path), "--manifest", str(manifest), "-o", str(out)]) == 2
     err = capsys.readouterr().err
     assert "spikepack pack: the model has timesteps = 2" in err and not out.exists()
     bad = write_manifest(tmp_path / "edited.json", config, 1)
-    assert cli.main(["pack", str(model_path), "--manifest", str(bad), "-o", str(out)]) == 1
+    assert cli.main(["pack", str(model_path), "--manifest", str(bad), "-o", str(out)]) == 2
     assert "does not match its config" in capsys.readouterr().err
     assert cli.main(["pack", str(tmp_path / "nope.npz"), "--manifest", str(manifest),
-                     "-o", str(out)]) == 1
+                     "-o", str(out)]) == 2
     assert "no such model file" in capsys.readouterr().err
-    with pytest.raises(SystemExit):        # --manifest or --config is required
-        cli.main(["pack", str(model_path), "-o", str(out)])
+    assert cli.main(["pack", str(model_path), "-o", str(out)]) == 2  # --manifest or --config
+    assert "one of the arguments --manifest --config is required" in capsys.readouterr().err
     assert not out.exists()
