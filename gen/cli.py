@@ -126,10 +126,15 @@ def _report(prefix: str, error: BaseException) -> int:
         code, text = EXIT_USAGE, os_error_reason(error)
     elif (code := _input_error_code(error)) is not None:
         text = str(error)
+    elif isinstance(error, EOFError):      # a reader ran out of data: an empty or cut-off file
+        code, text = EXIT_USAGE, f"an input file is empty or cut off ({error})"
     else:
+        # a message may carry a whole traceback of a tool (amaranth's Yosys): its last line
+        # says what happened
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
         code = EXIT_INTERNAL
-        text = (f"internal error, a bug in spikepack ({type(error).__name__}: {error}); "
-                f"SPIKEPACK_DEBUG=1 shows the traceback")
+        text = (f"internal error, a bug in spikepack or a tool it runs ({type(error).__name__}: "
+                f"{lines[-1] if lines else ''}); SPIKEPACK_DEBUG=1 shows the traceback")
     # one line: a multi-line message keeps its first line here; the rest follows indented
     first, *rest = (text or type(error).__name__).splitlines() or [""]
     print(f"{prefix}: {first}", file=sys.stderr)

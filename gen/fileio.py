@@ -27,6 +27,14 @@ __all__ = ["atomic_output", "atomic_write_bytes", "atomic_write_text", "make_dir
            "write_files", "os_error_reason"]
 
 
+class _FileInTheWay(NotADirectoryError):
+    """A file stands where a folder must be; ``strerror`` says which."""
+
+
+class _FolderInTheWay(IsADirectoryError):
+    """A folder stands where an output file must be."""
+
+
 def _write(handle: IO, data) -> None:
     """The one place data reaches a temporary file (tests inject a full disk here)."""
     handle.write(data)
@@ -41,7 +49,7 @@ def _name_target(error: BaseException, target: Path) -> None:
 
 def _stage(target: Path) -> tuple[int, str]:
     if target.is_dir():
-        raise IsADirectoryError(errno.EISDIR, "is a directory, not a file", str(target))
+        raise _FolderInTheWay(errno.EISDIR, "is a directory, not a file", str(target))
     return tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
 
 
@@ -94,7 +102,7 @@ def make_directory(path: str | Path) -> list[Path]:
         existing = existing.parent
     if not existing.is_dir():
         where = "is a file" if existing == path else f"{existing} is a file"
-        raise NotADirectoryError(errno.ENOTDIR, f"{where}, not a directory", str(path))
+        raise _FileInTheWay(errno.ENOTDIR, f"{where}, not a directory", str(path))
     created = []
     try:
         for folder in reversed(missing):
@@ -160,7 +168,7 @@ _REASONS = {
 
 def os_error_reason(error: OSError) -> str:
     """``<file>: <reason>`` for an OS error, in words (no errno numbers)."""
-    if error.strerror and error.strerror[:1].islower():     # our own, more precise wording
+    if isinstance(error, (_FileInTheWay, _FolderInTheWay)):    # our own, more precise wording
         reason = error.strerror
     else:
         reason = _REASONS.get(error.errno, error.strerror or str(error))

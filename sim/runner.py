@@ -5,7 +5,12 @@ Every RTL bench in the project goes through :func:`build` and :func:`run`:
 * :func:`build` converts an Amaranth component to Verilog and compiles it with Verilator into
   ``build/sim/<toplevel>-<hash>/``, where the hash covers the Verilog text and the build options.
   A configuration is compiled once and reused across tests, pytest workers and runs (a file lock
-  keeps two workers from compiling the same one at once).
+  keeps two workers from compiling the same one at once). A build counts as complete only once its
+  ``.built`` marker exists, written after the compile succeeded; a folder without it (a build
+  that failed, or was interrupted by Ctrl-C) is emptied and compiled again from scratch, never
+  reused. Verilator's make flow cannot build in a folder whose path holds whitespace
+  (``verilated.mk`` refuses it), so such a build folder is refused up front with
+  :class:`BuildPathError`; set ``SPIKEPACK_BUILD`` to a folder without spaces.
 * :func:`run` runs a cocotb test module on a build, passes it arguments as JSON through the
   ``SPIKEPACK_BENCH`` environment variable, prints the seed, and raises ``AssertionError`` with the
   failing tests' messages when any cocotb test fails.
@@ -22,18 +27,46 @@ import json
 import os
 import random
 import re
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
+from spikepack.fileio import atomic_write_text
+
 from .toolchain import verilator_env
 
-__all__ = ["REPO_ROOT", "BUILD_ROOT", "Build", "to_verilog", "build", "build_verilog", "run",
-           "bench_args", "bench_seed"]
+__all__ = ["REPO_ROOT", "BUILD_ROOT", "Build", "BuildError", "BuildPathError", "to_verilog",
+           "build", "build_verilog", "run", "bench_args", "bench_seed"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUILD_ROOT = Path(os.environ.get("SPIKEPACK_BUILD", REPO_ROOT / "build"))
+
+
+class BuildPathError(ValueError):
+    """The build cannot happen in this folder (its path holds whitespace, which make cannot
+    handle); the message names the folder and the way out."""
+
+
+class BuildError(RuntimeError):
+    """Compiling the generated Verilog failed; the message names the build log."""
+
+
+def check_build_path(directory: Path, simulator: str = "verilator") -> None:
+    """Refuse a Verilator build folder (or Verilator/cocotb install) whose path holds whitespace:
+    Verilator's make flow stops deep inside ``verilated.mk`` otherwise."""
+    if simulator != "verilator":
+        return
+    from cocotb_tools import config as cocotb_config
+    for what, path in (("build folder", directory),
+                       ("Verilator installation", verilator_env()),
+                       ("cocotb installation", Path(cocotb_config.libs_dir))):
+        if any(c.isspace() for c in str(path)):
+            hint = (" (set SPIKEPACK_BUILD to a folder without spaces)" if what == "build folder"
+                    else " (install the project in a folder without spaces)")
+            raise BuildPathError(f"the {what} {str(path)!r} has a space in its path, which "
+                                 f"Verilator's make flow cannot build in{hint}")
 
 
 def waves_enabled() -> bool:
@@ -130,11 +163,16 @@ def build_verilog(toplevel: str, verilog_text: str, *, extra_sources: Iterable[P
                  *(p.read_text() for p in extra_sources)):
         digest.update(part.encode())
     directory = BUILD_ROOT / "sim" / f"{toplevel}-{simulator}-{digest.hexdigest()[:12]}"
+    check_build_path(directory, simulator)
     source = directory / f"{toplevel}.v"
     done = directory / ".built"
     with _locked(directory.with_suffix(".lock")):
         if not done.exists():
-            directory.mkdir(parents=True, exist_ok=True)
+            # no marker: a fresh folder, or one a failed or interrupted build left behind,
+            # whose objects may be partial; start clean rather than trust them
+            if directory.exists():
+                shutil.rmtree(directory)
+            directory.mkdir(parents=True)
             source.write_text(verilog_text)
             if simulator == "verilator":
                 verilator_env()
@@ -142,11 +180,15 @@ def build_verilog(toplevel: str, verilog_text: str, *, extra_sources: Iterable[P
             else:
                 args = list(build_args)
             runner = get_runner(simulator)
-            with _make_variables(simulator, optimize):
-                runner.build(sources=[source, *extra_sources], hdl_toplevel=toplevel,
-                             build_dir=directory, build_args=args, waves=waves, always=False,
-                             timescale=("1ns", "1ps"), log_file=directory / "build.log")
-            done.write_text(toplevel)
+            log = directory / "build.log"
+            try:
+                with _make_variables(simulator, optimize):
+                    runner.build(sources=[source, *extra_sources], hdl_toplevel=toplevel,
+                                 build_dir=directory, build_args=args, waves=waves, always=False,
+                                 timescale=("1ns", "1ps"), log_file=log)
+            except (RuntimeError, SystemExit) as e:   # cocotb: "Command failed with return code"
+                raise BuildError(f"{simulator} could not build {toplevel} ({e}); see {log}") from None
+            atomic_write_text(done, toplevel)     # only now is the build complete
     return Build(toplevel=toplevel, directory=directory, sources=(source, *extra_sources),
                  simulator=simulator)
 
@@ -184,6 +226,7 @@ def run(built: Build, test_module: str, *, testcase: str | Iterable[str] | None 
     runner = get_runner(built.simulator)
     log_file = test_dir / "sim.log"
     results_xml = test_dir / "results.xml"
+    results_xml.unlink(missing_ok=True)      # an earlier, interrupted run's results are not ours
     try:
         runner.test(test_module=test_module, hdl_toplevel=built.toplevel,
                     hdl_toplevel_lang="verilog", testcase=testcase, seed=seed,
