@@ -79,3 +79,37 @@ def test_toml_round_trip_and_errors(tmp_path):
     wrong.write_text("rows = 5\n")
     with pytest.raises(ConfigError, match=r"wrong.toml: rows must be a power of two"):
         load_config(wrong)
+
+
+def test_mixed_layouts_are_refused_not_half_read(tmp_path):
+    """rows at top level and cols under [hardware]: reading only the table would drop rows
+    silently, so the file is refused with both places named."""
+    mixed = tmp_path / "mixed.toml"
+    mixed.write_text("rows = 4\n[hardware]\ncols = 8\n")
+    with pytest.raises(ConfigError, match=r"rows at top level and a \[hardware\] table"):
+        load_config(mixed)
+    with pytest.raises(ConfigError, match="'hardware' must be a table"):
+        HardwareConfig.from_dict({"hardware": 3})
+    assert HardwareConfig.from_dict({"hardware": {"rows": 4}}).rows == 4
+    assert HardwareConfig.from_dict({"rows": 4}).rows == 4
+
+
+@pytest.mark.parametrize("value", [1.0, True, "1", [1]])
+def test_tau_shift_must_be_an_integer(value):
+    # 1.0 == 1, so a bare membership test would accept a float (and hash it into the signature)
+    with pytest.raises(ConfigError, match="tau_shift must be one of"):
+        HardwareConfig(tau_shift=value)
+
+
+def test_files_that_are_not_toml_text_are_named(tmp_path):
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(bytes(range(256)))
+    with pytest.raises(ConfigError, match=r"binary.toml: not a TOML text file \(byte 128"):
+        load_config(binary)
+    folder = tmp_path / "folder.toml"
+    folder.mkdir()
+    with pytest.raises(ConfigError, match="folder.toml: is a directory"):
+        load_config(folder)
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    assert load_config(empty) == HardwareConfig()          # every field has a default
