@@ -12,7 +12,7 @@ from pathlib import Path
 from spikepack.config import HardwareConfig, load_config
 from spikepack.accelerator import load_manifest
 from spikepack.firmware.bitstream import pack, parse_stream
-from spikepack.fileio import os_error_reason, write_files
+from spikepack.fileio import check_directory, os_error_reason, write_files
 
 
 def add_arguments(parser) -> None:
@@ -37,10 +37,14 @@ def hardware_config(args) -> HardwareConfig:
 def main(args) -> int:
     from spikepack.cli import CommandError
     from spikepack.firmware.model import SpikePackModel
+    out = Path(args.output)
+    try:
+        check_directory(out.parent)             # a bad -o fails before any work
+    except OSError as e:
+        raise CommandError(f"cannot write {os_error_reason(e)}") from None
     config = hardware_config(args)              # ConfigError / ManifestError: exit 2
     model = SpikePackModel.load(args.model)     # ModelFormatError: exit 2
     data = pack(model, config)                  # BitstreamError (model does not fit): exit 2
-    out = Path(args.output)
     try:
         write_files(out.parent, {out.name: data})
     except OSError as e:

@@ -23,7 +23,8 @@ import tempfile
 from pathlib import Path
 from typing import IO, Iterator, Mapping
 
-__all__ = ["atomic_output", "atomic_write_bytes", "atomic_write_text", "make_directory",
+__all__ = ["atomic_output", "atomic_write_bytes", "atomic_write_text", "check_directory",
+           "make_directory",
            "write_files", "os_error_reason"]
 
 
@@ -92,9 +93,11 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return Path(path)
 
 
-def make_directory(path: str | Path) -> list[Path]:
-    """Create folder ``path`` and its missing parents; return the folders created (outermost
-    first). A file in the way raises :class:`NotADirectoryError` that names it."""
+def check_directory(path: str | Path) -> list[Path]:
+    """Check that folder ``path`` exists or can be created (no file in the way), creating
+    nothing; return the missing folders, outermost last. A command calls it before long work so
+    that a bad ``-o`` fails at once. A file in the way raises :class:`NotADirectoryError` that
+    names it."""
     path = Path(path)
     missing, existing = [], path
     while not existing.exists() and not existing.is_symlink() and existing != existing.parent:
@@ -103,6 +106,13 @@ def make_directory(path: str | Path) -> list[Path]:
     if not existing.is_dir():
         where = "is a file" if existing == path else f"{existing} is a file"
         raise _FileInTheWay(errno.ENOTDIR, f"{where}, not a directory", str(path))
+    return missing
+
+
+def make_directory(path: str | Path) -> list[Path]:
+    """Create folder ``path`` and its missing parents; return the folders created (outermost
+    first). A file in the way raises :class:`NotADirectoryError` that names it."""
+    missing = check_directory(path)
     created = []
     try:
         for folder in reversed(missing):

@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from spikepack.fileio import os_error_reason, write_files
+from spikepack.fileio import check_directory, os_error_reason, write_files
 
 __all__ = ["NEURON_TOPS", "generate_neuron", "neuron_manifest", "lint_verilog", "LINT_WAIVERS",
            "add_arguments", "main"]
@@ -173,6 +173,7 @@ def generate_accelerator_from_file(config_path, out_dir) -> int:
     from spikepack.accelerator import generate_accelerator
     config = load_config(config_path)
     try:
+        check_directory(out_dir)                # a bad -o fails before seconds of elaboration
         manifest = generate_accelerator(config, Path(out_dir))
     except OSError as e:
         raise CommandError(f"cannot write {os_error_reason(e)}") from None

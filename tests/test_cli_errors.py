@@ -186,7 +186,6 @@ def _fail_write_halfway(error_number, fail_on=None):
 
 @pytest.mark.parametrize("error_number,reason", [
     (errno.ENOSPC, "no space left on device"),
-    (errno.EDQUOT, "disk quota exceeded"),
     (errno.EIO, "input/output error"),
 ])
 def test_generate_on_a_full_disk_leaves_nothing(files, tmp_path, capsys, monkeypatch,
@@ -429,6 +428,21 @@ def test_ctrl_c_in_any_command_says_interrupted(command, monkeypatch, capsys):
             "inspect": ["x.bin"], "run": ["--hw", "h", "--weights", "w", "--inputs", "i"]}
     code, out, err = call([command, *argv[command]], capsys)
     assert code == 130 and err == f"spikepack {command}: interrupted\n"
+
+
+def test_ctrl_c_while_writing_leaves_nothing(files, tmp_path, monkeypatch, capsys):
+    real = fileio._write
+
+    def write(handle, data):
+        if b'"format"' in data:                  # the manifest, written last
+            handle.write(data[:10])
+            raise KeyboardInterrupt
+        real(handle, data)
+    monkeypatch.setattr(fileio, "_write", write)
+    out = tmp_path / "new" / "hw"
+    code, _, err = call(["generate", "--config", files / "small.toml", "-o", out], capsys)
+    assert code == 130 and err == "spikepack generate: interrupted\n"
+    assert list(tmp_path.iterdir()) == []
 
 
 def _blocked_on_fifo(tmp_path, argv):
