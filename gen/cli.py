@@ -118,6 +118,11 @@ def _input_error_code(error: BaseException) -> int | None:
     return None
 
 
+def _is_bad_zip(error: BaseException) -> bool:
+    zipfile = sys.modules.get("zipfile")
+    return zipfile is not None and isinstance(error, zipfile.BadZipFile)
+
+
 def _report(prefix: str, error: BaseException) -> int:
     """Print ``error`` as one line after ``prefix``; return the exit status."""
     if isinstance(error, CommandError):
@@ -128,6 +133,8 @@ def _report(prefix: str, error: BaseException) -> int:
         text = str(error)
     elif isinstance(error, EOFError):      # a reader ran out of data: an empty or cut-off file
         code, text = EXIT_USAGE, f"an input file is empty or cut off ({error})"
+    elif _is_bad_zip(error):               # numpy's .npz reader lets this through
+        code, text = EXIT_USAGE, f"an input file is not a valid .npz/zip archive ({error})"
     else:
         # a message may carry a whole traceback of a tool (amaranth's Yosys): its last line
         # says what happened

@@ -352,6 +352,17 @@ def test_inspect_garbage_through_python_m_has_no_traceback(files):
     assert "verdict: INVALID: BadMagic" in proc.stdout      # the report still shows where
 
 
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 cut off"])
+def test_run_with_an_empty_or_cut_off_inputs_file_is_one_line(files, tmp_path, capsys, content):
+    inputs = tmp_path / "inputs.npz"
+    inputs.write_bytes(content)
+    code, _, err = call(["run", "--hw", files / "hw", "--weights", files / "w.bin",
+                         "--inputs", inputs, "--work", tmp_path / "work"], capsys)
+    assert code == 2
+    assert_one_line(err, "run")
+    assert not (tmp_path / "work").exists()
+
+
 # --- usage, help, version, internal errors ------------------------------------------------------
 
 @pytest.mark.parametrize("argv,needle", [
