@@ -538,6 +538,35 @@ def test_an_interrupted_build_is_rebuilt_not_reused(tmp_path, monkeypatch):
                args={"kind": "spikepack", **params, "count": 300})
 
 
+@pytest.mark.rtl
+def test_ctrl_c_during_the_build_of_spikepack_run(files, tmp_path):
+    """The real thing: Ctrl-C (SIGINT to the whole process group, as a terminal sends it) while
+    make compiles the accelerator for ``spikepack run``: one line, exit 130, no marker."""
+    build_root = tmp_path / "build"
+    z = np.zeros((2, SpikePackModel.load(files / "model.npz").widths[0]), dtype=np.int64)
+    np.savez(tmp_path / "inputs.npz", z=z)
+    proc = subprocess.Popen([sys.executable, "-m", "spikepack", "run", "--hw", str(files / "hw"),
+                             "--weights", str(files / "w.bin"), "--inputs",
+                             str(tmp_path / "inputs.npz"), "--work", str(tmp_path / "work")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, env={**ENV, "SPIKEPACK_BUILD": str(build_root)})
+    deadline = time.monotonic() + 300
+    log = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        logs = list(build_root.glob("sim/*/build.log"))
+        if logs and "Entering directory" in logs[0].read_text(errors="replace"):
+            log = logs[0]
+            break
+        time.sleep(0.1)
+    assert log is not None, f"the build never reached make: {proc.communicate()}"
+    time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 130, stderr
+    assert stderr == "spikepack run: interrupted\n"
+    assert not (log.parent / ".built").exists()
+
+
 def test_a_build_folder_with_a_space_is_refused_up_front(tmp_path, monkeypatch, capsys):
     from spikepack.sim import runner
     monkeypatch.setattr(runner, "BUILD_ROOT", tmp_path / "my builds")
