@@ -8,7 +8,6 @@ manifest."""
 
 from __future__ import annotations
 
-import sys
 import zlib
 from pathlib import Path
 
