@@ -97,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}",
                         help="print the version and exit")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                help="'spikepack COMMAND --help' describes its options")
     for name, (module, text) in COMMANDS.items():
         p = sub.add_parser(name, help=text, description=text)
         p.set_defaults(_module=module)

@@ -112,15 +112,17 @@ def _add_neuron_arguments(p: argparse.ArgumentParser):
                         "potentials (SpikePack only)")
     p.add_argument("--top", default=None, help="Verilog module name (default: <kind>_neuron)")
     p.add_argument("--lint", action="store_true", help="also run verilator --lint-only -Wall")
-    p.add_argument("-o", "--out", type=Path, default=argparse.SUPPRESS,
-                   help="output directory")
+    p.add_argument("-o", "--out", type=Path, default=argparse.SUPPRESS, metavar="DIR",
+                   help="output directory (created if missing)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, default=None,
+    parser.add_argument("--config", type=Path, default=None, metavar="FILE.toml",
                         help="hardware configuration (TOML): generate the whole accelerator")
-    parser.add_argument("-o", "--out", type=Path, default=None, help="output directory")
-    units = parser.add_subparsers(dest="unit", metavar="UNIT", required=False)
+    parser.add_argument("-o", "--out", type=Path, default=None, metavar="DIR",
+                        help="output directory (created if missing)")
+    units = parser.add_subparsers(dest="unit", metavar="UNIT", required=False,
+                                  help="generate one unit instead of the accelerator")
     neuron = units.add_parser("neuron", help="one SpikePack or LIF neuron unit",
                               description="write <top>.v and <top>.json of one neuron unit")
     _add_neuron_arguments(neuron)

@@ -396,6 +396,7 @@ def _options(parser):
     import argparse
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
+            yield "", action
             for name, sub in action.choices.items():
                 yield from ((f"{name} {where}", a) for where, a in _options(sub))
         elif not isinstance(action, argparse._HelpAction):
