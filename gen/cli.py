@@ -50,10 +50,10 @@ COMMANDS = {
     "run": ("spikepack.run", "simulate inference on the generated RTL through its AXI interfaces"),
 }
 
-#: Exceptions that mean bad input, by "module.Class" (matched along the MRO, so subclasses count,
-#: and without importing anything: an exception's class is loaded when it is raised). Their
-#: messages already name the file and the rule.
-INPUT_ERRORS = {
+#: Exit status of the project's own exceptions, by "module.Class" (matched along the MRO, so
+#: subclasses count, and without importing anything: an exception's class is loaded when it is
+#: raised). Their messages already name the file and the rule, or the failed check.
+KNOWN_ERRORS = {
     "spikepack.config.ConfigError": EXIT_USAGE,
     "spikepack.accelerator.ManifestError": EXIT_USAGE,
     "spikepack.firmware.bitstream.BitstreamError": EXIT_USAGE,
@@ -65,6 +65,7 @@ INPUT_ERRORS = {
     "spikepack.sim.toolchain.ToolchainError": EXIT_USAGE,
     "spikepack.sim.runner.BuildPathError": EXIT_USAGE,
     "spikepack.sim.runner.BuildError": EXIT_CHECK_FAILED,   # the generated RTL did not compile
+    "spikepack.sim.runner.SimulationFailed": EXIT_CHECK_FAILED,   # a bench failed or hung
 }
 
 
@@ -111,9 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _input_error_code(error: BaseException) -> int | None:
+def _known_error_code(error: BaseException) -> int | None:
     for cls in type(error).__mro__:
-        code = INPUT_ERRORS.get(f"{cls.__module__}.{cls.__qualname__}")
+        code = KNOWN_ERRORS.get(f"{cls.__module__}.{cls.__qualname__}")
         if code is not None:
             return code
     return None
@@ -130,7 +131,7 @@ def _report(prefix: str, error: BaseException) -> int:
         code, text = error.code, str(error)
     elif isinstance(error, OSError):
         code, text = EXIT_USAGE, os_error_reason(error)
-    elif (code := _input_error_code(error)) is not None:
+    elif (code := _known_error_code(error)) is not None:
         text = str(error)
     elif isinstance(error, EOFError):      # a reader ran out of data: an empty or cut-off file
         code, text = EXIT_USAGE, f"an input file is empty or cut off ({error})"

@@ -12,8 +12,9 @@ Every RTL bench in the project goes through :func:`build` and :func:`run`:
   (``verilated.mk`` refuses it), so such a build folder is refused up front with
   :class:`BuildPathError`; set ``SPIKEPACK_BUILD`` to a folder without spaces.
 * :func:`run` runs a cocotb test module on a build, passes it arguments as JSON through the
-  ``SPIKEPACK_BENCH`` environment variable, prints the seed, and raises ``AssertionError`` with the
-  failing tests' messages when any cocotb test fails.
+  ``SPIKEPACK_BENCH`` environment variable, prints the seed, and raises
+  :class:`SimulationFailed` (an ``AssertionError``) with the failing tests' messages when any
+  cocotb test fails.
 * ``WAVES=1`` in the environment builds with tracing and writes an FST file next to the results.
 * ``SPIKEPACK_SEED`` fixes the seed; otherwise a fresh one is drawn and printed.
 """
@@ -37,7 +38,8 @@ from spikepack.fileio import atomic_write_text
 
 from .toolchain import verilator_env
 
-__all__ = ["REPO_ROOT", "BUILD_ROOT", "Build", "BuildError", "BuildPathError", "to_verilog",
+__all__ = ["REPO_ROOT", "BUILD_ROOT", "Build", "BuildError", "BuildPathError", "SimulationFailed",
+           "to_verilog",
            "build", "build_verilog", "run", "bench_args", "bench_seed"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -51,6 +53,11 @@ class BuildPathError(ValueError):
 
 class BuildError(RuntimeError):
     """Compiling the generated Verilog failed; the message names the build log."""
+
+
+class SimulationFailed(AssertionError):
+    """A cocotb bench failed (a mismatch, a hang, a crash of the simulator): the hardware check
+    itself failed (``spikepack`` exits with status 1). The message carries the seed and the log."""
 
 
 def check_build_path(directory: Path, simulator: str = "verilator") -> None:
@@ -234,13 +241,13 @@ def run(built: Build, test_module: str, *, testcase: str | Iterable[str] | None 
                     waves=waves_enabled(), log_file=log_file, results_xml=str(results_xml))
     except SystemExit as exit_:
         # cocotb_tools ends a failed run with sys.exit when it sees pytest; report it properly
-        raise AssertionError(_failure(label, seed, log_file, f"simulator exit {exit_.code}")) from None
+        raise SimulationFailed(_failure(label, seed, log_file, f"simulator exit {exit_.code}")) from None
     try:
         total, failed = get_results(results_xml)
     except RuntimeError as e:
-        raise AssertionError(_failure(label, seed, log_file, str(e))) from None
+        raise SimulationFailed(_failure(label, seed, log_file, str(e))) from None
     if failed or total == 0:
-        raise AssertionError(_failure(label, seed, log_file, f"{failed} of {total} cocotb tests failed"))
+        raise SimulationFailed(_failure(label, seed, log_file, f"{failed} of {total} cocotb tests failed"))
     return test_dir
 
 

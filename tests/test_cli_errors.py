@@ -426,6 +426,26 @@ def test_a_bug_is_one_line_with_exit_70(monkeypatch, capsys):
         cli.main(["inspect", "x.bin"])
 
 
+@pytest.mark.parametrize("name,message,code", [
+    ("SimulationFailed", "inference: 1 of 1 cocotb tests failed (seed 5)\nlog excerpt", 1),
+    ("BuildError", "verilator could not build spikepack_top; see build.log", 1),
+    ("BuildPathError", "the build folder has a space in its path", 2),
+])
+def test_a_failed_hardware_check_exits_1(name, message, code, monkeypatch, capsys):
+    """A failing bench or an RTL that does not compile is the hardware check failing (1);
+    a build folder make cannot use is bad input (2)."""
+    import spikepack.run
+    from spikepack.sim import runner
+
+    def failing(args):
+        raise getattr(runner, name)(message)
+    monkeypatch.setattr(spikepack.run, "main", failing)
+    status, _, err = call(["run", "--hw", "h", "--weights", "w", "--inputs", "i"], capsys)
+    assert status == code
+    assert err.splitlines()[0] == f"spikepack run: {message.splitlines()[0]}"
+    assert "Traceback" not in err
+
+
 # --- Ctrl-C and SIGTERM --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("command", list(cli.COMMANDS))
