@@ -39,7 +39,7 @@ EPILOG = f"""exit status (every command):
   {EXIT_CHECK_FAILED}    the hardware check failed (the RTL differs from the golden model)
   {EXIT_USAGE}    bad usage or input (one line on stderr names the problem)
   {EXIT_INTERNAL}   internal error (a bug; SPIKEPACK_DEBUG=1 shows the traceback)
-  {EXIT_INTERRUPTED}  interrupted (Ctrl-C)"""
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C; {EXIT_TERMINATED} for SIGTERM)"""
 
 #: subcommand -> (module, one-line help)
 COMMANDS = {
