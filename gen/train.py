@@ -137,8 +137,12 @@ def train_mnist_cnn(split=None, *, seed: int = DEFAULTS["seed"], epochs: int = D
 def export_onnx(model, metadata: dict | None = None):
     """The trained module as an ONNX ModelProto: input ``image`` (B, 1, 28, 28), output
     ``logits`` (B, 10)."""
+    import logging
     import onnx
     from jax2onnx import to_onnx
+    # onnx_ir warns about the untyped shape constants of the flatten; the checker below is the
+    # judge of the exported graph
+    logging.getLogger("onnx_ir").setLevel(logging.ERROR)
     proto = to_onnx(model, [("B", 1, 28, 28)], model_name="mnist_cnn",
                     input_names=["image"], output_names=["logits"])
     for key, value in (metadata or {}).items():
