@@ -128,7 +128,6 @@ class _Importer:
     def __init__(self, model):
         import onnx
         from onnx import numpy_helper
-        self.onnx = onnx
         try:
             model = onnx.shape_inference.infer_shapes(model, data_prop=True)
         except Exception:  # shape inference is a help for Reshape, not a requirement

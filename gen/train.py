@@ -188,6 +188,8 @@ def main(args: argparse.Namespace) -> int:
         if args.batch_size > 4000:
             problem = f"--batch-size must be at most 4000 (the training images), not {args.batch_size}"
     out = Path(args.output)
+    if problem is None and out.is_dir():
+        problem = f"{out} is a directory; -o names the ONNX file to write"
     if problem is None and not out.parent.is_dir():
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
