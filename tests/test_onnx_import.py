@@ -285,6 +285,19 @@ def test_noop_nodes(tmp_path):
     assert [type(layer) for layer in net.layers] == [FloatConv, FloatDense]
 
 
+def test_weights_through_identity_and_constant_nodes(tmp_path):
+    """PyTorch-style Identity on an initializer, and a weight held by a Constant node."""
+    rng = np.random.default_rng(16)
+    w2 = _w(rng, 3, 6).astype(np.float32)
+    model = _model([H("Identity", ["w1raw"], ["w1"], name="shared"),
+                    H("Constant", [], ["w2"], value=numpy_helper.from_array(w2)),
+                    H("Gemm", ["x", "w1"], ["h"], name="fc1"), H("Relu", ["h"], ["r"]),
+                    H("Gemm", ["r", "w2"], ["y"], name="fc2", transB=1)],
+                   {"w1raw": _w(rng, 5, 6)}, (5,))
+    net = _check(model, tmp_path)
+    np.testing.assert_array_equal(net.layers[1].weight, w2.astype(np.float64))
+
+
 def test_nhwc_flatten_folds_into_dense_weights(tmp_path):
     """Keras / Flax order: NHWC input (one channel: a reshape), and the map transposed to NHWC
     before the flatten; the transpose folds into the dense layer's weight columns."""
