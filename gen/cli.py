@@ -48,6 +48,7 @@ COMMANDS = {
     "pack": ("spikepack.firmware.pack_cli", "pack a model file into a weight bitstream for a generated accelerator"),
     "inspect": ("spikepack.firmware.inspect_cli", "print the header and sections of a weight bitstream"),
     "run": ("spikepack.run", "simulate inference on the generated RTL through its AXI interfaces"),
+    "train": ("spikepack.train", "train the demo CNN on MNIST and export it to ONNX (needs the train extra)"),
 }
 
 #: Exit status of the project's own exceptions, by "module.Class" (matched along the MRO, so
@@ -60,6 +61,7 @@ KNOWN_ERRORS = {
     "spikepack.firmware.model.ModelFormatError": EXIT_USAGE,
     "spikepack.firmware.graph.GraphError": EXIT_USAGE,
     "spikepack.firmware.layout.LayoutError": EXIT_USAGE,
+    "spikepack.firmware.onnx_import.OnnxImportError": EXIT_USAGE,
     "spikepack.run.InputsError": EXIT_USAGE,
     "spikepack.sim.golden.WidthError": EXIT_USAGE,
     "spikepack.sim.toolchain.ToolchainError": EXIT_USAGE,
