@@ -485,6 +485,13 @@ class SpikePackModel:
                                            f"must have no threshold")
                 if not readout and layer.threshold is None:
                     raise ModelFormatError(f"{where}: a hidden layer needs a threshold")
+                if layer.threshold is not None:
+                    top = int(layer.threshold.max()) << (k * (T - 1))
+                    if top >= INT64_LIMIT:
+                        raise ModelFormatError(
+                            f"{where}: threshold {int(layer.threshold.max())} with T = {T} and "
+                            f"tau = {1 << k} gives decode levels theta*tau**(T-1) up to "
+                            f"2**{top.bit_length()}; the golden model stops at 2**62")
                 bound = layer.fan_in * (1 << (b_w - 1)) * P + int(np.max(np.abs(layer.bias)))
                 if bound >= INT64_LIMIT:
                     raise ModelFormatError(f"{where}: the potential could reach "

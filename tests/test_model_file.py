@@ -82,6 +82,8 @@ def test_random_valid_models_round_trip(seed, T, tau_shift, weight_bits, neuron,
     # others: T = 16, tau = 8 and 15-bit weights on 7 inputs already reach 2**62); skip those
     bound = max(widths[:-1]) * (1 << (weight_bits - 1)) * packed_max(T, tau_shift) + (1 << 31)
     assume(bound.bit_length() < MAX_POTENTIAL_BITS)
+    # and every decode level theta*tau**(T-1) below 2**62 (thresholds reach 2**32 - 1 here)
+    assume(((1 << 32) - 1) << (tau_shift * (T - 1)) < 1 << 62)
     rng = np.random.default_rng(seed)
     lo, hi = -(1 << (weight_bits - 1)), (1 << (weight_bits - 1)) - 1
     layers = []
@@ -189,6 +191,15 @@ def test_model_fields_are_checked(change, message):
     fields.update(change)
     with pytest.raises(ModelFormatError, match=message):
         SpikePackModel(**fields)
+
+
+def test_decode_levels_must_stay_within_int64():
+    a, b = _layers()
+    big = Layer(a.weights, a.bias, np.full(3, (1 << 32) - 1))
+    SpikePackModel(14, 2, 8, (big, b))                     # 2**32 * 4**13 = 2**58: fine
+    with pytest.raises(ModelFormatError, match=r"layer 0: threshold 4294967295 with T = 16 and "
+                                                r"tau = 8 gives decode levels .* up to 2\*\*77"):
+        SpikePackModel(16, 3, 8, (big, b))
 
 
 def test_layer_errors_name_the_layer_and_field():
