@@ -132,39 +132,6 @@ def float_activations(mlp, x) -> list[np.ndarray]:
     return out
 
 
-def _quantize_layer(w_folded, b, s_out, weight_bits, bias_max, theta_max, per_channel):
-    """Integers for one layer. ``w_folded`` (M, N) and ``b`` (M,) map p(z_in) to the float
-    pre-activation; ``s_out`` (M,) is the wanted output scale (None for the readout). Returns
-    (weights, bias, threshold or None, q) where q is the potential unit (per channel)."""
-    w_max = (1 << (weight_bits - 1)) - 1
-    M = w_folded.shape[0]
-    if per_channel:
-        q = np.abs(w_folded).max(axis=1) / w_max
-    else:
-        q = np.full(M, np.abs(w_folded).max() / w_max)
-    tiny = np.finfo(np.float64).tiny
-    if s_out is not None:
-        q = np.where(q > 0, q, s_out)                   # all-zero weights: any unit will do
-        q = np.maximum(q, s_out / theta_max)             # theta = s/q must fit
-    else:
-        q = np.where(q > 0, q, 1.0)
-    q = np.maximum(q, tiny)
-    for _ in range(1000):
-        weights = np.clip(np.rint(w_folded / q[:, None]), -w_max - 1, w_max).astype(np.int64)
-        bias = np.rint(b / q).astype(np.int64)
-        if s_out is not None:
-            theta = np.clip(np.rint(s_out / q), 1, theta_max).astype(np.int64)
-            bias = bias + theta // 2                      # floor decode -> round to nearest
-        else:
-            theta = None
-        over = np.abs(bias) > bias_max
-        if not over.any():
-            return weights, bias, theta, q
-        # coarsen the potential unit where the bias does not fit (per-tensor for the readout)
-        q = np.where(over, q * 1.05, q) if per_channel else q * 1.05
-    raise ValueError("could not fit the biases into the bias width")  # pragma: no cover
-
-
 def convert(mlp, calib_x, timesteps: int = 4, tau_shift: int = 1, weight_bits: int = 8,
             neuron: str = "spikepack", *, percentile: float = DEFAULT_PERCENTILE,
             bias_bits: int = 16, threshold_bits: int = 15, metadata: dict | None = None
@@ -176,62 +143,21 @@ def convert(mlp, calib_x, timesteps: int = 4, tau_shift: int = 1, weight_bits: i
     every threshold ``threshold_bits`` unsigned bits (the defaults fit the default hardware,
     bias_bits = 16 and threshold_bits = 16, with a bit to spare). ``neuron="lif"`` writes the
     same integers for the LIF baseline (LIF is not a quantizer, so its accuracy is not a
-    conversion target). Deterministic.
+    conversion target). Deterministic. The MLP becomes a FloatNetwork of dense layers and goes
+    through :func:`spikepack.firmware.quantize.quantize`, which gives the integers of the
+    original direct converter exactly (``tests/test_quantize.py``).
     """
-    P = packed_max(timesteps, tau_shift)
-    if not 2 <= weight_bits <= 16:
-        raise ValueError(f"weight_bits must be between 2 and 16, not {weight_bits}")
-    if not 0 < percentile <= 100:
-        raise ValueError(f"percentile must be in (0, 100], not {percentile}")
-    bias_max = (1 << (bias_bits - 1)) - 1
-    theta_max = (1 << threshold_bits) - 1
-    float_layers = _float_layers(mlp)
-    calib_x = np.asarray(calib_x)
-    if calib_x.ndim != 2 or calib_x.shape[1] != float_layers[0][0].shape[1] or len(calib_x) == 0:
-        raise ValueError(f"calib_x must be (S, {float_layers[0][0].shape[1]}) pixels, "
-                         f"not {calib_x.shape}")
-    # input: a0 = x/16 ~ s0 * p(z) with z = decode(P*x + 8, 16): s0 = 1/P
-    encoding = InputEncoding(scale=P, offset=PIXEL_MAX // 2, threshold=PIXEL_MAX,
-                             x_min=0, x_max=PIXEL_MAX)
-    s_in = np.full(float_layers[0][0].shape[1], 1.0 / P)
-    calib = float_activations(mlp, calib_x)
-    layers, thresholds_float = [], []
-    for index, (w, b) in enumerate(float_layers):
-        readout = index == len(float_layers) - 1
-        w_folded = w * s_in[None, :]
-        if readout:
-            weights, bias, _, q = _quantize_layer(w_folded, b, None, weight_bits, bias_max,
-                                                  theta_max, per_channel=False)
-            layers.append(Layer(weights, bias, None))
-            output_scale = float(q[0])
-        else:
-            a = calib[index]
-            level = np.percentile(a, percentile, axis=0)
-            level = np.where(level > 0, level, a.max(axis=0))     # rarely active channels
-            level = np.where(level > 0, level, 1.0)                # never active: any scale
-            s_out = level / P
-            weights, bias, theta, q = _quantize_layer(w_folded, b, s_out, weight_bits, bias_max,
-                                                      theta_max, per_channel=True)
-            layers.append(Layer(weights, bias, theta))
-            s_in = theta * q                                       # exact scale of p(z_out)
-            thresholds_float.append(level)
+    from spikepack.firmware.quantize import float_network_from_sklearn, quantize
+    net = float_network_from_sklearn(mlp)
     meta = {
         "source": "sklearn MLPClassifier (ReLU) on sklearn.datasets.load_digits, input x/16",
         "converter": "spikepack.firmware.convert",
         "hidden": [int(h) for h in np.atleast_1d(getattr(mlp, "hidden_layer_sizes", ()))],
-        "percentile": float(percentile),
-        "calibration_samples": int(len(calib_x)),
-        "readout_scale": output_scale,
     }
-    model = SpikePackModel(timesteps=timesteps, tau_shift=tau_shift, weight_bits=weight_bits,
-                           layers=tuple(layers), neuron=neuron, input_encoding=encoding)
-    need = model.needed_bits()
-    meta["bias_bits_needed"] = need["bias_bits"]
-    meta["threshold_bits_needed"] = need["threshold_bits"]
-    meta["max_abs_bias"] = int(max(np.abs(layer.bias).max() for layer in layers))
-    meta["max_threshold"] = int(max((layer.threshold.max() for layer in layers[:-1]), default=1))
     meta.update(metadata or {})
-    return dataclasses.replace(model, metadata=meta)
+    return quantize(net, calib_x, x_max=PIXEL_MAX, timesteps=timesteps, tau_shift=tau_shift,
+                    weight_bits=weight_bits, neuron=neuron, percentile=percentile,
+                    bias_bits=bias_bits, threshold_bits=threshold_bits, metadata=meta)
 
 
 def evaluate(mlp, model: SpikePackModel, x, y) -> dict:
