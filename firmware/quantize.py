@@ -125,8 +125,8 @@ def check_options(*, timesteps, tau_shift, weight_bits, neuron="spikepack",
     P = packed_max(timesteps, tau_shift)
     if P > ENCODING_LIMIT:
         raise QuantizeError(f"T = {timesteps} with tau = {1 << tau_shift} gives P = {P} "
-                            f"(2**{P.bit_length()}); the input encoding's scale P must stay "
-                            f"at most 2**{ENCODING_LIMIT.bit_length() - 1}: lower T or tau",
+                            f"(2**{P.bit_length()}); the input encoding's scale P must be at "
+                            f"most 2**{ENCODING_LIMIT.bit_length() - 1}: lower T or tau",
                             ("timesteps", "tau_shift"))
     top = ((1 << threshold_bits) - 1) << (tau_shift * (timesteps - 1))
     if top >= INT64_LIMIT:

@@ -155,3 +155,177 @@ def test_random_mlps_quantize_like_the_direct_converter(seed, widths, T, tau_shi
     reference = legacy_convert(mlp, calib, T, tau_shift, weight_bits)
     assert_same_integers(quantize(float_network_from_sklearn(mlp), calib, x_max=16, timesteps=T,
                                   tau_shift=tau_shift, weight_bits=weight_bits), reference)
+
+
+# --- conv networks -------------------------------------------------------------------------------
+
+def digits_cnn(trained, second_conv=False, pool=True):
+    """A small float CNN on the 8x8 digits: fixed random 3x3 conv filters (ReLU), max pooling,
+    optionally a second conv, and a dense readout fitted by ridge regression on the features."""
+    _, split = trained
+    rng = np.random.default_rng(11)
+    layers = [FloatConv(rng.normal(0, 0.5, (6, 1, 3, 3)), rng.normal(0, 0.05, 6), (1, 1), (1, 1),
+                        name="conv1")]
+    if pool:
+        layers.append(FloatMaxPool((2, 2), name="pool1"))
+    if second_conv:
+        layers.append(FloatConv(rng.normal(0, 0.3, (5, 6, 2, 2)), rng.normal(0, 0.05, 5), (1, 1),
+                                (0, 0), name="conv2"))
+    body = FloatNetwork((1, 8, 8), tuple(layers))
+    features_shape = body.shapes()[-1]
+    f = body.forward(split.x_train.reshape(-1, 1, 8, 8) / 16)[-1].reshape(len(split.x_train), -1)
+    y = np.eye(10)[split.y_train]
+    f1 = np.hstack([f, np.ones((len(f), 1))])
+    coef = np.linalg.solve(f1.T @ f1 + 1e-2 * np.eye(f1.shape[1]), f1.T @ y)
+    readout = FloatDense(coef[:-1].T.copy(), coef[-1].copy(), relu=False, name="fc")
+    assert readout.weight.shape[1] == int(np.prod(features_shape))
+    return FloatNetwork((1, 8, 8), tuple(layers + [readout]))
+
+
+def float_predict(net, x, x_max=16):
+    return np.argmax(net.forward(np.asarray(x, dtype=np.float64).reshape(-1, *net.input_shape)
+                                 / x_max)[-1], axis=1)
+
+
+@pytest.mark.parametrize("second_conv", [False, True])
+def test_cnn_converts_near_losslessly_at_T8(trained, second_conv):
+    _, split = trained
+    net = digits_cnn(trained, second_conv=second_conv)
+    model = quantize(net, split.x_calib, x_max=16, timesteps=8, weight_bits=8)
+    kinds = [layer.kind for layer in model.layers]
+    assert kinds == ["conv", "maxpool"] + ["conv"] * second_conv + ["dense"]
+    assert model.input_shape == (1, 8, 8) and model.input_encoding == InputEncoding.for_pixels(16, 8, 1)
+    assert isinstance(model.layers[0], ConvLayer) and model.layers[0].padding == (1, 1)
+    assert isinstance(model.layers[1], MaxPoolLayer) and model.layers[1].window == (2, 2)
+    float_pred = float_predict(net, split.x_test)
+    snn_pred = model.predict(split.x_test.reshape(-1, 1, 8, 8))
+    float_acc, snn_acc = np.mean(float_pred == split.y_test), np.mean(snn_pred == split.y_test)
+    print(f"float {100 * float_acc:.2f}%  SNN {100 * snn_acc:.2f}%  agreement "
+          f"{100 * np.mean(float_pred == snn_pred):.2f}%")
+    assert float_acc >= 0.85
+    assert snn_acc >= float_acc - 0.02
+    assert np.mean(float_pred == snn_pred) >= 0.95
+    assert SpikePackModel.from_bytes(model.to_bytes()) == model
+
+
+def test_channel_scales_fold_through_conv_pool_and_flatten(trained):
+    """At high precision the readout potentials times the readout scale are the float logits:
+    a wrongly folded channel scale (another channel's, or a position's) would be far off."""
+    _, split = trained
+    net = digits_cnn(trained, second_conv=True)
+    x = split.x_test[:100]
+    # calibrated on these very images at the 100th percentile, so that nothing saturates
+    model = quantize(net, x, x_max=16, timesteps=12, weight_bits=14, bias_bits=32,
+                     threshold_bits=24, percentile=100)
+    logits, acts = model.forward(model.encode(x.reshape(-1, 1, 8, 8)))
+    approx = logits * model.metadata["readout_scale"]
+    exact = net.forward(x.reshape(-1, 1, 8, 8) / 16)[-1]
+    err = np.abs(approx - exact).max() / np.abs(exact).max()
+    print(f"largest logit error {100 * err:.3f}% of the largest logit")
+    assert err < 0.01
+    # and every hidden map, in its own channel scale theta*q, tracks the float activation
+    float_acts = net.forward(x.reshape(-1, 1, 8, 8) / 16)
+    for i in (1, 3):                                       # after conv1 and after conv2
+        z = acts[i].astype(np.float64)
+        a = float_acts[i - 1] if i == 1 else float_acts[2]
+        assert z.shape == a.shape
+        live = z.sum(axis=(0, 2, 3)) > 0
+        scale = (z * a).sum(axis=(0, 2, 3))[live] / (z * z).sum(axis=(0, 2, 3))[live]
+        residual = np.linalg.norm(z[:, live] * scale[None, :, None, None] - a[:, live]) / np.linalg.norm(a[:, live])
+        assert residual < 0.01, f"layer {i}"
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), N=st.integers(1, 10), M=st.integers(1, 8),
+       T=st.integers(1, 8), weight_bits=st.sampled_from([4, 8]))
+def test_1x1_conv_network_quantizes_like_the_dense_network(seed, N, M, T, weight_bits):
+    rng = np.random.default_rng(seed)
+    w1, b1 = rng.normal(0, 0.4, (M, N)), rng.normal(0, 0.1, M)
+    w2, b2 = rng.normal(0, 0.4, (3, M)), rng.normal(0, 0.1, 3)
+    dense = FloatNetwork((N,), (FloatDense(w1, b1), FloatDense(w2, b2, relu=False)))
+    conv = FloatNetwork((N, 1, 1), (FloatConv(w1[:, :, None, None], b1),
+                                    FloatDense(w2, b2, relu=False)))
+    calib = rng.integers(0, 256, (30, N))
+    a = quantize(dense, calib, x_max=255, timesteps=T, weight_bits=weight_bits)
+    c = quantize(conv, calib.reshape(30, N, 1, 1), x_max=255, timesteps=T, weight_bits=weight_bits)
+    np.testing.assert_array_equal(c.layers[0].weights[:, :, 0, 0], a.layers[0].weights)
+    for name in ("bias", "threshold"):
+        np.testing.assert_array_equal(getattr(c.layers[0], name), getattr(a.layers[0], name))
+    np.testing.assert_array_equal(c.layers[1].weights, a.layers[1].weights)
+    np.testing.assert_array_equal(c.layers[1].bias, a.layers[1].bias)
+    x = rng.integers(0, 256, (20, N))
+    np.testing.assert_array_equal(c.forward(c.encode(x.reshape(20, N, 1, 1)))[0],
+                                  a.forward(a.encode(x))[0])
+
+
+def test_lif_and_tau4_conv_models(trained):
+    _, split = trained
+    net = digits_cnn(trained)
+    for options in (dict(neuron="lif"), dict(tau_shift=2)):
+        model = quantize(net, split.x_calib, x_max=16, timesteps=4, **options)
+        pred = model.predict(split.x_test[:30])
+        assert pred.shape == (30,) and 0 <= pred.min() and pred.max() <= 9
+    base = quantize(net, split.x_calib, x_max=16, timesteps=4)
+    lif = quantize(net, split.x_calib, x_max=16, timesteps=4, neuron="lif")
+    assert lif.neuron == "lif" and all(a == b for a, b in zip(lif.layers, base.layers))
+
+
+def _tiny(layers, shape=(1, 4, 4)):
+    return FloatNetwork(shape, tuple(layers))
+
+
+_W = np.ones((2, 1, 3, 3))
+
+
+@pytest.mark.parametrize("net, message", [
+    (_tiny([FloatConv(_W, np.zeros(2), relu=False, name="c"), FloatDense(np.ones((2, 8)), np.zeros(2))]),
+     r"layer 0 \(FloatConv 'c'\): a hidden layer needs a ReLU"),
+    (_tiny([FloatMaxPool((2, 2), name="p"), FloatDense(np.ones((2, 4)), np.zeros(2))]),
+     r"layer 0 \(FloatMaxPool 'p'\): max pooling must follow a conv layer"),
+    (_tiny([FloatConv(_W, np.zeros(2), name="c")]), r"layer 0 .*readout \(last layer\) must be dense"),
+    (_tiny([FloatConv(_W, np.zeros(2)), FloatDense(np.ones((2, 9)), np.zeros(2))]),
+     "expects 9 inputs, gets 8"),
+    (_tiny([FloatConv(_W * np.nan, np.zeros(2)), FloatDense(np.ones((2, 8)), np.zeros(2))]),
+     "weight holds NaN"),
+])
+def test_unconvertible_networks_are_named(net, message):
+    with pytest.raises(QuantizeError, match=message):
+        quantize(net, np.zeros((3, 1, 4, 4), dtype=int), x_max=255)
+
+
+@pytest.mark.parametrize("options, names, message", [
+    (dict(threshold_bits=0), ("threshold_bits",), "between 1 and 32, not 0"),
+    (dict(timesteps=0), ("timesteps",), "between 1 and 16"),
+    (dict(weight_bits=17), ("weight_bits",), "between 2 and 16"),
+    (dict(tau_shift=4), ("tau_shift",), "one of 1, 2, 3"),
+    (dict(percentile=0), ("percentile",), r"\(0, 100\]"),
+    (dict(neuron="izh"), ("neuron",), "spikepack, lif"),
+    (dict(timesteps=16, tau_shift=3), ("timesteps", "tau_shift"), "scale P must be at most 2\\*\\*40"),
+    (dict(timesteps=14, tau_shift=3, threshold_bits=32), ("threshold_bits", "timesteps", "tau_shift"),
+     "decode levels .* up to 2\\*\\*71"),
+    (dict(timesteps=14, tau_shift=3, weight_bits=16), ("timesteps", "tau_shift", "weight_bits"),
+     r"layer 0 \(wide, fan-in 4096\): .* potential could reach 2\*\*67"),
+])
+def test_bad_options_name_the_option(options, names, message):
+    net = _tiny([FloatConv(_W, np.zeros(2)), FloatDense(np.ones((2, 8)), np.zeros(2), relu=False)])
+    x = np.zeros((3, 1, 4, 4), dtype=int)
+    if "potential" in message:
+        net = FloatNetwork((4096,), (FloatDense(np.ones((2, 4096)), np.zeros(2), name="wide"),
+                                     FloatDense(np.ones((2, 2)), np.zeros(2), relu=False)))
+        x = np.zeros((3, 4096), dtype=int)
+    with pytest.raises(QuantizeError, match=message) as info:
+        quantize(net, x, x_max=255, **options)
+    assert info.value.options == names
+    assert str(info.value).startswith(", ".join(names) + ": ")
+
+
+def test_calibration_inputs_are_checked():
+    net = _tiny([FloatConv(_W, np.zeros(2)), FloatDense(np.ones((2, 8)), np.zeros(2), relu=False)])
+    with pytest.raises(QuantizeError, match=r"calibration inputs must have shape \(S, 1, 4, 4\)"):
+        quantize(net, np.zeros((3, 15), dtype=int), x_max=255)
+    with pytest.raises(QuantizeError, match="pixels in 0..255"):
+        quantize(net, np.full((3, 16), 256), x_max=255)
+    with pytest.raises(QuantizeError, match="no calibration inputs"):
+        quantize(net, np.zeros((0, 16), dtype=int), x_max=255)
+    model = quantize(net, np.arange(48).reshape(3, 16), x_max=255)   # flat samples are fine
+    assert model.input_shape == (1, 4, 4)
