@@ -271,8 +271,8 @@ def _onnx_tools():
     try:
         from spikepack.firmware.onnx_import import load_onnx, onnx_float_predict
     except ImportError as e:
-        raise ValueError(f"--onnx needs the ONNX importer and its packages "
-                         f"(pip install -e '.[onnx]'): {e}") from None
+        raise ValueError(f"--onnx needs the ONNX importer (spikepack.firmware.onnx_import) "
+                         f"and the onnx and onnxruntime packages: {e}") from None
     return load_onnx, onnx_float_predict
 
 

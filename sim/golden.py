@@ -335,21 +335,28 @@ def _correlate(x: np.ndarray, w: np.ndarray, stride, padding, out_shape, bound: 
     """Exact ``y[b, o, y, x] = sum_(c, i, j) w[o, c, i, j] * x[b, c, y s_h + i - p_h, x s_w + j - p_w]``
     (zero outside the map) for integer ``x`` (B, C, H, W), as int64.
 
-    ``bound`` bounds the sum of the magnitudes of all terms. Below 2**53 the sums run in float64
-    (BLAS), where every partial sum of integers is exactly representable, so the result is
-    exact; above it they run in int64 (``bound`` < 2**62 has been checked by the caller)."""
+    Each output position is one row of patches (im2col, (c, i, j) order) times the flattened
+    kernels, computed a few images at a time. ``bound`` bounds the sum of the magnitudes of all
+    terms. Below 2**53 the sums run in float64 (BLAS), where every partial sum of integers is
+    exactly representable, so the result is exact; above it they run in int64 (``bound`` < 2**62
+    has been checked by the caller)."""
+    from numpy.lib.stride_tricks import sliding_window_view
     (s_h, s_w), (p_h, p_w) = stride, padding
     _, H_out, W_out = out_shape
-    C_out, _, K_h, K_w = w.shape
+    C_out, C, K_h, K_w = w.shape
     dtype = np.float64 if bound < (1 << 53) else np.int64
     xp = np.pad(x.astype(dtype), ((0, 0), (0, 0), (p_h, p_h), (p_w, p_w)))
-    wt = w.astype(dtype)
-    acc = np.zeros((x.shape[0], H_out, W_out, C_out), dtype=dtype)
-    for i in range(K_h):            # one (B, H_out, W_out, C) x (C, O) product per kernel tap
-        for j in range(K_w):
-            tap = xp[:, :, i:i + s_h * (H_out - 1) + 1:s_h, j:j + s_w * (W_out - 1) + 1:s_w]
-            acc += np.tensordot(tap.transpose(0, 2, 3, 1), wt[:, :, i, j].T, axes=1)
-    return np.ascontiguousarray(acc.transpose(0, 3, 1, 2)).astype(np.int64)
+    win = sliding_window_view(xp, (K_h, K_w), axis=(2, 3))[:, :, ::s_h, ::s_w][:, :, :H_out, :W_out]
+    kernels = w.reshape(C_out, -1).T.astype(dtype)               # (C*K_h*K_w, C_out)
+    out = np.empty((x.shape[0], C_out, H_out, W_out), dtype=np.int64)
+    per_image = H_out * W_out * C * K_h * K_w
+    step = max(1, (1 << 22) // per_image)                         # ~32 MB of patches at a time
+    for b0 in range(0, x.shape[0], step):
+        part = win[b0:b0 + step]
+        patches = part.transpose(0, 2, 3, 1, 4, 5).reshape(-1, C * K_h * K_w)
+        y = (patches @ kernels).reshape(len(part), H_out, W_out, C_out)
+        out[b0:b0 + step] = y.transpose(0, 3, 1, 2)
+    return out
 
 
 def conv_step_currents(z_in, weights, T: int, stride=(1, 1), padding=(0, 0)) -> np.ndarray:
