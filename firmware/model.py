@@ -602,7 +602,14 @@ class SpikePackModel:
     def forward(self, z_in):
         """Spike words ``(..., *input_shape)`` -> ``(logits (..., classes), activations)`` by the
         golden model: ``activations[l]`` are the spike words entering layer ``l``."""
-        return run_network(z_in, self.as_golden_layers(), self.timesteps, self.tau_shift,
+        z = np.asarray(z_in)
+        if len(self.input_shape) == 3 and self.layers[0].kind == "dense":
+            # an image read by a dense layer: flattened in (c, y, x) order
+            if z.shape[-3:] != self.input_shape:
+                raise ValueError(f"spike words of shape {z.shape} do not end in the input shape "
+                                 f"{self.input_shape}")
+            z = z.reshape(z.shape[:-3] + (-1,))
+        return run_network(z, self.as_golden_layers(), self.timesteps, self.tau_shift,
                            self.neuron)
 
     def predict(self, x, batch: int = 1000) -> np.ndarray:

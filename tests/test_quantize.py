@@ -329,3 +329,17 @@ def test_calibration_inputs_are_checked():
         quantize(net, np.zeros((0, 16), dtype=int), x_max=255)
     model = quantize(net, np.arange(48).reshape(3, 16), x_max=255)   # flat samples are fine
     assert model.input_shape == (1, 4, 4)
+
+
+def test_dense_network_on_an_image_input(trained):
+    """An MLP that reads the image flattened (ONNX Flatten -> Gemm) keeps the image input shape;
+    its integers are those of the same MLP on the 64-vector."""
+    mlp, split = trained
+    flat = quantize(float_network_from_sklearn(mlp), split.x_calib, x_max=16)
+    image = quantize(float_network_from_sklearn(mlp, input_shape=(1, 8, 8)),
+                     split.x_calib.reshape(-1, 1, 8, 8), x_max=16)
+    assert image.input_shape == (1, 8, 8) and flat.input_shape == (64,)
+    assert all(a == b for a, b in zip(image.layers, flat.layers))
+    np.testing.assert_array_equal(image.predict(split.x_test.reshape(-1, 1, 8, 8)),
+                                  flat.predict(split.x_test))
+    assert SpikePackModel.from_bytes(image.to_bytes()) == image
