@@ -373,11 +373,13 @@ def onnx_accuracy_table(onnx_path: str | Path, dataset: str = "mnist", progress:
 
 
 def plot_table(table: dict, path: str | Path, title: str | None = None,
-               float_label: str = "float MLP", ylabel: str = "test accuracy (%), 360 digits") -> Path:
+               float_label: str = "float MLP", ylabel: str = "test accuracy (%), 360 digits",
+               legend: str = "lower right") -> Path:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    below = legend == "below"
+    fig, ax = plt.subplots(figsize=(6.4, 5.0 if below else 4.2), dpi=120)
     styles = {(8, 1): ("C0", "o", "-"), (4, 1): ("C1", "s", "-"),
               (8, 2): ("C2", "o", "--"), (4, 2): ("C3", "s", "--")}
     for (bits, k), (color, marker, line) in styles.items():
@@ -393,7 +395,10 @@ def plot_table(table: dict, path: str | Path, title: str | None = None,
     ax.set_title(title or "SpikePack conversion of a " + "-".join(
         str(n) for n in [64, *table["hidden"], 10]) + " ReLU MLP")
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    if below:   # under the axes, where it cannot hide a point
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=8)
+    else:
+        ax.legend(loc=legend, fontsize=8)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -508,6 +513,7 @@ Network `{source}` ({network}), float accuracy from onnxruntime on the original 
 **{float_acc:.2f}%** on the {images} test images of the `{dataset}` split (calibration:
 {calib} training images). SNN accuracy is the golden model's; "agreement" is the share of test
 images on which the SNN predicts the float network's class. The last row is the LIF baseline.
+{summary}
 
 | T | weight bits | tau | SNN accuracy | SNN - float | agreement | bias bits needed | threshold bits needed |
 |---|---|---|---|---|---|---|---|
@@ -563,10 +569,21 @@ def write_onnx_table_docs(table: dict, docs_dir: str | Path = "docs",
         raise ValueError(f"{md} has no generated ONNX section; run --table (digits) first")
     png = plot_table(table, docs_dir / f"conversion_{table['dataset']}.png",
                      title=f"SpikePack conversion of {table['source']} on {table['dataset']}",
-                     float_label="float network (onnxruntime)",
+                     float_label="float network (onnxruntime)", legend="below",
                      ylabel=f"test accuracy (%), {table['test_images']} {table['dataset']} images")
     f = table["float_accuracy"]
-    section = _ONNX_SECTION.format(
+    by = {(r["T"], r["weight_bits"], r["tau_shift"]): r for r in table["rows"]}
+    summary = ""
+    if (4, 8, 1) in by:
+        d = by[(4, 8, 1)]
+        tau2 = [r for r in table["rows"] if r["tau_shift"] == 1 and r["weight_bits"] == 8]
+        best = max(tau2, key=lambda r: (r["snn_accuracy"], -r["T"]))
+        summary = (f"\nAt the default setting (T = 4, 8-bit weights, tau = 2) the SNN reaches "
+                   f"{100 * d['snn_accuracy']:.2f}% ({100 * (d['snn_accuracy'] - f):+.2f} points, "
+                   f"agreement {100 * d['agreement']:.2f}%); with 8-bit weights and tau = 2 the "
+                   f"best is {100 * best['snn_accuracy']:.2f}% at T = {best['T']}. LIF with the "
+                   f"same integers: {100 * table['lif']['snn_accuracy']:.2f}%.")
+    section = _ONNX_SECTION.format(summary=summary, 
         begin=MNIST_BEGIN, end=MNIST_END, source=table["source"], network=table["network"],
         float_acc=100 * f, images=table["test_images"], dataset=table["dataset"],
         calib=table["calibration_images"], rows=_table_rows(table["rows"] + [table["lif"]], f),

@@ -407,3 +407,45 @@ def test_onnx_table_runs_the_grid(tmp_path, trained, float_onnx, monkeypatch):
     assert by[(8, 8, 1)]["snn_accuracy"] >= table["float_accuracy"] - 0.03
     assert all(0 <= r["snn_accuracy"] <= 1 and 0 <= r["agreement"] <= 1 for r in table["rows"])
     assert table["network"] == "input 1x8x8 - conv 6@3x3 p1 - maxpool 2x2 - dense 10"
+
+
+# --- with the real importer and onnxruntime ---------------------------------------------------------
+
+@pytest.mark.parametrize("double", [False, True])
+def test_skl2onnx_digits_mlp_converts_to_the_direct_model(tmp_path, capsys, trained, default_model,
+                                                          double):
+    """Issue 15 item 6: the digits MLP exported with skl2onnx (float32 or float64 weights),
+    through load_onnx and `spikepack convert --onnx`, gives the integers of the direct path."""
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
+    mlp, split = trained
+    kind = DoubleTensorType if double else FloatTensorType
+    onx = to_onnx(mlp, initial_types=[("x", kind([None, 64]))],
+                  options={id(mlp): {"zipmap": False}}, target_opset=17)
+    path = tmp_path / "mlp.onnx"
+    path.write_bytes(onx.SerializeToString())
+    out = tmp_path / "m.npz"
+    assert _run_cli(["--onnx", str(path), "-o", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    model = SpikePackModel.load(out)
+    assert model.layers == default_model.layers
+    assert model.input_encoding == default_model.input_encoding
+    result = cv.evaluate(mlp, default_model, split.x_test, split.y_test)
+    assert summary["float_accuracy"] == pytest.approx(result["float_accuracy"])   # onnxruntime
+    assert summary["snn_accuracy"] == pytest.approx(result["snn_accuracy"])
+
+
+def test_mnist_cnn_converts_near_losslessly(tmp_path, capsys):
+    """The committed demo CNN at the default setting (T = 4, 8-bit weights, tau = 2)."""
+    from pathlib import Path
+    onnx = Path(__file__).parent.parent / "models" / "mnist_cnn.onnx"
+    out = tmp_path / "cnn.npz"
+    assert _run_cli(["--onnx", str(onnx), "-o", str(out)]) == 0      # 1x28x28: mnist by default
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    print(summary)
+    model = SpikePackModel.load(out)
+    assert [layer.kind for layer in model.layers] == ["conv", "maxpool", "conv", "maxpool", "dense"]
+    assert summary["images"] == 1000 and summary["float_accuracy"] >= 0.975
+    assert summary["snn_accuracy"] >= summary["float_accuracy"] - 0.01
+    assert summary["agreement"] >= 0.98
+    assert model.needed_bits()["bias_bits"] <= 16 and model.needed_bits()["threshold_bits"] <= 15
