@@ -810,8 +810,8 @@ def _read_layer(i: int, entry: Any, count: int, version: int, arrays: dict, expe
     if version == 1:
         kind = "dense"
     else:
-        if not isinstance(entry, dict) or entry.get("kind") not in LAYER_KINDS:
-            kind = entry.get("kind") if isinstance(entry, dict) else None
+        kind = entry.get("kind") if isinstance(entry, dict) else None
+        if not isinstance(kind, str) or kind not in LAYER_KINDS:
             raise ModelFormatError(f"{where}: header 'kind' must be one of "
                                    f"{', '.join(LAYER_KINDS)}, not {kind!r}")
         kind = entry["kind"]

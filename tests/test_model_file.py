@@ -593,6 +593,8 @@ _DELETE = object()
     (_set("input_shape", [1, 8]), "header field 'input_shape' must be \\[N\\] or \\[C, H, W\\]"),
     (_set("input_shape", [1, 9, 8]), r"layer 0: header 'in_shape' is \[1, 8, 8\], but the input_shape gives \[1, 9, 8\]"),
     (_layer_entry(0, "kind", "deconv"), "layer 0: header 'kind' must be one of dense, conv, maxpool, not 'deconv'"),
+    (_layer_entry(0, "kind", ["conv"]), r"layer 0: header 'kind' must be one of .*, not \['conv'\]"),
+    (lambda h, a: h["layers"].__setitem__(1, "maxpool"), r"layer 1: header 'kind' must be one of .*, not None"),
     (_layer_entry(0, "stride", _DELETE), r"layer 0 \(conv\): header entry is missing stride"),
     (_layer_entry(1, "colour", 1), r"layer 1 \(maxpool\): header entry has unknown field\(s\) colour"),
     (_layer_entry(0, "kernel", [3, 0]), r"layer 0 \(conv\): header kernel must hold integers between 1"),
@@ -649,3 +651,45 @@ def test_pack_refuses_a_conv_model_in_one_line(tmp_path):
     assert run.stderr.count("\n") == 1 and "Traceback" not in run.stderr
     assert "this hardware version runs dense layers only; layer 0 is a conv layer" in run.stderr
     assert not (tmp_path / "out.bin").exists()
+
+
+def _leaves(value, path=()):
+    """Every (path, value) of a JSON tree, containers included."""
+    yield path, value
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _leaves(v, path + (k,))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _leaves(v, path + (i,))
+
+
+_JUNK = st.one_of(st.none(), st.booleans(), st.integers(-(1 << 70), 1 << 70),
+                  st.floats(allow_nan=False), st.text(max_size=4),
+                  st.lists(st.integers(-3, 3), max_size=4), st.just({}), st.just({"kind": "conv"}))
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_any_damaged_conv_header_is_a_model_format_error(data):
+    """Replacing any field of a conv model's header with junk gives a ModelFormatError (or, if
+    the junk happens to be valid, a model), never another exception."""
+    import io
+    import zipfile
+    raw = conv_model(5).to_bytes()
+    with zipfile.ZipFile(io.BytesIO(raw)) as zf:
+        arrays = {n[:-4]: np.load(io.BytesIO(zf.read(n)), allow_pickle=False) for n in zf.namelist()}
+    header = json.loads(str(arrays.pop("header")))
+    paths = [p for p, _ in _leaves(header) if p and p[0] != "metadata"]
+    path = data.draw(st.sampled_from(paths))
+    junk = data.draw(_JUNK)
+    node = header
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = junk
+    buffer = io.BytesIO()
+    np.savez(buffer, header=np.array(json.dumps(header)), **arrays)
+    try:
+        SpikePackModel.from_bytes(buffer.getvalue())
+    except ModelFormatError:
+        pass
