@@ -11,6 +11,8 @@ Conventions (SPEC section 1):
 * A spike train array has the time axis last, index 0 = step 1.
 * ``weights`` has shape ``(M, N)`` (outputs x inputs), ``bias`` and ``threshold`` shape ``(M,)``.
 * Layer inputs ``z_in`` have shape ``(..., N)``; outputs ``(..., M)``.
+* Feature maps (SPEC section 6) are ``(..., C, H, W)`` spike words; conv weights
+  ``(C_out, C_in, K_h, K_w)``; a dense layer after a map reads it flattened in (c, y, x) order.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ __all__ = [
     "step_currents", "global_potential", "global_potential_serial",
     "decode_serial", "decode_closed", "spikepack_layer",
     "lif_neuron", "lif_layer", "run_network",
-    "signed_bits", "unsigned_bits", "Widths", "layer_widths",
+    "Dense", "Conv", "MaxPool", "conv_output_shape", "conv_step_currents", "conv_potential",
+    "conv_potential_serial", "spikepack_conv", "lif_conv", "maxpool_words", "flatten_map",
+    "signed_bits", "unsigned_bits", "Widths", "layer_widths", "conv_layer_widths",
 ]
 
 MAX_T = 16
@@ -277,27 +281,270 @@ def lif_layer(z_in, weights, bias, threshold, T: int, tau_shift: int) -> np.ndar
     return lif_neuron(currents, threshold, tau_shift)
 
 
+# --- convolution and pooling (SPEC section 6) ---------------------------------------------------
+
+def _pair(value, name: str, lo: int) -> tuple[int, int]:
+    """``value`` as a pair of integers >= ``lo`` (an int means the same for height and width)."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = (value, value)
+    try:
+        pair = tuple(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer or a pair of integers, not {value!r}") from None
+    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                                 for v in pair):
+        raise TypeError(f"{name} must be an integer or a pair of integers, not {value!r}")
+    if min(pair) < lo:
+        raise ValueError(f"{name} must be >= {lo}, not {pair}")
+    return int(pair[0]), int(pair[1])
+
+
+def conv_output_shape(in_shape, weights_shape, stride=(1, 1), padding=(0, 0)) -> tuple[int, int, int]:
+    """(C_out, H_out, W_out) of a conv layer: H_out = floor((H + 2 p_h - K_h) / s_h) + 1."""
+    C, H, W = (int(v) for v in in_shape)
+    C_out, C_in, K_h, K_w = (int(v) for v in weights_shape)
+    (s_h, s_w), (p_h, p_w) = _pair(stride, "stride", 1), _pair(padding, "padding", 0)
+    if C != C_in:
+        raise ValueError(f"the conv weights expect {C_in} input channels, the map has {C}")
+    H_out = (H + 2 * p_h - K_h) // s_h + 1
+    W_out = (W + 2 * p_w - K_w) // s_w + 1
+    if H_out < 1 or W_out < 1:
+        raise ValueError(f"a {K_h}x{K_w} kernel with padding {(p_h, p_w)} does not fit a "
+                         f"{H}x{W} map")
+    return C_out, H_out, W_out
+
+
+def _conv_operands(z_in, weights, T, stride, padding):
+    """Checked operands of a conv layer: z (B, C, H, W), w (O, C, K_h, K_w), the batch shape,
+    the output shape, stride and padding."""
+    check_params(T, 1)
+    z = _as_int_array(z_in, "z_in")
+    w = _as_int_array(weights, "weights")
+    if w.ndim != 4 or min(w.shape) < 1:
+        raise ValueError(f"conv weights must have shape (C_out, C_in, K_h, K_w), not {w.shape}")
+    if z.ndim < 3:
+        raise ValueError(f"z_in must be a feature map (..., C, H, W), not of shape {z.shape}")
+    stride, padding = _pair(stride, "stride", 1), _pair(padding, "padding", 0)
+    out_shape = conv_output_shape(z.shape[-3:], w.shape, stride, padding)
+    _check_words(z, T, "z_in")
+    batch = z.shape[:-3]
+    return z.reshape((-1,) + z.shape[-3:]), w, batch, out_shape, stride, padding
+
+
+def _correlate(x: np.ndarray, w: np.ndarray, stride, padding, out_shape, bound: int) -> np.ndarray:
+    """Exact ``y[b, o, y, x] = sum_(c, i, j) w[o, c, i, j] * x[b, c, y s_h + i - p_h, x s_w + j - p_w]``
+    (zero outside the map) for integer ``x`` (B, C, H, W), as int64.
+
+    Each output position is one row of patches (im2col, (c, i, j) order) times the flattened
+    kernels, computed a few images at a time. ``bound`` bounds the sum of the magnitudes of all
+    terms. Below 2**53 the sums run in float64 (BLAS), where every partial sum of integers is
+    exactly representable, so the result is exact; above it they run in int64 (``bound`` < 2**62
+    has been checked by the caller)."""
+    from numpy.lib.stride_tricks import sliding_window_view
+    (s_h, s_w), (p_h, p_w) = stride, padding
+    _, H_out, W_out = out_shape
+    C_out, C, K_h, K_w = w.shape
+    dtype = np.float64 if bound < (1 << 53) else np.int64
+    xp = np.pad(x.astype(dtype), ((0, 0), (0, 0), (p_h, p_h), (p_w, p_w)))
+    win = sliding_window_view(xp, (K_h, K_w), axis=(2, 3))[:, :, ::s_h, ::s_w][:, :, :H_out, :W_out]
+    kernels = w.reshape(C_out, -1).T.astype(dtype)               # (C*K_h*K_w, C_out)
+    out = np.empty((x.shape[0], C_out, H_out, W_out), dtype=np.int64)
+    per_image = H_out * W_out * C * K_h * K_w
+    step = max(1, (1 << 22) // per_image)                         # ~32 MB of patches at a time
+    for b0 in range(0, x.shape[0], step):
+        part = win[b0:b0 + step]
+        patches = part.transpose(0, 2, 3, 1, 4, 5).reshape(-1, C * K_h * K_w)
+        y = (patches @ kernels).reshape(len(part), H_out, W_out, C_out)
+        out[b0:b0 + step] = y.transpose(0, 3, 1, 2)
+    return out
+
+
+def conv_step_currents(z_in, weights, T: int, stride=(1, 1), padding=(0, 0)) -> np.ndarray:
+    """Per-step currents of a conv layer without bias, ``(..., C_out, H_out, W_out, T)``:
+    I_t[o, y, x] = sum_(c, i, j) w[o, c, i, j] * s_t(z[c, y s_h + i - p_h, x s_w + j - p_w])."""
+    z, w, batch, out_shape, stride, padding = _conv_operands(z_in, weights, T, stride, padding)
+    fan_in = w.shape[1] * w.shape[2] * w.shape[3]
+    _check_bound(fan_in * _max_abs(w), "a step current")
+    planes = [_correlate((z >> (T - t)) & 1, w, stride, padding, out_shape, fan_in * _max_abs(w))
+              for t in range(1, T + 1)]
+    return np.stack(planes, axis=-1).reshape(batch + out_shape + (T,))
+
+
+def _conv_bias(bias, C_out: int) -> np.ndarray:
+    b = _as_int_array(bias, "bias")
+    if b.shape != (C_out,):
+        raise ValueError(f"bias must have shape ({C_out},), one per output channel, not {b.shape}")
+    return b
+
+
+def _conv_bound(w: np.ndarray, b: np.ndarray, T: int, tau_shift: int) -> int:
+    fan_in = w.shape[1] * w.shape[2] * w.shape[3]
+    bound = fan_in * _max_abs(w) * packed_max(T, tau_shift) + _max_abs(b)
+    _check_bound(bound, "the global potential")
+    return bound
+
+
+def conv_potential(z_in, weights, bias, T: int, tau_shift: int, stride=(1, 1),
+                   padding=(0, 0)) -> np.ndarray:
+    """v[o, y, x] = b[o] + sum_(c, i, j) w[o, c, i, j] * p(z[c, y s_h + i - p_h, x s_w + j - p_w])
+    (SPEC section 6; p(0) = 0 outside the map), the packed form. Shape (..., C_out, H_out, W_out)."""
+    check_params(T, tau_shift)
+    z, w, batch, out_shape, stride, padding = _conv_operands(z_in, weights, T, stride, padding)
+    b = _conv_bias(bias, w.shape[0])
+    bound = _conv_bound(w, b, T, tau_shift)
+    v = _correlate(packed_value(z, T, tau_shift), w, stride, padding, out_shape, bound)
+    return (v + b[:, None, None]).reshape(batch + out_shape)
+
+
+def conv_potential_serial(z_in, weights, bias, T: int, tau_shift: int, stride=(1, 1),
+                          padding=(0, 0)) -> np.ndarray:
+    """The same v per output position by Horner's rule over bit planes (SPEC section 2):
+    u_t = tau*u_(t-1) + I_t, v = u_T + b."""
+    check_params(T, tau_shift)
+    z, w, batch, out_shape, stride, padding = _conv_operands(z_in, weights, T, stride, padding)
+    b = _conv_bias(bias, w.shape[0])
+    _conv_bound(w, b, T, tau_shift)
+    currents = conv_step_currents(z, w, T, stride, padding)
+    u = np.zeros(currents.shape[:-1], dtype=np.int64)
+    for t in range(T):
+        u = (u << tau_shift) + currents[..., t]
+    return (u + b[:, None, None]).reshape(batch + out_shape)
+
+
+def _channel_threshold(threshold, C_out: int) -> np.ndarray:
+    theta = _as_int_array(threshold, "threshold")
+    if theta.shape != (C_out,):
+        raise ValueError(f"threshold must have shape ({C_out},), one per output channel, not "
+                         f"{theta.shape}")
+    return theta[:, None, None]
+
+
+def spikepack_conv(z_in, weights, bias, threshold, T: int, tau_shift: int, stride=(1, 1),
+                   padding=(0, 0)) -> np.ndarray:
+    """A SpikePack conv layer: the potential of every output position, then the serial decode
+    with its channel's threshold. Returns spike words (..., C_out, H_out, W_out)."""
+    v = conv_potential(z_in, weights, bias, T, tau_shift, stride, padding)
+    return decode_serial(v, _channel_threshold(threshold, v.shape[-3]), T, tau_shift)
+
+
+def lif_conv(z_in, weights, bias, threshold, T: int, tau_shift: int, stride=(1, 1),
+             padding=(0, 0)) -> np.ndarray:
+    """A LIF conv layer: per-step current I_t = b[o] + the conv of the step-t bit plane (SPEC
+    sections 3 and 6), LIF dynamics per output position. Returns spike words."""
+    check_params(T, tau_shift)
+    z, w, batch, out_shape, stride, padding = _conv_operands(z_in, weights, T, stride, padding)
+    b = _conv_bias(bias, w.shape[0])
+    _conv_bound(w, b, T, tau_shift)
+    currents = conv_step_currents(z, w, T, stride, padding) + b[:, None, None, None]
+    return lif_neuron(currents, _channel_threshold(threshold, w.shape[0]),
+                      tau_shift).reshape(batch + out_shape)
+
+
+def maxpool_words(z, window) -> np.ndarray:
+    """Non-overlapping max pooling of spike words (..., C, H, W): a k_h x k_w window with stride
+    (k_h, k_w), no padding (rows and columns that do not fill a window are dropped); the largest
+    word, compared as unsigned integers (SPEC section 6)."""
+    z = _as_int_array(z, "z")
+    k_h, k_w = _pair(window, "window", 1)
+    if z.ndim < 3:
+        raise ValueError(f"max pooling needs a feature map (..., C, H, W), not shape {z.shape}")
+    if z.size and int(z.min()) < 0:
+        raise ValueError(f"spike words are unsigned; found {int(z.min())}")
+    *lead, H, W = z.shape
+    if H < k_h or W < k_w:
+        raise ValueError(f"pooling window {k_h}x{k_w} is larger than the {H}x{W} map")
+    H_out, W_out = H // k_h, W // k_w
+    blocks = z[..., :H_out * k_h, :W_out * k_w].reshape(*lead, H_out, k_h, W_out, k_w)
+    return blocks.max(axis=(-3, -1))
+
+
+def flatten_map(z) -> np.ndarray:
+    """A feature map (..., C, H, W) as (..., C*H*W) in (c, y, x) order, as ONNX ``Flatten``."""
+    z = _as_int_array(z, "z")
+    if z.ndim < 3:
+        raise ValueError(f"flatten needs a feature map (..., C, H, W), not shape {z.shape}")
+    return z.reshape(z.shape[:-3] + (-1,))
+
+
 # --- network -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class Dense:
+    """A fully connected layer for :func:`run_network`: weights (M, N), bias (M,), threshold (M,)
+    (``None`` for the readout). A plain ``(weights, bias, threshold)`` tuple means the same."""
+    weights: object
+    bias: object
+    threshold: object = None
+
+
+@dataclass(frozen=True, eq=False)
+class Conv:
+    """A conv layer for :func:`run_network`: weights (C_out, C_in, K_h, K_w), bias and threshold
+    (C_out,), stride and zero padding (pairs or ints)."""
+    weights: object
+    bias: object
+    threshold: object
+    stride: object = (1, 1)
+    padding: object = (0, 0)
+
+
+@dataclass(frozen=True)
+class MaxPool:
+    """Non-overlapping max pooling of spike words with a k_h x k_w window (:func:`maxpool_words`)."""
+    window: object
+
 
 def run_network(z_in, layers: Sequence, T: int, tau_shift: int, neuron: str = "spikepack"):
     """Run a network of SpikePack (or LIF) layers; the last layer is the readout (not decoded).
 
-    ``layers`` is a sequence of ``(weights, bias, threshold)``; the readout layer's threshold is
-    ignored (it may be ``None``). Returns ``(logits, activations)``: the readout potentials
-    ``(..., M_last)`` and the list of spike-word arrays entering each layer.
+    ``layers`` holds :class:`Dense`, :class:`Conv` and :class:`MaxPool` layers; a plain
+    ``(weights, bias, threshold)`` tuple is a dense layer. The readout must be dense; its
+    threshold is ignored (it may be ``None``). ``z_in`` is ``(..., N)`` spike words when the first
+    layer is dense, ``(..., C, H, W)`` when it is a conv layer; a dense layer after a feature map
+    reads it flattened in (c, y, x) order. Returns ``(logits, activations)``: the readout
+    potentials ``(..., M_last)`` and the list of spike-word arrays entering each layer (maps
+    unflattened).
     """
     if neuron not in ("spikepack", "lif"):
         raise ValueError(f"neuron must be 'spikepack' or 'lif', not {neuron!r}")
     if not layers:
         raise ValueError("a network needs at least one layer")
-    layer_fn = spikepack_layer if neuron == "spikepack" else lif_layer
+    dense_fn = spikepack_layer if neuron == "spikepack" else lif_layer
+    conv_fn = spikepack_conv if neuron == "spikepack" else lif_conv
     z = _as_int_array(z_in, "z_in")
+    is_map = False
     activations = []
-    for index, (w, b, theta) in enumerate(layers):
+    last = len(layers) - 1
+    for index, layer in enumerate(layers):
         activations.append(z)
-        if index == len(layers) - 1:
-            return global_potential(z, w, b, T, tau_shift), activations
-        z = layer_fn(z, w, b, theta, T, tau_shift)
+        if isinstance(layer, tuple):
+            layer = Dense(*layer)
+        if isinstance(layer, Dense):
+            x = z.reshape(z.shape[:-3] + (-1,)) if is_map else z
+            if index == last:
+                return global_potential(x, layer.weights, layer.bias, T, tau_shift), activations
+            z = dense_fn(x, layer.weights, layer.bias, layer.threshold, T, tau_shift)
+            is_map = False
+        elif isinstance(layer, Conv):
+            if index == last:
+                raise ValueError(f"layer {index}: the readout (last layer) must be dense")
+            if not is_map and index > 0:
+                raise ValueError(f"layer {index}: a conv layer needs a feature map, but layer "
+                                 f"{index - 1} is dense")
+            z = conv_fn(z, layer.weights, layer.bias, layer.threshold, T, tau_shift,
+                        layer.stride, layer.padding)
+            is_map = True
+        elif isinstance(layer, MaxPool):
+            if index == last:
+                raise ValueError(f"layer {index}: the readout (last layer) must be dense")
+            if not is_map and index > 0:
+                raise ValueError(f"layer {index}: max pooling needs a feature map, but layer "
+                                 f"{index - 1} is dense")
+            z = maxpool_words(z, layer.window)
+            is_map = True
+        else:
+            raise TypeError(f"layer {index} must be Dense, Conv, MaxPool or a (weights, bias, "
+                            f"threshold) tuple, not {type(layer).__name__}")
     raise AssertionError("unreachable")
 
 
@@ -381,3 +628,18 @@ def layer_widths(*, fan_in: int, weight_bits: int, T: int, tau_shift: int, bias_
             f"weight_bits ({weight_bits}), T ({T}), tau_shift ({tau_shift}) or threshold_bits "
             f"({threshold_bits})")
     return widths
+
+
+def conv_layer_widths(*, in_channels: int, kernel, weight_bits: int, T: int, tau_shift: int,
+                      bias_bits: int, threshold_bits: int, rows: int | None = None,
+                      max_bits: int = MAX_POTENTIAL_BITS) -> Widths:
+    """:func:`layer_widths` of a conv layer: every output position sums
+    ``fan_in = in_channels * K_h * K_w`` weighted inputs (SPEC sections 4 and 6)."""
+    if not isinstance(in_channels, (int, np.integer)) or isinstance(in_channels, bool):
+        raise TypeError(f"in_channels must be an integer, not {type(in_channels).__name__}")
+    if in_channels < 1:
+        raise ValueError(f"in_channels must be >= 1, not {in_channels}")
+    k_h, k_w = _pair(kernel, "kernel", 1)
+    return layer_widths(fan_in=int(in_channels) * k_h * k_w, weight_bits=weight_bits, T=T,
+                        tau_shift=tau_shift, bias_bits=bias_bits, threshold_bits=threshold_bits,
+                        rows=rows, max_bits=max_bits)
