@@ -43,7 +43,7 @@ EPILOG = f"""exit status (every command):
 
 #: subcommand -> (module, one-line help)
 COMMANDS = {
-    "convert": ("spikepack.firmware.convert", "train a ReLU MLP on digits and convert it to a SpikePack model file"),
+    "convert": ("spikepack.firmware.convert", "convert a trained ReLU network (the digits MLP, or --onnx MODEL) to a SpikePack model file"),
     "generate": ("spikepack.generate", "write the Verilog (and manifest) of a unit or of the accelerator"),
     "pack": ("spikepack.firmware.pack_cli", "pack a model file into a weight bitstream for a generated accelerator"),
     "inspect": ("spikepack.firmware.inspect_cli", "print the header and sections of a weight bitstream"),

@@ -43,8 +43,10 @@ def _write(handle: IO, data) -> None:
 
 def _name_target(error: BaseException, target: Path) -> None:
     """Make an OSError name the target instead of nothing or the temporary file."""
-    if isinstance(error, OSError) and (error.filename is None
-                                       or Path(str(error.filename)).name.endswith(".tmp")):
+    # an OSError built from a message alone (no errno) prints only that message: naming a file
+    # on it would replace the message with "[Errno None] None: path"
+    if isinstance(error, OSError) and error.errno is not None and (
+            error.filename is None or Path(str(error.filename)).name.endswith(".tmp")):
         error.filename = str(target)
 
 

@@ -457,7 +457,8 @@ def test_ctrl_c_in_any_command_says_interrupted(command, monkeypatch, capsys):
         raise KeyboardInterrupt
     monkeypatch.setattr(module, "main", interrupted)
     argv = {"convert": [], "generate": ["-o", "x"], "pack": ["m", "--config", "c", "-o", "o"],
-            "inspect": ["x.bin"], "run": ["--hw", "h", "--weights", "w", "--inputs", "i"]}
+            "inspect": ["x.bin"], "run": ["--hw", "h", "--weights", "w", "--inputs", "i"],
+            "train": []}
     code, out, err = call([command, *argv[command]], capsys)
     assert code == 130 and err == f"spikepack {command}: interrupted\n"
 
