@@ -12,11 +12,14 @@ import zlib
 from dataclasses import dataclass
 
 import numpy as np
+from amaranth import ClockDomain, Elaboratable, Module
+from amaranth.sim import Simulator
 
 from spikepack.config import HardwareConfig
 from spikepack.firmware import bitstream as bs
 from spikepack.firmware.layout import NetworkImage, lanes_to_words, layout_network
-from spikepack.hw.memories import READ_LATENCY
+from spikepack.hw.loader import LoaderWithMemories
+from spikepack.hw.memories import MEMORY_INDEX, MEMORY_NAMES, READ_LATENCY
 
 E = bs.ErrorCode
 _FIELD = {name: index for index, name in enumerate(bs.HEADER_FIELDS)}
@@ -203,6 +206,146 @@ def bad_streams(rng: np.random.Generator, good: list[int], config: HardwareConfi
 def image_words(image: NetworkImage) -> dict[str, list[int]]:
     """Each memory's used words as wide integers (lane 0 in the low bits)."""
     return {name: lanes_to_words(array) for name, array in image.memories.items()}
+
+
+# --- the Amaranth-simulator harness (tests/test_loader*.py) -----------------------------------
+
+class Harness:
+    """Drives a LoaderWithMemories in an async testbench and tracks what must be committed."""
+
+    def __init__(self, ctx, dut, config, rng):
+        self.ctx, self.dut, self.config, self.rng = ctx, dut, config, rng
+        self.good = self.bad = self.words = 0
+        self.committed = None
+        self.layer_count = 0
+        self.cycles = 0
+
+    async def tick(self):
+        await self.ctx.tick()
+        self.cycles += 1
+
+    async def send(self, beats, pause=0.3, *, settle=True):
+        ctx, dut = self.ctx, self.dut
+        for i, word in enumerate(beats):
+            while pause and self.rng.random() < pause:
+                ctx.set(dut.s_axis_tvalid, 0)
+                await self.tick()
+            ctx.set(dut.s_axis_tdata, int(word) & 0xFFFFFFFF)
+            ctx.set(dut.s_axis_tlast, i == len(beats) - 1)
+            ctx.set(dut.s_axis_tvalid, 1)
+            while True:
+                ready = ctx.get(dut.s_axis_tready)
+                await self.tick()
+                if ready:
+                    break
+        ctx.set(dut.s_axis_tvalid, 0)
+        ctx.set(dut.s_axis_tlast, 0)
+        self.words += len(beats)
+        if settle:
+            await self.settle()
+
+    async def settle(self):
+        for _ in range(100):
+            if not self.ctx.get(self.dut.busy) and not self.ctx.get(self.dut.commit_pending):
+                break
+            await self.tick()
+        else:
+            raise AssertionError("the loader stays busy after the frame ended")
+        await self.tick()
+        await self.tick()
+
+    async def read_back(self):
+        ctx, dut = self.ctx, self.dut
+        out = {}
+        for name in MEMORY_NAMES:
+            values = []
+            for address in range(len(self.committed[name])):
+                ctx.set(getattr(dut, f"{name}_raddr"), address)
+                ctx.set(getattr(dut, f"{name}_ren"), 1)
+                await self.tick()
+                ctx.set(getattr(dut, f"{name}_ren"), 0)
+                for _ in range(READ_LATENCY - 1):   # the RAM's output register
+                    await self.tick()
+                values.append(ctx.get(getattr(dut, f"{name}_rdata")))
+            ctx.set(getattr(dut, f"{name}_ren"), 0)
+            out[name] = values
+        return out
+
+    async def check(self, label, error):
+        ctx, dut = self.ctx, self.dut
+        status = {"error": ctx.get(dut.error), "good": ctx.get(dut.good_loads),
+                  "bad": ctx.get(dut.bad_loads), "words": ctx.get(dut.words_received)}
+        want = {"error": int(error), "good": self.good, "bad": self.bad, "words": self.words}
+        assert status == want, f"{label}: status {status}, expected {want} ({E(int(error)).name})"
+        if self.committed is not None:
+            assert ctx.get(dut.layer_count) == self.layer_count, label
+            got = await self.read_back()
+            for name in MEMORY_NAMES:
+                for address, (g, w) in enumerate(zip(got[name], self.committed[name])):
+                    assert g == w, (f"{label}: active {name} word {address} reads 0x{g:x}; the "
+                                    f"committed image has 0x{w:x}")
+
+    async def load_good(self, layers, label, pause=0.3):
+        beats = bs.words_of(bs.pack_network(layers, self.config))
+        await self.send(beats, pause)
+        self.good += 1
+        image = layout_network(layers, self.config)
+        self.committed, self.layer_count = image_words(image), image.layer_count
+        await self.check(label, E.NONE)
+        return beats
+
+
+class _Top(Elaboratable):
+    """The DUT in an explicit sync domain, so that a testbench can drive its reset."""
+
+    def __init__(self, dut):
+        self.dut = dut
+        self.cd = ClockDomain("sync")
+
+    def elaborate(self, platform):
+        m = Module()
+        m.domains.sync = self.cd
+        m.submodules.dut = self.dut
+        return m
+
+
+def simulate(config, scenario, *, monitor=True):
+    """Run ``scenario(ctx, dut)`` (or ``(ctx, dut, rst)`` if it takes three arguments)."""
+    dut = LoaderWithMemories(config=config)
+    top = _Top(dut)
+    sim = Simulator(top)
+    sim.add_clock(1e-8, domain="sync")
+    writes = []
+
+    async def tb(ctx):
+        if scenario.__code__.co_argcount == 3:
+            await scenario(ctx, dut, top.cd.rst)
+        else:
+            await scenario(ctx, dut)
+
+    async def watch(ctx):
+        loader = dut._loader
+        async for _, _, en, mem, addr, lane in ctx.tick().sample(
+                loader.wr_en, loader.wr_mem, loader.wr_addr, loader.wr_lane):
+            if en:
+                writes.append((mem, addr, lane))
+
+    sim.add_testbench(tb)
+    if monitor:
+        sim.add_process(watch)
+    sim.run()
+    return writes
+
+
+def check_writes_in_bounds(config, writes):
+    specs = config.memories
+    names = {index: name for name, index in MEMORY_INDEX.items()}
+    assert writes, "no write was seen at all"
+    for mem, addr, lane in writes:
+        spec = specs[names[mem]]
+        assert addr < spec.depth and lane < spec.lanes, (
+            f"write outside {spec.name}: word {addr} lane {lane} (depth {spec.depth}, "
+            f"{spec.lanes} lanes)")
 
 
 # --- the cocotb bench -----------------------------------------------------------------------------
