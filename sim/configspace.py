@@ -70,15 +70,17 @@ def column_words_needed(sizes: Sequence[int], *, cols: int) -> int:
 def random_config(rng: np.random.Generator, *, neuron: str | None = None,
                   pe_mode: str | None = None, max_array: int = 64, max_timesteps: int = MAX_T,
                   fan_in_limit: int = 256, neurons_limit: int = 256, layers_limit: int = 8,
-                  depth_limit: int = 4096, sizes: Sequence[int] | None = None,
-                  **fixed: Any) -> HardwareConfig:
+                  depth_limit: int = 4096, lanes_limit: int | None = None,
+                  sizes: Sequence[int] | None = None, **fixed: Any) -> HardwareConfig:
     """A random valid :class:`HardwareConfig`.
 
     ``neuron`` / ``pe_mode``: fix the neuron kind or PE mode (``None``: drawn; "packed" only
     with "spikepack"). ``max_array`` caps rows and cols (a power of two, <= 64),
     ``max_timesteps`` caps T. ``fan_in_limit``, ``neurons_limit``, ``layers_limit``,
     ``depth_limit`` cap max_fan_in, max_neurons, max_layers and weight_depth (the full space is
-    65536, 65536, 256 and 2**20). ``sizes`` (layer sizes ``[N0, N1, ..., NL]``): draw the memory
+    65536, 65536, 256 and 2**20). ``lanes_limit``: redraw any configuration with a memory word
+    of more 32-bit lanes (a weight word of g*C*b_w bits is up to 2048 lanes, each a stream word
+    and a loader cycle). ``sizes`` (layer sizes ``[N0, N1, ..., NL]``): draw the memory
     limits "just large enough" for that network instead (exactly enough with probability
     ``EDGE``, else up to twice; the caps do not apply). Any other keyword is a field of
     :class:`HardwareConfig` and fixes it.
@@ -93,6 +95,9 @@ def random_config(rng: np.random.Generator, *, neuron: str | None = None,
                         ("layers_limit", layers_limit), ("depth_limit", depth_limit)):
         if value < 1:
             raise ValueError(f"{name} must be at least 1, not {value}")
+    if lanes_limit is not None and lanes_limit < 4:
+        raise ValueError(f"lanes_limit must be at least 4 (a descriptor is 4 lanes), not "
+                         f"{lanes_limit}")
     if neuron is not None and neuron not in NEURON_KINDS:
         raise ValueError(f"neuron must be one of {NEURON_KINDS}, not {neuron!r}")
     if pe_mode is not None and pe_mode not in PE_MODES:
@@ -145,7 +150,11 @@ def random_config(rng: np.random.Generator, *, neuron: str | None = None,
                 hi = min(2 * low, FIELD_RANGES[name][1])
                 f.setdefault(name, low if rng.random() < EDGE else _int(rng, low, hi, 0))
         try:
-            return HardwareConfig(**f)
+            config = HardwareConfig(**f)
         except ConfigError as e:
             last = e
+            continue
+        if lanes_limit is None or max(m.lanes for m in config.memories.values()) <= lanes_limit:
+            return config
+        last = ConfigError(f"more than {lanes_limit} lanes")
     raise ValueError(f"no valid configuration in {_MAX_TRIES} draws with {fixed}: {last}")

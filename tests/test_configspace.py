@@ -68,6 +68,7 @@ def test_fixed_fields_and_limits(seed):
         assert c.rows <= 8 and c.cols <= 8 and c.timesteps <= 4
         assert c.max_fan_in <= 20 and c.max_neurons <= 10 and c.max_layers <= 3
         assert c.weight_depth <= 50
+        assert max(m.lanes for m in random_config(rng, lanes_limit=4).memories.values()) <= 4
         p = random_config(rng, pe_mode="packed", timesteps=7, bias_bits=17)
         assert (p.neuron, p.pe_mode, p.timesteps, p.bias_bits) == ("spikepack", "packed", 7, 17)
     with pytest.raises(ValueError, match="packed"):

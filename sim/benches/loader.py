@@ -34,14 +34,17 @@ def small_config(**overrides) -> HardwareConfig:
     return HardwareConfig(**fields)
 
 
-def random_layers(rng: np.random.Generator, config: HardwareConfig, *, extremes: bool = False):
-    """A random network that fits ``config``: 1..max_layers layers of 1..max sizes, values over
-    the hardware's full ranges (``extremes``: every value at a range end)."""
-    count = int(rng.integers(1, config.max_layers + 1))
-    sizes = [int(rng.integers(1, config.max_fan_in + 1))]
-    sizes += [int(rng.integers(1, min(config.max_neurons, config.max_fan_in) + 1))
-              for _ in range(count - 1)]
-    sizes += [int(rng.integers(1, config.max_neurons + 1))]
+def random_layers(rng: np.random.Generator, config: HardwareConfig, *, extremes: bool = False,
+                  sizes=None):
+    """A random network that fits ``config``: 1..max_layers layers of 1..max sizes (or of layer
+    sizes ``sizes``, ``[N0, M0, M1, ...]``), values over the hardware's full ranges
+    (``extremes``: every value at a range end); halved (and layers dropped) until it fits."""
+    if sizes is None:
+        count = int(rng.integers(1, config.max_layers + 1))
+        sizes = [int(rng.integers(1, config.max_fan_in + 1))]
+        sizes += [int(rng.integers(1, min(config.max_neurons, config.max_fan_in) + 1))
+                  for _ in range(count - 1)]
+        sizes += [int(rng.integers(1, config.max_neurons + 1))]
     # keep the weight memory within its depth: shrink until it fits
     while True:
         try:
@@ -49,7 +52,10 @@ def random_layers(rng: np.random.Generator, config: HardwareConfig, *, extremes:
             layout_network(layers, config)
             return layers
         except Exception:                      # noqa: BLE001 - too large for the depth: shrink
-            sizes = [max(1, s // 2) for s in sizes]
+            if max(sizes) == 1 and len(sizes) > 2:
+                sizes = sizes[:-1]                     # ... and then drop layers
+            else:
+                sizes = [max(1, s // 2) for s in sizes]
 
 
 def _draw(rng, config, sizes, extremes):
@@ -97,11 +103,22 @@ class BadStream:
     expected: E | None          # a hand-written expectation, or None (reference only)
 
 
+BAD_KINDS = ("header", "table", "descriptor", "weight", "bias", "threshold", "crc", "truncate",
+             "extra", "signature", "oversize", "total", "bad_descriptor", "version", "garbage",
+             "multi", "lengths", "lanes", "geometry", "desc_limits", "ignored", "software")
+
+
 def bad_streams(rng: np.random.Generator, good: list[int], config: HardwareConfig,
-                other: HardwareConfig, count: int) -> list[BadStream]:
-    """``count`` bad frames derived from the good stream ``good``, cycling through every kind:
-    bit flips in each header field, the table and each section, truncations, extra words,
-    wrong signatures, oversize and inconsistent lengths, bad descriptors, garbage."""
+                other: HardwareConfig, count: int, *, offset: int = 0) -> list[BadStream]:
+    """``count`` frames derived from the good stream ``good``, cycling through every kind of
+    :data:`BAD_KINDS` (from kind number ``offset`` on): bit flips in each header field,
+    the table and each section, truncations, extra words, wrong signatures, oversize and
+    inconsistent lengths (zero sections, descriptor or threshold words, total), wrong lane
+    counts, another geometry, bad descriptors (bases, flags, zero sizes, broken chain, fan-in or neurons above
+    the maxima), garbage; and two kinds the loader accepts: random bits in the bits it ignores
+    ("ignored", which parse accepts too) and payloads that are no network's layout
+    ("software": a hidden threshold of 0, or a weight of an input beyond N, which only parse
+    refuses, as BadPayload)."""
     out: list[BadStream] = []
     n = len(good)
     spans = {name: section_span(good, name) for name in bs.SECTION_NAMES}
@@ -126,11 +143,12 @@ def bad_streams(rng: np.random.Generator, good: list[int], config: HardwareConfi
         return spans["descriptor"][0] + 4 * layer + lane
 
     layer_count = good[_FIELD["layer_count"]]
-    kinds = ["header", "table", "descriptor", "weight", "bias", "threshold", "crc", "truncate",
-             "extra", "signature", "oversize", "total", "bad_descriptor", "version", "garbage",
-             "multi"]
+    kinds = BAD_KINDS
+    entries = {name: bs.HEADER_WORDS + bs.SECTION_ENTRY_WORDS * k
+               for k, name in enumerate(bs.SECTION_NAMES)}
+    ignored = bs.ignored_stream_bits(bs.bytes_of(good), config)
     while len(out) < count:
-        kind = kinds[len(out) % len(kinds)]
+        kind = kinds[(offset + len(out)) % len(kinds)]
         if kind == "header":
             field = bs.HEADER_FIELDS[int(rng.integers(bs.HEADER_WORDS))]
             out.append(BadStream(f"flip header {field}", flip(good, _FIELD[field]),
@@ -193,14 +211,84 @@ def bad_streams(rng: np.random.Generator, good: list[int], config: HardwareConfi
             words = [int(v) for v in rng.integers(0, 1 << 32, size=int(rng.integers(1, 40)))]
             expected = E.BAD_MAGIC if words[0] != bs.MAGIC else None
             out.append(BadStream("garbage", words, expected))
-        else:
+        elif kind == "multi":
             words = list(good)
             for _ in range(int(rng.integers(2, 6))):
                 words = flip(words, int(rng.integers(n)))
             if words == good:
                 continue
             out.append(BadStream("multiple flips", words, None))
+        elif kind == "lengths":
+            choice = int(rng.integers(5))
+            if choice == 0:            # descriptor words != layer count
+                words = set_fields({entries["descriptor"] + 1: layer_count + int(rng.choice([-1, 1]))})
+            elif choice == 1:          # threshold words != bias words
+                words = set_fields({entries["threshold"] + 1: good[entries["bias"] + 1] + 1})
+            elif choice == 2:          # an empty weight or bias section
+                words = set_fields({entries[str(rng.choice(["weight", "bias"]))] + 1: 0})
+            elif choice == 3:          # no layers
+                words = set_fields({_FIELD["layer_count"]: 0})
+            else:                      # one layer fewer in header and table (total stays)
+                words = set_fields({_FIELD["layer_count"]: layer_count - 1,
+                                    entries["descriptor"] + 1: layer_count - 1})
+            out.append(BadStream(f"lengths ({choice})", words, E.BAD_LENGTH))
+        elif kind == "lanes":
+            name = bs.SECTION_NAMES[int(rng.integers(4))]
+            lanes = good[entries[name] + 2]
+            words = set_fields({entries[name] + 2: lanes + int(rng.choice([-1, 1, 7]))})
+            out.append(BadStream(f"{name} lanes", words, E.BAD_SECTION))
+        elif kind == "geometry":       # a fixed header field set to another value
+            field = str(rng.choice(["timesteps", "tau_shift", "weight_bits", "neuron", "rows",
+                                    "cols", "rows_per_word", "bias_bits", "threshold_bits"]))
+            value = good[_FIELD[field]] + int(rng.integers(1, 1 << 32))
+            out.append(BadStream(f"header {field} changed", set_fields({_FIELD[field]: value}),
+                                 E.BAD_HEADER if value & 0xFFFFFFFF != good[_FIELD[field]]
+                                 else None))
+        elif kind == "desc_limits":
+            layer = int(rng.integers(layer_count))
+            lane0 = good[descriptor_lane(layer, 0)]
+            fan_in, neurons = lane0 & 0xFFFF, lane0 >> 16
+            choice = int(rng.integers(4))
+            if choice == 0:            # neurons above max_neurons (the next fan-in follows)
+                changes = {descriptor_lane(layer, 0): fan_in | (config.max_neurons + 1) << 16}
+                expected = E.TOO_LARGE if config.max_neurons < 0xFFFF else None
+            elif choice == 1:          # layer 0's fan-in above max_fan_in (no chain to break)
+                first = good[descriptor_lane(0, 0)]
+                changes = {descriptor_lane(0, 0): (config.max_fan_in + 1) | (first & 0xFFFF0000)}
+                expected = E.TOO_LARGE if config.max_fan_in < 0xFFFF else None
+            elif choice == 2:          # zero neurons
+                changes = {descriptor_lane(layer, 0): fan_in}
+                expected = E.BAD_DESCRIPTOR
+            else:                      # the chain: a fan-in that is not the previous neurons
+                changes = {descriptor_lane(layer, 0): ((fan_in % 0xFFFF) + 1) | neurons << 16}
+                expected = E.BAD_DESCRIPTOR if layer > 0 else None
+            out.append(BadStream(f"descriptor {layer} limits ({choice})", set_fields(changes),
+                                 expected))
+        elif kind == "ignored":
+            words = with_crc([w ^ (int(rng.integers(0, 1 << 32)) & m)
+                              for w, m in zip(good, ignored)])
+            out.append(BadStream("random bits in ignored fields", words, E.NONE))
+        else:                          # "software": accepted by the loader, refused by parse
+            start, stop = section_span(good, "threshold")
+            if layer_count > 1 and rng.random() < 0.5:
+                words = set_fields({start: good[start] & ~((1 << config.threshold_bits) - 1)})
+                out.append(BadStream("hidden threshold 0", words, E.NONE))
+            else:
+                # every bit of the weight section: the ones that are neither ignored nor a
+                # weight of a real input are inputs beyond N; set one, if the layout has any
+                ws, we = section_span(good, "weight")
+                words = with_crc([w | (~m & 0xFFFFFFFF) if ws <= i < we else w
+                                  for i, (w, m) in enumerate(zip(good, ignored))])
+                out.append(BadStream("every used weight bit set", words, E.NONE))
     return out
+
+
+def stream_image(beats, config: HardwareConfig) -> tuple[dict[str, list[int]], int]:
+    """What an accepted stream commits: its payload sections as wide words (parse_stream's
+    images, whatever their ignored bits hold), and its layer count."""
+    stream = bs.parse_stream(bs.bytes_of(beats), config)
+    return ({name: lanes_to_words(a) for name, a in stream.images.items()},
+            stream.header["layer_count"])
 
 
 def image_words(image: NetworkImage) -> dict[str, list[int]]:
@@ -507,8 +595,9 @@ if cocotb is not None:
             dut._log.info("bad stream %d: %s (%d beats, expect %s)", i, stream.label,
                           len(stream.beats), reference.name)
             await bench.send(stream.beats, pause=0.25 if i % 2 else 0.0)
-            if reference == E.NONE:
-                bench.good += 1                              # (a mutation undone: still good)
+            if reference == E.NONE:          # ignored bits changed, or a mutation undone
+                bench.good += 1
+                bench.committed, bench.layer_count = stream_image(stream.beats, config)
             else:
                 bench.bad += 1
             await bench.check(f"bad stream {i} ({stream.label})", reference, seed)
