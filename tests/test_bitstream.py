@@ -11,6 +11,7 @@ always ``CrcMismatch``; one changed header or table word gives the class that fi
 the bits the hardware ignores."""
 
 import json
+import re
 import struct
 import zlib
 
@@ -569,3 +570,35 @@ def test_cli_pack_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):        # --manifest or --config is required
         cli.main(["pack", str(model_path), "-o", str(out)])
     assert not out.exists()
+
+
+# --- LOAD_ERROR codes: manifest and documents -------------------------------------------------------
+
+LOAD_ERRORS = [(0, "NONE"), (1, "BAD_MAGIC"), (2, "BAD_VERSION"), (3, "BAD_SIGNATURE"),
+               (4, "BAD_HEADER"), (5, "BAD_SECTION"), (6, "BAD_LENGTH"), (7, "TOO_LARGE"),
+               (8, "BAD_DESCRIPTOR"), (9, "CRC_MISMATCH"), (10, "TRUNCATED"),
+               (11, "EXTRA_WORDS")]
+
+
+def test_manifest_and_docs_list_every_load_error():
+    from pathlib import Path
+
+    from spikepack.accelerator import build_manifest
+    from spikepack.hw.top import SpikePackTop
+    config = small_config()
+    manifest = json.loads(json.dumps(build_manifest(config, SpikePackTop(config=config))))
+    table = manifest["load_errors"]
+    assert [(row["value"], row["name"]) for row in table] == LOAD_ERRORS
+    assert all(isinstance(row["meaning"], str) and len(row["meaning"]) > 20 for row in table)
+    assert [(int(c), c.name) for c in E] == LOAD_ERRORS
+    docs = Path(__file__).resolve().parent.parent / "docs"
+    for name, heading in (("registers.md", "## LOAD_ERROR codes"),
+                          ("bitstream.md", "## Checks and errors")):
+        text = (docs / name).read_text()
+        section = text.split(heading, 1)[1].split("\n## ", 1)[0]
+        rows = [tuple(cell.strip() for cell in line.strip("|").split("|")[:2])
+                for line in section.splitlines() if re.match(r"\| \d+ \| [A-Z_]+ \|", line)]
+        assert [(int(v), n) for v, n in rows] == LOAD_ERRORS, name
+    registers = (docs / "registers.md").read_text()
+    for row in table:
+        assert f"| {row['value']} | {row['name']} | {row['meaning']} |" in registers

@@ -165,3 +165,33 @@ def test_memory_map_over_the_space(configs, seed):
         # a network of max_layers layers of max_neurons outputs fills the column memories
         sizes = [c.max_fan_in] + [c.max_neurons] * c.max_layers
         assert column_words_needed(sizes, cols=c.cols) == tiles, label
+
+
+def _doc_signature(fields: dict) -> int:
+    """docs/config.md's formula, written out without the json module."""
+    members = {**fields, "memory_map_version": 1}
+
+    def value(v):
+        if isinstance(v, str):
+            return '"' + v + '"'
+        assert isinstance(v, int) and not isinstance(v, bool)
+        return str(v)
+
+    text = "{" + ", ".join(f'"{k}": {value(members[k])}' for k in sorted(members)) + "}"
+    import hashlib
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:4], "little")
+
+
+def test_signature_is_the_documented_formula(configs, seed):
+    from pathlib import Path
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "config.md").read_text()
+    default = HardwareConfig()
+    # the doc's worked example: its JSON line hashes to its value, which is the code's
+    example = next(line for line in doc.splitlines() if line.startswith('{"bias_bits"'))
+    import hashlib
+    import re
+    stated = int(re.search(r"the signature is `(0x[0-9a-f]{8})`", doc).group(1), 16)
+    assert int.from_bytes(hashlib.sha256(example.encode()).digest()[:4], "little") == stated
+    assert default.signature == stated == _doc_signature(default.as_dict())
+    for i, c in enumerate(configs[:500]):
+        assert c.signature == _doc_signature(c.as_dict()), f"draw {i} (seed {seed}): {c}"
