@@ -551,6 +551,18 @@ def test_cli_pack_and_inspect(tmp_path, capsys):
     assert cli.main(["inspect", str(tmp_path / "a.bin"), "--config", str(tmp_path / "x.toml")]) == 1
     assert "no such config file" in capsys.readouterr().err
 
+    # zeros in the unused threshold fields (issue 12): the hardware accepts it, inspect too
+    words = bs.words_of(data)
+    ignored = bs.ignored_stream_bits(data, config)
+    start, stop = section_span(words, "threshold")
+    zeros = with_crc([w & ~m if start <= i < stop else w
+                      for i, (w, m) in enumerate(zip(words, ignored))])
+    assert zeros != words and bs.loader_outcome(zeros, config) == E.NONE
+    unused = tmp_path / "zeros.bin"
+    unused.write_bytes(bs.bytes_of(zeros))
+    assert cli.main(["inspect", str(unused), "--manifest", str(manifest)]) == 0
+    assert "verdict: valid for this hardware" in capsys.readouterr().out
+
 
 def test_cli_pack_errors(tmp_path, capsys):
     config, data, layers = STREAMS[0]
