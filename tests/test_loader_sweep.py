@@ -22,6 +22,7 @@ import random
 from collections import Counter
 
 import numpy as np
+import pytest
 
 from spikepack.firmware import bitstream as bs
 from spikepack.sim.benches.loader import (Harness, bad_streams, check_writes_in_bounds,
@@ -61,6 +62,7 @@ def stream_plan(rng, config, offset):
     return plan
 
 
+@pytest.mark.slow
 def test_loader_verdicts_equal_the_parser_over_the_configuration_space():
     seed = bench_seed()
     print(f"seed {seed} (reproduce with SPIKEPACK_SEED={seed}), {PAIRS} pairs")
