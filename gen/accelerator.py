@@ -2,7 +2,7 @@
 
 ``manifest.json`` is what the host tools read (``spikepack pack``, ``spikepack run``): every
 generator parameter, the 32-bit hardware signature, the derived widths, the memory map, the
-register map and the port list. Its ``format``/``version`` fields let readers reject a manifest
+register map, the LOAD_ERROR codes (``load_errors``: value, name, meaning) and the port list. Its ``format``/``version`` fields let readers reject a manifest
 they do not understand.
 """
 
@@ -44,6 +44,7 @@ def top_ports(component) -> list[dict[str, Any]]:
 
 
 def build_manifest(config: HardwareConfig, top) -> dict[str, Any]:
+    from spikepack.firmware.bitstream import load_error_table
     from spikepack.hw.registers import out_bits, register_map
     mems = config.memories
     return {
@@ -67,6 +68,7 @@ def build_manifest(config: HardwareConfig, top) -> dict[str, Any]:
                             "banks": 2} for name, s in mems.items()},
         "reset": "rst: active-high, synchronous to clk",
         "registers": register_map(config),
+        "load_errors": load_error_table(),
         "ports": top_ports(top),
     }
 

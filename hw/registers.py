@@ -36,6 +36,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from spikepack.config import HardwareConfig
+from spikepack.firmware.bitstream import load_error_table
 from spikepack.hw.axil import AXI4LiteSlave, AXIL_PORTS, axil_slave_members
 
 __all__ = ["MAGIC", "VERSION", "ADDR_BITS", "Field", "Register", "REGISTERS", "REGISTER_BY_NAME",
@@ -258,7 +259,7 @@ REGISTERS: tuple[Register, ...] = (
              _one("scratch", "any value", "rw", 0)),
     # --- loader -------------------------------------------------------------------------------
     Register("LOAD_ERROR", 0x50, "RO", "Result of the last bitstream load: 0 = good, otherwise "
-             "the loader's error code (see the loader's documentation).",
+             "the loader's error code (table LOAD_ERROR codes; the manifest's load_errors).",
              _one("load_error_code", "error code", "status", width=8)),
     Register("LOAD_GOOD", 0x54, "RO", "Bitstreams loaded and committed (kept by soft reset).",
              _one("load_good", "count", "status")),
@@ -373,6 +374,14 @@ def render_markdown() -> str:
     for r in REGISTERS:
         reset = "config" if r.reset is None else f"`{r.reset:#010x}`"
         lines.append(f"| `{r.offset:#04x}` | {r.name} | {r.access} | {reset} | {r.description} |")
+    lines += ["", "## LOAD_ERROR codes", "",
+              "The loader checks a bitstream (`docs/bitstream.md`) word by word and reports the "
+              "first fault in stream order; a refused stream changes nothing (the committed "
+              "network stays active). The same table is the manifest's `load_errors`, and "
+              "`spikepack.firmware.bitstream.ErrorCode`.", "",
+              "| value | name | meaning |", "|---|---|---|"]
+    for row in load_error_table():
+        lines.append(f"| {row['value']} | {row['name']} | {row['meaning']} |")
     lines += ["", "## Fields", ""]
     for r in REGISTERS:
         lines += [f"### {r.name} (`{r.offset:#04x}`, {r.access})", "", r.description, "",
