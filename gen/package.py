@@ -690,7 +690,7 @@ def c_header(manifest: dict, *, prefix: str) -> str:
         "}",
         "",
         f"/* pack spike words z[0..n-1] into beats[0..{prefix}_in_beats(n)-1] */",
-        f"static inline void {prefix}_pack_image(const uint8_t *z, uint32_t n, uint32_t *beats)",
+        f"static inline void {prefix}_pack_image(const uint16_t *z, uint32_t n, uint32_t *beats)",
         "{",
         "    uint32_t i;",
         f"    for (i = 0; i < {prefix}_in_beats(n); i++)",
@@ -879,3 +879,10 @@ def main(args) -> int:
     print(f"wrote IP {section['vlnv']} ({section['top']}, {section['flavour']}: "
           f"{section['clock']}/{section['reset']}) to {args.out}")
     return 0
+
+
+if __name__ == "__main__":
+    _parser = argparse.ArgumentParser(prog="python -m spikepack.package",
+                                      description=__doc__.splitlines()[0])
+    add_arguments(_parser)
+    sys.exit(main(_parser.parse_args()))

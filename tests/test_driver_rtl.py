@@ -1,7 +1,7 @@
 """The host driver (``spikepack.driver``) on the RTL: the digits network loaded and run through
 the driver's async front end over cocotbext-axi (bench ``sim/benches/driver_bench.py``), bit
 for bit against the golden model; a corrupted bitstream rejected with the code the firmware's
-own parser predicts."""
+own parser predicts; the latency of one inference the sequencer's formula."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from spikepack.accelerator import TOP_NAME, generate_accelerator
 from spikepack.config import HardwareConfig
 from spikepack.firmware import convert
 from spikepack.firmware.bitstream import BitstreamError, pack, parse
+from spikepack.hw.layer_engine import compute_bound, expected_cycles
 from spikepack.sim import golden, runner
 
 IMAGES = 6
@@ -68,6 +69,12 @@ def test_driver_runs_digits_on_the_rtl_bit_exact(digits):
     bad_rows = np.nonzero((logits != expected).any(axis=1))[0]
     assert not len(bad_rows), (f"image {bad_rows[0]}: RTL {logits[bad_rows[0]].tolist()} != "
                                f"golden {expected[bad_rows[0]].tolist()}")
+    assert res["alone"] == expected[:1].tolist()
+    # the latency of one inference alone: the sequencer's formula, 2 + sum of (3 + the engine's
+    # layer latency), exact for these compute-bound layers (526 cycles for the digits network)
+    layers = [(layer.weights.shape[1], layer.weights.shape[0]) for layer in model.layers]
+    assert all(compute_bound(config, n) for n, _ in layers)
+    assert res["cycles_alone"] == 2 + sum(3 + expected_cycles(config, n, m) for n, m in layers)
     regs = res["registers"]
     assert regs["INFERENCES"] == IMAGES and regs["OUT_BEATS"] == expected.size
     assert regs["LOAD_GOOD"] == 1 and regs["LOAD_BAD"] == 1

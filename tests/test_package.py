@@ -310,8 +310,8 @@ def test_header_compiles_and_its_values_are_the_manifests(ip, tmp_path):
     for e in ErrorCode:
         prints.append(f'printf("error {e.name} %d %s\\n", (int){P}_LOAD_{e.name}, '
                       f'{section["prefix"]}_load_error_name({int(e)}));')
-    prints.append('{ uint8_t z[11]; uint32_t beats[11]; unsigned i;'
-                  ' for (i = 0; i < 11; i++) z[i] = (uint8_t)(i * 7 + 3);'
+    prints.append("{ uint16_t z[11]; uint32_t beats[11]; unsigned i;"
+                  ' for (i = 0; i < 11; i++) z[i] = (uint16_t)(i * 7 + 3);'
                   f' {section["prefix"]}_pack_image(z, 11, beats);'
                   f' for (i = 0; i < {section["prefix"]}_in_beats(11); i++)'
                   ' printf("beat %u\\n", (unsigned)beats[i]); }')

@@ -3,7 +3,7 @@
 
 It checks the hardware's ID and signature, loads a corrupted bitstream (the loader must reject
 it, and the driver must report the loader's code), loads the real one, runs the images and
-reads the registers, then writes everything to a JSON file for the test to compare with the
+reads the registers, runs one image alone (no pauses) for its latency, then writes everything to a JSON file for the test to compare with the
 golden model. The cocotbext-axi objects and the reset come from the inference bench (imported,
 not copied).
 
@@ -51,4 +51,9 @@ async def driver_runs_the_network(dut):
     results["errors_after_load"] = await drv.errors()
     results["logits"] = (await drv.run_images(z)).tolist()
     results["registers"] = await drv.registers()
+    # one image alone, without pauses or backpressure: CYCLES_LAST is then the latency formula's
+    for stream in (acc.load, acc.inp, acc.out):
+        stream.clear_pause_generator()
+    results["alone"] = (await drv.run_images(z[:1])).tolist()
+    results["cycles_alone"] = (await drv.registers())["CYCLES_LAST"]
     Path(args["results"]).write_text(json.dumps(results))
