@@ -50,6 +50,8 @@ __all__ = ["BOARDS", "FLAVOURS", "PackageError", "rename_modules", "interfaces",
 
 FLAVOURS = ("ipi", "plain")
 VENDOR, LIBRARY, VERSION = "spikepack.org", "user", "1.0"
+#: Verilator waivers for Amaranth's output (each with its reason), shipped with the IP for lint
+LINT_WAIVERS = Path(__file__).resolve().parent.parent / "hw" / "lint.vlt"
 
 #: Boards with a block design: the part, Vivado's board part and the processing system's ports.
 #: Another Zynq UltraScale+ board is one more entry (its board part from Vivado's board store).
@@ -728,9 +730,10 @@ def _potential_bits(manifest: dict) -> int:
 
 # --- FuseSoC -----------------------------------------------------------------------------------
 
-def fusesoc_core(manifest: dict, *, prefix: str, files: list[str], xdc: str, part: str) -> str:
-    """A CAPI2 ``.core`` of the IP: file sets, a ``lint`` target (Verilator) and a ``synth``
-    target (Vivado, with the clock constraint)."""
+def fusesoc_core(manifest: dict, *, prefix: str, files: list[str], xdc: str, part: str,
+                 waivers: str) -> str:
+    """A CAPI2 ``.core`` of the IP: file sets, a ``lint`` target (Verilator -Wall with the
+    project's waivers) and a ``synth`` target (Vivado, with the clock constraint)."""
     rtl = "\n".join(f"      - {f}" for f in files)
     return f"""\
 CAPI=2:
@@ -747,6 +750,10 @@ filesets:
     files:
       - {xdc}
     file_type: xdc
+  lint_waivers:
+    files:
+      - {waivers}
+    file_type: vlt
 
 targets:
   default:
@@ -754,11 +761,12 @@ targets:
     toplevel: {prefix}_ip
   lint:
     default_tool: verilator
-    filesets: [rtl]
+    filesets: [lint_waivers, rtl]
     toplevel: {prefix}_ip
     tools:
       verilator:
         mode: lint-only
+        verilator_options: [-Wall]
   synth:
     default_tool: vivado
     filesets: [rtl, constraints]
@@ -829,7 +837,9 @@ def package(hw_dir: str | Path, out_dir: str | Path, *, board: str = "kv260",
         f"vivado/bd_{board}.tcl": _TCL_HEADER.format(sig=sig) + block_design_tcl(
             manifest, prefix=prefix, board=board, clock_mhz=clock_mhz, flavour=flavour),
         header: c_header(manifest, prefix=prefix),
-        f"{prefix}.core": fusesoc_core(manifest, prefix=prefix, files=files, xdc=xdc, part=part),
+        f"{prefix}.core": fusesoc_core(manifest, prefix=prefix, files=files, xdc=xdc, part=part,
+                                       waivers="hdl/lint.vlt"),
+        "hdl/lint.vlt": LINT_WAIVERS.read_text(),
         "manifest.json": json.dumps({**manifest, "package": section}, indent=2) + "\n",
     }
     out = Path(out_dir)

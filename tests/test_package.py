@@ -391,14 +391,28 @@ def test_fusesoc_parses_the_core(ip):
     ipdir, _, section = ip
     core = CoreInterface(Core2Parser(), ipdir / section["fusesoc"])
     assert str(core.name) == f"{section['vlnv']}.0"
-    for target in ("default", "lint", "synth"):
+    for target, extra in (("default", {}), ("lint", {"vlt": ["hdl/lint.vlt"]}),
+                          ("synth", {"xdc": [section["xdc"]]})):
         flags = {"target": target, "is_toplevel": True}
         assert core.get_toplevel(flags) == section["top"]
-        files = [f["name"] for f in core.get_files(flags)]
-        assert files[:2] == section["files"]
-        assert all((ipdir / f).is_file() for f in files)
-    assert [f["name"] for f in core.get_files({"target": "synth", "is_toplevel": True})][2:] == \
-        [section["xdc"]]
+        by_type = {}
+        for f in core.get_files(flags):
+            by_type.setdefault(f["file_type"], []).append(f["name"])
+            assert (ipdir / f["name"]).is_file()
+        assert by_type == {"verilogSource": section["files"], **extra}
+
+
+def test_fusesoc_lints_the_core_with_verilator(ip, tmp_path):
+    """The core's lint target, run by FuseSoC itself (edalize, Verilator -Wall, the waivers)."""
+    from spikepack.sim.toolchain import verilator_env
+    ipdir, _, section = ip
+    verilator_env()                         # VERILATOR_ROOT and PATH for the fusesoc process
+    fusesoc = Path(sys.executable).with_name("fusesoc")
+    result = subprocess.run([str(fusesoc), "--cores-root", str(ipdir), "run", "--build-root",
+                             str(tmp_path / "build"), "--target", "lint", f"{section['vlnv']}.0"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    assert "Building simulation model" in result.stdout + result.stderr
 
 
 # --- module prefixes -----------------------------------------------------------------------------
