@@ -7,8 +7,9 @@ generator that yields bus requests (:class:`Read`, :class:`Write`, :class:`Send`
 generators:
 
 * :class:`Driver`, synchronous, over a bus with plain methods (a board:
-  :class:`PynqBus` when ``pynq`` is installed, :class:`MmapBus` for the registers through
-  ``/dev/uio*`` or ``/dev/mem`` otherwise);
+  :class:`PynqBus` when ``pynq`` is installed; otherwise :class:`MmapDmaBus`, the registers and
+  two AXI DMAs through ``mmap`` of ``/dev/uio*`` or ``/dev/mem`` with u-dma-buf buffers, or
+  :class:`MmapBus` for the registers alone);
 * :class:`AsyncDriver`, ``async``, over a bus whose methods are coroutines (the RTL simulation:
   :class:`CocotbBus` over cocotbext-axi's AxiLiteMaster / AxiStreamSource / AxiStreamSink).
 
@@ -41,7 +42,8 @@ from typing import Any, Generator
 import numpy as np
 
 __all__ = ["Read", "Write", "Send", "Receive", "Pause", "DriverError", "LoadError", "Protocol",
-           "Driver", "AsyncDriver", "CocotbBus", "MmapBus", "PynqBus", "STREAMS", "MAGIC"]
+           "Driver", "AsyncDriver", "CocotbBus", "MmapBus", "MmapDmaBus", "AxiDmaMmap", "PynqBus",
+           "STREAMS", "MAGIC"]
 
 #: The ID register's value, ASCII "SPK1" (``spikepack.hw.registers.MAGIC``).
 MAGIC = 0x53504B31
@@ -447,6 +449,92 @@ class MmapBus:
         self._words.release()
         self._map.close()
         os.close(self._fd)
+
+
+class AxiDmaMmap:
+    """One AXI DMA engine (PG021) in simple (register) mode, through ``mmap`` of its register
+    window, with a physically contiguous buffer from the u-dma-buf kernel module
+    (``/dev/udmabufN``, physical address in ``/sys/class/u-dma-buf/udmabufN/phys_addr``), opened
+    with ``O_SYNC`` so that the CPU's view is uncached. For boards without PYNQ; not testable
+    without a board (see docs/board.md).
+
+    A transfer: set DMACR.RS, write the buffer address, write LENGTH (which starts it), poll
+    DMASR until Idle, clear IOC; S2MM_LENGTH then holds the bytes received."""
+
+    #: channel -> offsets of DMACR, DMASR, the buffer address (low word; high word + 4), LENGTH
+    CHANNELS = {"mm2s": (0x00, 0x04, 0x18, 0x28), "s2mm": (0x30, 0x34, 0x48, 0x58)}
+    RS, IDLE, IOC, ERRORS = 1 << 0, 1 << 1, 1 << 12, 0x70
+
+    def __init__(self, regs: "MmapBus", buffer: str | Path = "/dev/udmabuf0", *,
+                 max_polls: int = 1_000_000):
+        self.regs, self.max_polls = regs, max_polls
+        sys_dir = Path("/sys/class/u-dma-buf") / Path(buffer).name
+        self.phys = int((sys_dir / "phys_addr").read_text(), 0)
+        self.size = int((sys_dir / "size").read_text(), 0)
+        self._fd = os.open(str(buffer), os.O_RDWR | os.O_SYNC)
+        try:
+            self._map = mmap.mmap(self._fd, self.size, mmap.MAP_SHARED,
+                                  mmap.PROT_READ | mmap.PROT_WRITE)
+        except BaseException:
+            os.close(self._fd)
+            raise
+
+    def _transfer(self, channel: str, nbytes: int) -> int:
+        """Run one transfer of ``nbytes`` (S2MM: at most); return LENGTH afterwards."""
+        cr, sr, addr, length = self.CHANNELS[channel]
+        r = self.regs
+        if not 0 < nbytes <= self.size:
+            raise DriverError(f"a transfer of {nbytes} bytes does not fit the {self.size}-byte "
+                              f"buffer")
+        r.write32(cr, self.RS)
+        r.write32(addr, self.phys & 0xFFFFFFFF)
+        r.write32(addr + 4, self.phys >> 32)
+        r.write32(length, nbytes)                       # starts the transfer
+        for _ in range(self.max_polls):
+            status = r.read32(sr)
+            if status & self.ERRORS:
+                raise DriverError(f"AXI DMA {channel} error, DMASR 0x{status:08x}")
+            if status & self.IDLE:
+                r.write32(sr, self.IOC)
+                return r.read32(length)
+        raise DriverError(f"the AXI DMA's {channel} did not finish within {self.max_polls} polls")
+
+    def send(self, data: bytes) -> None:
+        self._map[:len(data)] = data
+        self._transfer("mm2s", len(data))
+
+    def receive(self, max_bytes: int) -> bytes:
+        n = self._transfer("s2mm", max_bytes)           # S2MM_LENGTH: the bytes received
+        return bytes(self._map[:n])
+
+    def close(self) -> None:
+        self._map.close()
+        os.close(self._fd)
+
+
+class MmapDmaBus:
+    """A Linux board without PYNQ: the IP's registers and two AXI DMAs through ``mmap``
+    (:class:`MmapBus` windows, e.g. ``/dev/uio0..2`` or ``/dev/mem`` at the addresses of the
+    block design), buffers from u-dma-buf (:class:`AxiDmaMmap`). Not testable without a board."""
+
+    def __init__(self, regs: MmapBus, dma_load: AxiDmaMmap, dma_io: AxiDmaMmap):
+        self.regs, self.dma = regs, {"load": dma_load, "in": dma_io}
+        self.dma_out = dma_io
+
+    def read32(self, offset: int) -> int:
+        return self.regs.read32(offset)
+
+    def write32(self, offset: int, value: int) -> None:
+        self.regs.write32(offset, value)
+
+    def send(self, stream: str, data: bytes) -> None:
+        self.dma[stream].send(data)
+
+    def receive(self, stream: str, max_bytes: int) -> bytes:
+        return self.dma_out.receive(max_bytes)
+
+    def pause(self) -> None:
+        self.regs.pause()
 
 
 class PynqBus:

@@ -26,7 +26,8 @@ Everything is generated from ``DIR/manifest.json`` and ``DIR/spikepack_top.v`` (
   reset, interconnects, two AXI DMAs, this IP; bitstream and ``.hwh`` for PYNQ);
 * ``sw/<NAME>_regs.h``: register offsets and fields, the loader's error codes, the hardware
   signature and the stream formats for C, with ``_Static_assert`` checks (C11);
-* ``<NAME>.core``: a FuseSoC (CAPI2) core of the IP;
+* ``<NAME>.core``: a FuseSoC (CAPI2) core of the IP, and ``hdl/lint.vlt``, the project's
+  Verilator waivers for its lint target;
 * ``manifest.json``: the generator's manifest, with a ``package`` section added.
 
 Vivado is not needed to generate any of it; what only Vivado or a board can confirm is listed
