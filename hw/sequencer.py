@@ -9,10 +9,13 @@ inputs e*R .. e*R+R-1, input e*R+i at bits i*T .. i*T+T-1, as the engine's ``act
   stream without draining;
 * two **hidden buffers** (ping-pong, one memory): layer 0 reads its image's input buffer and
   writes hidden buffer 0; layer l >= 1 reads hidden buffer (l-1) mod 2 and writes l mod 2. A
-  hidden layer's outputs (engine ``o`` beats, spike words) are written one word a beat with
-  write granularity T; the beat with ``last`` also zeroes the rest of its entry, so every entry
-  holds zeros beyond the layer's M outputs. Writes go through a register stage: a beat's word
-  is written at the clock edge ending the cycle after the beat.
+  hidden layer's outputs (engine ``o`` beats, spike words) are written one word a beat; the
+  beat with ``last`` also zeroes the rest of its entry, so every entry holds zeros beyond the
+  layer's M outputs. Writes go through a register stage: a beat's word is written at the clock
+  edge ending the cycle after the beat. Both memories are written a whole entry at a time (no
+  T-bit write columns, which Vivado would split into one RAM per column): the write register
+  keeps the words already written to the entry, which arrive in order (inputs in stream
+  order, outputs in index order), and the entry is written with them.
 
 The last committed layer is the readout: its ``o`` beats go to ``m_axis_out`` (potential
 sign-extended to ``OUT_BITS``, TLAST on the last one) through a two-entry register slice:
@@ -172,9 +175,9 @@ class NetworkSequencer(wiring.Component):
         hid_mem = memory.Memory(shape=unsigned(R * T), depth=2 << abits, init=[], attrs=attrs)
         m.submodules.in_mem = in_mem
         m.submodules.hid_mem = hid_mem
-        in_wr = in_mem.write_port(granularity=T)
+        in_wr = in_mem.write_port()         # whole entries (see the module docstring)
         in_rd = in_mem.read_port(domain="sync")
-        hid_wr = hid_mem.write_port(granularity=T)
+        hid_wr = hid_mem.write_port()
         hid_rd = hid_mem.read_port(domain="sync")
 
         full = Signal(2)            # input buffer b holds a complete image
@@ -260,12 +263,17 @@ class NetworkSequencer(wiring.Component):
                 with m.Else():
                     m.d.sync += q.eq((q + K // g) % NQ)
 
-        # write register stage
+        # write register stage: a whole entry, its lanes not written by this beat held from the
+        # previous write (the lanes below the beat's first word come from the beat before, in
+        # the same entry; lanes above are written later, or zeroed by the TLAST beat)
         w_addr = Signal(abits + 1)
         w_data = Signal(R * T)
-        w_en = Signal(R)
-        m.d.sync += [w_addr.eq(Cat(entry[:abits], wsel)), w_data.eq(S[:R * T]),
-                     w_en.eq(Mux(bvalid & ~ovf, E[:R], 0))]
+        w_en = Signal()
+        m.d.sync += [w_addr.eq(Cat(entry[:abits], wsel)),
+                     w_en.eq(bvalid & ~ovf & (E[:R] != 0))]
+        for lane in range(R):
+            with m.If(bvalid & E[lane]):
+                m.d.sync += w_data[lane * T:lane * T + T].eq(S[lane * T:lane * T + T])
         m.d.comb += [in_wr.addr.eq(w_addr), in_wr.data.eq(w_data), in_wr.en.eq(w_en)]
 
         # a beat takes its cycles even beyond the buffer (writing nothing there), so that the
@@ -444,16 +452,18 @@ class NetworkSequencer(wiring.Component):
         out_lane = index[:LR] if LR else Const(0, 1)
         h_addr = Signal(abits + 1)
         h_data = Signal(R * T)
-        h_en = Signal(R)
+        h_en = Signal()
         hidden_write = ob_write & ob_fits
-        m.d.sync += h_addr.eq(Cat((index >> LR)[:abits], ob_parity))
+        m.d.sync += [h_addr.eq(Cat((index >> LR)[:abits], ob_parity)), h_en.eq(hidden_write)]
+        # a whole entry: lanes below this word hold the entry's earlier words (index order),
+        # lanes above are zeroed (a later word of the entry overwrites them; after the layer's
+        # last word they stay zero)
         for lane in range(R):
-            here = out_lane == lane
-            beyond = (ob_last & (out_lane < lane)) if lane else Const(0, 1)
-            m.d.sync += [
-                h_data[lane * T:lane * T + T].eq(Mux(here, ob_spikes, 0)),
-                h_en[lane].eq(hidden_write & (here | beyond)),
-            ]
+            above = (out_lane < lane) if lane else Const(0, 1)
+            with m.If(hidden_write & above):
+                m.d.sync += h_data[lane * T:lane * T + T].eq(0)
+            with m.Elif(hidden_write & (out_lane == lane)):
+                m.d.sync += h_data[lane * T:lane * T + T].eq(ob_spikes)
         m.d.comb += [hid_wr.addr.eq(h_addr), hid_wr.data.eq(h_data), hid_wr.en.eq(h_en)]
 
         # --- activation reads for the engine ---------------------------------------------------
