@@ -9,6 +9,7 @@ they do not understand.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,8 @@ def generate_accelerator(config: HardwareConfig, out_dir: str | Path) -> dict[st
     top = SpikePackTop(config=config)
     manifest = build_manifest(config, top)
     verilog = to_verilog(top, TOP_NAME)
+    # lets 'spikepack run' refuse a manifest next to the Verilog of another configuration
+    manifest["verilog_sha256"] = hashlib.sha256(verilog.encode()).hexdigest()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{TOP_NAME}.v").write_text(verilog)

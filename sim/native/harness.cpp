@@ -166,7 +166,12 @@ class Harness {
         if (!out) fail(2, "cannot write " + str("potentials"));
         std::vector<uint64_t> frame_lengths;
         const uint64_t timeout = num("timeout_cycles");
+        // the bench's timing: after the CONTROL write it waits for a rising edge and starts
+        // counting there; cocotbext-axi's source presents a queued frame's first beat from the
+        // edge after. Mirrored so that both paths count the same cycles.
+        cycles(1);
         const uint64_t start = cycle_;
+        cycles(1);
         uint64_t last_frame_cycle = start, last_beat_cycle = start, frame_length = 0;
         std::size_t in_sent = 0;
         bool in_presented = false;
