@@ -372,6 +372,17 @@ def add_arguments(parser) -> None:
                         help="write the report as JSON here (written atomically)")
 
 
+def _cocotb_reason(message: str) -> str:
+    """One line from a failed cocotb run's message: the bench's own assertion when the log
+    excerpt holds one, and the first line (test, seed, log file) otherwise."""
+    lines = message.splitlines()
+    for line in lines[1:]:
+        found = re.search(r"(AssertionError|TimeoutError): (.+)", line)
+        if found:
+            return f"{found.group(2).strip()} ({lines[0]})"
+    return lines[0] if lines else "the cocotb bench failed"
+
+
 def _fail(message: str, code: int = 2) -> int:
     print(f"spikepack run: {message}", file=sys.stderr)
     return code
@@ -414,7 +425,9 @@ def main(args) -> int:
     except HardwareFault as e:
         return _fail(f"the hardware failed: {e}", 1)
     except AssertionError as e:                 # the cocotb bench's checks (hang, load error)
-        return _fail(f"the hardware failed: {str(e).splitlines()[0]}", 1)
+        return _fail(f"the hardware failed: {_cocotb_reason(str(e))}", 1)
+    except OSError as e:
+        return _fail(f"{e.filename or ''}: {e.strerror or e}")
     report = result.summary()
     if labels is not None:
         report["rtl_accuracy"] = float((result.logits.argmax(axis=1) == labels).mean())

@@ -174,6 +174,23 @@ def test_run_refuses_the_manifest_of_another_verilog(flow, tmp_path, capsys):
     assert "no Verilog" in capsys.readouterr().err
 
 
+def test_run_reports_an_unusable_work_folder_in_one_line(flow, tmp_path, capsys):
+    (tmp_path / "file").write_text("not a folder")
+    assert _run(flow, "--work", str(tmp_path / "file" / "work")) == 2
+    err = capsys.readouterr().err
+    assert "Not a directory" in err and len(err.strip().splitlines()) == 1
+
+
+def test_cocotb_failures_are_reported_by_their_assertion():
+    from spikepack.run import _cocotb_reason
+    message = ("inference-run-1: 1 of 1 cocotb tests failed (seed 7; log sim.log)\n"
+               "  File \"inference.py\", line 120, in receive\n"
+               "AssertionError: no readout frame within 50 cycles: the accelerator hangs\n")
+    reason = _cocotb_reason(message)
+    assert reason.startswith("no readout frame within 50 cycles") and "seed 7" in reason
+    assert "\n" not in reason
+
+
 def test_run_options_have_help_and_engines(flow, capsys):
     import argparse
 
