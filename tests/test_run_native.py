@@ -152,3 +152,34 @@ def test_two_concurrent_runs_on_the_same_folder(flow, tmp_path):
         assert "RTL inference" in err
     # each run worked in its own folder, removed after success
     assert list((tmp_path / "build" / "run").iterdir()) == []
+
+
+@pytest.mark.rtl
+@pytest.mark.xdist_group("top-wide")
+def test_native_64_bit_outputs_are_bit_exact(tmp_path):
+    """T = 8, tau = 8, 16-bit weights: 46-bit potentials in 64-bit output beats (the harness
+    reads them as one 64-bit port value); random network and images, drawn seeded."""
+    from spikepack.accelerator import generate_accelerator
+    from spikepack.config import HardwareConfig
+    from spikepack.firmware.bitstream import pack
+    from spikepack.firmware.model import Layer, SpikePackModel
+
+    seed = bench_seed()
+    print(f"seed {seed}")
+    rng = np.random.default_rng(seed)
+    config = HardwareConfig(rows=4, cols=4, timesteps=8, tau_shift=3, weight_bits=16,
+                            max_fan_in=32, max_neurons=32, max_layers=2, weight_depth=256)
+    assert config.widths.potential > 32
+    sizes = (32, 16, 6)
+    layers = [Layer(weights=rng.integers(-(1 << 15), 1 << 15, (m, n)),
+                    bias=rng.integers(-1000, 1000, m),
+                    threshold=None if i == len(sizes) - 2 else rng.integers(1 << 10, 1 << 16, m))
+              for i, (n, m) in enumerate(zip(sizes, sizes[1:]))]
+    model = SpikePackModel(timesteps=8, tau_shift=3, weight_bits=16, layers=layers)
+    generate_accelerator(config, tmp_path / "hw")
+    z = rng.integers(0, 1 << 8, (6, sizes[0]))
+    result = run_inference(tmp_path / "hw", pack(model, config), z, seed=seed,
+                           work_dir=BUILD_ROOT / "test-native", progress=False)
+    assert result.mismatched_images == [], f"seed {seed}: {_first_mismatch(result)}"
+    assert np.abs(result.golden).max() >= 1 << 31        # the upper word was exercised
+    assert (result.golden < 0).any()
