@@ -440,7 +440,14 @@ class BitstreamLoader(wiring.Component):
             m.d.sync += target.eq(_decoder(slot, [of(entry) for entry in table], len(target)))
         variables = [(i, e["eq"]) for i, e in enumerate(table)
                      if "eq" in e and constant(e["eq"]) is None]
-        m.d.sync += exp1.eq(_decoder(slot, [constant(e.get("eq")) for e in table], WORD_BITS)
+        # The decoder's part must be 0 at the slots whose value is ORed in from the stream
+        # (not "any value"): where most constants have a bit set, the decoder computes it as a
+        # NOR of the zeros, which is 1 at every slot it is not told about, and would set that
+        # bit of the layer count, column words or readout flag (a configuration-dependent
+        # refusal of good streams, issue 12).
+        m.d.sync += exp1.eq(_decoder(slot, [0 if "eq" in e and constant(e["eq"]) is None
+                                            else constant(e.get("eq")) for e in table],
+                                     WORD_BITS)
                             | _any(slot[i].replicate(WORD_BITS) & value for i, value in variables))
         limits = [(i, e.get("range", e.get("ge"))) for i, e in enumerate(table)]
         m.d.sync += opnd1.eq(_any(slot[i].replicate(opnd_bits) & value

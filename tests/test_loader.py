@@ -406,3 +406,43 @@ def test_crc_transform_matches_zlib(seed):
         assert x == _CRC.check ^ u(crc)
         wrong = crc ^ (1 << rng.randrange(32)) if rng.random() < 0.5 else rng.getrandbits(32)
         assert wrong == crc or x != _CRC.check ^ u(wrong)
+
+
+# the configuration of issue 12 whose every good stream was refused (LOAD_ERROR 6 or 8): most
+# of its constant header and table words have bit 0 set (its signature is odd), so the
+# expected-value decoder set bit 0 of the values taken from the stream (layer count, column
+# words, readout flag) as well
+ISSUE12 = dict(rows=8, cols=4, timesteps=7, tau_shift=3, weight_bits=4, bias_bits=17,
+               threshold_bits=8, max_fan_in=40, max_neurons=40, max_layers=4, weight_depth=384)
+
+
+@pytest.mark.parametrize("depth", [384, 316])
+def test_issue12_configuration_loads(depth, seed):
+    """Networks of even and odd layer counts and column-tile counts all load (and read back)
+    with the configuration of issue 12, and with weight_depth 316 (which always loaded)."""
+    config = bs.HardwareConfig(**{**ISSUE12, "weight_depth": depth})
+    if depth == 384:
+        assert config.signature & 1, "the regression needs the odd signature of issue 12"
+    rng = np.random.default_rng(seed)
+
+    def net(sizes):
+        out = []
+        for i, (n, m) in enumerate(zip(sizes, sizes[1:])):
+            out.append((rng.integers(-8, 8, size=(m, n)), rng.integers(-(1 << 16), 1 << 16, m),
+                        None if i == len(sizes) - 2 else rng.integers(1, 256, m)))
+        return out
+
+    # (layers, column tiles): (2, 12) BAD_LENGTH before the fix, (3, 17) BAD_DESCRIPTOR,
+    # (1, 2) and (1, 1) the threshold word count, (4, 33), (4, 4), (4, 14) the most layers
+    networks = [[31, 21, 39], [14, 33, 21, 5], [25, 8], [25, 3], [33, 35, 9, 7, 33],
+                [1, 1, 1, 1, 1], [40, 40, 8, 4, 2]]
+
+    async def scenario(ctx, dut):
+        h = Harness(ctx, dut, config, random.Random(seed))
+        for sizes in networks:
+            layers = net(sizes)
+            words = bs.words_of(bs.pack_network(layers, config))
+            assert bs.loader_outcome(words, config) == E.NONE
+            await h.load_good(layers, f"network {sizes} (weight_depth {depth})", pause=0.2)
+
+    check_writes_in_bounds(config, simulate(config, scenario))
