@@ -208,6 +208,8 @@ if cocotb is not None:
             self.network = None            # layers of the committed network
             self.good = self.bad = self.words = 0
             self.images_done = 0
+            #: optional dict of tallies (outputs, mismatches, first_mismatch) that check updates
+            self.tally = None
 
         async def start(self):
             dut = self.dut
@@ -313,17 +315,26 @@ if cocotb is not None:
         def check(self, frames, images, layers, what):
             want = golden_logits(images, layers, self.config)
             assert len(frames) == len(want)
+            failure = None
             for i, (got, row) in enumerate(zip(frames, want)):
                 row = [int(v) for v in row]
-                if got != row:
+                wrong = sum(a != b for a, b in zip(got, row)) + abs(len(got) - len(row))
+                if self.tally is not None:
+                    self.tally["outputs"] += len(row)
+                    self.tally["mismatches"] += wrong
+                if wrong and failure is None:
                     first = next((j for j, (a, b) in enumerate(zip(got, row)) if a != b),
                                  min(len(got), len(row)))
-                    raise AssertionError(
+                    failure = (
                         f"{what} (seed {self.seed}): image {i} output {first}: hardware "
                         f"{got[first] if first < len(got) else 'missing'} != golden "
                         f"{row[first] if first < len(row) else 'missing'} "
                         f"(hardware {got}, golden {row}, input {list(map(int, images[i]))}, "
                         f"sizes {[layers[0][0].shape[1]] + [w.shape[0] for w, _, _ in layers]})")
+            if failure is not None:
+                if self.tally is not None and self.tally.get("first_mismatch") is None:
+                    self.tally["first_mismatch"] = failure
+                raise AssertionError(failure)
 
         async def soft_reset(self):
             """CONTROL.SOFT_RESET (RUN kept as it is); the host then drops what the cut-short
