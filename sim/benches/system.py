@@ -173,6 +173,7 @@ if cocotb is not None:
                                AxiStreamFrame, AxiStreamSink, AxiStreamSource)
 
     from spikepack.firmware import bitstream as bs
+    from spikepack.hw.layer_engine import expected_cycles
     from spikepack.hw.registers import REGISTER_BY_NAME, REGISTERS, ADDR_BITS
     from spikepack.sim.runner import bench_args
 
@@ -414,6 +415,13 @@ if cocotb is not None:
                         break
                 else:
                     raise AssertionError(f"{what}: the inference did not reach layer {want}")
+                if st["busy"] and st["layer"] == want:
+                    # somewhere inside the layer, not just at its start (where the engine is
+                    # still filling and the neuron units hold nothing yet)
+                    sizes = _network_sizes(net)
+                    span = expected_cycles(sy.config, sizes[want], sizes[want + 1])
+                    await ClockCycles(dut.clk, sy.prng.randrange(1, max(2, span - 8)))
+                    st = await sy.status()
                 if not st["busy"]:
                     landed = "idle (the inference had ended)"
                 elif st["layer"] != want:
