@@ -27,7 +27,6 @@ code, soft-reset phases hit) as JSON to the ``results`` argument, also when it f
 from __future__ import annotations
 
 import json
-import math
 import traceback
 from pathlib import Path
 
