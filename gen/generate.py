@@ -28,15 +28,6 @@ NEURON_TOPS = {"spikepack": "spikepack_neuron", "lif": "lif_neuron"}
 LINT_WAIVERS = Path(__file__).resolve().parent.parent / "hw" / "lint.vlt"
 
 
-def _neuron_class(kind: str):
-    if kind == "spikepack":
-        from spikepack.hw.neuron_spikepack import SpikePackNeuron
-        return SpikePackNeuron
-    if kind == "lif":
-        from spikepack.hw.neuron_lif import LIFNeuron
-        return LIFNeuron
-    raise ValueError(f"kind must be 'spikepack' or 'lif', not {kind!r}")
-
 
 def _layout_json(layout) -> dict:
     from spikepack.sim.benches.streams import fields_of
@@ -70,8 +61,11 @@ def generate_neuron(kind: str, out_dir, *, top: str | None = None, **params) -> 
     weight_bits, fan_in, rows, bias_bits, threshold_bits, input_mode). Returns the manifest with
     the two paths added."""
     from spikepack.sim.runner import to_verilog
+    from spikepack.hw.neuron_common import neuron_class
     top = top or NEURON_TOPS.get(kind, "neuron")
-    unit = _neuron_class(kind)(**params)
+    cls = neuron_class(kind)
+    cls.check(**params)         # before a unit exists: a refused one is never built
+    unit = cls(**params)
     out_dir = Path(out_dir)
     manifest = neuron_manifest(unit, top)
     verilog_path, json_path = write_files(out_dir, {        # all or nothing, manifest last

@@ -26,12 +26,15 @@ from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from spikepack.sim.golden import MAX_T, TAU_SHIFTS, Widths, layer_widths, packed_max
+from spikepack import limits
+from spikepack.limits import check_int
+from spikepack.sim.golden import Widths, layer_widths, packed_max
 
 __all__ = ["INPUT_MODES", "NeuronParams", "check_neuron_params", "neuron_input_layout",
-           "neuron_output_layout", "NeuronBase", "add_output_stage"]
+           "neuron_output_layout", "NeuronBase", "neuron_class", "add_output_stage"]
 
-INPUT_MODES = ("serial", "packed")
+#: A unit's input modes are the PE modes whose columns feed it.
+INPUT_MODES = limits.PE_MODES
 
 
 @dataclass(frozen=True)
@@ -95,32 +98,23 @@ class NeuronParams:
         return self.fan_in * lo, self.fan_in * hi
 
 
-def _check_int(name, value, lo, hi):
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer, not {type(value).__name__} ({value!r})")
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be between {lo} and {hi}, not {value}")
-
-
 def check_neuron_params(*, timesteps, tau_shift, weight_bits, fan_in, rows, bias_bits,
                         threshold_bits, input_mode="serial") -> NeuronParams:
     """Check every neuron-unit parameter (``TypeError``/``ValueError`` naming the parameter, or
     :class:`~spikepack.sim.golden.WidthError` when the datapath would need more than
-    ``golden.MAX_POTENTIAL_BITS`` bits)."""
-    _check_int("timesteps", timesteps, 1, MAX_T)
-    if not isinstance(tau_shift, int) or isinstance(tau_shift, bool):
+    ``limits.MAX_POTENTIAL_BITS`` bits). Ranges: :mod:`spikepack.limits`."""
+    check_int("timesteps", timesteps, limits.TIMESTEPS)
+    if not limits.is_int(tau_shift):
         raise TypeError(f"tau_shift must be an integer, not {type(tau_shift).__name__}")
-    if tau_shift not in TAU_SHIFTS:
-        raise ValueError(f"tau_shift must be one of {TAU_SHIFTS}, not {tau_shift}")
-    _check_int("weight_bits", weight_bits, 2, 16)
-    _check_int("fan_in", fan_in, 1, 1 << 24)
-    _check_int("rows", rows, 1, fan_in)
-    _check_int("bias_bits", bias_bits, 2, 40)
-    _check_int("threshold_bits", threshold_bits, 1, 40)
+    limits.check_choice("tau_shift", tau_shift, limits.TAU_SHIFTS)
+    check_int("weight_bits", weight_bits, limits.WEIGHT_BITS)
+    check_int("fan_in", fan_in, limits.FAN_IN)
+    check_int("rows", rows, 1, fan_in)
+    check_int("bias_bits", bias_bits, limits.BIAS_BITS)
+    check_int("threshold_bits", threshold_bits, limits.THRESHOLD_BITS)
     if not isinstance(input_mode, str):
         raise TypeError(f"input_mode must be a string, not {type(input_mode).__name__}")
-    if input_mode not in INPUT_MODES:
-        raise ValueError(f"input_mode must be one of {INPUT_MODES}, not {input_mode!r}")
+    limits.check_choice("input_mode", input_mode, INPUT_MODES)
     params = NeuronParams(timesteps, tau_shift, weight_bits, fan_in, rows, bias_bits,
                           threshold_bits, input_mode)
     params.widths  # raises WidthError for a configuration beyond 48 bits
@@ -154,14 +148,10 @@ class NeuronBase(wiring.Component):
 
     def __init__(self, *, timesteps, tau_shift, weight_bits, fan_in, rows, bias_bits,
                  threshold_bits, input_mode="serial"):
-        try:
-            self._params = check_neuron_params(
-                timesteps=timesteps, tau_shift=tau_shift, weight_bits=weight_bits,
-                fan_in=fan_in, rows=rows, bias_bits=bias_bits, threshold_bits=threshold_bits,
-                input_mode=input_mode)
-        except Exception:
-            self._mark_used()
-            raise
+        self._params = self.check(
+            timesteps=timesteps, tau_shift=tau_shift, weight_bits=weight_bits,
+            fan_in=fan_in, rows=rows, bias_bits=bias_bits, threshold_bits=threshold_bits,
+            input_mode=input_mode)
         self._input_layout = neuron_input_layout(self._params)
         self._output_layout = neuron_output_layout(self._params)
         super().__init__({
@@ -169,9 +159,11 @@ class NeuronBase(wiring.Component):
             "o": Out(stream.Signature(self._output_layout)),
         })
 
-    def _mark_used(self):
-        """Mark a unit whose construction failed as used (no "never elaborated" warning)."""
-        self._MustUse__silence = True
+    @classmethod
+    def check(cls, **params) -> NeuronParams:
+        """Check this kind's parameters without building a unit (:func:`check_neuron_params`
+        and what the kind adds)."""
+        return check_neuron_params(**params)
 
     @classmethod
     def from_config(cls, config, **kwargs):
@@ -219,6 +211,17 @@ class NeuronBase(wiring.Component):
         if self.input_mode == "serial":
             return groups * self.timesteps
         return max(groups, self.timesteps)
+
+
+def neuron_class(kind: str) -> type[NeuronBase]:
+    """The unit class of a neuron ``kind`` (``HardwareConfig.neuron``): "spikepack" or "lif"."""
+    if kind == "spikepack":
+        from .neuron_spikepack import SpikePackNeuron
+        return SpikePackNeuron
+    if kind == "lif":
+        from .neuron_lif import LIFNeuron
+        return LIFNeuron
+    raise ValueError(f"kind must be 'spikepack' or 'lif', not {kind!r}")
 
 
 def add_output_stage(m: Module, port, depth: int, *, width: int | None = None, connect=None):

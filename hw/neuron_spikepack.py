@@ -123,7 +123,6 @@ class SpikePackNeuron(NeuronBase):
 
     def __init__(self, *, _fault=None, **kwargs):
         if _fault not in _FAULTS:
-            self._mark_used()
             raise ValueError(f"_fault must be one of {_FAULTS}, not {_fault!r}")
         self._fault = _fault
         super().__init__(**kwargs)
