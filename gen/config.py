@@ -24,10 +24,13 @@ from spikepack.limits import NEURON_KINDS, PE_MODES, WORD_BITS
 from spikepack.sim.golden import Widths, layer_widths
 
 __all__ = ["ConfigError", "HardwareConfig", "MemorySpec", "WORD_BITS", "DESCRIPTOR_LANES",
-           "load_config"]
+           "NEURON_CODES", "PE_MODE_CODES", "load_config"]
 
 #: 32-bit lanes of one layer descriptor word (``spikepack.firmware.layout.LayerDescriptor``).
 DESCRIPTOR_LANES = 4
+#: Codes of the neuron kinds and PE modes in the bitstream header and the ARRAY register.
+NEURON_CODES = {"spikepack": 0, "lif": 1}
+PE_MODE_CODES = {"serial": 0, "packed": 1}
 
 
 class ConfigError(ValueError):
@@ -153,6 +156,18 @@ class HardwareConfig:
     def column_tiles_max(self) -> int:
         """Most column tiles (bias/threshold words) one network can need."""
         return self.max_layers * math.ceil(self.max_neurons / self.cols)
+
+    @property
+    def input_words_per_beat(self) -> int:
+        """K: spike words per 32-bit ``s_axis_in`` beat (input i in beat i // K at bits
+        (i % K)*T .. +T-1)."""
+        return WORD_BITS // self.timesteps
+
+    @property
+    def out_bits(self) -> int:
+        """OUT_BITS: width of an ``m_axis_out`` beat (the readout potential, sign-extended to
+        whole 32-bit words)."""
+        return WORD_BITS * -(-self.widths.potential // WORD_BITS)
 
     @property
     def activation_depth(self) -> int:

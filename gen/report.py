@@ -54,7 +54,7 @@ def blocks(config: HardwareConfig) -> dict:
     from spikepack.hw.memories import NetworkMemories
     from spikepack.hw.neuron_lif import LIFNeuron
     from spikepack.hw.neuron_spikepack import SpikePackNeuron
-    from spikepack.hw.registers import RegisterBlock
+    from spikepack.hw.register_block import RegisterBlock
     from spikepack.hw.sequencer import NetworkSequencer
     from spikepack.hw.top import SpikePackTop
     lif_config = HardwareConfig(**{**config.as_dict(), "neuron": "lif", "pe_mode": "serial"})

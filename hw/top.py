@@ -38,13 +38,14 @@ from spikepack.hw.axil import AXIL_PORTS, axil_slave_members
 from spikepack.hw.layer_engine import LayerEngine
 from spikepack.hw.loader import BitstreamLoader
 from spikepack.hw.memories import MEMORY_NAMES, NetworkMemories
-from spikepack.hw.registers import ADDR_BITS, RegisterBlock, out_bits
+from spikepack.hw.register_block import RegisterBlock
+from spikepack.hw.registers import ADDR_BITS
 from spikepack.hw.sequencer import NetworkSequencer
 
-__all__ = ["SpikePackTop", "TOPLEVEL"]
+__all__ = ["SpikePackTop", "TOP_NAME"]
 
 #: Verilog module name of the accelerator.
-TOPLEVEL = "spikepack_top"
+TOP_NAME = "spikepack_top"
 
 
 class SpikePackTop(wiring.Component):
@@ -70,7 +71,7 @@ class SpikePackTop(wiring.Component):
 
     @property
     def out_bits(self) -> int:
-        return out_bits(self._config)
+        return self._config.out_bits
 
     @property
     def addr_bits(self) -> int:
