@@ -73,9 +73,12 @@ __all__ = ["SpikeArray", "LoadSchedule", "load_schedule", "row_bits", "packed_va
 class LoadSchedule:
     """When the weight words of a tile are read, relative to the tile periods.
 
-    ``period`` P = max(T, R/g) cycles per tile. Group q's word is read (memory address issued)
-    at offset q of period m, for the tile ``m + advance[q]`` (it is launched into the array one
-    cycle later, when the 1-cycle synchronous read returns it). ``advance`` is 1 or 2 for the
+    ``period`` P = max(T, R/g) cycles per tile. Group q's word is scheduled at offset q of period
+    m, for the tile ``m + advance[q]``, and launched into the array one cycle later, counted in
+    the planes' time: the offsets are those of the planes as the array sees them. (The layer
+    engine issues the memory read that many cycles earlier: the memories' read latency of 2
+    and the engine's entry register delay the planes and the weight words alike, so only the
+    distance between a plane and a launch matters.) ``advance`` is 1 or 2 for the
     first groups and decreases (possibly below 0) for later ones, because the skew makes row
     q*g swap q*g cycles after row 0. ``warmup`` = max(advance) periods precede the first plane,
     ``tail`` = max(0, -min(advance)) periods of reads follow the last one.
@@ -94,8 +97,9 @@ class LoadSchedule:
 
 def load_schedule(*, rows: int, rows_per_word: int, beats: int) -> LoadSchedule:
     """The weight-read schedule for an array of ``rows`` rows, g = ``rows_per_word`` rows per
-    word and ``beats`` planes per tile (T). Derivation (``docs/array.md``): a read at offset q of
-    period m launches at s_m + q + 1 and writes row q*g + rr at s_m + q + 1 + rr; that must lie
+    word and ``beats`` planes per tile (T). Derivation (``docs/array.md``): the word of offset q
+    of period m launches at s_m + q + 1 (plane time) and writes row q*g + rr at
+    s_m + q + 1 + rr; that must lie
     in [s_(k-1) + r, s_k + r - 1] for tile k = m + d, which gives
     d = 1 + floor((1 - q*(g - 1)) / P)."""
     if rows % rows_per_word:

@@ -46,6 +46,7 @@ __all__ = ["SpikePackTop", "TOP_NAME"]
 
 #: Verilog module name of the accelerator.
 TOP_NAME = "spikepack_top"
+TOPLEVEL = TOP_NAME     # the old name, until tests/test_system_rtl.py (edited on other branches) moves
 
 
 class SpikePackTop(wiring.Component):
