@@ -74,29 +74,10 @@ class NeuronParams:
         return packed_max(self.timesteps, self.tau_shift)
 
     @property
-    def current_range(self) -> tuple[int, int]:
-        """One serial beat: a row tile's step current (``rows`` weights)."""
-        lo, hi = self.weight_range
-        return self.rows * lo, self.rows * hi
-
-    @property
-    def tile_potential_range(self) -> tuple[int, int]:
-        """One row tile's Horner sum (serial) or packed partial potential (packed)."""
-        lo, hi = self.current_range
-        return lo * self.packed_max, hi * self.packed_max
-
-    @property
     def potential_range(self) -> tuple[int, int]:
         """The global potential v, bias included, for ``fan_in`` inputs."""
         (wl, wh), (bl, bh) = self.weight_range, self.bias_range
         return self.fan_in * wl * self.packed_max + bl, self.fan_in * wh * self.packed_max + bh
-
-    @property
-    def step_sum_range(self) -> tuple[int, int]:
-        """LIF: one step's current summed over all groups, bias excluded."""
-        lo, hi = self.weight_range
-        return self.fan_in * lo, self.fan_in * hi
-
 
 def check_neuron_params(*, timesteps, tau_shift, weight_bits, fan_in, rows, bias_bits,
                         threshold_bits, input_mode="serial") -> NeuronParams:
@@ -228,8 +209,8 @@ def add_output_stage(m: Module, port, depth: int, *, width: int | None = None, c
     """Drive the ``o`` stream ``port`` from a register stage holding up to ``depth`` (>= 1)
     results, oldest first (slot 0 presents). Returns a namespace with
 
-    * ``w_en``, ``w_data`` (inputs): write one result at the clock edge; only when ``can_write``;
-    * ``can_write`` (combinational, may depend on ``port.ready``): a write can happen now;
+    * ``w_en``, ``w_data`` (inputs): write one result at the clock edge; only when a slot is free or
+      the oldest result leaves in this cycle (``~valid[-1] | port.ready``);
     * ``free`` (a function of registers only): a write can happen now whatever ``port.ready`` is;
     * ``free_after_write`` (registers only): a write now would still leave a slot free at the
       next cycle whatever ``port.ready`` is (always 0 when ``depth`` = 1);
@@ -248,7 +229,6 @@ def add_output_stage(m: Module, port, depth: int, *, width: int | None = None, c
     shape = layout if width is None else width
     w_en = Signal()
     w_data = Signal(shape)
-    can_write = Signal()
     free = Signal()
     free_after_write = Signal()
 
@@ -260,7 +240,7 @@ def add_output_stage(m: Module, port, depth: int, *, width: int | None = None, c
     held = [Signal(shape, name=f"out_held{i}", reset_less=True) for i in range(depth)]
     pop = Signal()
     m.d.comb += [port.valid.eq(valid[0]), *present(held[0]), pop.eq(valid[0] & port.ready),
-                 free.eq(~valid[-1]), can_write.eq(~valid[-1] | port.ready),
+                 free.eq(~valid[-1]),
                  free_after_write.eq(~valid[-2] if depth > 1 else 0)]
     if depth == 1:
         with m.If(w_en):
@@ -280,5 +260,5 @@ def add_output_stage(m: Module, port, depth: int, *, width: int | None = None, c
             if i + 1 < depth:
                 with m.Elif(pop):
                     m.d.sync += held[i].eq(held[i + 1])
-    return SimpleNamespace(w_en=w_en, w_data=w_data, can_write=can_write, free=free,
+    return SimpleNamespace(w_en=w_en, w_data=w_data, free=free,
                            free_after_write=free_after_write, valid=valid)

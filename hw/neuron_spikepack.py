@@ -136,13 +136,6 @@ class SpikePackNeuron(NeuronBase):
         return signed_bits(min(lo - 1, lo - blo - 1), max(hi, hi - bhi))
 
     @property
-    def load_bits(self) -> int:
-        """Signed width of the value loaded into the decode stage: v - 1 (hidden) or v
-        (readout)."""
-        lo, hi = self.params.potential_range
-        return signed_bits(lo - 1, hi)
-
-    @property
     def decode_bits(self) -> int:
         """Width W of the decode register X: it holds v (readout, signed) or the remainder
         (hidden, unsigned), which needs threshold_bits + 1 bits above its k*(T-1) low bits."""

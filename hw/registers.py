@@ -155,10 +155,6 @@ class Register:
         :meth:`reset_value`)."""
         return None if self.config_dependent else self.reset_value(None)
 
-    @property
-    def writable_mask(self) -> int:
-        return sum(f.mask for f in self.fields if f.kind in ("rw", "pulse", "event"))
-
 
 def _one(name, description, kind, value=0, width=32):
     return (Field(name, 0, width, kind, description, value),)
