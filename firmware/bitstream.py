@@ -22,14 +22,14 @@ Checking happens in two phases, and every error is a subclass of :class:`Bitstre
    ``word``, the index of the word where it was found. :func:`loader_outcome` gives the
    loader's verdict for any sequence of beats.
 2. the *model* phase (software only; ``code`` is ``None``) checks that the payload is exactly
-   what :func:`layout_network` would write for the network it decodes to (no stray padding bits,
-   consistent descriptor bases, thresholds >= 1), so that a stream that parses re-packs to the
-   same bytes.
+   what :func:`layout_network` would write for the network it decodes to (consistent
+   descriptor bases, zero weights for inputs beyond a layer's N, hidden thresholds >= 1), in
+   every bit the hardware uses; the bits it ignores (:func:`ignored_bits`) may hold anything, as
+   the loader accepts them. A stream that parses re-packs to the same bytes except in those.
 """
 
 from __future__ import annotations
 
-import enum
 import math
 import zlib
 from dataclasses import dataclass, field
@@ -37,56 +37,29 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from spikepack.config import WORD_BITS, ConfigError, HardwareConfig
+from spikepack.config import DESCRIPTOR_LANES, WORD_BITS, ConfigError, HardwareConfig
+from spikepack.firmware.bitstream_format import (BITSTREAM_MAGIC, FORMAT_VERSION, HEADER_FIELDS,
+                                                 HEADER_WORDS, NEURON_CODES, PAYLOAD_OFFSET,
+                                                 SECTION_ENTRY_WORDS, SECTION_NAMES, TABLE_WORDS,
+                                                 ErrorCode, load_error_table)
 from spikepack.firmware.layout import (LayerDescriptor, LayoutError, NetworkImage,
-                                       layout_network, unpack_network)
+                                       layout_network, unpack_network, words_to_lanes)
 
 __all__ = [
-    "MAGIC", "FORMAT_VERSION", "HEADER_FIELDS", "HEADER_WORDS", "SECTION_NAMES",
+    "BITSTREAM_MAGIC", "FORMAT_VERSION", "HEADER_FIELDS", "HEADER_WORDS", "SECTION_NAMES",
     "SECTION_ENTRY_WORDS", "TABLE_WORDS", "PAYLOAD_OFFSET", "NEURON_CODES", "ErrorCode",
+    "load_error_table",
     "BitstreamError", "BadMagic", "UnknownVersion", "SignatureMismatch", "BadHeader",
     "BadSectionTable", "LengthOutOfRange", "LayerTooLarge", "BadDescriptor", "CrcMismatch",
     "Truncated", "ExtraData", "ModelMismatch", "BadPayload",
     "Section", "ParsedStream", "pack", "pack_network", "parse", "parse_stream",
-    "loader_outcome", "words_of", "bytes_of",
+    "loader_outcome", "ignored_bits", "ignored_stream_bits", "words_of", "bytes_of",
 ]
 
-#: ``b"SPKB"`` read as a little-endian word.
-MAGIC = int.from_bytes(b"SPKB", "little")
-FORMAT_VERSION = 1
-HEADER_FIELDS = ("magic", "version", "signature", "total_words", "timesteps", "tau_shift",
-                 "weight_bits", "neuron", "layer_count", "rows", "cols", "rows_per_word",
-                 "bias_bits", "threshold_bits", "section_count")
-HEADER_WORDS = len(HEADER_FIELDS)
-#: Section types, in stream order; equal to ``spikepack.hw.memories.MEMORY_NAMES`` (the type is
-#: the memory's ``wr_mem`` index).
-SECTION_NAMES = ("descriptor", "weight", "bias", "threshold")
-SECTION_ENTRY_WORDS = 3
-TABLE_WORDS = SECTION_ENTRY_WORDS * len(SECTION_NAMES)
-#: Index of the first payload word.
-PAYLOAD_OFFSET = HEADER_WORDS + TABLE_WORDS
-NEURON_CODES = {"spikepack": 0, "lif": 1}
 _NEURON_NAMES = {v: k for k, v in NEURON_CODES.items()}
 _WORD_MASK = (1 << WORD_BITS) - 1
-_DESCRIPTOR_LANES = 4
+_DESCRIPTOR_LANES = DESCRIPTOR_LANES
 _DEFAULT = object()
-
-
-class ErrorCode(enum.IntEnum):
-    """The loader's error register (and :attr:`BitstreamError.code`). The loader reports the
-    first fault in stream order; a good load reports ``NONE``."""
-    NONE = 0             #: the last stream loaded and was committed
-    BAD_MAGIC = 1        #: word 0 is not "SPKB"
-    BAD_VERSION = 2      #: unknown format version
-    BAD_SIGNATURE = 3    #: packed for another hardware configuration
-    BAD_HEADER = 4       #: T, tau_shift, weight_bits, neuron kind or geometry differ from the hardware
-    BAD_SECTION = 5      #: section count, a section type or a lane count is wrong
-    BAD_LENGTH = 6       #: a length is zero or inconsistent (layer count, section words, total)
-    TOO_LARGE = 7        #: the network does not fit: layers, memory depth, fan-in or neurons
-    BAD_DESCRIPTOR = 8   #: a layer descriptor is malformed (zero size, chain, bases, flags)
-    CRC_MISMATCH = 9     #: the final word is not the CRC-32 of the words before it
-    TRUNCATED = 10       #: TLAST (end of data) before the CRC word
-    EXTRA_WORDS = 11     #: words after the CRC word (TLAST not on the CRC word)
 
 
 class BitstreamError(ValueError):
@@ -166,9 +139,11 @@ class ModelMismatch(BitstreamError):
 
 
 class BadPayload(BitstreamError):
-    """(parse, after the CRC passed) The payload is not the layout of any network: stray
-    padding bits, descriptor bases that do not follow the layout, a hidden threshold of 0.
-    The hardware loader accepts such a stream (its CRC is right); the packer never writes one."""
+    """(parse, after the CRC passed) The payload is not the layout of any network in the bits
+    the hardware uses: a weight of an input beyond N set, descriptor bases that do not follow
+    the layout, a hidden threshold of 0. The hardware loader accepts such a stream (its CRC is
+    right), but what it computes is not the network's; the packer never writes one. Bits the
+    hardware ignores (:func:`ignored_bits`) are never a BadPayload."""
 
 
 # --- words and bytes ---------------------------------------------------------------------------
@@ -200,10 +175,10 @@ def pack_network(layers: Sequence, config: HardwareConfig) -> bytes:
         image = layout_network(layers, config)
     except LayoutError as e:
         raise LayerTooLarge(f"the network does not fit this hardware: {e}", code=None) from None
-    return pack_image(image, config)
+    return pack_memory_image(image, config)
 
 
-def pack_image(image: NetworkImage, config: HardwareConfig) -> bytes:
+def pack_memory_image(image: NetworkImage, config: HardwareConfig) -> bytes:
     """Pack an already laid-out :class:`NetworkImage` (no checks beyond the format's)."""
     config = _check_config(config)
     specs = config.memories
@@ -217,7 +192,7 @@ def pack_image(image: NetworkImage, config: HardwareConfig) -> bytes:
         payload += data.ravel().tolist()
     total = PAYLOAD_OFFSET + len(payload) + 1
     header = {
-        "magic": MAGIC, "version": FORMAT_VERSION, "signature": config.signature,
+        "magic": BITSTREAM_MAGIC, "version": FORMAT_VERSION, "signature": config.signature,
         "total_words": total, "timesteps": config.timesteps, "tau_shift": config.tau_shift,
         "weight_bits": config.weight_bits, "neuron": NEURON_CODES[config.neuron],
         "layer_count": image.layer_count, "rows": config.rows, "cols": config.cols,
@@ -378,9 +353,9 @@ class _Scanner:
         self.header[name] = w
         c = self.config
         if name == "magic":
-            if w != MAGIC:
+            if w != BITSTREAM_MAGIC:
                 raise BadMagic(f"not a SpikePack bitstream: word 0 is 0x{w:08x}, the magic is "
-                               f"0x{MAGIC:08x} (b'SPKB')", word=i)
+                               f"0x{BITSTREAM_MAGIC:08x} (b'SPKB')", word=i)
         elif name == "version":
             if w != FORMAT_VERSION:
                 raise UnknownVersion(f"unknown bitstream format version {w}; this reader and the "
@@ -540,6 +515,73 @@ def loader_outcome(beats: Sequence[int], config: HardwareConfig) -> ErrorCode:
 
 # --- the model phase -----------------------------------------------------------------------------
 
+def ignored_bits(descriptors: Sequence[LayerDescriptor], config: HardwareConfig
+                 ) -> dict[str, np.ndarray]:
+    """The payload bits the hardware never uses, for a network laid out as ``descriptors``:
+    one ``(words, lanes)`` uint32 mask per section (a set bit is ignored), the sections' sizes
+    those of ``layout_network``. Ignored are: the fields of neurons beyond M (the last column
+    tile's columns ``ct*C + c >= M``: their weights, bias and threshold; the layer engine drops
+    those neurons' results), every threshold field of the readout layer (it is not decoded),
+    and the bits of a word's last lane above its ``g*C*b_w``, ``C*bias_bits`` or
+    ``C*threshold_bits`` bits. ``layout_network`` writes 1 into ignored threshold fields and 0
+    into every other ignored bit; the loader accepts any value there and :func:`parse` too.
+    Nothing else is ignored: descriptor words are checked whole, and the weights of inputs
+    beyond N must be 0 (an input the host sets beyond N0 meets them)."""
+    config = _check_config(config)
+    R, C, g = config.rows, config.cols, config.rows_per_word
+    specs = config.memories
+    wb, bb, tb = config.weight_bits, config.bias_bits, config.threshold_bits
+    widths = {"weight": g * C * wb, "bias": C * bb, "threshold": C * tb}
+    words: dict[str, dict[int, int]] = {"weight": {}, "bias": {}, "threshold": {}}
+    size = {"weight": 0, "bias": 0}
+
+    def pad(name):                 # the bits above the word's fields, up to its last lane
+        return ((1 << (specs[name].lanes * WORD_BITS)) - 1) ^ ((1 << widths[name]) - 1)
+
+    def fields(columns, bits, rows=1):
+        return sum(((1 << bits) - 1) << ((rr * C + c) * bits) for rr in range(rows)
+                   for c in columns)
+
+    for d in descriptors:
+        col_tiles, row_tiles = math.ceil(d.neurons / C), math.ceil(d.fan_in / R)
+        per_col_tile = row_tiles * (R // g)
+        for ct in range(col_tiles):
+            dead = [c for c in range(C) if ct * C + c >= d.neurons]
+            column = d.column_base + ct
+            words["bias"][column] = fields(dead, bb) | pad("bias")
+            words["threshold"][column] = (fields(range(C), tb) if d.readout
+                                          else fields(dead, tb)) | pad("threshold")
+            for k in range(per_col_tile):
+                words["weight"][d.weight_base + ct * per_col_tile + k] = (fields(dead, wb, g)
+                                                                          | pad("weight"))
+        size["weight"] = max(size["weight"], d.weight_base + col_tiles * per_col_tile)
+        size["bias"] = max(size["bias"], d.column_base + col_tiles)
+    out = {"descriptor": np.zeros((len(descriptors), _DESCRIPTOR_LANES), dtype=np.uint32)}
+    for name in ("weight", "bias", "threshold"):
+        count = size["bias" if name == "threshold" else name]
+        out[name] = words_to_lanes([words[name].get(i, 0) for i in range(count)],
+                                   specs[name].lanes)
+    return out
+
+
+def ignored_stream_bits(data: bytes, config: HardwareConfig) -> list[int]:
+    """For each word of the bitstream ``data`` (which must pass the stream phase for
+    ``config``), the bits the hardware ignores (:func:`ignored_bits`; 0 in the header, the
+    table, the descriptors and the CRC word)."""
+    stream = parse_stream(data, config)
+    descriptors = tuple(LayerDescriptor.from_lanes([int(v) for v in row])
+                        for row in stream.images["descriptor"])
+    masks = ignored_bits(descriptors, config)
+    out = [0] * PAYLOAD_OFFSET
+    for s in stream.sections:
+        mask = masks[s.name]
+        words = np.zeros((s.words, s.lanes), dtype=np.uint32)
+        rows = min(s.words, mask.shape[0])
+        words[:rows] = mask[:rows]
+        out += [int(v) for v in words.ravel()]
+    return out + [0]
+
+
 def _geometry(stream: ParsedStream, descriptors) -> HardwareConfig:
     """A configuration that describes the stream's memory geometry (when no config is given)."""
     h = stream.header
@@ -591,17 +633,19 @@ def _decode_layers(stream: ParsedStream) -> list:
         canonical = layout_network(layers, config)
     except LayoutError as e:
         raise LayerTooLarge(f"the network does not fit this hardware: {e}", code=None) from None
+    ignored = ignored_bits(canonical.descriptors, config)
     for name in SECTION_NAMES:
         ours, theirs = canonical.memories[name], images[name]
         if ours.shape != theirs.shape:
             raise BadPayload(f"the {name} section has {theirs.shape[0]} words; the layout of the "
                              f"network it describes has {ours.shape[0]}")
-        diff = np.argwhere(ours != theirs)
+        diff = np.argwhere((ours ^ theirs) & ~ignored[name])
         if diff.size:
             word, lane = (int(v) for v in diff[0])
             raise BadPayload(f"the {name} section is not the layout of the network it describes: "
                              f"word {word} lane {lane} holds 0x{int(theirs[word, lane]):08x}, the "
-                             f"layout gives 0x{int(ours[word, lane]):08x} (stray padding bits or "
+                             f"layout gives 0x{int(ours[word, lane]):08x} in the bits the "
+                             f"hardware uses (a weight of an input beyond N set, or "
                              f"inconsistent descriptor bases)")
     return layers
 

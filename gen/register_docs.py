@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from spikepack.firmware.bitstream import load_error_table
 from spikepack.hw.registers import ADDR_BITS, REGISTERS
 
 __all__ = ["render_markdown"]
@@ -63,6 +64,14 @@ def render_markdown() -> str:
     for r in REGISTERS:
         reset = "config" if r.reset is None else f"`{r.reset:#010x}`"
         lines.append(f"| `{r.offset:#04x}` | {r.name} | {r.access} | {reset} | {r.description} |")
+    lines += ["", "## LOAD_ERROR codes", "",
+              "The loader checks a bitstream (`docs/bitstream.md`) word by word and reports the "
+              "first fault in stream order; a refused stream changes nothing (the committed "
+              "network stays active). The same table is the manifest's `load_errors`, and "
+              "`spikepack.firmware.bitstream.ErrorCode`.", "",
+              "| value | name | meaning |", "|---|---|---|"]
+    for row in load_error_table():
+        lines.append(f"| {row['value']} | {row['name']} | {row['meaning']} |")
     lines += ["", "## Fields", ""]
     for r in REGISTERS:
         lines += [f"### {r.name} (`{r.offset:#04x}`, {r.access})", "", r.description, "",

@@ -67,10 +67,11 @@ from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from spikepack.config import WORD_BITS, HardwareConfig
-from spikepack.firmware.bitstream import (FORMAT_VERSION, HEADER_FIELDS, HEADER_WORDS, MAGIC,
-                                          NEURON_CODES, PAYLOAD_OFFSET, SECTION_ENTRY_WORDS,
-                                          SECTION_NAMES, ErrorCode)
+from spikepack.config import DESCRIPTOR_LANES, NEURON_CODES, WORD_BITS, HardwareConfig
+from spikepack.firmware.bitstream_format import (BITSTREAM_MAGIC, FORMAT_VERSION, HEADER_FIELDS,
+                                                 HEADER_WORDS, PAYLOAD_OFFSET,
+                                                 SECTION_ENTRY_WORDS, SECTION_NAMES, ErrorCode)
+from spikepack.hw.stream import or_all
 
 __all__ = ["BitstreamLoader", "LoaderWithMemories", "ErrorCode", "ERROR_BITS", "COUNTER_BITS",
            "FRAME_GAP"]
@@ -79,16 +80,12 @@ ERROR_BITS = 4
 COUNTER_BITS = 32
 #: cycles after a TLAST beat in which ``s_axis_tready`` is low (until the frame's verdict)
 FRAME_GAP = 5
-_DESCRIPTOR_LANES = 4
+_DESCRIPTOR_LANES = DESCRIPTOR_LANES
 # the tracker's one-hot slots: header and table positions 0 .. PAYLOAD_OFFSET - 1, then
 _SLOT_DESC = PAYLOAD_OFFSET                       # descriptor lanes 0 .. 3
 _SLOT_OTHER = _SLOT_DESC + _DESCRIPTOR_LANES      # other payload words, the CRC word and after
 
 assert max(ErrorCode) < (1 << ERROR_BITS)
-
-
-def _any(signals):
-    return functools.reduce(operator.or_, signals)
 
 
 def _decoder(onehot: Signal, values: list, width: int):
@@ -251,7 +248,7 @@ class BitstreamLoader(wiring.Component):
                      beat.eq(self.s_axis_tvalid & self.s_axis_tready)]
         m.d.sync += [ends[0].eq(beat & self.s_axis_tlast),
                      *(ends[i].eq(ends[i - 1]) for i in range(1, len(ends))),
-                     tready_r.eq(~(beat & self.s_axis_tlast | _any(ends)))]
+                     tready_r.eq(~(beat & self.s_axis_tlast | or_all(ends)))]
 
         # --- stage 0: the beat, registered ----------------------------------------------------
         v0 = Signal()
@@ -321,7 +318,7 @@ class BitstreamLoader(wiring.Component):
         in_sec3 = {"lane": t_sec3, "word": t_sec3, "enter": enter_sec3}
 
         def next_do(lane_end, word_end=False, sec3=False):
-            return _any(does[k] & (ends_lane[k] if lane_end else ~ends_lane[k])
+            return or_all(does[k] & (ends_lane[k] if lane_end else ~ends_lane[k])
                         & ((ends_word[k] if word_end else ~ends_word[k]) if lane_end else 1)
                         & (in_sec3[k] if sec3 else 1) for k in does)
 
@@ -404,7 +401,7 @@ class BitstreamLoader(wiring.Component):
                 table[index] = {"cap": "layers", "range": c.max_layers + 1,
                                 "code": ErrorCode.TOO_LARGE}
             else:
-                value, error = {"magic": (MAGIC, ErrorCode.BAD_MAGIC),
+                value, error = {"magic": (BITSTREAM_MAGIC, ErrorCode.BAD_MAGIC),
                                 "version": (FORMAT_VERSION, ErrorCode.BAD_VERSION),
                                 "signature": (c.signature, ErrorCode.BAD_SIGNATURE),
                                 "section_count": (len(SECTION_NAMES), ErrorCode.BAD_SECTION),
@@ -440,10 +437,17 @@ class BitstreamLoader(wiring.Component):
             m.d.sync += target.eq(_decoder(slot, [of(entry) for entry in table], len(target)))
         variables = [(i, e["eq"]) for i, e in enumerate(table)
                      if "eq" in e and constant(e["eq"]) is None]
-        m.d.sync += exp1.eq(_decoder(slot, [constant(e.get("eq")) for e in table], WORD_BITS)
-                            | _any(slot[i].replicate(WORD_BITS) & value for i, value in variables))
+        # The decoder's part must be 0 at the slots whose value is ORed in from the stream
+        # (not "any value"): where most constants have a bit set, the decoder computes it as a
+        # NOR of the zeros, which is 1 at every slot it is not told about, and would set that
+        # bit of the layer count, column words or readout flag (a configuration-dependent
+        # refusal of good streams, issue 12).
+        m.d.sync += exp1.eq(_decoder(slot, [0 if "eq" in e and constant(e["eq"]) is None
+                                            else constant(e.get("eq")) for e in table],
+                                     WORD_BITS)
+                            | or_all(slot[i].replicate(WORD_BITS) & value for i, value in variables))
         limits = [(i, e.get("range", e.get("ge"))) for i, e in enumerate(table)]
-        m.d.sync += opnd1.eq(_any(slot[i].replicate(opnd_bits) & value
+        m.d.sync += opnd1.eq(or_all(slot[i].replicate(opnd_bits) & value
                                   for i, value in limits if value is not None))
         dg1 = Signal(opnd_bits, reset_less=True)              # d1's copy for f_ge (fan-out)
         m.d.sync += [v1.eq(v0), l1.eq(tlast), d1.eq(d0), dg1.eq(d0),
@@ -459,9 +463,9 @@ class BitstreamLoader(wiring.Component):
         m.d.sync += [*(flag.eq(d0[a:b] != 0) for flag, (a, b) in zip(nonzero1, segments)),
                      large1[0].eq(d0[:half] > c.max_fan_in),
                      large1[1].eq(d0[half:] > c.max_neurons)]
-        zero1 = [~_any(f for f, (a, _) in zip(nonzero1, segments) if a < half),
-                 ~_any(f for f, (a, _) in zip(nonzero1, segments) if a >= half)]
-        high1 = _any(f for f, (a, _) in zip(nonzero1, segments) if a >= opnd_bits)
+        zero1 = [~or_all(f for f, (a, _) in zip(nonzero1, segments) if a < half),
+                 ~or_all(f for f, (a, _) in zip(nonzero1, segments) if a >= half)]
+        high1 = or_all(f for f, (a, _) in zip(nonzero1, segments) if a >= opnd_bits)
 
         with m.If(v1):
             m.d.sync += self.words_received.eq(self.words_received + 1)
@@ -542,10 +546,10 @@ class BitstreamLoader(wiring.Component):
         f_large = Signal()                # ... above the maximum
         m.d.sync += [f_ge.eq(k1["ge"] & (dg1 >= opnd1)),
                      f_high.eq(k1["ge"] & high1),
-                     f_total.eq(k1["total"] & _any(mismatch)),
+                     f_total.eq(k1["total"] & or_all(mismatch)),
                      f_zero.eq(k1["range"] & zero1[0] & zero1[1]),
                      f_desc0.eq(k1["desc0"] & (zero1[0] | zero1[1])),
-                     f_large.eq(k1["desc0"] & _any(large1))]
+                     f_large.eq(k1["desc0"] & or_all(large1))]
 
         # CRC-32, stage 2: x holds the frame's words before the one in stage 2 (a frame's TLAST
         # word resets it); that word is the right CRC iff x == check ^ U w (a byte a flag)
@@ -567,13 +571,13 @@ class BitstreamLoader(wiring.Component):
             3, v2, l2, d2, ecode2, k_crc2, k_write2, sec2, word2, lane2)
         g = {name: Signal(name=f"g_{name}3") for name in ("code", "length", "desc", "large")}
         fault3 = Signal()                 # any of them
-        f_eq = k_eq2 & _any(ne_exp)
-        desc_fault = f_desc0 | k_chain2 & _any(ne_chain)
+        f_eq = k_eq2 & or_all(ne_exp)
+        desc_fault = f_desc0 | k_chain2 & or_all(ne_chain)
         m.d.sync += [g["code"].eq(f_eq | f_high | f_ge),
                      g["length"].eq(f_total & ~f_eq | f_zero),
                      g["desc"].eq(desc_fault),
                      g["large"].eq(f_large & ~desc_fault),
-                     fault3.eq(_any([f_eq, f_high, f_ge, f_total, f_zero, desc_fault, f_large]))]
+                     fault3.eq(or_all([f_eq, f_high, f_ge, f_total, f_zero, desc_fault, f_large]))]
 
         # --- stage 4: the frame's verdict, and the write port ---------------------------------
         # `faulted` marks a frame whose fault was found (from the word after it on; cleared by
@@ -630,7 +634,7 @@ class LoaderWithMemories(wiring.Component):
     and the unit the loader benches read the active bank back through.
 
     Throughput and latency are the loader's (see :class:`BitstreamLoader`); reads have the
-    memories' latency of 1 cycle."""
+    memories' latency of ``memories.READ_LATENCY`` = 2 cycles."""
 
     def __init__(self, *, config: HardwareConfig):
         from spikepack.hw.memories import MEMORY_NAMES, NetworkMemories

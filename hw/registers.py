@@ -247,7 +247,7 @@ REGISTERS: tuple[Register, ...] = (
              _one("scratch", "any value", "rw", 0)),
     # --- loader -------------------------------------------------------------------------------
     Register("LOAD_ERROR", 0x50, "RO", "Result of the last bitstream load: 0 = good, otherwise "
-             "the loader's error code (see the loader's documentation).",
+             "the loader's error code (table LOAD_ERROR codes; the manifest's load_errors).",
              _one("load_error_code", "error code", "status", width=8)),
     Register("LOAD_GOOD", 0x54, "RO", "Bitstreams loaded and committed (kept by soft reset).",
              _one("load_good", "count", "status")),

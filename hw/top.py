@@ -42,10 +42,10 @@ from spikepack.hw.register_block import RegisterBlock
 from spikepack.hw.registers import ADDR_BITS
 from spikepack.hw.sequencer import NetworkSequencer
 
+from spikepack.hw.verilog import TOP_NAME
+
 __all__ = ["SpikePackTop", "TOP_NAME"]
 
-#: Verilog module name of the accelerator.
-TOP_NAME = "spikepack_top"
 TOPLEVEL = TOP_NAME     # the old name, until tests/test_system_rtl.py (edited on other branches) moves
 
 

@@ -7,7 +7,10 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["to_verilog", "fields_of", "LINT_WAIVERS"]
+__all__ = ["TOP_NAME", "to_verilog", "fields_of", "LINT_WAIVERS"]
+
+#: Verilog module name of the accelerator (:class:`spikepack.hw.top.SpikePackTop`).
+TOP_NAME = "spikepack_top"
 
 #: Verilator waivers for patterns of Amaranth's Verilog output (installed with the package).
 LINT_WAIVERS = Path(str(resources.files(__package__) / "lint.vlt"))

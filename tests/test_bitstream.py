@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The weight bitstream format: pack/parse round trips, directed faults with their messages, the
 CLI, and hypothesis fuzzing of the parser with well over 10,000 mutated, truncated and extended
 streams a run (see the STREAMS counts in each fuzz test).
@@ -7,9 +8,11 @@ changed word is a valid prefix, so the fault must be found at or after it; a cut
 ``Truncated``; anything appended is always ``ExtraData``; CRC-32 detects every error burst of up
 to 32 bits, so one changed word in the weight, bias or threshold payload or in the CRC word is
 always ``CrcMismatch``; one changed header or table word gives the class that field can give
-(listed by hand below); and a stream that still parses re-packs to the same bytes."""
+(listed by hand below); and a stream that still parses re-packs to the same bytes, except in
+the bits the hardware ignores."""
 
 import json
+import re
 import struct
 import zlib
 
@@ -239,23 +242,79 @@ def test_payload_faults_that_only_software_sees():
         assert bs.loader_outcome(bs.words_of(bad), config) == E.NONE
         error = expect_error(bad, config, bs.BadPayload, None, match="threshold of 0")
         assert error.word is None
-    # padding bits of a weight word set (neurons beyond M in the last column tile)
-    cfg0, data0, layers0 = STREAMS[0]
-    w0 = bs.words_of(data0)
-    ws, we = section_span(w0, "weight")
-    for index in range(ws, we):
-        trial = changed(data0, index, w0[index] ^ (1 << 31))
-        try:
-            bs.parse(trial, cfg0)
-        except bs.BadPayload as e:
-            assert "not the layout of the network" in str(e)
-            break
+    # a weight of an input beyond N set (the packer writes 0 there; the hardware would use it
+    # if the host set an input beyond N0): the first layer of [3 -> ...] on 4 rows has one
+    cfg0 = small_config()
+    layers0 = [(np.ones((2, 3), np.int64), np.zeros(2, np.int64), None)]
+    data0 = bs.pack_network(layers0, cfg0)
+    ws, _ = section_span(bs.words_of(data0), "weight")
+    # word 0 holds array rows 0, 1 (g = 2); word 1 rows 2, 3: row 3 is input n = 3 >= N
+    row3 = ((1 << cfg0.weight_bits) - 1) << (cfg0.cols * cfg0.weight_bits)
+    lane0 = ws + cfg0.memories["weight"].lanes              # weight word 1, lane 0 (bits 0..31)
+    assert cfg0.rows_per_word == 2 and row3 < 1 << 32
+    trial = changed(data0, lane0, bs.words_of(data0)[lane0] | row3)
+    assert bs.loader_outcome(bs.words_of(trial), cfg0) == E.NONE
+    expect_error(trial, cfg0, bs.BadPayload, None, match="not the layout")
     # descriptor weight bases out of order
     if len(layers0) > 1:
         base_lane = bs.PAYLOAD_OFFSET + 4 + 1
         trial = changed(data0, base_lane, 0)
         assert bs.loader_outcome(bs.words_of(trial), cfg0) == E.NONE
         expect_error(trial, cfg0, bs.BadPayload, None, match="not the layout|beyond the")
+
+
+def models_equal(a, b):
+    return (a.neuron, a.timesteps, a.tau_shift, len(a.layers)) == (
+        b.neuron, b.timesteps, b.tau_shift, len(b.layers)) and all(
+        np.array_equal(x.weights, y.weights) and np.array_equal(x.bias, y.bias)
+        and (x.threshold is None) == (y.threshold is None)
+        and (x.threshold is None or np.array_equal(x.threshold, y.threshold))
+        for x, y in zip(a.layers, b.layers))
+
+
+@pytest.mark.parametrize("which", [0, 5, 7])
+def test_every_payload_bit_ignored_or_meaningful(which):
+    """Every single payload bit flip (CRC fixed) is accepted by the loader; parse then gives the
+    same network iff the bit is one the hardware ignores (ignored_bits), and otherwise a
+    different network or BadPayload: the ignored set holds no bit that matters, and a bit
+    outside it is never silently dropped."""
+    config, data, _ = STREAMS[which]
+    words = bs.words_of(data)
+    model = bs.parse(data, config)
+    ignored = bs.ignored_stream_bits(data, config)
+    start, _ = section_span(words, "weight")
+    counts = {"ignored": 0, "changes": 0, "refused": 0}
+    for index in range(start, len(words) - 1):
+        for bit in range(32):
+            trial = changed(data, index, words[index] ^ (1 << bit))
+            assert bs.loader_outcome(bs.words_of(trial), config) == E.NONE
+            try:
+                other = bs.parse(trial, config)
+            except bs.BadPayload:
+                assert not ignored[index] >> bit & 1, (index, bit)
+                counts["refused"] += 1
+                continue
+            same = models_equal(model, other)
+            assert same == bool(ignored[index] >> bit & 1), (index, bit, same)
+            counts["ignored" if same else "changes"] += 1
+    assert all(counts.values()), counts
+
+
+def test_garbage_in_ignored_bits_parses_to_the_same_network():
+    """Zeros in the unused threshold fields (issue 12), ones everywhere ignored, random bits:
+    the loader accepts each, and parse gives the packed network."""
+    rng = np.random.default_rng(5)
+    for config, data, layers in STREAMS:
+        words = bs.words_of(data)
+        ignored = bs.ignored_stream_bits(data, config)
+        start, stop = section_span(words, "threshold")
+        assert any(ignored[start:stop]), "every stream has a readout with threshold fields"
+        fills = [lambda w, m: w & ~m, lambda w, m: w | m,
+                 lambda w, m: w ^ (int(rng.integers(0, 1 << 32)) & m)]
+        for fill in fills:
+            trial = with_crc([fill(w, m) & 0xFFFFFFFF for w, m in zip(words, ignored)])
+            assert bs.loader_outcome(trial, config) == E.NONE
+            assert models_equal(bs.parse(bs.bytes_of(trial), config), model_of(layers, config))
 
 
 # --- fuzzing -------------------------------------------------------------------------------------
@@ -288,6 +347,17 @@ def allowed_for_single_word(words, index):
 HARDWARE_CLASSES = (bs.SignatureMismatch, bs.BadHeader, bs.LayerTooLarge)
 
 
+def assert_repacks(model, config, data):
+    """A stream that parses re-packs to the same bytes, except in bits the hardware ignores."""
+    again = bs.pack(model, config)
+    assert len(again) == len(data), "a stream that parses must re-pack to the same length"
+    ignored = bs.ignored_stream_bits(data, config)
+    for i, (a, b) in enumerate(zip(bs.words_of(again[:-4]), bs.words_of(data[:-4]))):
+        assert (a ^ b) & ~ignored[i] == 0, (f"a stream that parses must re-pack to the same "
+                                            f"bytes outside ignored bits: word {i} 0x{b:08x} "
+                                            f"re-packs to 0x{a:08x}")
+
+
 def check_verdict(data, config, first_change, allowed=None, *, hardware=None):
     """Parse a mutated stream (against ``config``, which may be None; ``hardware`` is the config
     it was packed for): a fault found at or after the first changed word, of an allowed class;
@@ -305,7 +375,7 @@ def check_verdict(data, config, first_change, allowed=None, *, hardware=None):
         except HARDWARE_CLASSES as e:
             assert e.word is None or e.word >= first_change
             return None
-        assert bs.pack(model, hardware) == data, "a stream that parses must re-pack to itself"
+        assert_repacks(model, hardware, data)
         return None
     try:
         model = bs.parse(data, config)
@@ -318,7 +388,7 @@ def check_verdict(data, config, first_change, allowed=None, *, hardware=None):
             assert bs.loader_outcome(bs.words_of(data[:4 * (len(data) // 4)]), config) in (
                 e.code, E.TRUNCATED if len(data) % 4 else e.code)
         return type(e)
-    assert bs.pack(model, config) == data, "a stream that parses must re-pack to the same bytes"
+    assert_repacks(model, config, data)
     return None
 
 
@@ -484,6 +554,18 @@ def test_cli_pack_and_inspect(tmp_path, capsys):
     assert cli.main(["inspect", str(tmp_path / "a.bin"), "--config", str(tmp_path / "x.toml")]) == 2
     assert "no such config file" in capsys.readouterr().err
 
+    # zeros in the unused threshold fields (issue 12): the hardware accepts it, inspect too
+    words = bs.words_of(data)
+    ignored = bs.ignored_stream_bits(data, config)
+    start, stop = section_span(words, "threshold")
+    zeros = with_crc([w & ~m if start <= i < stop else w
+                      for i, (w, m) in enumerate(zip(words, ignored))])
+    assert zeros != words and bs.loader_outcome(zeros, config) == E.NONE
+    unused = tmp_path / "zeros.bin"
+    unused.write_bytes(bs.bytes_of(zeros))
+    assert cli.main(["inspect", str(unused), "--manifest", str(manifest)]) == 0
+    assert "verdict: valid for this hardware" in capsys.readouterr().out
+
 
 def test_cli_pack_errors(tmp_path, capsys):
     config, data, layers = STREAMS[0]
@@ -503,3 +585,58 @@ def test_cli_pack_errors(tmp_path, capsys):
     assert cli.main(["pack", str(model_path), "-o", str(out)]) == 2  # --manifest or --config
     assert "one of the arguments --manifest --config is required" in capsys.readouterr().err
     assert not out.exists()
+
+
+# --- LOAD_ERROR codes: manifest and documents -------------------------------------------------------
+
+LOAD_ERRORS = [(0, "NONE"), (1, "BAD_MAGIC"), (2, "BAD_VERSION"), (3, "BAD_SIGNATURE"),
+               (4, "BAD_HEADER"), (5, "BAD_SECTION"), (6, "BAD_LENGTH"), (7, "TOO_LARGE"),
+               (8, "BAD_DESCRIPTOR"), (9, "CRC_MISMATCH"), (10, "TRUNCATED"),
+               (11, "EXTRA_WORDS")]
+
+
+def test_manifest_and_docs_list_every_load_error():
+    from pathlib import Path
+
+    from spikepack.accelerator import build_manifest
+    from spikepack.hw.top import SpikePackTop
+    config = small_config()
+    top = SpikePackTop(config=config)
+    manifest = json.loads(json.dumps(build_manifest(config, top)))
+    table = manifest["load_errors"]
+    assert [(row["value"], row["name"]) for row in table] == LOAD_ERRORS
+    assert all(isinstance(row["meaning"], str) and len(row["meaning"]) > 20 for row in table)
+    assert [(int(c), c.name) for c in E] == LOAD_ERRORS
+    docs = Path(__file__).resolve().parent.parent / "docs"
+    for name, heading in (("registers.md", "## LOAD_ERROR codes"),
+                          ("bitstream.md", "## Checks and errors")):
+        text = (docs / name).read_text()
+        section = text.split(heading, 1)[1].split("\n## ", 1)[0]
+        rows = [tuple(cell.strip() for cell in line.strip("|").split("|")[:2])
+                for line in section.splitlines() if re.match(r"\| \d+ \| [A-Z_]+ \|", line)]
+        assert [(int(v), n) for v, n in rows] == LOAD_ERRORS, name
+    registers = (docs / "registers.md").read_text()
+    for row in table:
+        assert f"| {row['value']} | {row['name']} | {row['meaning']} |" in registers
+
+
+def test_the_documented_example_is_what_the_packer_writes():
+    """docs/bitstream.md's worked example, word for word (if HardwareConfig gains a field, the
+    signature and the CRC words change: update the listing from this test's output)."""
+    from pathlib import Path
+    text = (Path(__file__).resolve().parent.parent / "docs" / "bitstream.md").read_text()
+    section = text.split("## Example", 1)[1].split("\n## ", 1)[0]
+    listing = [(int(i), int(w, 16)) for i, w in
+               re.findall(r"^\s*(\d+)\s+0x([0-9a-f]{8})\s", section, re.M)]
+    config = HardwareConfig(rows=2, cols=2, timesteps=2, tau_shift=1, weight_bits=4,
+                            bias_bits=8, threshold_bits=4, max_fan_in=4, max_neurons=4,
+                            max_layers=2, weight_depth=8)
+    layers = [(np.array([[1, -2, 3], [-8, 7, 0]]), np.array([5, -6]), np.array([2, 15])),
+              (np.array([[4, -1]]), np.array([-128]), None)]
+    words = bs.words_of(bs.pack_network(layers, config))
+    assert [i for i, _ in listing] == list(range(46)) == list(range(len(words)))
+    for (i, documented), packed in zip(listing, words):
+        assert documented == packed, f"word {i}: the doc says 0x{documented:08x}, the packer " \
+                                     f"writes 0x{packed:08x} (listing: {[hex(w) for w in words]})"
+    assert zlib.crc32(b"123456789") == 0xCBF43926          # the check value the doc gives
+    assert bs.loader_outcome(words, config) == E.NONE

@@ -10,15 +10,15 @@ import zlib
 
 import numpy as np
 import pytest
-from amaranth import ClockDomain, Elaboratable, Module
 from amaranth.sim import Simulator
 
 from spikepack.firmware import bitstream as bs
 from spikepack.firmware.layout import layout_network
 from spikepack.hw.loader import _CRC, FRAME_GAP, BitstreamLoader, LoaderWithMemories
-from spikepack.hw.memories import MEMORY_INDEX, MEMORY_NAMES, READ_LATENCY, NetworkMemories
-from spikepack.sim.benches.loader import (bad_streams, image_words, random_layers,
-                                          small_config)
+from spikepack.hw.memories import NetworkMemories
+from spikepack.sim.benches.loader import (Harness, bad_streams, check_writes_in_bounds,
+                                          image_words, random_layers, simulate, small_config,
+                                          stream_image)
 
 E = bs.ErrorCode
 SEED = random.SystemRandom().getrandbits(32)
@@ -30,144 +30,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable
 def seed():
     print(f"seed {SEED}")
     return SEED
-
-
-class Harness:
-    """Drives a LoaderWithMemories in an async testbench and tracks what must be committed."""
-
-    def __init__(self, ctx, dut, config, rng):
-        self.ctx, self.dut, self.config, self.rng = ctx, dut, config, rng
-        self.good = self.bad = self.words = 0
-        self.committed = None
-        self.layer_count = 0
-        self.cycles = 0
-
-    async def tick(self):
-        await self.ctx.tick()
-        self.cycles += 1
-
-    async def send(self, beats, pause=0.3, *, settle=True):
-        ctx, dut = self.ctx, self.dut
-        for i, word in enumerate(beats):
-            while pause and self.rng.random() < pause:
-                ctx.set(dut.s_axis_tvalid, 0)
-                await self.tick()
-            ctx.set(dut.s_axis_tdata, int(word) & 0xFFFFFFFF)
-            ctx.set(dut.s_axis_tlast, i == len(beats) - 1)
-            ctx.set(dut.s_axis_tvalid, 1)
-            while True:
-                ready = ctx.get(dut.s_axis_tready)
-                await self.tick()
-                if ready:
-                    break
-        ctx.set(dut.s_axis_tvalid, 0)
-        ctx.set(dut.s_axis_tlast, 0)
-        self.words += len(beats)
-        if settle:
-            await self.settle()
-
-    async def settle(self):
-        for _ in range(100):
-            if not self.ctx.get(self.dut.busy) and not self.ctx.get(self.dut.commit_pending):
-                break
-            await self.tick()
-        else:
-            raise AssertionError("the loader stays busy after the frame ended")
-        await self.tick()
-        await self.tick()
-
-    async def read_back(self):
-        ctx, dut = self.ctx, self.dut
-        out = {}
-        for name in MEMORY_NAMES:
-            values = []
-            for address in range(len(self.committed[name])):
-                ctx.set(getattr(dut, f"{name}_raddr"), address)
-                ctx.set(getattr(dut, f"{name}_ren"), 1)
-                await self.tick()
-                ctx.set(getattr(dut, f"{name}_ren"), 0)
-                for _ in range(READ_LATENCY - 1):   # the RAM's output register
-                    await self.tick()
-                values.append(ctx.get(getattr(dut, f"{name}_rdata")))
-            ctx.set(getattr(dut, f"{name}_ren"), 0)
-            out[name] = values
-        return out
-
-    async def check(self, label, error):
-        ctx, dut = self.ctx, self.dut
-        status = {"error": ctx.get(dut.error), "good": ctx.get(dut.good_loads),
-                  "bad": ctx.get(dut.bad_loads), "words": ctx.get(dut.words_received)}
-        want = {"error": int(error), "good": self.good, "bad": self.bad, "words": self.words}
-        assert status == want, f"{label}: status {status}, expected {want} ({E(int(error)).name})"
-        if self.committed is not None:
-            assert ctx.get(dut.layer_count) == self.layer_count, label
-            got = await self.read_back()
-            for name in MEMORY_NAMES:
-                for address, (g, w) in enumerate(zip(got[name], self.committed[name])):
-                    assert g == w, (f"{label}: active {name} word {address} reads 0x{g:x}; the "
-                                    f"committed image has 0x{w:x}")
-
-    async def load_good(self, layers, label, pause=0.3):
-        beats = bs.words_of(bs.pack_network(layers, self.config))
-        await self.send(beats, pause)
-        self.good += 1
-        image = layout_network(layers, self.config)
-        self.committed, self.layer_count = image_words(image), image.layer_count
-        await self.check(label, E.NONE)
-        return beats
-
-
-class _Top(Elaboratable):
-    """The DUT in an explicit sync domain, so that a testbench can drive its reset."""
-
-    def __init__(self, dut):
-        self.dut = dut
-        self.cd = ClockDomain("sync")
-
-    def elaborate(self, platform):
-        m = Module()
-        m.domains.sync = self.cd
-        m.submodules.dut = self.dut
-        return m
-
-
-def simulate(config, scenario, *, monitor=True):
-    """Run ``scenario(ctx, dut)`` (or ``(ctx, dut, rst)`` if it takes three arguments)."""
-    dut = LoaderWithMemories(config=config)
-    top = _Top(dut)
-    sim = Simulator(top)
-    sim.add_clock(1e-8, domain="sync")
-    writes = []
-
-    async def tb(ctx):
-        if scenario.__code__.co_argcount == 3:
-            await scenario(ctx, dut, top.cd.rst)
-        else:
-            await scenario(ctx, dut)
-
-    async def watch(ctx):
-        loader = dut._loader
-        async for _, _, en, mem, addr, lane in ctx.tick().sample(
-                loader.wr_en, loader.wr_mem, loader.wr_addr, loader.wr_lane):
-            if en:
-                writes.append((mem, addr, lane))
-
-    sim.add_testbench(tb)
-    if monitor:
-        sim.add_process(watch)
-    sim.run()
-    return writes
-
-
-def check_writes_in_bounds(config, writes):
-    specs = config.memories
-    names = {index: name for name, index in MEMORY_INDEX.items()}
-    assert writes, "no write was seen at all"
-    for mem, addr, lane in writes:
-        spec = specs[names[mem]]
-        assert addr < spec.depth and lane < spec.lanes, (
-            f"write outside {spec.name}: word {addr} lane {lane} (depth {spec.depth}, "
-            f"{spec.lanes} lanes)")
 
 
 def test_ports_match_network_memories():
@@ -216,8 +78,9 @@ def test_bad_streams_leave_the_committed_network(seed):
                 assert stream.expected in (None, reference), (stream.label, stream.expected,
                                                               reference)
                 await h.send(stream.beats, pause=0.2 if i % 2 else 0.0)
-                if reference == E.NONE:
+                if reference == E.NONE:      # ignored bits changed, or a mutation undone
                     h.good += 1
+                    h.committed, h.layer_count = stream_image(stream.beats, config)
                 else:
                     h.bad += 1
                 seen.add(reference)
@@ -406,3 +269,43 @@ def test_crc_transform_matches_zlib(seed):
         assert x == _CRC.check ^ u(crc)
         wrong = crc ^ (1 << rng.randrange(32)) if rng.random() < 0.5 else rng.getrandbits(32)
         assert wrong == crc or x != _CRC.check ^ u(wrong)
+
+
+# the configuration of issue 12 whose every good stream was refused (LOAD_ERROR 6 or 8): most
+# of its constant header and table words have bit 0 set (its signature is odd), so the
+# expected-value decoder set bit 0 of the values taken from the stream (layer count, column
+# words, readout flag) as well
+ISSUE12 = dict(rows=8, cols=4, timesteps=7, tau_shift=3, weight_bits=4, bias_bits=17,
+               threshold_bits=8, max_fan_in=40, max_neurons=40, max_layers=4, weight_depth=384)
+
+
+@pytest.mark.parametrize("depth", [384, 316])
+def test_issue12_configuration_loads(depth, seed):
+    """Networks of even and odd layer counts and column-tile counts all load (and read back)
+    with the configuration of issue 12, and with weight_depth 316 (which always loaded)."""
+    config = bs.HardwareConfig(**{**ISSUE12, "weight_depth": depth})
+    if depth == 384:
+        assert config.signature & 1, "the regression needs the odd signature of issue 12"
+    rng = np.random.default_rng(seed)
+
+    def net(sizes):
+        out = []
+        for i, (n, m) in enumerate(zip(sizes, sizes[1:])):
+            out.append((rng.integers(-8, 8, size=(m, n)), rng.integers(-(1 << 16), 1 << 16, m),
+                        None if i == len(sizes) - 2 else rng.integers(1, 256, m)))
+        return out
+
+    # (layers, column tiles): (2, 12) BAD_LENGTH before the fix, (3, 17) BAD_DESCRIPTOR,
+    # (1, 2) and (1, 1) the threshold word count, (4, 33), (4, 4), (4, 14) the most layers
+    networks = [[31, 21, 39], [14, 33, 21, 5], [25, 8], [25, 3], [33, 35, 9, 7, 33],
+                [1, 1, 1, 1, 1], [40, 40, 8, 4, 2]]
+
+    async def scenario(ctx, dut):
+        h = Harness(ctx, dut, config, random.Random(seed))
+        for sizes in networks:
+            layers = net(sizes)
+            words = bs.words_of(bs.pack_network(layers, config))
+            assert bs.loader_outcome(words, config) == E.NONE
+            await h.load_good(layers, f"network {sizes} (weight_depth {depth})", pause=0.2)
+
+    check_writes_in_bounds(config, simulate(config, scenario))

@@ -9,6 +9,7 @@ import dataclasses
 
 import pytest
 
+from spikepack.config import HardwareConfig
 from spikepack.hw.loader import LoaderWithMemories
 from spikepack.sim import runner
 from spikepack.sim.benches.loader import small_config
@@ -28,3 +29,16 @@ def built():
 def test_loader_rtl_good_bad_reset_hold(built):
     runner.run(built, "spikepack.sim.benches.loader",
                args={"config": dataclasses.asdict(CONFIG), "good": 6, "bad": 400, "resets": 10})
+
+
+# issue 12: this configuration's odd signature made the loader refuse every good stream
+ISSUE12 = HardwareConfig(rows=8, cols=4, timesteps=7, tau_shift=3, weight_bits=4, bias_bits=17,
+                         threshold_bits=8, max_fan_in=40, max_neurons=40, max_layers=4,
+                         weight_depth=384)
+
+
+def test_loader_rtl_issue12_configuration():
+    built = runner.build("loader_top", lambda: LoaderWithMemories(config=ISSUE12),
+                         build_args=["--output-split", "0"])
+    runner.run(built, "spikepack.sim.benches.loader",
+               args={"config": dataclasses.asdict(ISSUE12), "good": 8, "bad": 48, "resets": 2})

@@ -12,11 +12,14 @@ import zlib
 from dataclasses import dataclass
 
 import numpy as np
+from amaranth import ClockDomain, Elaboratable, Module
+from amaranth.sim import Simulator
 
 from spikepack.config import HardwareConfig
 from spikepack.firmware import bitstream as bs
 from spikepack.firmware.layout import NetworkImage, lanes_to_words, layout_network
-from spikepack.hw.memories import READ_LATENCY
+from spikepack.hw.loader import LoaderWithMemories
+from spikepack.hw.memories import MEMORY_INDEX, MEMORY_NAMES, READ_LATENCY
 
 E = bs.ErrorCode
 _FIELD = {name: index for index, name in enumerate(bs.HEADER_FIELDS)}
@@ -31,14 +34,17 @@ def small_config(**overrides) -> HardwareConfig:
     return HardwareConfig(**fields)
 
 
-def random_layers(rng: np.random.Generator, config: HardwareConfig, *, extremes: bool = False):
-    """A random network that fits ``config``: 1..max_layers layers of 1..max sizes, values over
-    the hardware's full ranges (``extremes``: every value at a range end)."""
-    count = int(rng.integers(1, config.max_layers + 1))
-    sizes = [int(rng.integers(1, config.max_fan_in + 1))]
-    sizes += [int(rng.integers(1, min(config.max_neurons, config.max_fan_in) + 1))
-              for _ in range(count - 1)]
-    sizes += [int(rng.integers(1, config.max_neurons + 1))]
+def random_layers(rng: np.random.Generator, config: HardwareConfig, *, extremes: bool = False,
+                  sizes=None):
+    """A random network that fits ``config``: 1..max_layers layers of 1..max sizes (or of layer
+    sizes ``sizes``, ``[N0, M0, M1, ...]``), values over the hardware's full ranges
+    (``extremes``: every value at a range end); halved (and layers dropped) until it fits."""
+    if sizes is None:
+        count = int(rng.integers(1, config.max_layers + 1))
+        sizes = [int(rng.integers(1, config.max_fan_in + 1))]
+        sizes += [int(rng.integers(1, min(config.max_neurons, config.max_fan_in) + 1))
+                  for _ in range(count - 1)]
+        sizes += [int(rng.integers(1, config.max_neurons + 1))]
     # keep the weight memory within its depth: shrink until it fits
     while True:
         try:
@@ -46,7 +52,10 @@ def random_layers(rng: np.random.Generator, config: HardwareConfig, *, extremes:
             layout_network(layers, config)
             return layers
         except Exception:                      # noqa: BLE001 - too large for the depth: shrink
-            sizes = [max(1, s // 2) for s in sizes]
+            if max(sizes) == 1 and len(sizes) > 2:
+                sizes = sizes[:-1]                     # ... and then drop layers
+            else:
+                sizes = [max(1, s // 2) for s in sizes]
 
 
 def _draw(rng, config, sizes, extremes):
@@ -94,11 +103,22 @@ class BadStream:
     expected: E | None          # a hand-written expectation, or None (reference only)
 
 
+BAD_KINDS = ("header", "table", "descriptor", "weight", "bias", "threshold", "crc", "truncate",
+             "extra", "signature", "oversize", "total", "bad_descriptor", "version", "garbage",
+             "multi", "lengths", "lanes", "geometry", "desc_limits", "ignored", "software")
+
+
 def bad_streams(rng: np.random.Generator, good: list[int], config: HardwareConfig,
-                other: HardwareConfig, count: int) -> list[BadStream]:
-    """``count`` bad frames derived from the good stream ``good``, cycling through every kind:
-    bit flips in each header field, the table and each section, truncations, extra words,
-    wrong signatures, oversize and inconsistent lengths, bad descriptors, garbage."""
+                other: HardwareConfig, count: int, *, offset: int = 0) -> list[BadStream]:
+    """``count`` frames derived from the good stream ``good``, cycling through every kind of
+    :data:`BAD_KINDS` (from kind number ``offset`` on): bit flips in each header field,
+    the table and each section, truncations, extra words, wrong signatures, oversize and
+    inconsistent lengths (zero sections, descriptor or threshold words, total), wrong lane
+    counts, another geometry, bad descriptors (bases, flags, zero sizes, broken chain, fan-in or neurons above
+    the maxima), garbage; and two kinds the loader accepts: random bits in the bits it ignores
+    ("ignored", which parse accepts too) and payloads that are no network's layout
+    ("software": a hidden threshold of 0, or a weight of an input beyond N, which only parse
+    refuses, as BadPayload)."""
     out: list[BadStream] = []
     n = len(good)
     spans = {name: section_span(good, name) for name in bs.SECTION_NAMES}
@@ -123,11 +143,12 @@ def bad_streams(rng: np.random.Generator, good: list[int], config: HardwareConfi
         return spans["descriptor"][0] + 4 * layer + lane
 
     layer_count = good[_FIELD["layer_count"]]
-    kinds = ["header", "table", "descriptor", "weight", "bias", "threshold", "crc", "truncate",
-             "extra", "signature", "oversize", "total", "bad_descriptor", "version", "garbage",
-             "multi"]
+    kinds = BAD_KINDS
+    entries = {name: bs.HEADER_WORDS + bs.SECTION_ENTRY_WORDS * k
+               for k, name in enumerate(bs.SECTION_NAMES)}
+    ignored = bs.ignored_stream_bits(bs.bytes_of(good), config)
     while len(out) < count:
-        kind = kinds[len(out) % len(kinds)]
+        kind = kinds[(offset + len(out)) % len(kinds)]
         if kind == "header":
             field = bs.HEADER_FIELDS[int(rng.integers(bs.HEADER_WORDS))]
             out.append(BadStream(f"flip header {field}", flip(good, _FIELD[field]),
@@ -188,21 +209,231 @@ def bad_streams(rng: np.random.Generator, good: list[int], config: HardwareConfi
             out.append(BadStream("version", words, E.BAD_VERSION))
         elif kind == "garbage":
             words = [int(v) for v in rng.integers(0, 1 << 32, size=int(rng.integers(1, 40)))]
-            expected = E.BAD_MAGIC if words[0] != bs.MAGIC else None
+            expected = E.BAD_MAGIC if words[0] != bs.BITSTREAM_MAGIC else None
             out.append(BadStream("garbage", words, expected))
-        else:
+        elif kind == "multi":
             words = list(good)
             for _ in range(int(rng.integers(2, 6))):
                 words = flip(words, int(rng.integers(n)))
             if words == good:
                 continue
             out.append(BadStream("multiple flips", words, None))
+        elif kind == "lengths":
+            choice = int(rng.integers(5))
+            if choice == 0:            # descriptor words != layer count
+                words = set_fields({entries["descriptor"] + 1: layer_count + int(rng.choice([-1, 1]))})
+            elif choice == 1:          # threshold words != bias words
+                words = set_fields({entries["threshold"] + 1: good[entries["bias"] + 1] + 1})
+            elif choice == 2:          # an empty weight or bias section
+                words = set_fields({entries[str(rng.choice(["weight", "bias"]))] + 1: 0})
+            elif choice == 3:          # no layers
+                words = set_fields({_FIELD["layer_count"]: 0})
+            else:                      # one layer fewer in header and table (total stays)
+                words = set_fields({_FIELD["layer_count"]: layer_count - 1,
+                                    entries["descriptor"] + 1: layer_count - 1})
+            out.append(BadStream(f"lengths ({choice})", words, E.BAD_LENGTH))
+        elif kind == "lanes":
+            name = bs.SECTION_NAMES[int(rng.integers(4))]
+            lanes = good[entries[name] + 2]
+            words = set_fields({entries[name] + 2: lanes + int(rng.choice([-1, 1, 7]))})
+            out.append(BadStream(f"{name} lanes", words, E.BAD_SECTION))
+        elif kind == "geometry":       # a fixed header field set to another value
+            field = str(rng.choice(["timesteps", "tau_shift", "weight_bits", "neuron", "rows",
+                                    "cols", "rows_per_word", "bias_bits", "threshold_bits"]))
+            value = good[_FIELD[field]] + int(rng.integers(1, 1 << 32))
+            out.append(BadStream(f"header {field} changed", set_fields({_FIELD[field]: value}),
+                                 E.BAD_HEADER if value & 0xFFFFFFFF != good[_FIELD[field]]
+                                 else None))
+        elif kind == "desc_limits":
+            layer = int(rng.integers(layer_count))
+            lane0 = good[descriptor_lane(layer, 0)]
+            fan_in, neurons = lane0 & 0xFFFF, lane0 >> 16
+            choice = int(rng.integers(4))
+            if choice == 0:            # neurons above max_neurons (the next fan-in follows)
+                changes = {descriptor_lane(layer, 0): fan_in | (config.max_neurons + 1) << 16}
+                expected = E.TOO_LARGE if config.max_neurons < 0xFFFF else None
+            elif choice == 1:          # layer 0's fan-in above max_fan_in (no chain to break)
+                first = good[descriptor_lane(0, 0)]
+                changes = {descriptor_lane(0, 0): (config.max_fan_in + 1) | (first & 0xFFFF0000)}
+                expected = E.TOO_LARGE if config.max_fan_in < 0xFFFF else None
+            elif choice == 2:          # zero neurons
+                changes = {descriptor_lane(layer, 0): fan_in}
+                expected = E.BAD_DESCRIPTOR
+            else:                      # the chain: a fan-in that is not the previous neurons
+                changes = {descriptor_lane(layer, 0): ((fan_in % 0xFFFF) + 1) | neurons << 16}
+                expected = E.BAD_DESCRIPTOR if layer > 0 else None
+            out.append(BadStream(f"descriptor {layer} limits ({choice})", set_fields(changes),
+                                 expected))
+        elif kind == "ignored":
+            words = with_crc([w ^ (int(rng.integers(0, 1 << 32)) & m)
+                              for w, m in zip(good, ignored)])
+            out.append(BadStream("random bits in ignored fields", words, E.NONE))
+        else:                          # "software": accepted by the loader, refused by parse
+            start, stop = section_span(good, "threshold")
+            if layer_count > 1 and rng.random() < 0.5:
+                words = set_fields({start: good[start] & ~((1 << config.threshold_bits) - 1)})
+                out.append(BadStream("hidden threshold 0", words, E.NONE))
+            else:
+                # every bit of the weight section: the ones that are neither ignored nor a
+                # weight of a real input are inputs beyond N; set one, if the layout has any
+                ws, we = section_span(good, "weight")
+                words = with_crc([w | (~m & 0xFFFFFFFF) if ws <= i < we else w
+                                  for i, (w, m) in enumerate(zip(good, ignored))])
+                out.append(BadStream("every used weight bit set", words, E.NONE))
     return out
+
+
+def stream_image(beats, config: HardwareConfig) -> tuple[dict[str, list[int]], int]:
+    """What an accepted stream commits: its payload sections as wide words (parse_stream's
+    images, whatever their ignored bits hold), and its layer count."""
+    stream = bs.parse_stream(bs.bytes_of(beats), config)
+    return ({name: lanes_to_words(a) for name, a in stream.images.items()},
+            stream.header["layer_count"])
 
 
 def image_words(image: NetworkImage) -> dict[str, list[int]]:
     """Each memory's used words as wide integers (lane 0 in the low bits)."""
     return {name: lanes_to_words(array) for name, array in image.memories.items()}
+
+
+# --- the Amaranth-simulator harness (tests/test_loader*.py) -----------------------------------
+
+class Harness:
+    """Drives a LoaderWithMemories in an async testbench and tracks what must be committed."""
+
+    def __init__(self, ctx, dut, config, rng):
+        self.ctx, self.dut, self.config, self.rng = ctx, dut, config, rng
+        self.good = self.bad = self.words = 0
+        self.committed = None
+        self.layer_count = 0
+        self.cycles = 0
+
+    async def tick(self):
+        await self.ctx.tick()
+        self.cycles += 1
+
+    async def send(self, beats, pause=0.3, *, settle=True):
+        ctx, dut = self.ctx, self.dut
+        for i, word in enumerate(beats):
+            while pause and self.rng.random() < pause:
+                ctx.set(dut.s_axis_tvalid, 0)
+                await self.tick()
+            ctx.set(dut.s_axis_tdata, int(word) & 0xFFFFFFFF)
+            ctx.set(dut.s_axis_tlast, i == len(beats) - 1)
+            ctx.set(dut.s_axis_tvalid, 1)
+            while True:
+                ready = ctx.get(dut.s_axis_tready)
+                await self.tick()
+                if ready:
+                    break
+        ctx.set(dut.s_axis_tvalid, 0)
+        ctx.set(dut.s_axis_tlast, 0)
+        self.words += len(beats)
+        if settle:
+            await self.settle()
+
+    async def settle(self):
+        for _ in range(100):
+            if not self.ctx.get(self.dut.busy) and not self.ctx.get(self.dut.commit_pending):
+                break
+            await self.tick()
+        else:
+            raise AssertionError("the loader stays busy after the frame ended")
+        await self.tick()
+        await self.tick()
+
+    async def read_back(self):
+        ctx, dut = self.ctx, self.dut
+        out = {}
+        for name in MEMORY_NAMES:
+            values = []
+            for address in range(len(self.committed[name])):
+                ctx.set(getattr(dut, f"{name}_raddr"), address)
+                ctx.set(getattr(dut, f"{name}_ren"), 1)
+                await self.tick()
+                ctx.set(getattr(dut, f"{name}_ren"), 0)
+                for _ in range(READ_LATENCY - 1):   # the RAM's output register
+                    await self.tick()
+                values.append(ctx.get(getattr(dut, f"{name}_rdata")))
+            ctx.set(getattr(dut, f"{name}_ren"), 0)
+            out[name] = values
+        return out
+
+    async def check(self, label, error):
+        ctx, dut = self.ctx, self.dut
+        status = {"error": ctx.get(dut.error), "good": ctx.get(dut.good_loads),
+                  "bad": ctx.get(dut.bad_loads), "words": ctx.get(dut.words_received)}
+        want = {"error": int(error), "good": self.good, "bad": self.bad, "words": self.words}
+        assert status == want, f"{label}: status {status}, expected {want} ({E(int(error)).name})"
+        if self.committed is not None:
+            assert ctx.get(dut.layer_count) == self.layer_count, label
+            got = await self.read_back()
+            for name in MEMORY_NAMES:
+                for address, (g, w) in enumerate(zip(got[name], self.committed[name])):
+                    assert g == w, (f"{label}: active {name} word {address} reads 0x{g:x}; the "
+                                    f"committed image has 0x{w:x}")
+
+    async def load_good(self, layers, label, pause=0.3):
+        beats = bs.words_of(bs.pack_network(layers, self.config))
+        await self.send(beats, pause)
+        self.good += 1
+        image = layout_network(layers, self.config)
+        self.committed, self.layer_count = image_words(image), image.layer_count
+        await self.check(label, E.NONE)
+        return beats
+
+
+class _Top(Elaboratable):
+    """The DUT in an explicit sync domain, so that a testbench can drive its reset."""
+
+    def __init__(self, dut):
+        self.dut = dut
+        self.cd = ClockDomain("sync")
+
+    def elaborate(self, platform):
+        m = Module()
+        m.domains.sync = self.cd
+        m.submodules.dut = self.dut
+        return m
+
+
+def simulate(config, scenario, *, monitor=True):
+    """Run ``scenario(ctx, dut)`` (or ``(ctx, dut, rst)`` if it takes three arguments)."""
+    dut = LoaderWithMemories(config=config)
+    top = _Top(dut)
+    sim = Simulator(top)
+    sim.add_clock(1e-8, domain="sync")
+    writes = []
+
+    async def tb(ctx):
+        if scenario.__code__.co_argcount == 3:
+            await scenario(ctx, dut, top.cd.rst)
+        else:
+            await scenario(ctx, dut)
+
+    async def watch(ctx):
+        loader = dut._loader
+        async for _, _, en, mem, addr, lane in ctx.tick().sample(
+                loader.wr_en, loader.wr_mem, loader.wr_addr, loader.wr_lane):
+            if en:
+                writes.append((mem, addr, lane))
+
+    sim.add_testbench(tb)
+    if monitor:
+        sim.add_process(watch)
+    sim.run()
+    return writes
+
+
+def check_writes_in_bounds(config, writes):
+    specs = config.memories
+    names = {index: name for name, index in MEMORY_INDEX.items()}
+    assert writes, "no write was seen at all"
+    for mem, addr, lane in writes:
+        spec = specs[names[mem]]
+        assert addr < spec.depth and lane < spec.lanes, (
+            f"write outside {spec.name}: word {addr} lane {lane} (depth {spec.depth}, "
+            f"{spec.lanes} lanes)")
 
 
 # --- the cocotb bench -----------------------------------------------------------------------------
@@ -364,8 +595,9 @@ if cocotb is not None:
             dut._log.info("bad stream %d: %s (%d beats, expect %s)", i, stream.label,
                           len(stream.beats), reference.name)
             await bench.send(stream.beats, pause=0.25 if i % 2 else 0.0)
-            if reference == E.NONE:
-                bench.good += 1                              # (a mutation undone: still good)
+            if reference == E.NONE:          # ignored bits changed, or a mutation undone
+                bench.good += 1
+                bench.committed, bench.layer_count = stream_image(stream.beats, config)
             else:
                 bench.bad += 1
             await bench.check(f"bad stream {i} ({stream.label})", reference, seed)
