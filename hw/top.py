@@ -115,16 +115,9 @@ class SpikePackTop(wiring.Component):
             loader.s_axis_tvalid.eq(self.s_axis_load_tvalid),
             loader.s_axis_tlast.eq(self.s_axis_load_tlast),
             self.s_axis_load_tready.eq(loader.s_axis_tready),
-            mems.wr_mem.eq(loader.wr_mem),
-            mems.wr_addr.eq(loader.wr_addr),
-            mems.wr_lane.eq(loader.wr_lane),
-            mems.wr_data.eq(loader.wr_data),
-            mems.wr_en.eq(loader.wr_en),
-            mems.commit.eq(loader.commit),
-            mems.commit_layers.eq(loader.commit_layers),
-            loader.commit_pending.eq(mems.commit_pending),
             mems.hold.eq(seq.hold),
         ]
+        wiring.connect(m, loader.write, mems.write)
 
         # memories -> engine (weights, biases, thresholds) and sequencer (descriptors)
         for name in MEMORY_NAMES:
@@ -174,7 +167,7 @@ class SpikePackTop(wiring.Component):
             regs.busy.eq(seq.busy),
             regs.loaded.eq(mems.layer_count != 0),
             regs.loader_busy.eq(loader.busy),
-            regs.commit_pending.eq(mems.commit_pending),
+            regs.commit_pending.eq(mems.write.commit_pending),
             regs.start_armed.eq(seq.armed),
             regs.load_error.eq(loader.error != 0),
             regs.images_buffered.eq(seq.images),

@@ -31,13 +31,13 @@ async def _write_image(ctx, dut, image):
     for name, words in image.items():
         for addr, word in words.items():
             for lane in range(specs[name].lanes):
-                ctx.set(dut.wr_mem, MEMORY_INDEX[name])
-                ctx.set(dut.wr_addr, addr)
-                ctx.set(dut.wr_lane, lane)
-                ctx.set(dut.wr_data, (word >> (32 * lane)) & 0xFFFFFFFF)
-                ctx.set(dut.wr_en, 1)
+                ctx.set(dut.write.mem, MEMORY_INDEX[name])
+                ctx.set(dut.write.addr, addr)
+                ctx.set(dut.write.lane, lane)
+                ctx.set(dut.write.data, (word >> (32 * lane)) & 0xFFFFFFFF)
+                ctx.set(dut.write.en, 1)
                 await ctx.tick()
-    ctx.set(dut.wr_en, 0)
+    ctx.set(dut.write.en, 0)
 
 
 async def _read(ctx, dut, name, addr):
@@ -73,31 +73,31 @@ def test_banks_commit_and_reads(seed):
     async def tb(ctx):
         assert ctx.get(dut.layer_count) == 0
         await _write_image(ctx, dut, first)
-        ctx.set(dut.commit_layers, 3)
-        ctx.set(dut.commit, 1)
+        ctx.set(dut.write.commit_layers, 3)
+        ctx.set(dut.write.commit, 1)
         await ctx.tick()
-        ctx.set(dut.commit, 0)
+        ctx.set(dut.write.commit, 0)
         for _ in range(3):
             await ctx.tick()
-        assert ctx.get(dut.layer_count) == 3 and not ctx.get(dut.commit_pending)
+        assert ctx.get(dut.layer_count) == 3 and not ctx.get(dut.write.commit_pending)
         await _check_bank(ctx, dut, first, rng, seed, "first network")
         # the next network goes to the shadow bank: the active one reads unchanged
         await _write_image(ctx, dut, second)
         await _check_bank(ctx, dut, first, rng, seed, "first network while loading the second")
         # a commit while hold is high waits
         ctx.set(dut.hold, 1)
-        ctx.set(dut.commit_layers, 2)
-        ctx.set(dut.commit, 1)
+        ctx.set(dut.write.commit_layers, 2)
+        ctx.set(dut.write.commit, 1)
         await ctx.tick()
-        ctx.set(dut.commit, 0)
+        ctx.set(dut.write.commit, 0)
         for _ in range(5):
             await ctx.tick()
-            assert ctx.get(dut.commit_pending) and ctx.get(dut.layer_count) == 3
+            assert ctx.get(dut.write.commit_pending) and ctx.get(dut.layer_count) == 3
         await _check_bank(ctx, dut, first, rng, seed, "first network while a commit waits")
         ctx.set(dut.hold, 0)
         for _ in range(3):
             await ctx.tick()
-        assert ctx.get(dut.layer_count) == 2 and not ctx.get(dut.commit_pending)
+        assert ctx.get(dut.layer_count) == 2 and not ctx.get(dut.write.commit_pending)
         await _check_bank(ctx, dut, second, rng, seed, "second network")
 
     sim = Simulator(dut)
@@ -115,10 +115,10 @@ def test_swap_timing_of_the_docstring():
 
     async def tb(ctx):
         await _write_image(ctx, dut, old)
-        ctx.set(dut.commit_layers, 1)
-        ctx.set(dut.commit, 1)
+        ctx.set(dut.write.commit_layers, 1)
+        ctx.set(dut.write.commit, 1)
         await ctx.tick()
-        ctx.set(dut.commit, 0)
+        ctx.set(dut.write.commit, 0)
         for _ in range(4):
             await ctx.tick()
         await _write_image(ctx, dut, new)
@@ -128,12 +128,12 @@ def test_swap_timing_of_the_docstring():
             ctx.set(getattr(dut, f"{name}_ren"), 1)
         for _ in range(READ_LATENCY + 1):
             await ctx.tick()
-        ctx.set(dut.commit_layers, 2)
-        ctx.set(dut.commit, 1)                              # cycle t
+        ctx.set(dut.write.commit_layers, 2)
+        ctx.set(dut.write.commit, 1)                              # cycle t
         seen = []
         for _ in range(6):
             await ctx.tick()
-            ctx.set(dut.commit, 0)
+            ctx.set(dut.write.commit, 0)
             seen.append({name: ctx.get(getattr(dut, f"{name}_rdata")) for name in MEMORY_NAMES}
                         | {"layers": ctx.get(dut.layer_count)})
         # layer_count switches at the edge ending t+1 (visible from t+2)
