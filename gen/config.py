@@ -158,6 +158,11 @@ class HardwareConfig:
         return self.max_layers * math.ceil(self.max_neurons / self.cols)
 
     @property
+    def act_addr_bits(self) -> int:
+        """Width of an activation buffer's entry address."""
+        return max(1, (self.activation_depth - 1).bit_length())
+
+    @property
     def input_words_per_beat(self) -> int:
         """K: spike words per 32-bit ``s_axis_in`` beat (input i in beat i // K at bits
         (i % K)*T .. +T-1)."""

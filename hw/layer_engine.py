@@ -105,6 +105,7 @@ from spikepack.config import HardwareConfig
 
 
 from .array import SpikeArray, load_schedule
+from .neuron_common import neuron_class
 
 __all__ = ["LayerEngine", "descriptor_layout", "output_layout", "beats_per_tile", "schedule",
            "ideal_cycles", "expected_cycles", "compute_bound"]
@@ -187,18 +188,8 @@ RESULT = 3
 
 
 def neuron_latency(config: HardwareConfig) -> int:
-    """The neuron unit's latency (``NeuronBase.latency``) for ``config``."""
-    unit = _neuron_class(config).from_config(config)
-    unit._MustUse__silence = True       # built for its latency only, never elaborated
-    return unit.latency
-
-
-def _neuron_class(config: HardwareConfig):
-    if config.neuron == "spikepack":
-        from .neuron_spikepack import SpikePackNeuron
-        return SpikePackNeuron
-    from .neuron_lif import LIFNeuron
-    return LIFNeuron
+    """The neuron unit's latency (``NeuronBase.latency``) for ``config``, from its formula."""
+    return neuron_class(config.neuron).latency_of(config.timesteps)
 
 
 class LayerEngine(wiring.Component):
@@ -206,13 +197,10 @@ class LayerEngine(wiring.Component):
 
     def __init__(self, *, config: HardwareConfig, result_slots: int = RESULT_SLOTS):
         if not isinstance(config, HardwareConfig):
-            self._MustUse__silence = True   # a rejected engine is not an unused elaboratable
             raise TypeError(f"config must be a HardwareConfig, not {type(config).__name__}")
         if not isinstance(result_slots, int) or isinstance(result_slots, bool):
-            self._MustUse__silence = True
             raise TypeError(f"result_slots must be an integer, not {type(result_slots).__name__}")
         if not 4 <= result_slots <= 256 or result_slots & (result_slots - 1):
-            self._MustUse__silence = True
             raise ValueError(f"result_slots must be a power of two from 4 to 256, not {result_slots}")
         self._config = config
         self._result_slots = result_slots
@@ -244,7 +232,7 @@ class LayerEngine(wiring.Component):
 
     @property
     def act_addr_bits(self) -> int:
-        return max(1, (self._config.activation_depth - 1).bit_length())
+        return self._config.act_addr_bits
 
     @property
     def pe_mode(self) -> str:
@@ -301,7 +289,7 @@ class LayerEngine(wiring.Component):
         # The array runs every cycle (an invalid beat is a bubble); only the controller pauses.
         array = SpikeArray.from_config(cfg, tag_bits=2, plane_gated=True)
         m.submodules.array = array
-        neuron_cls = _neuron_class(cfg)
+        neuron_cls = neuron_class(cfg.neuron)
         units = [neuron_cls.from_config(cfg) for _ in range(C)]
         for c, unit in enumerate(units):
             m.submodules[f"neuron{c}"] = unit

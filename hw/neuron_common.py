@@ -179,12 +179,17 @@ class NeuronBase(wiring.Component):
         may override it; the SpikePack unit does.)"""
         return 2 if self.timesteps == 1 else 1
 
+    @staticmethod
+    def latency_of(timesteps: int) -> int:
+        """The unit's latency for ``timesteps`` (each unit states its own formula; both are
+        T + 3), without building a unit."""
+        raise NotImplementedError
+
     @property
     def latency(self) -> int:
         """Cycles from the handshake of a neuron's ``last`` beat to its ``o.valid`` (output
-        free): T + 3 for both units, each of which states its own; a layer engine must use this
-        property, not a formula."""
-        return self.timesteps + 3
+        free): :meth:`latency_of` T; a layer engine must use this, not a formula of its own."""
+        return self.latency_of(self.timesteps)
 
     def cycles_per_neuron(self, groups: int) -> int:
         """Sustained input cycles per neuron of ``groups`` beats-groups with the output never

@@ -93,11 +93,11 @@ class LIFNeuron(NeuronBase):
         t_max = self.params.threshold_max
         return signed_bits(-2 * c_hi, t_max - min(2 * c_lo - 1, c_lo - t_max))
 
-    @property
-    def latency(self) -> int:
+    @staticmethod
+    def latency_of(timesteps: int) -> int:
         """Cycles from the handshake of a neuron's ``last`` beat to its ``o.valid`` (output
         free): T + 3."""
-        return self.timesteps + 3
+        return timesteps + 3
 
     def elaborate(self, platform):
         m = Module()

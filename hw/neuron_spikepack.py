@@ -149,11 +149,11 @@ class SpikePackNeuron(NeuronBase):
         ``i.ready`` can be a function of registers only and still sustain one beat per cycle)."""
         return {1: 3, 2: 2}.get(self.timesteps, 1)
 
-    @property
-    def latency(self) -> int:
+    @staticmethod
+    def latency_of(timesteps: int) -> int:
         """Cycles from the handshake of a neuron's ``last`` beat to its ``o.valid`` (decode stage
         and output free): T + 3, both input modes."""
-        return self.timesteps + 3
+        return timesteps + 3
 
     def elaborate(self, platform):
         m = Module()
