@@ -53,10 +53,10 @@ word must wait for a decision-time launch; the bias and threshold addresses are 
 the tile counters are as wide as the configuration's limits need.
 
 Ports (``docs/architecture.md``, layer engine contract): ``start`` (descriptor stream, accepted
-when idle), ``weight_raddr/_ren/_rdata``, ``bias_raddr/_ren/_rdata``,
-``threshold_raddr/_ren/_rdata`` (to :class:`spikepack.hw.memories.NetworkMemories`),
-``act_raddr/_ren/_rdata`` (activation buffer: entry e holds inputs e*R .. e*R+R-1, input e*R+i
-at bits i*T ..), ``o`` (index, spikes, potential, last), ``busy``. A descriptor's ``fan_in`` and
+when idle), read ports ``weight``, ``bias``, ``threshold`` (``addr``, ``en``, ``data``:
+:class:`spikepack.hw.memories.ReadPortSignature`, flipped, connected to
+:class:`spikepack.hw.memories.NetworkMemories`), ``act`` (the same signature: the activation
+buffer, entry e holds inputs e*R .. e*R+R-1, input e*R+i at bits i*T ..), ``o`` (index, spikes, potential, last), ``busy``. A descriptor's ``fan_in`` and
 ``neurons`` must not exceed ``config.max_fan_in`` and ``config.max_neurons`` (the loader rejects
 such layers): the tile counters are only as wide as those limits need.
 
@@ -105,6 +105,7 @@ from spikepack.config import HardwareConfig
 
 
 from .array import SpikeArray, load_schedule
+from .memories import ReadPortSignature
 from .neuron_common import neuron_class
 
 __all__ = ["LayerEngine", "descriptor_layout", "output_layout", "beats_per_tile", "schedule",
@@ -208,18 +209,9 @@ class LayerEngine(wiring.Component):
         self._schedule = schedule(config)
         super().__init__({
             "start": In(stream.Signature(descriptor_layout(config))),
-            "weight_raddr": Out(mems["weight"].addr_bits),
-            "weight_ren": Out(1),
-            "weight_rdata": In(mems["weight"].word_bits),
-            "bias_raddr": Out(mems["bias"].addr_bits),
-            "bias_ren": Out(1),
-            "bias_rdata": In(mems["bias"].word_bits),
-            "threshold_raddr": Out(mems["threshold"].addr_bits),
-            "threshold_ren": Out(1),
-            "threshold_rdata": In(mems["threshold"].word_bits),
-            "act_raddr": Out(self.act_addr_bits),
-            "act_ren": Out(1),
-            "act_rdata": In(config.rows * config.timesteps),
+            **{name: In(ReadPortSignature(mems[name].addr_bits, mems[name].word_bits))
+               for name in ("weight", "bias", "threshold")},
+            "act": In(ReadPortSignature(config.act_addr_bits, config.rows * config.timesteps)),
             "o": Out(stream.Signature(output_layout(config))),
             "busy": Out(1),
         })
@@ -283,7 +275,7 @@ class LayerEngine(wiring.Component):
         P, W, adv = sched.period, sched.warmup, sched.advance
         span = W + sched.tail               # periods from a tile's first read to its last
         log_r, log_c = (R - 1).bit_length(), (C - 1).bit_length()
-        waddr_bits = len(self.weight_raddr)
+        waddr_bits = len(self.weight.addr)
         D = self.result_slots
 
         # The array runs every cycle (an invalid beat is a bubble); only the controller pauses.
@@ -298,7 +290,7 @@ class LayerEngine(wiring.Component):
         busy = Signal()
         neurons = Signal(16)
         wbase = Signal(waddr_bits)
-        cbase = Signal(len(self.bias_raddr))
+        cbase = Signal(len(self.bias.addr))
         readout = Signal()
         # tile counters sized by the configuration's limits (fan_in <= max_fan_in and
         # neurons <= max_neurons is the descriptor's contract; the loader rejects larger
@@ -514,8 +506,8 @@ class LayerEngine(wiring.Component):
         # one flip-flop), except where a word must wait for a later launch (below)
         hold_words = n == 1 and adv[0] >= 2
         m.d.comb += [
-            self.weight_raddr.eq(r_waddr), self.weight_ren.eq(r_wren if hold_words else 1),
-            self.act_raddr.eq(c_aaddr), self.act_ren.eq(c_aren),
+            self.weight.addr.eq(r_waddr), self.weight.en.eq(r_wren if hold_words else 1),
+            self.act.addr.eq(c_aaddr), self.act.en.eq(c_aren),
         ]
         # The pause inserts cycles between two controller decisions, and the schedule's
         # windows hold across it only if a launch falls on the same side of the pause as the
@@ -539,13 +531,13 @@ class LayerEngine(wiring.Component):
         # the activation word from the sequencer's buffers is registered on entry (it crosses
         # the chip from their block RAMs)
         act_in = Signal(R * T, reset_less=True)
-        m.d.sync += act_in.eq(self.act_rdata)
+        m.d.sync += act_in.eq(self.act.data)
         w_word = Signal(len(array.wdata), reset_less=True)
         b_word = Signal(C * cfg.bias_bits, reset_less=True)
         t_word = Signal(C * cfg.threshold_bits, reset_less=True)
-        m.d.sync += [w_word.eq(self.weight_rdata[:len(w_word)]),
-                     b_word.eq(self.bias_rdata[:len(b_word)]),
-                     t_word.eq(self.threshold_rdata[:len(t_word)])]
+        m.d.sync += [w_word.eq(self.weight.data[:len(w_word)]),
+                     b_word.eq(self.bias.data[:len(b_word)]),
+                     t_word.eq(self.threshold.data[:len(t_word)])]
         act_fresh = delayed(c_aren, Lp, "act_fresh")
         p_plane = delayed(c_plane, Lp, "plane_valid")
         p_tag = delayed(c_tag, Lp, "plane_tag")
@@ -594,12 +586,12 @@ class LayerEngine(wiring.Component):
         # delayed by R registers.
         # two address counters, one per memory (each reaches several block RAMs; counters,
         # unlike plain register copies, are not merged by synthesis)
-        bias_addr = Signal(len(self.bias_raddr))
-        thr_addr = Signal(len(self.threshold_raddr))
+        bias_addr = Signal(len(self.bias.addr))
+        thr_addr = Signal(len(self.threshold.addr))
         bias_fire = delayed(c_plane & c_tag[1], R + Lp - Lw, "bias_fire")
         m.d.comb += [
-            self.bias_raddr.eq(bias_addr), self.bias_ren.eq(bias_fire),
-            self.threshold_raddr.eq(thr_addr), self.threshold_ren.eq(bias_fire),
+            self.bias.addr.eq(bias_addr), self.bias.en.eq(bias_fire),
+            self.threshold.addr.eq(thr_addr), self.threshold.en.eq(bias_fire),
         ]
         with m.If(bias_fire):
             m.d.sync += [bias_addr.eq(bias_addr + 1), thr_addr.eq(thr_addr + 1)]

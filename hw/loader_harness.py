@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from amaranth import Module
 from amaranth.lib import wiring
-from amaranth.lib.wiring import Out
+from amaranth.lib.wiring import In, Out
 
 from spikepack.config import HardwareConfig
 from spikepack.hw.loader import BitstreamLoader
@@ -36,8 +36,9 @@ class LoaderWithMemories(wiring.Component):
                      "good_loads", "bad_loads", "words_received", "busy"):
             members[name] = self._loader.signature.members[name]
         for name in MEMORY_NAMES:
-            for suffix in ("raddr", "ren", "rdata"):
-                members[f"{name}_{suffix}"] = self._memories.signature.members[f"{name}_{suffix}"]
+            spec = config.memories[name]
+            members.update({f"{name}_raddr": In(spec.addr_bits), f"{name}_ren": In(1),
+                            f"{name}_rdata": Out(spec.word_bits)})
         for name in ("hold", "active_bank", "layer_count"):
             members[name] = self._memories.signature.members[name]
         members["commit_pending"] = Out(1)
@@ -58,9 +59,10 @@ class LoaderWithMemories(wiring.Component):
                      "busy"):
             m.d.comb += getattr(self, name).eq(getattr(loader, name))
         for name in MEMORY_NAMES:
-            m.d.comb += [getattr(memories, f"{name}_raddr").eq(getattr(self, f"{name}_raddr")),
-                         getattr(memories, f"{name}_ren").eq(getattr(self, f"{name}_ren")),
-                         getattr(self, f"{name}_rdata").eq(getattr(memories, f"{name}_rdata"))]
+            port = getattr(memories, name)
+            m.d.comb += [port.addr.eq(getattr(self, f"{name}_raddr")),
+                         port.en.eq(getattr(self, f"{name}_ren")),
+                         getattr(self, f"{name}_rdata").eq(port.data)]
         m.d.comb += [memories.hold.eq(self.hold), self.active_bank.eq(memories.active_bank),
                      self.layer_count.eq(memories.layer_count),
                      self.commit_pending.eq(memories.write.commit_pending)]

@@ -30,9 +30,10 @@ so the synthesizer sees that a read and a write never hit the same word).
 
 Ports (``<name>`` is descriptor, weight, bias or threshold):
 
-* ``<name>_raddr`` In, ``<name>_ren`` In, ``<name>_rdata`` Out: read port, TWO cycles latency
-  (:data:`READ_LATENCY`: the synchronous read and the block RAM's output register; ``rdata``
-  holds while ``ren`` stays low); the address is bank-local (the active bank is added here).
+* ``<name>`` Out(:class:`ReadPortSignature`): read port (``addr``, ``en``, ``data``), TWO
+  cycles latency (:data:`READ_LATENCY`: the synchronous read and the block RAM's output
+  register; ``data`` holds while ``en`` stays low); the address is bank-local (the active bank
+  is added here).
 * ``write`` (:class:`WriteSignature`, connected to the loader's with ``wiring.connect``):
   ``mem``, ``addr``, ``lane``, ``data``, ``en`` write one 32-bit lane of one word of the
   shadow bank (registered here: the RAM is written at the next clock edge, before any commit
@@ -49,13 +50,33 @@ from amaranth.lib.wiring import In, Out
 
 from spikepack.config import WORD_BITS, HardwareConfig
 
-__all__ = ["MEMORY_NAMES", "MEMORY_INDEX", "NetworkMemories", "READ_LATENCY", "WriteSignature"]
+__all__ = ["MEMORY_NAMES", "MEMORY_INDEX", "NetworkMemories", "READ_LATENCY", "ReadPortSignature",
+           "WriteSignature"]
 
-#: cycles from ``<name>_raddr``/``_ren`` to ``<name>_rdata``
+#: cycles from a read port's ``addr``/``en`` to its ``data``
 READ_LATENCY = 2
 
 MEMORY_NAMES = ("descriptor", "weight", "bias", "threshold")
 MEMORY_INDEX = {name: index for index, name in enumerate(MEMORY_NAMES)}
+
+
+class ReadPortSignature(wiring.Signature):
+    """A synchronous read port as the memory sees it (the members of
+    ``amaranth.lib.memory.ReadPort.Signature``, with ``en`` resetting to 0): ``addr`` In,
+    ``en`` In(1), ``data`` Out. A reader's member is its flip (``In(ReadPortSignature(...))``).
+    The network memories and the activation buffers answer :data:`READ_LATENCY` cycles after
+    ``en``, and ``data`` holds while ``en`` is low."""
+
+    def __init__(self, addr_bits: int, data_bits: int):
+        self._addr_bits, self._data_bits = addr_bits, data_bits
+        super().__init__({"addr": In(addr_bits), "en": In(1), "data": Out(data_bits)})
+
+    def __eq__(self, other):
+        return (type(other) is type(self)
+                and (self._addr_bits, self._data_bits) == (other._addr_bits, other._data_bits))
+
+    def __hash__(self):
+        return hash((type(self), self._addr_bits, self._data_bits))
 
 
 class WriteSignature(wiring.Signature):
@@ -86,10 +107,7 @@ class NetworkMemories(wiring.Component):
         specs = config.memories
         members = {}
         for name in MEMORY_NAMES:
-            spec = specs[name]
-            members[f"{name}_raddr"] = In(spec.addr_bits)
-            members[f"{name}_ren"] = In(1)
-            members[f"{name}_rdata"] = Out(spec.word_bits)
+            members[name] = Out(ReadPortSignature(specs[name].addr_bits, specs[name].word_bits))
         members.update({
             "write": Out(WriteSignature(config)),
             "hold": In(1),
@@ -142,7 +160,8 @@ class NetworkMemories(wiring.Component):
 
         for name in MEMORY_NAMES:
             spec = specs[name]
-            raddr, ren = getattr(self, f"{name}_raddr"), getattr(self, f"{name}_ren")
+            port = getattr(self, name)
+            raddr, ren = port.addr, port.en
             selected = self.write.en & (self.write.mem == MEMORY_INDEX[name])
             rdata = []
             # the write port is registered here, next to the block RAMs (a lane's write enable
@@ -187,7 +206,7 @@ class NetworkMemories(wiring.Component):
                 q = Signal(WORD_BITS, reset_less=True, name=f"{name}_l{lane}_rdata")
                 m.d.sync += q.eq(rd.data)
                 rdata.append(q)
-            m.d.comb += getattr(self, f"{name}_rdata").eq(Cat(*rdata))
+            m.d.comb += port.data.eq(Cat(*rdata))
         return m
 
 

@@ -64,32 +64,14 @@ from __future__ import annotations
 from math import gcd
 
 from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from spikepack.config import HardwareConfig
-from spikepack.hw.registers import input_words_per_beat, out_bits
+from spikepack.hw.layer_engine import descriptor_layout, output_layout
+from spikepack.hw.memories import ReadPortSignature
 
-__all__ = ["NetworkSequencer", "start_layout", "output_layout", "act_addr_bits"]
-
-
-def act_addr_bits(config: HardwareConfig) -> int:
-    """Address bits of one activation buffer (``activation_depth`` entries)."""
-    return max(1, (config.activation_depth - 1).bit_length())
-
-
-def start_layout(config: HardwareConfig) -> data.StructLayout:
-    """The layer engine's ``start`` payload (a layer descriptor)."""
-    mems = config.memories
-    return data.StructLayout({"fan_in": 16, "neurons": 16,
-                              "weight_base": mems["weight"].addr_bits,
-                              "column_base": mems["bias"].addr_bits, "readout": 1})
-
-
-def output_layout(config: HardwareConfig) -> data.StructLayout:
-    """The layer engine's ``o`` payload."""
-    return data.StructLayout({"index": 16, "spikes": unsigned(config.timesteps),
-                              "potential": signed(config.widths.potential), "last": 1})
+__all__ = ["NetworkSequencer"]
 
 
 class NetworkSequencer(wiring.Component):
@@ -100,10 +82,10 @@ class NetworkSequencer(wiring.Component):
     * ``in_tdata`` In(32), ``in_tvalid`` In(1), ``in_tready`` Out(1), ``in_tlast`` In(1): images.
     * ``out_tdata`` Out(OUT_BITS), ``out_tvalid`` Out(1), ``out_tready`` In(1), ``out_tlast``
       Out(1): readout potentials.
-    * ``descriptor_raddr`` Out, ``descriptor_ren`` Out(1), ``descriptor_rdata`` In(128),
-      ``layer_count`` In, ``hold`` Out(1): to :class:`NetworkMemories`.
-    * ``eng_start`` Out(stream of :func:`start_layout`), ``eng_o`` In(stream of
-      :func:`output_layout`), ``eng_busy`` In(1); ``act_raddr`` In, ``act_ren`` In(1),
+    * ``descriptor`` In(:class:`~spikepack.hw.memories.ReadPortSignature`), ``layer_count`` In,
+      ``hold`` Out(1): to :class:`NetworkMemories`.
+    * ``eng_start`` Out(stream of ``layer_engine.descriptor_layout``), ``eng_o`` In(stream of
+      ``layer_engine.output_layout``), ``eng_busy`` In(1); ``act_raddr`` In, ``act_ren`` In(1),
       ``act_rdata`` Out(R*T): to the layer engine.
     * ``run`` In(1), ``start`` In(1) (one-cycle strobe): control.
     * ``busy``, ``armed`` Out(1); ``layer`` Out(8); ``images`` Out(2); ``cycles_last`` Out(32);
@@ -120,12 +102,11 @@ class NetworkSequencer(wiring.Component):
             "in_tdata": In(32), "in_tvalid": In(1), "in_tready": Out(1), "in_tlast": In(1),
             "out_tdata": Out(self.out_bits), "out_tvalid": Out(1), "out_tready": In(1),
             "out_tlast": Out(1),
-            "descriptor_raddr": Out(mems["descriptor"].addr_bits),
-            "descriptor_ren": Out(1),
-            "descriptor_rdata": In(mems["descriptor"].word_bits),
+            "descriptor": In(ReadPortSignature(mems["descriptor"].addr_bits,
+                                               mems["descriptor"].word_bits)),
             "layer_count": In(self._config.layer_count_bits),
             "hold": Out(1),
-            "eng_start": Out(stream.Signature(start_layout(config))),
+            "eng_start": Out(stream.Signature(descriptor_layout(config))),
             "eng_o": In(stream.Signature(output_layout(config))),
             "eng_busy": In(1),
             "act_raddr": In(self.act_addr_bits),
@@ -144,15 +125,15 @@ class NetworkSequencer(wiring.Component):
 
     @property
     def out_bits(self) -> int:
-        return out_bits(self._config)
+        return self._config.out_bits
 
     @property
     def words_per_beat(self) -> int:
-        return input_words_per_beat(self._config)
+        return self._config.input_words_per_beat
 
     @property
     def act_addr_bits(self) -> int:
-        return act_addr_bits(self._config)
+        return self._config.act_addr_bits
 
     def elaborate(self, platform):
         m = Module()
@@ -297,8 +278,8 @@ class NetworkSequencer(wiring.Component):
         desc_wait = Signal()                # the descriptor read's second cycle
         svalid = Signal()                   # eng_start.valid (START)
         m.d.comb += [self.layer.eq(layer), self.armed.eq(armed), self.busy.eq(busy),
-                     self.hold.eq(busy), self.descriptor_raddr.eq(layer),
-                     self.descriptor_ren.eq(dren), self.eng_start.valid.eq(svalid)]
+                     self.hold.eq(busy), self.descriptor.addr.eq(layer),
+                     self.descriptor.en.eq(dren), self.eng_start.valid.eq(svalid)]
         m.d.sync += dren.eq(0)
         # cycles: busy cycles before this one (0 in the first); cycles_last is taken in the cycle
         # after `done`, when cycles counts the busy cycles up to and including `done`
@@ -417,7 +398,7 @@ class NetworkSequencer(wiring.Component):
                 m.d.sync += armed.eq(1)
 
         # descriptor -> engine, straight from the descriptor memory's read register
-        lanes = [self.descriptor_rdata[32 * i:32 * i + 32] for i in range(4)]
+        lanes = [self.descriptor.data[32 * i:32 * i + 32] for i in range(4)]
         p = self.eng_start.payload
         m.d.comb += [
             p.fan_in.eq(lanes[0][:16]),

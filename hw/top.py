@@ -37,7 +37,7 @@ from spikepack.config import HardwareConfig
 from spikepack.hw.axil import AXIL_PORTS, axil_slave_members
 from spikepack.hw.layer_engine import LayerEngine
 from spikepack.hw.loader import BitstreamLoader
-from spikepack.hw.memories import MEMORY_NAMES, NetworkMemories
+from spikepack.hw.memories import NetworkMemories
 from spikepack.hw.register_block import RegisterBlock
 from spikepack.hw.registers import ADDR_BITS
 from spikepack.hw.sequencer import NetworkSequencer
@@ -120,31 +120,20 @@ class SpikePackTop(wiring.Component):
         wiring.connect(m, loader.write, mems.write)
 
         # memories -> engine (weights, biases, thresholds) and sequencer (descriptors)
-        for name in MEMORY_NAMES:
-            reader = seq if name == "descriptor" else engine
-            m.d.comb += [
-                getattr(mems, f"{name}_raddr").eq(getattr(reader, f"{name}_raddr")),
-                getattr(mems, f"{name}_ren").eq(getattr(reader, f"{name}_ren")),
-                getattr(reader, f"{name}_rdata").eq(getattr(mems, f"{name}_rdata")),
-            ]
+        for name in ("weight", "bias", "threshold"):
+            wiring.connect(m, getattr(mems, name), getattr(engine, name))
+        wiring.connect(m, mems.descriptor, seq.descriptor)
         m.d.comb += seq.layer_count.eq(mems.layer_count)
 
-        # sequencer <-> engine
-        start, o = engine.start, engine.o
+        # sequencer <-> engine: the descriptor and output streams, the activation read port
+        wiring.connect(m, seq.eng_start, engine.start)
+        wiring.connect(m, engine.o, seq.eng_o)
         m.d.comb += [
-            start.valid.eq(seq.eng_start.valid),
-            seq.eng_start.ready.eq(start.ready),
-            seq.eng_o.valid.eq(o.valid),
-            o.ready.eq(seq.eng_o.ready),
             seq.eng_busy.eq(engine.busy),
-            engine.act_rdata.eq(seq.act_rdata),
-            seq.act_raddr.eq(engine.act_raddr),
-            seq.act_ren.eq(engine.act_ren),
+            engine.act.data.eq(seq.act_rdata),
+            seq.act_raddr.eq(engine.act.addr),
+            seq.act_ren.eq(engine.act.en),
         ]
-        for name in ("fan_in", "neurons", "weight_base", "column_base", "readout"):
-            m.d.comb += getattr(start.payload, name).eq(getattr(seq.eng_start.payload, name))
-        for name in ("index", "spikes", "potential", "last"):
-            m.d.comb += getattr(seq.eng_o.payload, name).eq(getattr(o.payload, name))
 
         # streams
         m.d.comb += [

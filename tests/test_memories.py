@@ -42,13 +42,13 @@ async def _write_image(ctx, dut, image):
 
 async def _read(ctx, dut, name, addr):
     """Issue one read and return rdata exactly READ_LATENCY cycles later (ren low meanwhile)."""
-    ctx.set(getattr(dut, f"{name}_raddr"), addr)
-    ctx.set(getattr(dut, f"{name}_ren"), 1)
+    ctx.set(getattr(dut, name).addr, addr)
+    ctx.set(getattr(dut, name).en, 1)
     await ctx.tick()
-    ctx.set(getattr(dut, f"{name}_ren"), 0)
+    ctx.set(getattr(dut, name).en, 0)
     for _ in range(READ_LATENCY - 1):
         await ctx.tick()
-    return ctx.get(getattr(dut, f"{name}_rdata"))
+    return ctx.get(getattr(dut, name).data)
 
 
 async def _check_bank(ctx, dut, image, rng, seed, what):
@@ -60,7 +60,7 @@ async def _check_bank(ctx, dut, image, rng, seed, what):
             assert got == words[addr], (f"seed {seed}: {what}: {name}[{addr}] = {got:#x}, "
                                         f"expected {words[addr]:#x}")
             await ctx.tick()          # ren low: rdata holds
-            assert ctx.get(getattr(dut, f"{name}_rdata")) == words[addr]
+            assert ctx.get(getattr(dut, name).data) == words[addr]
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -124,8 +124,8 @@ def test_swap_timing_of_the_docstring():
         await _write_image(ctx, dut, new)
         # read address 0 of every memory continuously; commit in cycle t
         for name in MEMORY_NAMES:
-            ctx.set(getattr(dut, f"{name}_raddr"), 0)
-            ctx.set(getattr(dut, f"{name}_ren"), 1)
+            ctx.set(getattr(dut, name).addr, 0)
+            ctx.set(getattr(dut, name).en, 1)
         for _ in range(READ_LATENCY + 1):
             await ctx.tick()
         ctx.set(dut.write.commit_layers, 2)
@@ -134,7 +134,7 @@ def test_swap_timing_of_the_docstring():
         for _ in range(6):
             await ctx.tick()
             ctx.set(dut.write.commit, 0)
-            seen.append({name: ctx.get(getattr(dut, f"{name}_rdata")) for name in MEMORY_NAMES}
+            seen.append({name: ctx.get(getattr(dut, name).data) for name in MEMORY_NAMES}
                         | {"layers": ctx.get(dut.layer_count)})
         # layer_count switches at the edge ending t+1 (visible from t+2)
         assert [s["layers"] for s in seen] == [1, 2, 2, 2, 2, 2]

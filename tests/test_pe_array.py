@@ -350,4 +350,4 @@ def test_layer_engine_rejects_bad_configs():
         LayerEngine(config={"rows": 8})
     packed = LayerEngine(config=HardwareConfig(pe_mode="packed"))
     assert packed.beats == 1 and packed.period == 1
-    assert len(packed.weight_rdata) >= 8 * 8 * 8     # one whole tile per word (g = R)
+    assert len(packed.weight.data) >= 8 * 8 * 8     # one whole tile per word (g = R)

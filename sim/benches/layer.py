@@ -67,11 +67,7 @@ class LayerBenchTop(wiring.Component):
         wiring.connect(m, wiring.flipped(self.write), mems.write)
         m.d.comb += mems.hold.eq(0)
         for name in ("weight", "bias", "threshold"):
-            m.d.comb += [
-                getattr(mems, f"{name}_raddr").eq(getattr(eng, f"{name}_raddr")),
-                getattr(mems, f"{name}_ren").eq(getattr(eng, f"{name}_ren")),
-                getattr(eng, f"{name}_rdata").eq(getattr(mems, f"{name}_rdata")),
-            ]
+            wiring.connect(m, getattr(mems, name), getattr(eng, name))
         act = memory.Memory(shape=unsigned(len(self.act_wr_data)),
                             depth=self._config.activation_depth, init=[])
         m.submodules.act = act
@@ -80,7 +76,7 @@ class LayerBenchTop(wiring.Component):
         act_q = Signal(len(self.act_wr_data), reset_less=True)
         m.d.sync += act_q.eq(rd.data)
         m.d.comb += [
-            rd.addr.eq(eng.act_raddr), rd.en.eq(eng.act_ren), eng.act_rdata.eq(act_q),
+            rd.addr.eq(eng.act.addr), rd.en.eq(eng.act.en), eng.act.data.eq(act_q),
             wr.addr.eq(self.act_wr_addr), wr.data.eq(self.act_wr_data), wr.en.eq(self.act_wr_en),
         ]
         wiring.connect(m, wiring.flipped(self.start), eng.start)
