@@ -68,6 +68,7 @@ from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from spikepack.config import HardwareConfig
+from spikepack.firmware.layout import DESCRIPTOR_FIELDS
 from spikepack.hw.layer_engine import descriptor_layout, output_layout
 from spikepack.hw.memories import ReadPortSignature
 
@@ -398,15 +399,13 @@ class NetworkSequencer(wiring.Component):
                 m.d.sync += armed.eq(1)
 
         # descriptor -> engine, straight from the descriptor memory's read register
-        lanes = [self.descriptor.data[32 * i:32 * i + 32] for i in range(4)]
-        p = self.eng_start.payload
-        m.d.comb += [
-            p.fan_in.eq(lanes[0][:16]),
-            p.neurons.eq(lanes[0][16:32]),
-            p.weight_base.eq(lanes[1]),
-            p.column_base.eq(lanes[2]),
-            p.readout.eq(last_layer),
-        ]
+        # (the fields of firmware.layout's descriptor word; the readout flag is not used for
+        # routing: the last committed layer is the readout)
+        word, p = self.descriptor.data, self.eng_start.payload
+        for name in ("fan_in", "neurons", "weight_base", "column_base"):
+            offset, width = DESCRIPTOR_FIELDS[name]
+            m.d.comb += getattr(p, name).eq(word[offset:offset + width])
+        m.d.comb += p.readout.eq(last_layer)
 
         # --- hidden layer outputs -> hidden buffer layer mod 2, through a register stage -------
         # the beat is registered first (the engine's output register is far away), then
