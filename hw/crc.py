@@ -1,15 +1,22 @@
 """The CRC-32 of the weight bitstream (zlib's, ``amaranth.lib.crc.catalog.CRC32_ISO_HDLC``) in the
 state-space-transformed form the loader computes one 32-bit word a cycle with a one-LUT-deep
-feedback loop (:class:`CrcTransform`); pure GF(2) algebra, derived from ``zlib.crc32`` itself.
-``tests/test_crc.py`` checks it against zlib."""
+feedback loop (:class:`CrcTransform`, pure GF(2) algebra derived from ``zlib.crc32`` itself), and
+the loader's check built from it (:class:`CrcCheck`). ``tests/test_crc.py`` checks both against
+zlib."""
 
 from __future__ import annotations
 
+import functools
+import operator
 import zlib
+
+from amaranth import Cat, Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
 
 from spikepack.config import WORD_BITS
 
-__all__ = ["CrcTransform", "CRC32", "gf2_apply"]
+__all__ = ["CrcTransform", "CRC32", "CrcCheck", "gf2_apply"]
 
 
 def gf2_apply(rows: list[int], v: int) -> int:
@@ -96,3 +103,51 @@ class CrcTransform:
 
 #: The transform of the zlib CRC-32 that the loader computes.
 CRC32 = CrcTransform()
+
+
+class CrcCheck(wiring.Component):
+    """The loader's CRC-32 check of a frame, one 32-bit word a cycle, in the transformed form of
+    :class:`CrcTransform` (a one-LUT-deep feedback loop; no inverse transform at the end).
+
+    Ports: ``h_word``, ``u_word`` In(32): the word entering (two copies, so that the fan-out of
+    the two term networks is split; they must be equal), in the cycle the loader registers it
+    (stage 0). ``valid``, ``last`` In(1): the same word's valid and TLAST flags two cycles
+    later (stage 2). ``ok`` Out(4): a cycle after that (stage 3), one flag a byte: all four set
+    iff that word is the right CRC of the frame's words before it.
+
+    Pipeline: stage 1 registers a partial sum of the terms ``H w`` and ``U w`` a byte of the
+    word (two LUT levels each), stage 2 their sums; in stage 2 a valid word advances the
+    register ``x`` (``x' = C x ^ H w``, or back to its initial value after the frame's TLAST
+    word), and ``ok`` compares ``x ^ U w`` with the check constant. Latency: 3 cycles from
+    ``*_word`` to ``ok``; throughput: one word a cycle.
+    """
+
+    def __init__(self):
+        super().__init__({"h_word": In(WORD_BITS), "u_word": In(WORD_BITS), "valid": In(1),
+                          "last": In(1), "ok": Out(4)})
+
+    def elaborate(self, platform):
+        m = Module()
+        parts = {}
+        for name, rows, source in (("h", CRC32.data_rows, self.h_word),
+                                   ("u", CRC32.check_rows, self.u_word)):
+            parts[name] = [Signal(WORD_BITS, name=f"{name}_byte{k}_1") for k in range(4)]
+            for k, target in enumerate(parts[name]):
+                for i, row in enumerate(rows):
+                    bits = [source[j] for j in range(8 * k, 8 * k + 8) if (row >> j) & 1]
+                    m.d.sync += target[i].eq(Cat(*bits).xor() if bits else 0)
+        h2 = Signal(WORD_BITS)
+        u2 = Signal(WORD_BITS)
+        m.d.sync += [h2.eq(functools.reduce(operator.xor, parts["h"])),
+                     u2.eq(functools.reduce(operator.xor, parts["u"]))]
+        x = Signal(WORD_BITS, init=CRC32.initial)
+        with m.If(self.valid):
+            m.d.sync += x.eq(Mux(self.last, CRC32.initial,
+                                 (x << 1)[:WORD_BITS] ^ h2
+                                 ^ (x[-1].replicate(WORD_BITS) & CRC32.taps)))
+        for k in range(4):
+            byte = slice(8 * k, 8 * k + 8)
+            ok = Signal(name=f"crc_ok{k}_3")
+            m.d.sync += ok.eq((x[byte] ^ u2[byte]) == ((CRC32.check >> (8 * k)) & 0xFF))
+            m.d.comb += self.ok[k].eq(ok)
+        return m

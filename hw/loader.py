@@ -58,8 +58,6 @@ see :mod:`spikepack.hw.memories`), ``error``, ``good_loads`` and ``bad_loads`` s
 
 from __future__ import annotations
 
-import functools
-import operator
 
 from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
@@ -69,7 +67,7 @@ from spikepack.config import DESCRIPTOR_LANES, NEURON_CODES, WORD_BITS, Hardware
 from spikepack.firmware.bitstream_format import (BITSTREAM_MAGIC, FORMAT_VERSION, HEADER_FIELDS,
                                                  HEADER_WORDS, PAYLOAD_OFFSET,
                                                  SECTION_ENTRY_WORDS, SECTION_NAMES, ErrorCode)
-from spikepack.hw.crc import CRC32
+from spikepack.hw.crc import CrcCheck
 from spikepack.hw.memories import WriteSignature
 from spikepack.hw.stream import or_all
 
@@ -404,19 +402,9 @@ class BitstreamLoader(wiring.Component):
                      *(mismatch[k].eq(total_words[8 * k:8 * k + 8] != p_sum[8 * k:8 * k + 8])
                        for k in range(4))]
 
-        # CRC-32 (see spikepack.hw.crc), stages 1 and 2: the word's terms H w and U w, a partial
-        # sum a byte of the word in stage 1 (two LUT levels each), their sum in stage 2
-        parts = {}
-        for name, rows, source in (("h", CRC32.data_rows, dh0), ("u", CRC32.check_rows, du0)):
-            parts[name] = [Signal(WORD_BITS, name=f"{name}_byte{k}_1") for k in range(4)]
-            for k, target in enumerate(parts[name]):
-                for i, row in enumerate(rows):
-                    bits = [source[j] for j in range(8 * k, 8 * k + 8) if (row >> j) & 1]
-                    m.d.sync += target[i].eq(Cat(*bits).xor() if bits else 0)
-        h2 = Signal(WORD_BITS)
-        u2 = Signal(WORD_BITS)
-        m.d.sync += [h2.eq(functools.reduce(operator.xor, parts["h"])),
-                     u2.eq(functools.reduce(operator.xor, parts["u"]))]
+        # CRC-32 (spikepack.hw.crc.CrcCheck): the word's terms from its stage-0 copies
+        m.submodules.crc = crc = CrcCheck()
+        m.d.comb += [crc.h_word.eq(dh0), crc.u_word.eq(du0)]
 
         # --- stage 2: the word's checks, each a register (a byte's comparison, or a kind AND a
         # comparison made in stage 1) ------------------------------------------------------------
@@ -459,17 +447,10 @@ class BitstreamLoader(wiring.Component):
                      f_desc0.eq(k1["desc0"] & (zero1[0] | zero1[1])),
                      f_large.eq(k1["desc0"] & or_all(large1))]
 
-        # CRC-32, stage 2: x holds the frame's words before the one in stage 2 (a frame's TLAST
-        # word resets it); that word is the right CRC iff x == check ^ U w (a byte a flag)
-        crc_x = Signal(WORD_BITS, init=CRC32.initial)
-        crc_ok3 = [Signal(name=f"crc_ok{k}_3") for k in range(4)]
-        with m.If(v2):
-            m.d.sync += crc_x.eq(Mux(l2, CRC32.initial,
-                                     (crc_x << 1)[:WORD_BITS] ^ h2
-                                     ^ (crc_x[-1].replicate(WORD_BITS) & CRC32.taps)))
-        for k, ok in enumerate(crc_ok3):
-            byte = slice(8 * k, 8 * k + 8)
-            m.d.sync += ok.eq((crc_x[byte] ^ u2[byte]) == ((CRC32.check >> (8 * k)) & 0xFF))
+        # CRC-32, stage 2: the word in stage 2 advances the register (TLAST resets it); in stage
+        # 3 a flag a byte says whether it is the frame's right CRC word
+        m.d.comb += [crc.valid.eq(v2), crc.last.eq(l2)]
+        crc_ok3 = list(crc.ok)
 
         # --- stage 3: the word's fault, by code group -----------------------------------------
         # g_code: ecode (k_eq, k_ge); g_length: BAD_LENGTH (a zero range, or the total when the
