@@ -190,7 +190,7 @@ if cocotb is not None:
         seed = args["seed"]
         config = HardwareConfig(**args["config"])
         cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-        for name in ("wr_en", "commit", "act_wr_en", "start__valid", "o__ready"):
+        for name in ("write__en", "write__commit", "act_wr_en", "start__valid", "o__ready"):
             getattr(dut, name).value = 0
         dut.rst.value = 1
         await ClockCycles(dut.clk, 2)
