@@ -8,7 +8,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from spikepack.config import HardwareConfig
-from spikepack.hw.axil import AXI4LiteSlave, AXIL_PORTS, axil_slave_members
+from spikepack.hw.axil import AXI4LiteSignature, AXI4LiteSlave
 from spikepack.hw.registers import ADDR_BITS, REGISTER_BY_NAME, REGISTERS, Field, Register
 from spikepack.hw.stream import or_all
 
@@ -18,7 +18,7 @@ __all__ = ["RegisterBlock"]
 class RegisterBlock(wiring.Component):
     """The register file of :data:`REGISTERS` behind an :class:`AXI4LiteSlave`.
 
-    Members: the AXI4-Lite slave ``s_axil_<port>`` (``ADDR_BITS``-bit addresses), and one
+    Members: the AXI4-Lite slave ``bus`` (``In(AXI4LiteSignature(ADDR_BITS))``), and one
     member per non-constant field: ``<field>`` In(width) for ``status``, ``<field>_inc`` In(1)
     for ``counter``, ``<field>`` Out(width) for ``rw`` and ``pulse``, ``<field>_set`` In(1) for
     ``event``.
@@ -41,7 +41,7 @@ class RegisterBlock(wiring.Component):
         self._config = config
         for r in REGISTERS:      # resolve every constant now, so a bad one fails early
             r.reset_value(config)
-        members = dict(axil_slave_members(ADDR_BITS, "s_axil_"))
+        members = {"bus": In(AXI4LiteSignature(ADDR_BITS))}
         for r in REGISTERS:
             for f in r.fields:
                 if f.kind == "status":
@@ -62,19 +62,14 @@ class RegisterBlock(wiring.Component):
         m = Module()
         config = self._config
         m.submodules.axil = axil = AXI4LiteSlave(addr_bits=ADDR_BITS, read_latency=1)
-        for port in AXIL_PORTS:
-            ours, theirs = getattr(self, f"s_axil_{port}"), getattr(axil, port)
-            if axil.signature.members[port].flow == wiring.In:
-                m.d.comb += theirs.eq(ours)
-            else:
-                m.d.comb += ours.eq(theirs)
+        wiring.connect(m, wiring.flipped(self.bus), axil.bus)
 
         # write address, decoded one-hot into flip-flops from awaddr while the slave is ready
         # for an address (so they hold the accepted one until its write is done)
         wsel = {r.name: Signal(name=f"wsel_{r.name.lower()}") for r in REGISTERS}
         whit = Signal()
-        with m.If(axil.awready):
-            awaddr = self.s_axil_awaddr[2:]
+        with m.If(axil.bus.awready):
+            awaddr = self.bus.awaddr[2:]
             m.d.sync += [wsel[r.name].eq(awaddr == r.offset >> 2) for r in REGISTERS]
             m.d.sync += whit.eq(or_all([awaddr == r.offset >> 2 for r in REGISTERS]))
         m.d.comb += axil.wr_err.eq(~whit)
@@ -164,8 +159,8 @@ class RegisterBlock(wiring.Component):
         onehot = {}
         for r in REGISTERS:
             onehot[r.name] = Signal(name=f"rd_{r.name.lower()}")
-        with m.If(axil.arready):            # holds the accepted address's decode until done
-            araddr = self.s_axil_araddr[2:]
+        with m.If(axil.bus.arready):        # holds the accepted address's decode until done
+            araddr = self.bus.araddr[2:]
             m.d.sync += [sel.eq(araddr == REGISTER_BY_NAME[name].offset >> 2)
                          for name, sel in onehot.items()]
             m.d.sync += hit.eq(or_all([araddr == r.offset >> 2 for r in REGISTERS]))

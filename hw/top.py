@@ -34,7 +34,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from spikepack.config import HardwareConfig
-from spikepack.hw.axil import AXIL_PORTS, axil_slave_members
+from spikepack.hw.axil import axil_slave_members
 from spikepack.hw.layer_engine import LayerEngine
 from spikepack.hw.loader import BitstreamLoader
 from spikepack.hw.memories import NetworkMemories
@@ -101,13 +101,11 @@ class SpikePackTop(wiring.Component):
         m.submodules.sequencer = DomainRenamer({"sync": "core"})(seq)
         m.submodules.registers = regs
 
-        # AXI4-Lite -> registers
-        for port in AXIL_PORTS:
-            ours, theirs = getattr(self, f"s_axil_{port}"), getattr(regs, f"s_axil_{port}")
-            if regs.signature.members[f"s_axil_{port}"].flow == wiring.In:
-                m.d.comb += theirs.eq(ours)
-            else:
-                m.d.comb += ours.eq(theirs)
+        # AXI4-Lite -> registers: the flat s_axil_* ports (for Vivado and cocotbext-axi) are
+        # the top's only flat interface
+        for port, member in regs.bus.signature.members.items():
+            ours, theirs = getattr(self, f"s_axil_{port}"), getattr(regs.bus, port)
+            m.d.comb += theirs.eq(ours) if member.flow == wiring.In else ours.eq(theirs)
 
         # load stream -> loader -> memories
         m.d.comb += [

@@ -9,7 +9,9 @@ OKAY, SLVERR = 0, 2
 
 
 class AxilMaster:
-    """Drives ``<prefix>awaddr`` ... on a component; ``order`` chooses how AW and W arrive."""
+    """Drives ``<prefix>awaddr`` ... of ``dut``: a component with flat ports (the top, prefix
+    ``s_axil_``) or an AXI4-Lite interface (``prefix=""``); ``order`` chooses how AW and W
+    arrive."""
 
     def __init__(self, ctx, dut, prefix="s_axil_", rng=None):
         self.ctx, self.dut, self.p = ctx, dut, prefix

@@ -28,7 +28,7 @@ def test_register_block_axi_handshakes_and_access_types():
 
     async def tb(ctx):
         rng = random.Random(1)
-        bus = AxilMaster(ctx, dut, rng=rng)
+        bus = AxilMaster(ctx, dut.bus, prefix="", rng=rng)
         # constants
         for name, value in consts.items():
             data, resp = await bus.read(reg(name))
