@@ -9,6 +9,7 @@ they do not understand.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,8 @@ def generate_accelerator(config: HardwareConfig, out_dir: str | Path) -> dict[st
     top = SpikePackTop(config=config)
     manifest = build_manifest(config, top)
     verilog = to_verilog(top, TOP_NAME)
+    # lets 'spikepack run' refuse a manifest next to the Verilog of another configuration
+    manifest["verilog_sha256"] = hashlib.sha256(verilog.encode()).hexdigest()
     # all or nothing, the manifest renamed into place last: a full disk or Ctrl-C never leaves
     # a truncated Verilog file, nor a manifest describing files that are not there
     write_files(out_dir, {f"{TOP_NAME}.v": verilog,

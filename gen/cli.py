@@ -48,6 +48,7 @@ COMMANDS = {
     "pack": ("spikepack.firmware.pack_cli", "pack a model file into a weight bitstream for a generated accelerator"),
     "inspect": ("spikepack.firmware.inspect_cli", "print the header and sections of a weight bitstream"),
     "run": ("spikepack.run", "simulate inference on the generated RTL through its AXI interfaces"),
+    "package": ("spikepack.package", "package the accelerator as a Vivado IP: wrapper, IP-XACT, Tcl, C header, FuseSoC core"),
     "train": ("spikepack.train", "train the demo CNN on MNIST and export it to ONNX (needs the train extra)"),
 }
 

@@ -2,8 +2,9 @@
 
 convert (train a ReLU MLP, quantize to a SpikePack model) -> generate (Verilog + manifest of the
 default accelerator) -> pack (weight bitstream) -> load the bitstream through the loader and
-run all 360 held-out test images through the RTL (Verilator, real AXI ports) -> compare every
-output with the golden model. Prints a summary and writes ``build/demo/report.json``.
+run all 360 held-out test images through the RTL (Verilator, real AXI ports; the native C++
+harness of ``spikepack run``, or ``--engine cocotb``) -> compare every output with the golden
+model. Prints a summary and writes ``build/demo/report.json``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ def step(text: str) -> None:
 
 
 def run_demo(out: Path, *, timesteps: int, tau_shift: int, weight_bits: int, hidden: str,
-             limit: int | None, config_path: str | None) -> dict:
+             limit: int | None, config_path: str | None, engine: str = "native") -> dict:
     from spikepack.accelerator import generate_accelerator
     from spikepack.config import HardwareConfig, load_config
     from spikepack.firmware import convert
@@ -61,13 +62,13 @@ def run_demo(out: Path, *, timesteps: int, tau_shift: int, weight_bits: int, hid
     report["bitstream_bytes"] = len(data)
     print(f"   {out / 'weights.bin'}: {len(data)} bytes")
 
-    step("4/4 run: load through the loader, infer every test image on the RTL")
+    step(f"4/4 run: load through the loader, infer every test image on the RTL ({engine} engine)")
     with np.load(out / "test_inputs.npz") as f:
         z, labels = f["z"], f["labels"]
     if limit:
         z, labels = z[:limit], labels[:limit]
     t0 = time.perf_counter()
-    run = run_inference(out / "hw", data, z, work_dir=out / "run")
+    run = run_inference(out / "hw", data, z, work_dir=out / "run", engine=engine)
     rtl_pred = run.logits.argmax(axis=1)
     golden_pred = run.golden.argmax(axis=1)
     report.update({
@@ -80,6 +81,8 @@ def run_demo(out: Path, *, timesteps: int, tau_shift: int, weight_bits: int, hid
         "latency_cycles": run.latency_cycles,
         "cycles_total": run.cycles_total,
         "simulated_images_per_second": round(run.images_per_second, 2),
+        "engine": engine,
+        "simulated_cycles_per_second": round(run.cycles_per_second),
         "simulation_wall_seconds": round(time.perf_counter() - t0, 1),
     })
     return report
@@ -94,15 +97,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hidden", default="64,32")
     parser.add_argument("--config", default=None, help="hardware config TOML (default: defaults)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N test images")
+    parser.add_argument("--engine", choices=("native", "cocotb"), default="native",
+                        help="RTL simulation engine of 'spikepack run' (default native: the C++ "
+                             "Verilator harness; cocotb: the cocotb bench)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     report = run_demo(out, timesteps=args.timesteps, tau_shift=args.tau_shift,
                       weight_bits=args.weight_bits, hidden=args.hidden, limit=args.limit,
-                      config_path=args.config)
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+                      config_path=args.config, engine=args.engine)
+    from spikepack.fileio import atomic_write_text
+    atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
     print("\n== result")
     for key in ("float_accuracy", "golden_snn_accuracy", "rtl_accuracy", "mismatching_images",
-                "cycles_per_image", "latency_cycles", "simulated_images_per_second"):
+                "cycles_per_image", "latency_cycles", "simulated_images_per_second",
+                "simulated_cycles_per_second"):
         value = report[key]
         print(f"   {key:30s} {value:.4f}" if isinstance(value, float) and value < 1.5
               else f"   {key:30s} {value}")

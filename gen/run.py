@@ -1,28 +1,48 @@
 """``spikepack run``: inference on the generated RTL (Verilator), through its real AXI ports.
 
-The generated Verilog of ``--hw DIR`` is compiled once (cached), the bitstream is streamed into
-the loader port, the input spike words into the input port, and the readout potentials are
-collected from the output port, all by cocotbext-axi. Every output is compared with the golden
-model of the network that the bitstream itself carries (parsed back from the bytes), so the
-check does not depend on the model file. A progress bar follows the simulation.
+The generated Verilog of ``--hw DIR`` is compiled once (cached per configuration), the bitstream
+is streamed into the loader port, the input spike words into the input port, and the readout
+potentials are collected from the output port. Two engines run the same protocol:
+
+* ``native`` (default): a C++ Verilator testbench with no Python per cycle
+  (:mod:`spikepack.sim.native`), for bulk inference;
+* ``cocotb``: the cocotb bench :mod:`spikepack.sim.benches.inference` with cocotbext-axi, the
+  framework of the protocol and regression benches (also under Icarus Verilog).
+
+Every output is compared with the golden model of the network that the bitstream itself carries
+(parsed back from the bytes), so the check does not depend on the model file. Each run works in
+its own fresh folder under ``--work``, so concurrent runs never read each other's files; the
+compiled simulators are shared through the build cache.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+import shutil
 import sys
+import tempfile
 import threading
 import time
+import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["RunResult", "load_inputs", "run_inference", "add_arguments", "main"]
+__all__ = ["RunResult", "RunError", "InputsError", "load_inputs", "check_verilog",
+           "run_inference", "add_arguments", "main", "ENGINES"]
+
+ENGINES = ("native", "cocotb")
 
 
 class InputsError(ValueError):
     """The inputs file is missing, unreadable or does not fit the network."""
+
+
+class RunError(ValueError):
+    """The run cannot start: the hardware folder is inconsistent or the request is invalid."""
 
 
 @dataclass
@@ -33,8 +53,12 @@ class RunResult:
     cycles_total: int                  # first input beat to last output beat
     cycles_per_image: float            # sustained (total / images)
     latency_cycles: int                # one inference alone (the last-inference cycle counter)
-    wall_seconds: float
+    wall_seconds: float                # the simulation, start to end (the compile excluded)
     registers: dict = field(default_factory=dict)
+    engine: str = "native"
+    cycles_simulated: int = 0          # every simulated cycle: reset, load, registers, images
+    sim_seconds: float = 0.0           # the simulator's own time for them (no process start-up)
+    bad_frames: list[int] = field(default_factory=list)   # images whose frame had a wrong length
 
     @property
     def images(self) -> int:
@@ -44,6 +68,10 @@ class RunResult:
     def images_per_second(self) -> float:
         return self.images / self.wall_seconds if self.wall_seconds else 0.0
 
+    @property
+    def cycles_per_second(self) -> float:
+        return self.cycles_simulated / self.sim_seconds if self.sim_seconds else 0.0
+
     def summary(self) -> dict:
         return {"images": self.images, "mismatching_images": len(self.mismatched_images),
                 "first_mismatches": self.mismatched_images[:10],
@@ -51,12 +79,17 @@ class RunResult:
                 "cycles_per_image": round(self.cycles_per_image, 2),
                 "latency_cycles": self.latency_cycles,
                 "simulated_images_per_second": round(self.images_per_second, 2),
+                "engine": self.engine,
+                "simulated_cycles": self.cycles_simulated,
+                "simulated_cycles_per_second": round(self.cycles_per_second),
                 "registers": self.registers}
 
 
-def load_inputs(path: str | Path, fan_in: int, timesteps: int) -> tuple[np.ndarray, np.ndarray | None]:
+def load_inputs(path: str | Path, fan_in: int, timesteps: int,
+                classes: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Read an inputs file: ``.npz`` with ``z`` (S, N0) spike words (and optional ``labels``),
-    or ``.npy`` holding ``z``. Checked against the network's fan-in and T."""
+    or ``.npy`` holding ``z``. Checked against the network's fan-in, T and (labels) its
+    ``classes`` readout neurons; at least one image."""
     path = Path(path)
     try:
         if path.suffix == ".npy":
@@ -69,7 +102,7 @@ def load_inputs(path: str | Path, fan_in: int, timesteps: int) -> tuple[np.ndarr
                 labels = f["labels"] if "labels" in f else None
     except FileNotFoundError:
         raise InputsError(f"{path}: no such inputs file") from None
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, EOFError) as e:
         if isinstance(e, InputsError):
             raise
         raise InputsError(f"{path}: not a NumPy .npz/.npy file ({e})") from None
@@ -77,52 +110,189 @@ def load_inputs(path: str | Path, fan_in: int, timesteps: int) -> tuple[np.ndarr
         raise InputsError(f"{path}: z must hold integers, not {z.dtype}")
     if z.ndim != 2 or z.shape[1] != fan_in:
         raise InputsError(f"{path}: z has shape {z.shape}; the network expects (images, {fan_in})")
-    if z.size and (z.min() < 0 or z.max() >= (1 << timesteps)):
+    if z.shape[0] == 0:
+        raise InputsError(f"{path}: z holds no images")
+    if z.min() < 0 or z.max() >= (1 << timesteps):
         raise InputsError(f"{path}: z holds values outside 0..{(1 << timesteps) - 1} "
                           f"(T = {timesteps} spike words)")
-    if labels is not None and labels.shape != (z.shape[0],):
-        raise InputsError(f"{path}: labels has shape {labels.shape}, expected ({z.shape[0]},)")
+    if labels is not None:
+        if labels.shape != (z.shape[0],):
+            raise InputsError(f"{path}: labels has shape {labels.shape}, expected ({z.shape[0]},)")
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise InputsError(f"{path}: labels must be integers (class indices), not {labels.dtype}")
+        if classes is not None and labels.size and (labels.min() < 0 or labels.max() >= classes):
+            raise InputsError(f"{path}: labels hold values outside 0..{classes - 1} (the network "
+                              f"has {classes} readout neurons)")
     return z.astype(np.int64), labels
 
 
-def run_inference(hw_dir: str | Path, bitstream: bytes, z: np.ndarray, *, work_dir: str | Path,
-                  seed: int | None = None, pauses: bool = False, progress: bool = True,
-                  simulator: str = "verilator") -> RunResult:
-    """Simulate ``z`` (S, N0) through the accelerator in ``hw_dir`` loaded with ``bitstream``
-    (``simulator``: "verilator", or "icarus" for Icarus Verilog)."""
-    from tqdm import tqdm
+def check_verilog(hw_dir: Path, manifest: dict) -> Path:
+    """The Verilog file of ``hw_dir``, checked to be the one the manifest was generated with
+    (its sha256; a manifest without one: the Verilog must hold the manifest's signature)."""
+    from spikepack.accelerator import TOP_NAME
+    path = hw_dir / f"{TOP_NAME}.v"
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise RunError(f"{path}: no Verilog (run 'spikepack generate --config ... -o "
+                       f"{hw_dir}')") from None
+    except OSError as e:
+        raise RunError(f"{path}: cannot read the Verilog ({e.strerror})") from None
+    stored = manifest.get("verilog_sha256")
+    if stored is not None:
+        if hashlib.sha256(data).hexdigest() != stored:
+            raise RunError(f"{path} is not the Verilog its manifest was generated with (sha256 "
+                           f"differs): regenerate {hw_dir} with 'spikepack generate'")
+    else:
+        signature = int(manifest["signature"])
+        if not re.search(rf"32'(d{signature}|h0*{signature:x})\b".encode(), data, re.I):
+            raise RunError(f"{path} does not carry the manifest's signature "
+                           f"0x{signature:08x}: the Verilog and the manifest come from different "
+                           f"configurations")
+    return path
 
-    from spikepack.accelerator import TOP_NAME, load_manifest
-    from spikepack.firmware.bitstream import parse
-    from spikepack.sim import golden, runner
 
-    hw_dir = Path(hw_dir).resolve()            # the simulator runs in its own directory
-    manifest, config = load_manifest(hw_dir)
-    model = parse(bitstream, config)            # rejects a bad bitstream before simulating
-    logits_golden, _ = golden.run_network(z, model.as_layer_tuples(), config.timesteps,
-                                          config.tau_shift, neuron=config.neuron)
-    work = Path(work_dir).resolve()
-    work.mkdir(parents=True, exist_ok=True)
-    (work / "weights.bin").write_bytes(bitstream)
-    np.save(work / "inputs.npy", z)
-    progress_file = work / "progress.txt"
-    results_file = work / "results.json"
-    for f in (progress_file, results_file):
-        f.unlink(missing_ok=True)
+def _frames_to_logits(frames: list, shape: tuple[int, int]) -> tuple[np.ndarray, list[int]]:
+    """The RTL's frames (one list of potentials an image) as an (S, M) array, and the images
+    whose frame is missing or has the wrong length (their row is left 0; counted mismatching)."""
+    logits = np.zeros(shape, dtype=np.int64)
+    bad = []
+    for i in range(shape[0]):
+        frame = frames[i] if i < len(frames) else None
+        if frame is None or len(frame) != shape[1]:
+            bad.append(i)
+        else:
+            logits[i] = frame
+    return logits, bad
 
+
+def _timeout_cycles(config, model) -> int:
     # a bound on one image's cycles (the layers' compute with generous room for the streams'
     # pauses), so that a hung accelerator fails the run instead of simulating for ever
     from spikepack.hw.layer_engine import expected_cycles
     image_cycles = sum(expected_cycles(config, layer.weights.shape[1], layer.weights.shape[0])
                        for layer in model.layers)
-    timeout_cycles = 8 * image_cycles + 20_000
-    verilog = (Path(hw_dir) / f"{TOP_NAME}.v").read_text()
-    built = runner.build_verilog(TOP_NAME, verilog, simulator=simulator)
+    return 8 * image_cycles + 20_000
+
+
+def run_inference(hw_dir: str | Path, bitstream: bytes, z: np.ndarray, *, work_dir: str | Path,
+                  seed: int | None = None, pauses: bool = False, progress: bool = True,
+                  simulator: str = "verilator", engine: str = "native",
+                  keep_work: bool = False) -> RunResult:
+    """Simulate ``z`` (S, N0) through the accelerator in ``hw_dir`` loaded with ``bitstream``.
+
+    ``engine``: "native" (C++ harness) or "cocotb" (``simulator`` "verilator", or "icarus" for
+    Icarus Verilog). The run works in a fresh folder inside ``work_dir``, removed afterwards
+    unless ``keep_work`` or the simulation failed. Raises :class:`RunError` before simulating
+    when the inputs or the hardware folder are inconsistent.
+    """
+    from spikepack.accelerator import TOP_NAME, load_manifest
+    from spikepack.firmware.bitstream import parse
+    from spikepack.sim import golden, runner
+
+    if engine not in ENGINES:
+        raise RunError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    if engine == "native" and simulator != "verilator":
+        raise RunError(f"the native engine is Verilator only; use --engine cocotb for {simulator}")
+    z = np.asarray(z)
+    if z.ndim != 2 or z.shape[0] == 0:
+        raise RunError(f"no images to run (inputs of shape {z.shape})")
+    hw_dir = Path(hw_dir).resolve()            # the simulators run in their own directories
+    manifest, config = load_manifest(hw_dir)
+    verilog_path = check_verilog(hw_dir, manifest)
+    model = parse(bitstream, config)            # rejects a bad bitstream before simulating
+    logits_golden, _ = golden.run_network(z, model.as_layer_tuples(), config.timesteps,
+                                          config.tau_shift, neuron=config.neuron)
+    seed = runner.bench_seed() if seed is None else int(seed)
+    timeout_cycles = _timeout_cycles(config, model)
+    verilog = verilog_path.read_text()
+    root = Path(work_dir).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="run-", dir=root))
+    ok = False
+    try:
+        if engine == "native":
+            result = _run_native(verilog, manifest, bitstream, z, work, seed, pauses, progress,
+                                 timeout_cycles)
+        else:
+            result = _run_cocotb(verilog, TOP_NAME, hw_dir, bitstream, z, work, seed, pauses,
+                                 progress, simulator, timeout_cycles)
+        ok = True
+    finally:
+        if ok and not keep_work:
+            shutil.rmtree(work, ignore_errors=True)
+    logits, bad = _frames_to_logits(result["frames"], logits_golden.shape)
+    mismatched = sorted(set(bad) | {int(i) for i in
+                                    np.nonzero((logits != logits_golden).any(axis=1))[0]})
+    return RunResult(logits=logits, golden=logits_golden, mismatched_images=mismatched,
+                     cycles_total=int(result["cycles_total"]),
+                     cycles_per_image=result["cycles_total"] / len(z),
+                     latency_cycles=int(result["latency_cycles"]),
+                     wall_seconds=result["wall_seconds"], registers=result.get("registers", {}),
+                     engine=engine, cycles_simulated=int(result.get("cycles_simulated", 0)),
+                     sim_seconds=float(result.get("sim_wall_seconds", 0.0)), bad_frames=bad)
+
+
+def _run_native(verilog, manifest, bitstream, z, work, seed, pauses, progress, timeout_cycles):
+    from tqdm import tqdm
+
+    from spikepack.sim import native
+
+    built = native.build_native(verilog, progress=progress)
+    print(f"[spikepack] native inference: seed {seed}, pauses {'on' if pauses else 'off'}",
+          file=sys.stderr, flush=True)
+    bars: dict = {}
+
+    def on_progress(phase, done, total):
+        if not progress:
+            return
+        if phase == "load":
+            if "load" not in bars:
+                bars["load"] = tqdm(total=total, unit="word", desc="bitstream load",
+                                    file=sys.stderr)
+            bar = bars["load"]
+            bar.update(done - bar.n)
+        elif phase == "loaded":
+            if "load" in bars:
+                bars["load"].update(bars["load"].total - bars["load"].n)
+                bars["load"].close()
+        elif phase == "images":
+            if "images" not in bars:
+                bars["images"] = tqdm(total=total, unit="img", desc="RTL inference",
+                                      file=sys.stderr)
+            bar = bars["images"]
+            bar.update(done - bar.n)
+
+    start = time.perf_counter()
+    try:
+        result = native.run_native(built, manifest=manifest, bitstream=bitstream, z=z, work=work,
+                                   seed=seed, pauses=pauses, timeout_cycles=timeout_cycles,
+                                   on_progress=on_progress)
+    finally:
+        for bar in bars.values():
+            bar.close()
+    result["wall_seconds"] = time.perf_counter() - start
+    return result
+
+
+def _run_cocotb(verilog, top_name, hw_dir, bitstream, z, work, seed, pauses, progress, simulator,
+                timeout_cycles):
+    from tqdm import tqdm
+
+    from spikepack.sim import native, runner
+
+    (work / "weights.bin").write_bytes(bitstream)
+    np.save(work / "inputs.npy", z)
+    progress_file = work / "progress.txt"
+    results_file = work / "results.json"
+    with native.elapsed(f"building the {simulator} model for cocotb (cached once per "
+                        f"configuration)", enabled=progress):
+        built = runner.build_verilog(top_name, verilog, simulator=simulator)
     stop = threading.Event()
 
     def follow():
-        bar = tqdm(total=len(z), unit="img", desc="RTL inference", disable=not progress,
-                   file=sys.stderr)
+        bar = tqdm(total=len(z), unit="img", desc="RTL inference (load, then images)",
+                   disable=not progress, file=sys.stderr)
         done = 0
         while not stop.wait(0.5):
             try:
@@ -140,71 +310,137 @@ def run_inference(hw_dir: str | Path, bitstream: bytes, z: np.ndarray, *, work_d
     watcher = threading.Thread(target=follow, daemon=True)
     watcher.start()
     start = time.perf_counter()
+    # a label of its own: concurrent runs with the same seed get separate simulator folders
+    label = f"inference-{work.name}"
     try:
-        runner.run(built, "spikepack.sim.benches.inference", seed=seed, name="inference",
-                   args={"manifest": str(Path(hw_dir) / "manifest.json"),
-                         "bitstream": str(work / "weights.bin"),
-                         "inputs": str(work / "inputs.npy"),
-                         "results": str(results_file), "progress": str(progress_file),
-                         "pauses": pauses, "timeout_cycles": timeout_cycles})
+        test_dir = runner.run(built, "spikepack.sim.benches.inference", seed=seed, name=label,
+                              args={"manifest": str(hw_dir / "manifest.json"),
+                                    "bitstream": str(work / "weights.bin"),
+                                    "inputs": str(work / "inputs.npy"),
+                                    "results": str(results_file), "progress": str(progress_file),
+                                    "pauses": pauses, "timeout_cycles": timeout_cycles})
     finally:
         stop.set()
         watcher.join()
     wall = time.perf_counter() - start
     res = json.loads(results_file.read_text())
-    logits = np.array(res["logits"], dtype=np.int64).reshape(logits_golden.shape)
-    mismatched = [int(i) for i in np.nonzero((logits != logits_golden).any(axis=1))[0]]
-    return RunResult(logits=logits, golden=logits_golden, mismatched_images=mismatched,
-                     cycles_total=int(res["cycles_total"]),
-                     cycles_per_image=res["cycles_total"] / max(1, len(z)),
-                     latency_cycles=int(res["latency_cycles"]), wall_seconds=wall,
-                     registers=res.get("registers", {}))
+    sim_ns, sim_seconds = _cocotb_times(test_dir / "results.xml")
+    shutil.rmtree(test_dir, ignore_errors=True)
+    return {"frames": res["logits"], "cycles_total": res["cycles_total"],
+            "latency_cycles": res["latency_cycles"], "registers": res.get("registers", {}),
+            "wall_seconds": wall, "cycles_simulated": int(sim_ns // 10),
+            "sim_wall_seconds": sim_seconds}
+
+
+def _cocotb_times(results_xml: Path) -> tuple[float, float]:
+    """(simulated ns, real seconds) of the cocotb test, from its results file."""
+    try:
+        case = ElementTree.parse(results_xml).getroot().find(".//testcase")
+        props = {p.get("name"): p.get("value") for p in case.iter("property")}
+        return float(props["sim_time_duration"]), float(case.get("time"))
+    except (OSError, ElementTree.ParseError, AttributeError, KeyError, TypeError, ValueError):
+        return 0.0, 0.0
 
 
 def add_arguments(parser) -> None:
+    import argparse
     parser.add_argument("--hw", required=True, metavar="DIR",
                         help="directory written by 'spikepack generate --config ... -o DIR'")
     parser.add_argument("--weights", required=True, metavar="FILE.bin",
                         help="bitstream written by 'spikepack pack'")
     parser.add_argument("--inputs", required=True, metavar="FILE",
-                        help=".npz with z (images, N0) input spike words and optional labels")
-    parser.add_argument("--limit", type=int, default=None, help="run only the first N images")
-    parser.add_argument("--pauses", action="store_true",
-                        help="random pauses and backpressure on every AXI stream")
-    parser.add_argument("--seed", type=int, default=None)
+                        help=".npz with z (images, N0) input spike words and optional labels "
+                             "(class indices), or .npy holding z")
+    parser.add_argument("--limit", type=int, default=None, metavar="N",
+                        help="run only the first N images (N >= 1)")
+    parser.add_argument("--engine", choices=ENGINES, default="native",
+                        help="native: C++ Verilator testbench, no Python per cycle (default); "
+                             "cocotb: the cocotb bench with cocotbext-axi (slower)")
+    parser.add_argument("--pauses", action=argparse.BooleanOptionalAction, default=False,
+                        help="random pauses on the load and input streams and backpressure on "
+                             "the output stream, drawn from --seed (default: none, --no-pauses)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed of the random pauses (default: a fresh one, printed; "
+                             "SPIKEPACK_SEED also sets it)")
     parser.add_argument("--simulator", choices=("verilator", "icarus"), default="verilator",
-                        help="RTL simulator (default verilator; icarus needs iverilog installed)")
-    parser.add_argument("--work", default="build/run", help="work directory (default build/run)")
-    parser.add_argument("--report", default=None, help="write the report as JSON here")
+                        help="RTL simulator of the cocotb engine (default verilator; icarus "
+                             "needs iverilog installed)")
+    parser.add_argument("--work", default="build/run", metavar="DIR",
+                        help="folder for the runs' files; each run uses a fresh subfolder, "
+                             "removed after a successful run (default build/run)")
+    parser.add_argument("--report", default=None, metavar="FILE.json",
+                        help="write the report as JSON here (written atomically)")
+
+
+def _cocotb_reason(message: str) -> str:
+    """One line from a failed cocotb run's message: the bench's own assertion when the log
+    excerpt holds one, and the first line (test, seed, log file) otherwise."""
+    lines = message.splitlines()
+    for line in lines[1:]:
+        found = re.search(r"(AssertionError|TimeoutError): (.+)", line)
+        if found:
+            return f"{found.group(2).strip()} ({lines[0]})"
+    return lines[0] if lines else "the cocotb bench failed"
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"spikepack run: {message}", file=sys.stderr)
+    return code
 
 
 def main(args) -> int:
     from spikepack.accelerator import ManifestError, load_manifest
+    from spikepack.fileio import atomic_write_text
     from spikepack.firmware.bitstream import BitstreamError, parse
+    from spikepack.sim.native import HardwareFault, NativeError
+    from spikepack.sim.toolchain import ToolchainError
 
+    if args.engine == "native" and args.simulator != "verilator":
+        return _fail(f"--simulator {args.simulator} needs --engine cocotb (the native engine "
+                     f"is Verilator only)")
+    if args.limit is not None and args.limit < 1:
+        return _fail(f"--limit must be at least 1, not {args.limit}")
     try:
         manifest, config = load_manifest(args.hw)
-        data = Path(args.weights).read_bytes()
+        check_verilog(Path(args.hw), manifest)
+        try:
+            data = Path(args.weights).read_bytes()
+        except OSError as e:
+            raise RunError(f"{args.weights}: cannot read the bitstream ({e.strerror})") from None
         model = parse(data, config)
-        z, labels = load_inputs(args.inputs, model.layers[0].weights.shape[1], config.timesteps)
-    except (ManifestError, BitstreamError, InputsError, FileNotFoundError) as e:
-        print(f"spikepack run: {e}", file=sys.stderr)
-        return 2
+        z, labels = load_inputs(args.inputs, model.layers[0].weights.shape[1], config.timesteps,
+                                classes=model.layers[-1].weights.shape[0])
+    except (ManifestError, BitstreamError, InputsError, RunError) as e:
+        return _fail(str(e))
     if args.limit is not None:
         z = z[:args.limit]
         labels = None if labels is None else labels[:args.limit]
-    result = run_inference(args.hw, data, z, work_dir=args.work, seed=args.seed,
-                           pauses=args.pauses, simulator=args.simulator)
+    try:
+        result = run_inference(args.hw, data, z, work_dir=args.work, seed=args.seed,
+                               pauses=args.pauses, simulator=args.simulator, engine=args.engine)
+    except (RunError, ManifestError, BitstreamError) as e:
+        return _fail(str(e))
+    except (NativeError, ToolchainError) as e:
+        return _fail(str(e))
+    except HardwareFault as e:
+        return _fail(f"the hardware failed: {e}", 1)
+    except AssertionError as e:                 # the cocotb bench's checks (hang, load error)
+        return _fail(f"the hardware failed: {_cocotb_reason(str(e))}", 1)
+    except OSError as e:
+        return _fail(f"{e.filename or ''}: {e.strerror or e}")
     report = result.summary()
     if labels is not None:
         report["rtl_accuracy"] = float((result.logits.argmax(axis=1) == labels).mean())
         report["golden_accuracy"] = float((result.golden.argmax(axis=1) == labels).mean())
-    print(json.dumps(report, indent=2))
+    text = json.dumps(report, indent=2)
+    print(text)
     if args.report:
-        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
+        try:
+            Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(args.report, text + "\n")
+        except OSError as e:
+            return _fail(f"{args.report}: cannot write the report ({e.strerror})")
     if result.mismatched_images:
-        print(f"spikepack run: {len(result.mismatched_images)} images differ from the golden "
-              f"model (first: {result.mismatched_images[:5]})", file=sys.stderr)
-        return 1
+        return _fail(f"{len(result.mismatched_images)} images differ from the golden model "
+                     f"(first: {result.mismatched_images[:5]})", 1)
     return 0

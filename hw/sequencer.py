@@ -9,10 +9,13 @@ inputs e*R .. e*R+R-1, input e*R+i at bits i*T .. i*T+T-1, as the engine's ``act
   stream without draining;
 * two **hidden buffers** (ping-pong, one memory): layer 0 reads its image's input buffer and
   writes hidden buffer 0; layer l >= 1 reads hidden buffer (l-1) mod 2 and writes l mod 2. A
-  hidden layer's outputs (engine ``o`` beats, spike words) are written one word a beat with
-  write granularity T; the beat with ``last`` also zeroes the rest of its entry, so every entry
-  holds zeros beyond the layer's M outputs. Writes go through a register stage: a beat's word
-  is written at the clock edge ending the cycle after the beat.
+  hidden layer's outputs (engine ``o`` beats, spike words) are written one word a beat; the
+  beat with ``last`` also zeroes the rest of its entry, so every entry holds zeros beyond the
+  layer's M outputs. Writes go through a register stage: a beat's word is written at the clock
+  edge ending the cycle after the beat. Both memories are written a whole entry at a time (no
+  T-bit write columns, which Vivado would split into one RAM per column): the write register
+  keeps the words already written to the entry, which arrive in order (inputs in stream
+  order, outputs in index order), and the entry is written with them.
 
 The last committed layer is the readout: its ``o`` beats go to ``m_axis_out`` (potential
 sign-extended to ``OUT_BITS``, TLAST on the last one) through a two-entry register slice:
@@ -86,8 +89,9 @@ class NetworkSequencer(wiring.Component):
     * ``descriptor`` In(:class:`~spikepack.hw.memories.ReadPortSignature`), ``layer_count`` In,
       ``hold`` Out(1): to :class:`NetworkMemories`.
     * ``eng_start`` Out(stream of ``layer_engine.descriptor_layout``), ``eng_o`` In(stream of
-      ``layer_engine.output_layout``), ``eng_busy`` In(1); ``act_raddr`` In, ``act_ren`` In(1),
-      ``act_rdata`` Out(R*T): to the layer engine.
+      ``layer_engine.output_layout``), ``eng_busy`` In(1); ``act``
+      Out(:class:`~spikepack.hw.memories.ReadPortSignature`, R*T-bit data, read latency 2):
+      the activation buffers, read by the layer engine.
     * ``run`` In(1), ``start`` In(1) (one-cycle strobe): control.
     * ``busy``, ``armed`` Out(1); ``layer`` Out(8); ``images`` Out(2); ``cycles_last`` Out(32);
       one-cycle strobes ``start_ignored``, ``overflow``, ``done``, ``layer_done``, ``in_beat``,
@@ -110,9 +114,7 @@ class NetworkSequencer(wiring.Component):
             "eng_start": Out(stream.Signature(descriptor_layout(config))),
             "eng_o": In(stream.Signature(output_layout(config))),
             "eng_busy": In(1),
-            "act_raddr": In(self.act_addr_bits),
-            "act_ren": In(1),
-            "act_rdata": Out(config.rows * config.timesteps),
+            "act": Out(ReadPortSignature(config.act_addr_bits, config.rows * config.timesteps)),
             "run": In(1), "start": In(1),
             "busy": Out(1), "armed": Out(1), "layer": Out(8), "images": Out(2),
             "cycles_last": Out(32),
@@ -154,9 +156,9 @@ class NetworkSequencer(wiring.Component):
         hid_mem = memory.Memory(shape=unsigned(R * T), depth=2 << abits, init=[], attrs=attrs)
         m.submodules.in_mem = in_mem
         m.submodules.hid_mem = hid_mem
-        in_wr = in_mem.write_port(granularity=T)
+        in_wr = in_mem.write_port()         # whole entries (see the module docstring)
         in_rd = in_mem.read_port(domain="sync")
-        hid_wr = hid_mem.write_port(granularity=T)
+        hid_wr = hid_mem.write_port()
         hid_rd = hid_mem.read_port(domain="sync")
 
         full = Signal(2)            # input buffer b holds a complete image
@@ -242,12 +244,17 @@ class NetworkSequencer(wiring.Component):
                 with m.Else():
                     m.d.sync += q.eq((q + K // g) % NQ)
 
-        # write register stage
+        # write register stage: a whole entry, its lanes not written by this beat held from the
+        # previous write (the lanes below the beat's first word come from the beat before, in
+        # the same entry; lanes above are written later, or zeroed by the TLAST beat)
         w_addr = Signal(abits + 1)
         w_data = Signal(R * T)
-        w_en = Signal(R)
-        m.d.sync += [w_addr.eq(Cat(entry[:abits], wsel)), w_data.eq(S[:R * T]),
-                     w_en.eq(Mux(bvalid & ~ovf, E[:R], 0))]
+        w_en = Signal()
+        m.d.sync += [w_addr.eq(Cat(entry[:abits], wsel)),
+                     w_en.eq(bvalid & ~ovf & (E[:R] != 0))]
+        for lane in range(R):
+            with m.If(bvalid & E[lane]):
+                m.d.sync += w_data[lane * T:lane * T + T].eq(S[lane * T:lane * T + T])
         m.d.comb += [in_wr.addr.eq(w_addr), in_wr.data.eq(w_data), in_wr.en.eq(w_en)]
 
         # a beat takes its cycles even beyond the buffer (writing nothing there), so that the
@@ -424,24 +431,26 @@ class NetworkSequencer(wiring.Component):
         out_lane = index[:LR] if LR else Const(0, 1)
         h_addr = Signal(abits + 1)
         h_data = Signal(R * T)
-        h_en = Signal(R)
+        h_en = Signal()
         hidden_write = ob_write & ob_fits
-        m.d.sync += h_addr.eq(Cat((index >> LR)[:abits], ob_parity))
+        m.d.sync += [h_addr.eq(Cat((index >> LR)[:abits], ob_parity)), h_en.eq(hidden_write)]
+        # a whole entry: lanes below this word hold the entry's earlier words (index order),
+        # lanes above are zeroed (a later word of the entry overwrites them; after the layer's
+        # last word they stay zero)
         for lane in range(R):
-            here = out_lane == lane
-            beyond = (ob_last & (out_lane < lane)) if lane else Const(0, 1)
-            m.d.sync += [
-                h_data[lane * T:lane * T + T].eq(Mux(here, ob_spikes, 0)),
-                h_en[lane].eq(hidden_write & (here | beyond)),
-            ]
+            above = (out_lane < lane) if lane else Const(0, 1)
+            with m.If(hidden_write & above):
+                m.d.sync += h_data[lane * T:lane * T + T].eq(0)
+            with m.Elif(hidden_write & (out_lane == lane)):
+                m.d.sync += h_data[lane * T:lane * T + T].eq(ob_spikes)
         m.d.comb += [hid_wr.addr.eq(h_addr), hid_wr.data.eq(h_data), hid_wr.en.eq(h_en)]
 
         # --- activation reads for the engine ---------------------------------------------------
         m.d.comb += [
-            in_rd.addr.eq(Cat(self.act_raddr, rsel)),
-            hid_rd.addr.eq(Cat(self.act_raddr, hsel)),
-            in_rd.en.eq(self.act_ren),
-            hid_rd.en.eq(self.act_ren),
+            in_rd.addr.eq(Cat(self.act.addr, rsel)),
+            hid_rd.addr.eq(Cat(self.act.addr, hsel)),
+            in_rd.en.eq(self.act.en),
+            hid_rd.en.eq(self.act.en),
         ]
         # each block RAM's read data is registered right behind it (its output register; see
         # spikepack.hw.memories), so the port's latency is READ_LATENCY = 2, as the network
@@ -449,5 +458,5 @@ class NetworkSequencer(wiring.Component):
         in_q = Signal(R * T, reset_less=True)
         hid_q = Signal(R * T, reset_less=True)
         m.d.sync += [in_q.eq(in_rd.data), hid_q.eq(hid_rd.data)]
-        m.d.comb += self.act_rdata.eq(Mux(first, in_q, hid_q))
+        m.d.comb += self.act.data.eq(Mux(first, in_q, hid_q))
         return m

@@ -126,12 +126,8 @@ class SpikePackTop(wiring.Component):
         # sequencer <-> engine: the descriptor and output streams, the activation read port
         wiring.connect(m, seq.eng_start, engine.start)
         wiring.connect(m, engine.o, seq.eng_o)
-        m.d.comb += [
-            seq.eng_busy.eq(engine.busy),
-            engine.act.data.eq(seq.act_rdata),
-            seq.act_raddr.eq(engine.act.addr),
-            seq.act_ren.eq(engine.act.en),
-        ]
+        wiring.connect(m, seq.act, engine.act)
+        m.d.comb += seq.eng_busy.eq(engine.busy)
 
         # streams
         m.d.comb += [

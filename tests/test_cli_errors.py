@@ -458,7 +458,7 @@ def test_ctrl_c_in_any_command_says_interrupted(command, monkeypatch, capsys):
     monkeypatch.setattr(module, "main", interrupted)
     argv = {"convert": [], "generate": ["-o", "x"], "pack": ["m", "--config", "c", "-o", "o"],
             "inspect": ["x.bin"], "run": ["--hw", "h", "--weights", "w", "--inputs", "i"],
-            "train": []}
+            "train": [], "package": ["--hw", "h", "-o", "o"]}
     code, out, err = call([command, *argv[command]], capsys)
     assert code == 130 and err == f"spikepack {command}: interrupted\n"
 

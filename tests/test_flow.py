@@ -93,7 +93,7 @@ def test_run_on_icarus_is_bit_exact(flow):
         z = f["z"][:4]
     result = run_inference(flow / "hw", (flow / "weights.bin").read_bytes(), z,
                            work_dir=BUILD_ROOT / "test-flow-icarus", simulator="icarus",
-                           progress=False)
+                           engine="cocotb", progress=False)
     assert result.images == 4
     assert result.mismatched_images == [], result.summary()
     assert (result.logits == result.golden).all()
@@ -118,6 +118,90 @@ def test_run_rejects_a_corrupt_bitstream(flow, tmp_path, capsys):
     assert cli(["run", "--hw", str(flow / "hw"), "--weights", str(tmp_path / "bad.bin"),
                 "--inputs", str(flow / "inputs.npz")]) == 2
     assert "crc" in capsys.readouterr().err.lower()
+
+
+def _run(flow, *extra, inputs=None, hw=None):
+    return cli(["run", "--hw", str(hw or flow / "hw"), "--weights", str(flow / "weights.bin"),
+                "--inputs", str(inputs or flow / "inputs.npz"), *extra])
+
+
+def test_run_refuses_no_images_and_bad_limits(flow, tmp_path, capsys):
+    empty = tmp_path / "empty.npz"
+    np.savez(empty, z=np.zeros((0, 64), dtype=np.int64))
+    assert _run(flow, inputs=empty) == 2
+    err = capsys.readouterr().err
+    assert "holds no images" in err and len(err.strip().splitlines()) == 1
+    for limit in ("0", "-1"):
+        assert _run(flow, "--limit", limit) == 2
+        err = capsys.readouterr().err
+        assert "--limit must be at least 1" in err and len(err.strip().splitlines()) == 1
+
+
+def test_run_refuses_bad_labels(flow, tmp_path, capsys):
+    with np.load(flow / "inputs.npz") as f:
+        z, labels = f["z"][:5], f["labels"][:5]
+    bad = tmp_path / "labels.npz"
+    for wrong, message in ((np.array([0, 1, 2, 3, 10]), "outside 0..9"),
+                           (np.array([0, 1, -1, 3, 4]), "outside 0..9"),
+                           (labels.astype(np.float64), "labels must be integers")):
+        np.savez(bad, z=z, labels=wrong)
+        assert _run(flow, inputs=bad) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_run_refuses_the_manifest_of_another_verilog(flow, tmp_path, capsys):
+    """The manifest of T = 8 beside the Verilog of T = 4 (the bitstream fits the manifest): refused
+    before simulating, by the manifest's Verilog hash, and by the signature for a manifest
+    written without the hash."""
+    other = tmp_path / "other"
+    generate_accelerator(HardwareConfig(timesteps=8), other)
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    shutil.copy(flow / "hw" / "spikepack_top.v", mixed)
+    shutil.copy(other / "manifest.json", mixed)
+    assert _run(flow, hw=mixed) == 2
+    err = capsys.readouterr().err
+    assert "not the Verilog its manifest was generated with" in err
+    assert len(err.strip().splitlines()) == 1
+    manifest = json.loads((mixed / "manifest.json").read_text())
+    del manifest["verilog_sha256"]
+    (mixed / "manifest.json").write_text(json.dumps(manifest))
+    assert _run(flow, hw=mixed) == 2
+    assert "does not carry the manifest's signature" in capsys.readouterr().err
+    (mixed / "spikepack_top.v").unlink()
+    assert _run(flow, hw=mixed) == 2
+    assert "no Verilog" in capsys.readouterr().err
+
+
+def test_run_reports_an_unusable_work_folder_in_one_line(flow, tmp_path, capsys):
+    (tmp_path / "file").write_text("not a folder")
+    assert _run(flow, "--work", str(tmp_path / "file" / "work")) == 2
+    err = capsys.readouterr().err
+    assert "Not a directory" in err and len(err.strip().splitlines()) == 1
+
+
+def test_cocotb_failures_are_reported_by_their_assertion():
+    from spikepack.run import _cocotb_reason
+    message = ("inference-run-1: 1 of 1 cocotb tests failed (seed 7; log sim.log)\n"
+               "  File \"inference.py\", line 120, in receive\n"
+               "AssertionError: no readout frame within 50 cycles: the accelerator hangs\n")
+    reason = _cocotb_reason(message)
+    assert reason.startswith("no readout frame within 50 cycles") and "seed 7" in reason
+    assert "\n" not in reason
+
+
+def test_run_options_have_help_and_engines(flow, capsys):
+    import argparse
+
+    from spikepack.run import add_arguments
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    for action in parser._actions:
+        assert action.help, action.dest
+    assert {"--engine", "--pauses", "--no-pauses", "--seed"} <= set(parser._option_string_actions)
+    assert _run(flow, "--engine", "native", "--simulator", "icarus") == 2
+    assert "needs --engine cocotb" in capsys.readouterr().err
 
 
 def test_generate_rejects_a_bad_config_and_writes_nothing(tmp_path, capsys):

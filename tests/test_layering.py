@@ -36,7 +36,12 @@ HARDWARE_FORMATS = ("spikepack.firmware.layout", "spikepack.firmware.bitstream_f
 
 #: Known exceptions, each with the reason it is not fixed yet. An exception that no longer
 #: occurs fails the test, so the list cannot go stale.
-EXCEPTIONS: set[tuple[str, str]] = set()
+EXCEPTIONS = {
+    # the bench of the host driver (board branch) runs the RTL through spikepack.driver, a
+    # tools-layer module (its front ends read manifests); to fix, move the driver's sans-IO
+    # protocol core (Protocol) into a module below the simulation layer, or the bench up
+    ("spikepack.sim.benches.driver_bench", "spikepack.driver"),
+}
 
 
 def module_name(path: Path) -> str:

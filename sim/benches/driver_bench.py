@@ -1,0 +1,60 @@
+"""cocotb bench: the host driver (:mod:`spikepack.driver`, its async front end over
+:class:`~spikepack.driver.CocotbBus`) drives ``spikepack_top`` through its real AXI ports.
+
+It checks the hardware's ID and signature, loads a corrupted bitstream (the loader must reject
+it, and the driver must report the loader's code), loads the real one, runs the images and
+reads the registers, runs one image alone (no pauses) for its latency, then writes everything to a JSON file for the test to compare with the
+golden model. The cocotbext-axi objects and the reset come from the inference bench (imported,
+not copied).
+
+Arguments (``spikepack.sim.runner.bench_args``): manifest, bitstream, bad_bitstream, inputs
+(.npy of spike words), results (JSON to write), pauses, timeout_cycles.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+
+from spikepack.driver import AsyncDriver, CocotbBus, LoadError
+from spikepack.sim.benches.inference import CLOCK_NS, Accelerator, reset
+from spikepack.sim.runner import bench_args
+
+
+@cocotb.test()
+async def driver_runs_the_network(dut):
+    args = bench_args()
+    manifest = json.loads(Path(args["manifest"]).read_text())
+    z = np.load(args["inputs"])
+    cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns").start())
+    acc = Accelerator(dut, manifest, rng=random.Random(args["seed"]),
+                      pauses=bool(args.get("pauses")))
+    await reset(dut)
+    bus = CocotbBus(dut.clk, axil=acc.axil, load=acc.load, inp=acc.inp, out=acc.out,
+                    timeout_cycles=int(args.get("timeout_cycles", 1_000_000)), clock_ns=CLOCK_NS)
+    drv = AsyncDriver(bus, manifest)
+
+    results: dict = {"signature": await drv.check_hardware()}
+    try:
+        await drv.load_network(Path(args["bad_bitstream"]).read_bytes())
+        results["bad_load"] = None
+    except LoadError as e:
+        results["bad_load"] = {"code": e.code, "name": e.name}
+    results["errors_after_bad_load"] = await drv.errors()
+    results["status_after_bad_load"] = await drv.status()
+    await drv.load_network(Path(args["bitstream"]).read_bytes())
+    results["errors_after_load"] = await drv.errors()
+    results["logits"] = (await drv.run_images(z)).tolist()
+    results["registers"] = await drv.registers()
+    # one image alone, without pauses or backpressure: CYCLES_LAST is then the latency formula's
+    for stream in (acc.load, acc.inp, acc.out):
+        stream.clear_pause_generator()
+        stream.pause = False                # clearing the generator leaves its last value
+    results["alone"] = (await drv.run_images(z[:1])).tolist()
+    results["cycles_alone"] = (await drv.registers())["CYCLES_LAST"]
+    Path(args["results"]).write_text(json.dumps(results))
