@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 JOBS   ?= 2
 
-.PHONY: all venv test test-fast demo report bench lint clean distclean
+.PHONY: all venv test test-fast soak demo report bench lint clean distclean
 
 all: test
 
@@ -24,6 +24,13 @@ test: $(STAMP)
 ## make test-fast: everything but the RTL benches
 test-fast: $(STAMP)
 	$(PY) -m pytest -n $(JOBS) -m "not rtl" $(PYTEST_ARGS)
+
+## make soak: the random-configuration RTL regression over many configurations, for a release
+## (SOAK_CONFIGS=N, default 50; SPIKEPACK_SEED replays; build/soak/report.json and report.md),
+## then the loader's verdict against the parser's over 3,000 (configuration, stream) pairs
+soak: $(STAMP)
+	$(PY) -m spikepack.soak --jobs $(JOBS)
+	SPIKEPACK_SWEEP=3000 $(PY) -m pytest -n $(JOBS) tests/test_loader_sweep.py
 
 ## make demo: digits -> convert -> generate -> pack -> load -> RTL inference (build/demo/)
 demo: $(STAMP)

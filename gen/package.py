@@ -674,7 +674,7 @@ def c_header(manifest: dict, *, prefix: str) -> str:
     T, K, OB = cfg["timesteps"], d["inputs_per_beat"], d["output_bits"]
     lines += [
         "/* stream formats",
-        f" * s_axis_load: the weight bitstream, 32-bit little-endian words, TLAST on the CRC word.",
+        " * s_axis_load: the weight bitstream, 32-bit little-endian words, TLAST on the CRC word.",
         f" * s_axis_in:   one image a packet; {K} spike words of T = {T} bits a 32-bit beat,",
         f" *              input i in beat i / {K} at bits (i % {K}) * {T}; zeros beyond N0; TLAST",
         " *              on the last beat.",
@@ -687,7 +687,7 @@ def c_header(manifest: dict, *, prefix: str) -> str:
         f"#define {P}_OUT_BEAT_BITS {OB}u",
         f"#define {P}_OUT_BEAT_BYTES {OB // 8}u",
         "",
-        f"/* 32-bit beats of an image of n spike words */",
+        "/* 32-bit beats of an image of n spike words */",
         f"static inline uint32_t {prefix}_in_beats(uint32_t n)",
         "{",
         f"    return (n + {P}_IN_WORDS_PER_BEAT - 1u) / {P}_IN_WORDS_PER_BEAT;",

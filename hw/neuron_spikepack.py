@@ -254,7 +254,10 @@ class SpikePackNeuron(NeuronBase):
         # in one carry chain: a carry-save layer (one LUT per bit, like the restart multiplexer
         # it absorbs) in front of it, the carry in at the free bit 0 of the carry vector.
         N = self.accumulator_bits
-        acc = Signal(signed(N), init=-1, reset_less=True)
+        # acc is reset (to -1, an ECP5 flip-flop's synchronous set): a reset, or the layer
+        # engine's soft reset, can cut a neuron short, and its partial sum must not become the
+        # start of the next neuron (only pending and the restart copies would be cleared)
+        acc = Signal(signed(N), init=-1)
         # copies of pending for the carry-save layer's 2N LUTs, half each (they differ from
         # pending and from each other in their reset, so that synthesis keeps them apart)
         restart = [Signal(name="restart_lo", reset_less=True), Signal(name="restart_hi", init=1)]

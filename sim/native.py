@@ -42,7 +42,7 @@ from typing import Callable
 
 import numpy as np
 
-from .runner import BUILD_ROOT, _locked
+from .runner import BUILD_ROOT, _locked, check_build_path
 from .toolchain import verilator_env, verilator_version
 
 __all__ = ["HARNESS", "PAUSES", "NativeBuild", "NativeError", "HardwareFault", "build_native",
@@ -144,6 +144,7 @@ def build_native(verilog_text: str, *, toplevel: str = "spikepack_top", progress
     directory = BUILD_ROOT / "native" / f"{toplevel}-{digest.hexdigest()[:12]}"
     executable = directory / "obj_dir" / "Vtop"
     done = directory / ".built"
+    check_build_path(directory)               # before anything is created there
     with _locked(directory.with_suffix(".lock")):
         if not done.exists():
             if directory.exists():            # an interrupted build: start afresh

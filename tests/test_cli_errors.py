@@ -537,8 +537,10 @@ def test_an_interrupted_build_is_rebuilt_not_reused(tmp_path, monkeypatch):
     deadline = time.monotonic() + 300
     log = None
     while time.monotonic() < deadline and proc.poll() is None:
-        logs = list(build_root.glob("sim/*/build.log"))
-        if logs and "Entering directory" in logs[0].read_text(errors="replace"):
+        logs = list(build_root.glob("sim/*/build.log" if engine == "cocotb"
+                                    else "native/spikepack_top-*/build.log"))
+        if logs and ("Entering directory" in logs[0].read_text(errors="replace")
+                     or engine == "native"):
             log = logs[0]                     # Verilator is done; make is compiling C++
             break
         time.sleep(0.1)
@@ -561,7 +563,8 @@ def test_an_interrupted_build_is_rebuilt_not_reused(tmp_path, monkeypatch):
 
 
 @pytest.mark.rtl
-def test_ctrl_c_during_the_build_of_spikepack_run(files, tmp_path):
+@pytest.mark.parametrize("engine", ["native", "cocotb"])
+def test_ctrl_c_during_the_build_of_spikepack_run(files, tmp_path, engine):
     """The real thing: Ctrl-C (SIGINT to the whole process group, as a terminal sends it) while
     make compiles the accelerator for ``spikepack run``: one line, exit 130, no marker."""
     build_root = tmp_path / "build"
@@ -569,14 +572,17 @@ def test_ctrl_c_during_the_build_of_spikepack_run(files, tmp_path):
     np.savez(tmp_path / "inputs.npz", z=z)
     proc = subprocess.Popen([sys.executable, "-m", "spikepack", "run", "--hw", str(files / "hw"),
                              "--weights", str(files / "w.bin"), "--inputs",
-                             str(tmp_path / "inputs.npz"), "--work", str(tmp_path / "work")],
+                             str(tmp_path / "inputs.npz"), "--work", str(tmp_path / "work"),
+                             "--engine", engine],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True, env={**ENV, "SPIKEPACK_BUILD": str(build_root)})
     deadline = time.monotonic() + 300
     log = None
     while time.monotonic() < deadline and proc.poll() is None:
-        logs = list(build_root.glob("sim/*/build.log"))
-        if logs and "Entering directory" in logs[0].read_text(errors="replace"):
+        logs = list(build_root.glob("sim/*/build.log" if engine == "cocotb"
+                                    else "native/spikepack_top-*/build.log"))
+        if logs and ("Entering directory" in logs[0].read_text(errors="replace")
+                     or engine == "native"):
             log = logs[0]
             break
         time.sleep(0.1)
@@ -610,6 +616,6 @@ def test_run_with_a_build_folder_with_a_space_is_one_line(files, tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith(
-        f"spikepack run: the build folder '{build}/sim/spikepack_top-verilator-")
+        f"spikepack run: the build folder '{build}/native/spikepack_top-")
     assert "has a space in its path" in proc.stderr
     assert not build.exists()

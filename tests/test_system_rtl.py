@@ -2,8 +2,9 @@
 cocotbext-axi (bench: ``spikepack.sim.benches.system``): every register against the
 configuration, random multi-layer networks loaded through the loader and run bit-exactly against
 the golden model under random stream pauses and backpressure, reloads, bad bitstreams,
-RUN/START/SOFT_RESET, a commit waiting for the running inference, back-to-back throughput; and a
-``verilator --lint-only`` of the generated Verilog. Each configuration is built once."""
+RUN/START, SOFT_RESET in every phase of an inference, a commit waiting for the running
+inference, back-to-back throughput; and a ``verilator --lint-only`` of the generated Verilog.
+Each configuration is built once."""
 
 from __future__ import annotations
 
@@ -70,6 +71,13 @@ def test_system_inference_bit_exact(system):
 
 def test_system_control(system):
     _run(system, "control")
+
+
+def test_system_soft_reset_in_every_phase(system):
+    """SOFT_RESET idle, during a load, in each layer, while the output is sent and while it is
+    blocked; the inferences after each are bit-exact (a reset mid-neuron once left the SpikePack
+    unit's partial sum in its accumulator: the next image's first column tile was wrong)."""
+    _run(system, "soft_reset")
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
