@@ -24,13 +24,19 @@ from spikepack.limits import NEURON_KINDS, PE_MODES, WORD_BITS
 from spikepack.sim.golden import Widths, layer_widths
 
 __all__ = ["ConfigError", "HardwareConfig", "MemorySpec", "WORD_BITS", "DESCRIPTOR_LANES",
-           "NEURON_CODES", "PE_MODE_CODES", "load_config"]
+           "NEURON_CODES", "PE_MODE_CODES", "input_words_per_beat", "load_config"]
 
 #: 32-bit lanes of one layer descriptor word (``spikepack.firmware.layout.LayerDescriptor``).
 DESCRIPTOR_LANES = 4
 #: Codes of the neuron kinds and PE modes in the bitstream header and the ARRAY register.
 NEURON_CODES = {"spikepack": 0, "lif": 1}
 PE_MODE_CODES = {"serial": 0, "packed": 1}
+
+
+def input_words_per_beat(timesteps: int) -> int:
+    """K: T-bit spike words per 32-bit ``s_axis_in`` beat (input i in beat i // K at bits
+    (i % K)*T .. +T-1): the one definition of the input stream's packing."""
+    return WORD_BITS // timesteps
 
 
 class ConfigError(ValueError):
@@ -166,7 +172,7 @@ class HardwareConfig:
     def input_words_per_beat(self) -> int:
         """K: spike words per 32-bit ``s_axis_in`` beat (input i in beat i // K at bits
         (i % K)*T .. +T-1)."""
-        return WORD_BITS // self.timesteps
+        return input_words_per_beat(self.timesteps)
 
     @property
     def out_bits(self) -> int:

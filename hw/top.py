@@ -46,8 +46,6 @@ from spikepack.hw.verilog import TOP_NAME
 
 __all__ = ["SpikePackTop", "TOP_NAME"]
 
-TOPLEVEL = TOP_NAME     # the old name, until tests/test_system_rtl.py (edited on other branches) moves
-
 
 class SpikePackTop(wiring.Component):
     """The accelerator (see the module docstring for ports, reset and timing)."""
