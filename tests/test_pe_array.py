@@ -341,13 +341,3 @@ def test_load_schedule_windows():
                         r = q * g + rr
                         write = read + 1 + rr         # launch 1 cycle after the read
                         assert (d - 1) * P + r <= write <= d * P + r - 1, (R, g, T, q, rr)
-
-
-def test_layer_engine_rejects_bad_configs():
-    from spikepack.config import HardwareConfig
-    from spikepack.hw.layer_engine import LayerEngine
-    with pytest.raises(TypeError, match="HardwareConfig"):
-        LayerEngine(config={"rows": 8})
-    packed = LayerEngine(config=HardwareConfig(pe_mode="packed"))
-    assert packed.beats == 1 and packed.period == 1
-    assert len(packed.weight.data) >= 8 * 8 * 8     # one whole tile per word (g = R)
