@@ -35,8 +35,7 @@ from typing import Callable, Union
 from spikepack.config import NEURON_CODES, PE_MODE_CODES, HardwareConfig
 
 __all__ = ["ID_MAGIC", "VERSION", "ADDR_BITS", "Field", "Register", "REGISTERS",
-           "REGISTER_BY_NAME", "FIELD_KINDS", "ACCESS_TYPES", "register_map",
-           "input_words_per_beat", "out_bits"]
+           "REGISTER_BY_NAME", "FIELD_KINDS", "ACCESS_TYPES", "register_map"]
 
 #: ID register value, ASCII "SPK1" (not the bitstream's magic word, "SPKB").
 ID_MAGIC = 0x53504B31
@@ -49,16 +48,6 @@ FIELD_KINDS = ("const", "status", "counter", "rw", "pulse", "event")
 ACCESS_TYPES = ("RO", "RW", "W1C", "WO")
 
 FieldValue = Union[int, Callable[[HardwareConfig], int]]
-
-
-def input_words_per_beat(config: HardwareConfig) -> int:
-    """K: spike words per 32-bit input beat (``s_axis_in``)."""
-    return config.input_words_per_beat
-
-
-def out_bits(config: HardwareConfig) -> int:
-    """OUT_BITS: width of an output beat (the potential, sign-extended to whole 32-bit words)."""
-    return config.out_bits
 
 
 @dataclass(frozen=True)
@@ -211,8 +200,9 @@ REGISTERS: tuple[Register, ...] = (
               lambda c: c.memories["threshold"].lanes))),
     Register("STREAMS", 0x30, "RO", "Stream formats.", (
         Field("in_words_per_beat", 0, 8, "const", "K = 32 // T spike words per s_axis_in beat",
-              input_words_per_beat),
-        Field("out_bits", 8, 8, "const", "OUT_BITS, m_axis_out_tdata width", out_bits))),
+              lambda c: c.input_words_per_beat),
+        Field("out_bits", 8, 8, "const", "OUT_BITS, m_axis_out_tdata width",
+              lambda c: c.out_bits))),
     # --- control and status -------------------------------------------------------------------
     Register("CONTROL", 0x40, "RW", "Control.", (
         Field("run", 0, 1, "rw", "1: start an inference whenever an image is buffered and a "

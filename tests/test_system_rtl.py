@@ -57,8 +57,7 @@ def _run(system, testcase, **args):
 
 
 def test_config_c_has_wide_outputs():
-    from spikepack.hw.registers import out_bits
-    assert out_bits(CONFIGS["r8c2_t6_k3_spikepack"]) == 64
+    assert CONFIGS["r8c2_t6_k3_spikepack"].out_bits == 64
 
 
 def test_system_registers(system):
