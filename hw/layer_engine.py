@@ -107,6 +107,7 @@ from spikepack.config import HardwareConfig
 from .array import SpikeArray, load_schedule
 from .memories import ReadPortSignature
 from .neuron_common import neuron_class
+from .stream import SkidBuffer, delay
 
 __all__ = ["LayerEngine", "descriptor_layout", "output_layout", "beats_per_tile", "schedule",
            "ideal_cycles", "expected_cycles", "compute_bound"]
@@ -490,18 +491,10 @@ class LayerEngine(wiring.Component):
         Lp = Lm + 1        # the activation word is registered once more inside the engine
         Lw = Lm + 1        # so are the weight, bias and threshold words
 
-        def delayed(value, cycles, name):
-            """``value`` through ``cycles`` registers."""
-            for i in range(cycles):
-                nxt = Signal.like(value, name=f"{name}_d{i}")
-                m.d.sync += nxt.eq(value)
-                value = nxt
-            return value
-
         w_delay = Lp - Lw + packed
-        r_wren = delayed(c_wren, w_delay, "r_wren")
-        r_waddr = delayed(c_waddr, w_delay, "r_waddr")
-        r_wgroup = delayed(c_wgroup, w_delay, "r_wgroup")
+        r_wren = delay(m, c_wren, w_delay, name="r_wren")
+        r_waddr = delay(m, c_waddr, w_delay, name="r_waddr")
+        r_wgroup = delay(m, c_wgroup, w_delay, name="r_wgroup")
         # the weight port reads every cycle (its enable would reach every weight block RAM from
         # one flip-flop), except where a word must wait for a later launch (below)
         hold_words = n == 1 and adv[0] >= 2
@@ -522,11 +515,11 @@ class LayerEngine(wiring.Component):
             with m.If(go):
                 m.d.sync += launch_pending.eq(w_on)
             m.d.sync += c_launch.eq(go & launch_pending)
-            wl_valid = delayed(c_launch, Lp - 1 + packed, "launch")
+            wl_valid = delay(m, c_launch, Lp - 1 + packed, name="launch")
             wl_group = Const(0, len(c_wgroup))
         else:
-            wl_valid = delayed(r_wren, Lw, "launch")
-            wl_group = delayed(r_wgroup, Lw, "launch_group")
+            wl_valid = delay(m, r_wren, Lw, name="launch")
+            wl_group = delay(m, r_wgroup, Lw, name="launch_group")
 
         # the activation word from the sequencer's buffers is registered on entry (it crosses
         # the chip from their block RAMs)
@@ -538,9 +531,9 @@ class LayerEngine(wiring.Component):
         m.d.sync += [w_word.eq(self.weight.data[:len(w_word)]),
                      b_word.eq(self.bias.data[:len(b_word)]),
                      t_word.eq(self.threshold.data[:len(t_word)])]
-        act_fresh = delayed(c_aren, Lp, "act_fresh")
-        p_plane = delayed(c_plane, Lp, "plane_valid")
-        p_tag = delayed(c_tag, Lp, "plane_tag")
+        act_fresh = delay(m, c_aren, Lp, name="act_fresh")
+        p_plane = delay(m, c_plane, Lp, name="plane_valid")
+        p_tag = delay(m, c_tag, Lp, name="plane_tag")
         if packed:
             # the whole entry (R spike words) is the tile's one beat
             act_reg = Signal(R * T)
@@ -555,7 +548,7 @@ class LayerEngine(wiring.Component):
             # before it: a shift register per row word, loaded when the word arrives and moved
             # one bit per plane, so that the plane is bit T - 1 of act_in or of the shift
             # register (no T-way selection between the word and the plane register).
-            plane_sel = delayed(c_plane, Lp - 1, "plane_sel")   # a plane is selected this cycle
+            plane_sel = delay(m, c_plane, Lp - 1, name="plane_sel")   # a plane is selected this cycle
             act_sh = Signal(R * T, reset_less=True)
             p_bits = Signal(R)
 
@@ -569,7 +562,7 @@ class LayerEngine(wiring.Component):
             # gated by the plane flag here (the array trusts it: plane_gated)
             m.d.sync += p_bits.eq(Cat(top[r * T + T - 1] for r in range(R))
                                   & plane_sel.replicate(R))
-            swap = delayed(c_plane & c_first, Lp - 1, "swap")
+            swap = delay(m, c_plane & c_first, Lp - 1, name="swap")
             m.d.comb += [array.plane.eq(p_bits), array.first.eq(swap)]
         m.d.comb += [
             array.valid.eq(p_plane),
@@ -588,7 +581,7 @@ class LayerEngine(wiring.Component):
         # unlike plain register copies, are not merged by synthesis)
         bias_addr = Signal(len(self.bias.addr))
         thr_addr = Signal(len(self.threshold.addr))
-        bias_fire = delayed(c_plane & c_tag[1], R + Lp - Lw, "bias_fire")
+        bias_fire = delay(m, c_plane & c_tag[1], R + Lp - Lw, name="bias_fire")
         m.d.comb += [
             self.bias.addr.eq(bias_addr), self.bias.en.eq(bias_fire),
             self.threshold.addr.eq(thr_addr), self.threshold.en.eq(bias_fire),
@@ -632,16 +625,17 @@ class LayerEngine(wiring.Component):
         with m.If(write):
             m.d.sync += wr_ptr.eq(wr_ptr + 1)
 
-        o_valid = Signal()
-        o_index = Signal(idx_bits)
-        o_result = Signal(rbits)
-        o_last = Signal()
+        # o leaves through a two-register skid buffer, so that taking a result from the slot
+        # depends on registers only (o.ready reaches nothing but the buffer's registers)
+        m.submodules.o_skid = skid = SkidBuffer(data.StructLayout({
+            "index": idx_bits, "result": rbits, "last": 1}))
         m.d.comb += [
-            self.o.valid.eq(o_valid),
-            self.o.payload.index.eq(o_index),
-            self.o.payload.spikes.eq(o_result[:T]),
-            self.o.payload.potential.eq(o_result[:len(self.o.payload.potential)]),
-            self.o.payload.last.eq(o_last),
+            self.o.valid.eq(skid.o.valid),
+            skid.o.ready.eq(self.o.ready),
+            self.o.payload.index.eq(skid.o.payload.index),
+            self.o.payload.spikes.eq(skid.o.payload.result[:T]),
+            self.o.payload.potential.eq(skid.o.payload.result[:len(self.o.payload.potential)]),
+            self.o.payload.last.eq(skid.o.payload.last),
         ]
         # The slot being sent is copied into a shift register (no C-way multiplexer between
         # the LUT-RAM and o); the next slot is copied in as its last result leaves.
@@ -658,14 +652,8 @@ class LayerEngine(wiring.Component):
         avail = Signal()                    # a written slot waits (wr_ptr != rd_ptr)
         cur_last = Signal()                 # sel_left == 0, kept as a register
         refill = Signal()
-        # o is a two-register skid buffer, so that taking a result from the slot depends on
-        # registers only (o.ready reaches nothing but the two output registers)
-        skid_valid = Signal()
-        skid_index = Signal(idx_bits)
-        skid_result = Signal(rbits)
-        skid_last = Signal()
         m.d.comb += [
-            take.eq(cur_has & ~skid_valid),
+            take.eq(cur_has & skid.i.ready),
             refill.eq(avail & (~cur_has | (take & cur_last))),
         ]
         # the written slots not yet copied out, as a thermometer code (occ[i]: more than i), so
@@ -677,28 +665,18 @@ class LayerEngine(wiring.Component):
             m.d.sync += occ.eq(occ[1:])
         m.d.comb += avail.eq(occ[0])
         t_index, t_result, t_last = out_base | sel, cur[:rbits], out_zero & cur_last
+        m.d.comb += [skid.i.valid.eq(cur_has), skid.i.payload.index.eq(t_index),
+                     skid.i.payload.result.eq(t_result), skid.i.payload.last.eq(t_last)]
         # cur moves on take (shift) or refill (load): take | refill reduces to one gate of
         # three registers, written so, as the enable of its C * result_bits flip-flops
         cur_ce = Signal()
-        m.d.comb += cur_ce.eq((cur_has & ~skid_valid) | (avail & ~cur_has))
+        m.d.comb += cur_ce.eq((cur_has & skid.i.ready) | (avail & ~cur_has))
         with m.If(cur_ce):
             m.d.sync += cur.eq(Mux(refill, rd.data, cur >> rbits))
         with m.If(take):
-            with m.If(o_valid & ~self.o.ready):
-                m.d.sync += [skid_valid.eq(1), skid_index.eq(t_index), skid_result.eq(t_result),
-                             skid_last.eq(t_last)]
-            with m.Else():
-                m.d.sync += [o_valid.eq(1), o_index.eq(t_index), o_result.eq(t_result),
-                             o_last.eq(t_last)]
             m.d.sync += [sel.eq(sel + 1), sel_left.eq(sel_left - 1), cur_last.eq(sel_left == 1)]
             with m.If(cur_last):
                 m.d.sync += cur_has.eq(0)
-        with m.Elif(self.o.ready):
-            with m.If(skid_valid):
-                m.d.sync += [skid_valid.eq(0), o_valid.eq(1), o_index.eq(skid_index),
-                             o_result.eq(skid_result), o_last.eq(skid_last)]
-            with m.Else():
-                m.d.sync += o_valid.eq(0)
         with m.If(refill):
             m.d.sync += [
                 cur_has.eq(1), sel.eq(0), rd_ptr.eq(rd_ptr + 1),
