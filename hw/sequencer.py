@@ -67,13 +67,14 @@ from __future__ import annotations
 from math import gcd
 
 from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import memory, stream, wiring
+from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from spikepack.config import HardwareConfig
 from spikepack.firmware.layout import DESCRIPTOR_FIELDS
 from spikepack.hw.layer_engine import descriptor_layout, output_layout
 from spikepack.hw.memories import ReadPortSignature
+from spikepack.hw.stream import SkidBuffer
 
 __all__ = ["NetworkSequencer"]
 
@@ -321,40 +322,24 @@ class NetworkSequencer(wiring.Component):
         start_now = Signal()
         m.d.comb += start_now.eq(self.start & ready & ~go & ~armed)
 
-        # output slice: main (what m_axis_out shows) and skid (taken while main is blocked)
-        pw = c.widths.potential
-        main_valid, main_pot, main_last = (Signal(name="main_valid"),
-                                           Signal(signed(pw), name="main_pot"),
-                                           Signal(name="main_last"))
-        skid_valid, skid_pot, skid_last = (Signal(name="skid_valid"),
-                                           Signal(signed(pw), name="skid_pot"),
-                                           Signal(name="skid_last"))
-        take = Signal()
+        # output slice: a skid buffer (stream.SkidBuffer: out_t* from registers, the engine's
+        # o.ready a flip-flop, never out_tready)
+        m.submodules.out_slice = out_slice = SkidBuffer(data.StructLayout({
+            "potential": signed(c.widths.potential), "last": 1}))
         m.d.comb += [
-            take.eq(main_valid & self.out_tready),
-            self.out_tvalid.eq(main_valid),
-            self.out_tdata.eq(main_pot),                # sign-extended to OUT_BITS
-            self.out_tlast.eq(main_last),
-            self.out_beat.eq(take),
-            self.out_stall.eq(main_valid & ~self.out_tready),
+            out_slice.i.valid.eq(s_runr & o.valid),
+            out_slice.i.payload.potential.eq(o.payload.potential),
+            out_slice.i.payload.last.eq(o.payload.last),
+            out_slice.o.ready.eq(self.out_tready),
+            self.out_tvalid.eq(out_slice.o.valid),
+            self.out_tdata.eq(out_slice.o.payload.potential),   # sign-extended to OUT_BITS
+            self.out_tlast.eq(out_slice.o.payload.last),
+            self.out_beat.eq(out_slice.o.valid & self.out_tready),
+            self.out_stall.eq(out_slice.o.valid & ~self.out_tready),
             # beats wait while the skid entry is taken, which only readout beats fill (and
             # it is empty again before an inference ends), so hidden beats never wait
-            o.ready.eq(~skid_valid),
+            o.ready.eq(out_slice.i.ready),
         ]
-        to_out = Signal()
-        m.d.comb += to_out.eq(s_runr & o_beat)
-        with m.If(skid_valid):
-            with m.If(take):
-                m.d.sync += [main_pot.eq(skid_pot), main_last.eq(skid_last), skid_valid.eq(0)]
-        with m.Elif(to_out):
-            with m.If(main_valid & ~self.out_tready):
-                m.d.sync += [skid_valid.eq(1), skid_pot.eq(o.payload.potential),
-                             skid_last.eq(o.payload.last)]
-            with m.Else():
-                m.d.sync += [main_valid.eq(1), main_pot.eq(o.payload.potential),
-                             main_last.eq(o.payload.last)]
-        with m.Elif(take):
-            m.d.sync += main_valid.eq(0)
 
         # end of a layer: its last beat; only readout beats can wait (the skid entry)
         end_h, end_r = Signal(), Signal()
@@ -392,7 +377,7 @@ class NetworkSequencer(wiring.Component):
         # it ends on `done` alone
         with m.If(end_r):
             m.d.sync += s_drain.eq(1)
-        with m.If(s_drain & main_valid & self.out_tready & ~skid_valid):
+        with m.If(s_drain & out_slice.o.valid & self.out_tready & out_slice.i.ready):
             # the readout's last beat was in the output slice and the sink takes it now
             m.d.comb += self.done.eq(1)
             m.d.sync += [busy.eq(0), s_runr.eq(0), s_drain.eq(0), last_layer.eq(0)]
