@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 JOBS   ?= 2
 
-.PHONY: all venv test test-fast soak demo report bench lint clean distclean
+.PHONY: all venv test test-train test-fast soak demo report bench lint clean distclean
 
 all: test
 
@@ -19,11 +19,17 @@ venv: $(STAMP)
 
 ## make test: the whole suite (golden model, Amaranth unit tests, cocotb + Verilator benches)
 test: $(STAMP)
-	$(PY) -m pytest -n $(JOBS) --dist loadgroup $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup -m "not train" $(PYTEST_ARGS)
+
+## make test-train: the tests that need the train extra (jax2onnx's patterns, retraining the
+## committed MNIST CNN and comparing it): they install JAX, so 'make test' leaves them out
+test-train: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[test,report,train]"
+	$(PY) -m pytest -m train $(PYTEST_ARGS)
 
 ## make test-fast: everything but the RTL benches
 test-fast: $(STAMP)
-	$(PY) -m pytest -n $(JOBS) -m "not rtl" $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(JOBS) -m "not rtl and not train" $(PYTEST_ARGS)
 
 ## make soak: the random-configuration RTL regression over many configurations, for a release
 ## (SOAK_CONFIGS=N, default 50; SPIKEPACK_SEED replays; build/soak/report.json and report.md),

@@ -5,7 +5,7 @@ See :class:`SpikePackNeuron`.
 
 from __future__ import annotations
 
-from amaranth import C, Cat, Module, Mux, Signal, signed
+from amaranth import C, Cat, Module, Mux, ResetSignal, Signal, signed
 
 from spikepack.sim.golden import signed_bits
 
@@ -78,6 +78,11 @@ class SpikePackNeuron(NeuronBase):
     operands (acc, addend, bias) pass a carry-save layer (one LUT per bit, which also restarts
     acc at -1) in front of a single carry chain. acc then holds the neuron (pending) until the
     decode register loads it, while it restarts with the next neuron's first beat.
+
+    **Reset**: the reset of the unit's clock domain (in the top, the core domain's registered
+    ``rst | SOFT_RESET``) restarts acc at -1 and abandons any neuron in flight. acc reads
+    ``ResetSignal()`` itself (see the comment at acc), so reset the unit through its domain:
+    an ``amaranth.hdl.ResetInserter`` around it would not reach acc.
 
     **Decode stage** (no membrane register, no multiplier, no level register): one W-bit
     register X (:attr:`decode_bits`) and the threshold theta. It loads X = acc, with a flag
@@ -254,10 +259,14 @@ class SpikePackNeuron(NeuronBase):
         # in one carry chain: a carry-save layer (one LUT per bit, like the restart multiplexer
         # it absorbs) in front of it, the carry in at the free bit 0 of the carry vector.
         N = self.accumulator_bits
-        # acc is reset (to -1, an ECP5 flip-flop's synchronous set): a reset, or the layer
-        # engine's soft reset, can cut a neuron short, and its partial sum must not become the
-        # start of the next neuron (only pending and the restart copies would be cleared)
-        acc = Signal(signed(N), init=-1)
+        # a reset (or the layer engine's soft reset) can cut a neuron short, and its partial sum
+        # must not become the start of the next neuron: the reset restarts acc at -1 like a
+        # load does. It is written into the restart condition, not as the register's reset, so
+        # that synthesis keeps ONE synchronous set (rst | load & ~a_valid, an ECP5 flip-flop's
+        # LSR) and the adder's sum goes straight into the flip-flop (as a register reset, a
+        # second set for load sat as a LUT between the carry chain and D: 255 -> 218 MHz)
+        acc = Signal(signed(N), init=-1, reset_less=True)
+        rst = ResetSignal()
         # copies of pending for the carry-save layer's 2N LUTs, half each (they differ from
         # pending and from each other in their reset, so that synthesis keeps them apart)
         restart = [Signal(name="restart_lo", reset_less=True), Signal(name="restart_hi", init=1)]
@@ -274,9 +283,9 @@ class SpikePackNeuron(NeuronBase):
             csa_sum.eq(csa_a ^ csa_b ^ csa_c),
             csa_carry.eq(Cat(a_carry, ((csa_a & csa_b) | (csa_a & csa_c) | (csa_b & csa_c))[:-1])),
         ]
-        with m.If(a_valid):
+        with m.If(a_valid & ~rst):
             m.d.sync += acc.eq(csa_sum + csa_carry)
-        with m.Elif(load):
+        with m.Elif(load | rst):
             m.d.sync += acc.eq(-1)
 
         # --- decode datapath ------------------------------------------------------------------

@@ -112,17 +112,23 @@ def elapsed(what: str, *, enabled: bool = True, stream=None):
         thread.start()
     else:
         print(f"{what} ...", file=stream, flush=True)
-    ok = False
+    end = "failed"
     try:
         yield
-        ok = True
+        end = "done"
+    except KeyboardInterrupt:
+        end = "interrupted"             # the command says so itself, in its one closing line
+        raise
     finally:
         stop.set()
         if thread:
             thread.join()
-        end = "done" if ok else "failed"
-        print(f"{chr(13) if live else ''}{what}: {end} in {time.perf_counter() - start:.1f} s   ",
-              file=stream, flush=True)
+        if end == "interrupted":
+            if live:                    # clear the live line
+                print("\r\033[K", end="", file=stream, flush=True)
+        else:
+            print(f"{chr(13) if live else ''}{what}: {end} in {time.perf_counter() - start:.1f} s   ",
+                  file=stream, flush=True)
 
 
 def _compiler_id() -> str:

@@ -537,10 +537,8 @@ def test_an_interrupted_build_is_rebuilt_not_reused(tmp_path, monkeypatch):
     deadline = time.monotonic() + 300
     log = None
     while time.monotonic() < deadline and proc.poll() is None:
-        logs = list(build_root.glob("sim/*/build.log" if engine == "cocotb"
-                                    else "native/spikepack_top-*/build.log"))
-        if logs and ("Entering directory" in logs[0].read_text(errors="replace")
-                     or engine == "native"):
+        logs = list(build_root.glob("sim/*/build.log"))
+        if logs and "Entering directory" in logs[0].read_text(errors="replace"):
             log = logs[0]                     # Verilator is done; make is compiling C++
             break
         time.sleep(0.1)
@@ -591,7 +589,9 @@ def test_ctrl_c_during_the_build_of_spikepack_run(files, tmp_path, engine):
     os.killpg(proc.pid, signal.SIGINT)
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 130, stderr
-    assert stderr == "spikepack run: interrupted\n"
+    # the build's progress line ("... ...") may stand before it; nothing else may
+    assert stderr.endswith("\nspikepack run: interrupted\n") and "Traceback" not in stderr, stderr
+    assert len(stderr.splitlines()) <= 2 and "failed" not in stderr, stderr
     assert not (log.parent / ".built").exists()
 
 

@@ -11,7 +11,7 @@ import random
 
 import numpy as np
 import pytest
-from amaranth import Module, Signal, ResetInserter
+from amaranth import ClockDomain, Module
 from amaranth.sim import Simulator
 
 from spikepack.hw.neuron_lif import LIFNeuron
@@ -43,9 +43,12 @@ def test_reset_mid_neuron_leaves_nothing(kind, params):
     print(f"seed {seed} (reproduce with SPIKEPACK_SEED={seed})")
     rng = np.random.default_rng(seed)
     unit = KINDS[kind](**params)
-    reset = Signal()
     m = Module()
-    m.submodules.unit = ResetInserter(reset)(unit)
+    # the reset of the unit's clock domain, as in the top (whose core domain's reset is the
+    # registered rst | SOFT_RESET); the SpikePack unit reads it to restart its accumulator
+    m.domains.sync = domain = ClockDomain("sync")
+    reset = domain.rst
+    m.submodules.unit = unit
     codec = PayloadCodec(unit.input_layout)
     out_codec = PayloadCodec(unit.output_layout)
     # the cut neurons: beats of random neurons of several groups, never their last beat

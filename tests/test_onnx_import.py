@@ -400,11 +400,11 @@ def test_sklearn_mlp_through_skl2onnx(tmp_path, digits_mlp, double):
 
 
 @pytest.mark.slow
+@pytest.mark.train
 def test_jax2onnx_patterns(tmp_path):
     """What jax2onnx emits for a Flax NNX network on NHWC input: an input Transpose, SAME
     padding, BatchNormalization, AveragePool, a Transpose before a ReLU, ReduceMean over H and
     W given as an input, Gemm, BatchNormalization on a vector, Dropout with a training input."""
-    pytest.importorskip("jax2onnx")
     import jax.numpy as jnp
     from flax import nnx
     from jax2onnx import to_onnx

@@ -84,9 +84,8 @@ def test_train_bad_usage(tmp_path, args, fragment):
 
 
 @pytest.mark.slow
+@pytest.mark.train
 def test_retraining_reproduces_committed_model(tmp_path, mnist):
-    for module in ("jax", "flax", "optax", "jax2onnx"):
-        pytest.importorskip(module)
     out = tmp_path / "mnist_cnn.onnx"
     r = _train("--dataset", "mnist", "--seed", "0", "-q", "-o", str(out))
     assert r.returncode == 0, r.stderr
