@@ -30,7 +30,6 @@ Checking happens in two phases, and every error is a subclass of :class:`Bitstre
 
 from __future__ import annotations
 
-import enum
 import math
 import zlib
 from dataclasses import dataclass, field
@@ -38,12 +37,16 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from spikepack.config import WORD_BITS, ConfigError, HardwareConfig
+from spikepack.config import DESCRIPTOR_LANES, WORD_BITS, ConfigError, HardwareConfig
+from spikepack.firmware.bitstream_format import (BITSTREAM_MAGIC, FORMAT_VERSION, HEADER_FIELDS,
+                                                 HEADER_WORDS, NEURON_CODES, PAYLOAD_OFFSET,
+                                                 SECTION_ENTRY_WORDS, SECTION_NAMES, TABLE_WORDS,
+                                                 ErrorCode, load_error_table)
 from spikepack.firmware.layout import (LayerDescriptor, LayoutError, NetworkImage,
                                        layout_network, unpack_network, words_to_lanes)
 
 __all__ = [
-    "MAGIC", "FORMAT_VERSION", "HEADER_FIELDS", "HEADER_WORDS", "SECTION_NAMES",
+    "BITSTREAM_MAGIC", "FORMAT_VERSION", "HEADER_FIELDS", "HEADER_WORDS", "SECTION_NAMES",
     "SECTION_ENTRY_WORDS", "TABLE_WORDS", "PAYLOAD_OFFSET", "NEURON_CODES", "ErrorCode",
     "load_error_table",
     "BitstreamError", "BadMagic", "UnknownVersion", "SignatureMismatch", "BadHeader",
@@ -53,81 +56,10 @@ __all__ = [
     "loader_outcome", "ignored_bits", "ignored_stream_bits", "words_of", "bytes_of",
 ]
 
-#: ``b"SPKB"`` read as a little-endian word.
-MAGIC = int.from_bytes(b"SPKB", "little")
-FORMAT_VERSION = 1
-HEADER_FIELDS = ("magic", "version", "signature", "total_words", "timesteps", "tau_shift",
-                 "weight_bits", "neuron", "layer_count", "rows", "cols", "rows_per_word",
-                 "bias_bits", "threshold_bits", "section_count")
-HEADER_WORDS = len(HEADER_FIELDS)
-#: Section types, in stream order; equal to ``spikepack.hw.memories.MEMORY_NAMES`` (the type is
-#: the memory's ``wr_mem`` index).
-SECTION_NAMES = ("descriptor", "weight", "bias", "threshold")
-SECTION_ENTRY_WORDS = 3
-TABLE_WORDS = SECTION_ENTRY_WORDS * len(SECTION_NAMES)
-#: Index of the first payload word.
-PAYLOAD_OFFSET = HEADER_WORDS + TABLE_WORDS
-NEURON_CODES = {"spikepack": 0, "lif": 1}
 _NEURON_NAMES = {v: k for k, v in NEURON_CODES.items()}
 _WORD_MASK = (1 << WORD_BITS) - 1
-_DESCRIPTOR_LANES = 4
+_DESCRIPTOR_LANES = DESCRIPTOR_LANES
 _DEFAULT = object()
-
-
-class ErrorCode(enum.IntEnum):
-    """The loader's error register (and :attr:`BitstreamError.code`). The loader reports the
-    first fault in stream order; a good load reports ``NONE``. :attr:`meaning` says when each
-    is reported (the manifest's ``load_errors`` table and ``docs/registers.md`` show it)."""
-    NONE = 0
-    BAD_MAGIC = 1
-    BAD_VERSION = 2
-    BAD_SIGNATURE = 3
-    BAD_HEADER = 4
-    BAD_SECTION = 5
-    BAD_LENGTH = 6
-    TOO_LARGE = 7
-    BAD_DESCRIPTOR = 8
-    CRC_MISMATCH = 9
-    TRUNCATED = 10
-    EXTRA_WORDS = 11
-
-    @property
-    def meaning(self) -> str:
-        return _ERROR_MEANINGS[self]
-
-
-_ERROR_MEANINGS = {
-    ErrorCode.NONE: "the last stream loaded and was committed",
-    ErrorCode.BAD_MAGIC: "word 0 is not the magic \"SPKB\" (0x424B5053)",
-    ErrorCode.BAD_VERSION: "the format version (word 1) is not 1",
-    ErrorCode.BAD_SIGNATURE: "the signature (word 2) is not this hardware's: packed for another "
-                             "configuration",
-    ErrorCode.BAD_HEADER: "T, tau_shift, weight_bits, neuron kind, rows, cols, rows_per_word, "
-                          "bias_bits or threshold_bits differ from the hardware's",
-    ErrorCode.BAD_SECTION: "the section count is not 4, a section type is not its position, or "
-                           "a lane count is not the hardware's",
-    ErrorCode.BAD_LENGTH: "a length is zero or inconsistent: layer count 0, descriptor words "
-                          "not the layer count, empty weight or bias section, threshold words "
-                          "not the bias words, total_words not the table's sum",
-    ErrorCode.TOO_LARGE: "the network does not fit: more layers than max_layers, a weight or "
-                         "bias section deeper than its memory, a fan-in above max_fan_in or a "
-                         "neuron count above max_neurons",
-    ErrorCode.BAD_DESCRIPTOR: "a layer descriptor is malformed: fan-in or neurons 0, a fan-in "
-                              "that is not the previous layer's neurons, a weight or column "
-                              "base outside its section, flags not 1 on the last layer and 0 "
-                              "elsewhere",
-    ErrorCode.CRC_MISMATCH: "the final word is not the CRC-32 of the words before it",
-    ErrorCode.TRUNCATED: "TLAST (end of data) came before the CRC word",
-    ErrorCode.EXTRA_WORDS: "the CRC word matched but TLAST was not on it (words follow it)",
-}
-assert set(_ERROR_MEANINGS) == set(ErrorCode)
-
-
-def load_error_table() -> list[dict]:
-    """The LOAD_ERROR codes as rows ``{"value", "name", "meaning"}`` (for the manifest and the
-    register documentation)."""
-    return [{"value": int(code), "name": code.name, "meaning": code.meaning}
-            for code in ErrorCode]
 
 
 class BitstreamError(ValueError):
@@ -243,10 +175,10 @@ def pack_network(layers: Sequence, config: HardwareConfig) -> bytes:
         image = layout_network(layers, config)
     except LayoutError as e:
         raise LayerTooLarge(f"the network does not fit this hardware: {e}", code=None) from None
-    return pack_image(image, config)
+    return pack_memory_image(image, config)
 
 
-def pack_image(image: NetworkImage, config: HardwareConfig) -> bytes:
+def pack_memory_image(image: NetworkImage, config: HardwareConfig) -> bytes:
     """Pack an already laid-out :class:`NetworkImage` (no checks beyond the format's)."""
     config = _check_config(config)
     specs = config.memories
@@ -260,7 +192,7 @@ def pack_image(image: NetworkImage, config: HardwareConfig) -> bytes:
         payload += data.ravel().tolist()
     total = PAYLOAD_OFFSET + len(payload) + 1
     header = {
-        "magic": MAGIC, "version": FORMAT_VERSION, "signature": config.signature,
+        "magic": BITSTREAM_MAGIC, "version": FORMAT_VERSION, "signature": config.signature,
         "total_words": total, "timesteps": config.timesteps, "tau_shift": config.tau_shift,
         "weight_bits": config.weight_bits, "neuron": NEURON_CODES[config.neuron],
         "layer_count": image.layer_count, "rows": config.rows, "cols": config.cols,
@@ -421,9 +353,9 @@ class _Scanner:
         self.header[name] = w
         c = self.config
         if name == "magic":
-            if w != MAGIC:
+            if w != BITSTREAM_MAGIC:
                 raise BadMagic(f"not a SpikePack bitstream: word 0 is 0x{w:08x}, the magic is "
-                               f"0x{MAGIC:08x} (b'SPKB')", word=i)
+                               f"0x{BITSTREAM_MAGIC:08x} (b'SPKB')", word=i)
         elif name == "version":
             if w != FORMAT_VERSION:
                 raise UnknownVersion(f"unknown bitstream format version {w}; this reader and the "

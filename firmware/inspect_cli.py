@@ -37,7 +37,7 @@ def describe(data: bytes, config=None) -> tuple[str, bool]:
         value = words[index]
         note = ""
         if name == "magic":
-            note = ' ("SPKB")' if value == bs.MAGIC else " (not a SpikePack bitstream)"
+            note = ' ("SPKB")' if value == bs.BITSTREAM_MAGIC else " (not a SpikePack bitstream)"
         elif name == "neuron":
             note = {v: f" ({k})" for k, v in bs.NEURON_CODES.items()}.get(value, " (unknown)")
         elif name == "signature" and config is not None:

@@ -26,13 +26,19 @@ from typing import Sequence
 
 import numpy as np
 
-from spikepack.config import WORD_BITS, HardwareConfig
+from spikepack.config import DESCRIPTOR_LANES, WORD_BITS, HardwareConfig
 
-__all__ = ["LayoutError", "LayerDescriptor", "NetworkImage", "layout_network", "unpack_network",
-           "words_to_lanes", "lanes_to_words"]
+__all__ = ["LayoutError", "LayerDescriptor", "DESCRIPTOR_FIELDS", "NetworkImage",
+           "layout_network", "unpack_network", "words_to_lanes", "lanes_to_words"]
 
 LANE_MASK = (1 << WORD_BITS) - 1
 READOUT_FLAG = 1
+#: The fields of a descriptor word (``DESCRIPTOR_LANES`` 32-bit lanes, lane 0 in the low bits)
+#: as ``name: (bit offset, width)``: what the packer writes and the sequencer reads.
+DESCRIPTOR_FIELDS = {"fan_in": (0, 16), "neurons": (16, 16), "weight_base": (WORD_BITS, WORD_BITS),
+                     "column_base": (2 * WORD_BITS, WORD_BITS),
+                     "readout": (3 * WORD_BITS + READOUT_FLAG.bit_length() - 1, 1)}
+assert max(o + w for o, w in DESCRIPTOR_FIELDS.values()) <= DESCRIPTOR_LANES * WORD_BITS
 
 
 class LayoutError(ValueError):
@@ -48,13 +54,16 @@ class LayerDescriptor:
     readout: bool
 
     def to_lanes(self) -> list[int]:
-        return [self.fan_in | (self.neurons << 16), self.weight_base, self.column_base,
-                READOUT_FLAG if self.readout else 0]
+        word = sum(int(getattr(self, name)) << offset
+                   for name, (offset, _) in DESCRIPTOR_FIELDS.items())
+        return [(word >> (WORD_BITS * lane)) & LANE_MASK for lane in range(DESCRIPTOR_LANES)]
 
     @classmethod
     def from_lanes(cls, lanes: Sequence[int]) -> "LayerDescriptor":
-        return cls(fan_in=lanes[0] & 0xFFFF, neurons=lanes[0] >> 16, weight_base=lanes[1],
-                   column_base=lanes[2], readout=bool(lanes[3] & READOUT_FLAG))
+        word = sum(int(v) << (WORD_BITS * lane) for lane, v in enumerate(lanes))
+        fields = {name: (word >> offset) & ((1 << width) - 1)
+                  for name, (offset, width) in DESCRIPTOR_FIELDS.items()}
+        return cls(**{**fields, "readout": bool(fields["readout"])})
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from typing import Any, Mapping, Sequence, Union
 
 import numpy as np
 
+from spikepack import limits
 from spikepack.sim import golden
 from spikepack.sim.golden import (INT64_LIMIT, MAX_T, TAU_SHIFTS, decode_serial, packed_max,
                                   run_network, signed_bits, unsigned_bits)
@@ -56,11 +57,11 @@ READ_VERSIONS = (1, 2)
 #: Largest kernel size, stride or padding the format holds.
 MAX_GEOMETRY = 1 << 16
 #: Widest signed bias the format holds (the widest the hardware generator accepts).
-MAX_BIAS_BITS = 32
+MAX_BIAS_BITS = limits.BIAS_BITS[1]
 #: Widest unsigned threshold the format holds (the widest the hardware generator accepts).
-MAX_THRESHOLD_BITS = 32
-NEURONS = ("spikepack", "lif")
-MIN_WEIGHT_BITS, MAX_WEIGHT_BITS = 2, 16
+MAX_THRESHOLD_BITS = limits.THRESHOLD_BITS[1]
+NEURONS = limits.NEURON_KINDS
+MIN_WEIGHT_BITS, MAX_WEIGHT_BITS = limits.WEIGHT_BITS
 #: A fixed zip timestamp (the earliest zip can store), so that files are reproducible.
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 

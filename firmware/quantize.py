@@ -41,7 +41,8 @@ from spikepack.firmware.graph import (FloatConv, FloatDense, FloatMaxPool, Float
                                       GraphError)
 from spikepack.firmware.model import (MAX_BIAS_BITS, MAX_THRESHOLD_BITS, NEURONS, ConvLayer,
                                       InputEncoding, Layer, MaxPoolLayer, SpikePackModel)
-from spikepack.sim.golden import INT64_LIMIT, MAX_T, TAU_SHIFTS, packed_max
+from spikepack.limits import TAU_SHIFTS, TIMESTEPS, WEIGHT_BITS
+from spikepack.sim.golden import INT64_LIMIT, packed_max
 
 __all__ = ["DEFAULT_PERCENTILE", "DEFAULT_BIAS_BITS", "DEFAULT_THRESHOLD_BITS", "QuantizeError",
            "check_options", "quantize", "quantize_layer", "calibration_levels", "float_activations",
@@ -108,7 +109,7 @@ def check_options(*, timesteps, tau_shift, weight_bits, neuron="spikepack",
     :class:`QuantizeError` lists the options at fault in ``options``."""
     def is_int(v):
         return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-    checks = (("timesteps", timesteps, 1, MAX_T), ("weight_bits", weight_bits, 2, 16),
+    checks = (("timesteps", timesteps, *TIMESTEPS), ("weight_bits", weight_bits, *WEIGHT_BITS),
               ("bias_bits", bias_bits, 2, MAX_BIAS_BITS),
               ("threshold_bits", threshold_bits, 1, MAX_THRESHOLD_BITS),
               ("x_max", x_max, 1, 1 << 20))

@@ -16,13 +16,13 @@ from typing import Any
 
 from spikepack.config import ConfigError, HardwareConfig
 from spikepack.fileio import write_files
+from spikepack.hw.verilog import TOP_NAME
 
 __all__ = ["MANIFEST_FORMAT", "MANIFEST_VERSION", "TOP_NAME", "ManifestError",
            "generate_accelerator", "load_manifest", "top_ports"]
 
 MANIFEST_FORMAT = "spikepack-manifest"
 MANIFEST_VERSION = 1
-TOP_NAME = "spikepack_top"
 
 
 class ManifestError(ValueError):
@@ -46,7 +46,7 @@ def top_ports(component) -> list[dict[str, Any]]:
 
 def build_manifest(config: HardwareConfig, top) -> dict[str, Any]:
     from spikepack.firmware.bitstream import load_error_table
-    from spikepack.hw.registers import out_bits, register_map
+    from spikepack.hw.registers import register_map
     mems = config.memories
     return {
         "format": MANIFEST_FORMAT,
@@ -62,8 +62,8 @@ def build_manifest(config: HardwareConfig, top) -> dict[str, Any]:
             "words_per_tile": config.words_per_tile,
             "activation_depth": config.activation_depth,
             "column_tiles_max": config.column_tiles_max,
-            "inputs_per_beat": 32 // config.timesteps,
-            "output_bits": out_bits(config),
+            "inputs_per_beat": config.input_words_per_beat,
+            "output_bits": config.out_bits,
         },
         "memories": {name: {"lanes": s.lanes, "word_bits": s.word_bits, "depth_per_bank": s.depth,
                             "banks": 2} for name, s in mems.items()},
@@ -82,7 +82,7 @@ def generate_accelerator(config: HardwareConfig, out_dir: str | Path) -> dict[st
     leaves ``out_dir`` as it was.
     """
     from spikepack.hw.top import SpikePackTop
-    from spikepack.sim.runner import to_verilog
+    from spikepack.hw.verilog import to_verilog
 
     if not isinstance(config, HardwareConfig):
         raise TypeError(f"config must be a HardwareConfig, not {type(config).__name__}")

@@ -106,12 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module, text) in COMMANDS.items():
         p = sub.add_parser(name, help=text, description=text)
         p.set_defaults(_module=module)
-        try:
-            importlib.import_module(module).add_arguments(p)
-        except ModuleNotFoundError as e:
-            if e.name != module:
-                raise
-            p.set_defaults(_missing=True)
+        importlib.import_module(module).add_arguments(p)
     return parser
 
 
@@ -185,8 +180,6 @@ def main(argv: list[str] | None = None) -> int:
             except SystemExit as e:                       # --help, --version, usage errors
                 return e.code if isinstance(e.code, int) else EXIT_USAGE
             prefix = f"spikepack {args.command}"
-            if getattr(args, "_missing", False):
-                raise CommandError("not built into this version")
             return int(importlib.import_module(args._module).main(args) or 0)
     except KeyboardInterrupt:
         print(f"{prefix}: interrupted", file=sys.stderr)

@@ -19,15 +19,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spikepack.sim.golden import TAU_SHIFTS, MAX_T, Widths, layer_widths
+from spikepack import limits
+from spikepack.limits import NEURON_KINDS, PE_MODES, WORD_BITS
+from spikepack.sim.golden import Widths, layer_widths
 
-__all__ = ["ConfigError", "HardwareConfig", "MemorySpec", "WORD_BITS", "load_config"]
+__all__ = ["ConfigError", "HardwareConfig", "MemorySpec", "WORD_BITS", "DESCRIPTOR_LANES",
+           "NEURON_CODES", "PE_MODE_CODES", "input_words_per_beat", "load_config"]
 
-#: Bitstream and loader word size, and the write granularity (lane) of every wide memory.
-WORD_BITS = 32
+#: 32-bit lanes of one layer descriptor word (``spikepack.firmware.layout.LayerDescriptor``).
+DESCRIPTOR_LANES = 4
+#: Codes of the neuron kinds and PE modes in the bitstream header and the ARRAY register.
+NEURON_CODES = {"spikepack": 0, "lif": 1}
+PE_MODE_CODES = {"serial": 0, "packed": 1}
 
-NEURON_KINDS = ("spikepack", "lif")
-PE_MODES = ("serial", "packed")
+
+def input_words_per_beat(timesteps: int) -> int:
+    """K: T-bit spike words per 32-bit ``s_axis_in`` beat (input i in beat i // K at bits
+    (i % K)*T .. +T-1): the one definition of the input stream's packing."""
+    return WORD_BITS // timesteps
 
 
 class ConfigError(ValueError):
@@ -53,11 +62,8 @@ class MemorySpec:
         return max(1, (self.depth - 1).bit_length())
 
 
-def _check_int(name: str, value: Any, lo: int, hi: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ConfigError(f"{name} must be an integer, not {type(value).__name__} ({value!r})")
-    if not lo <= value <= hi:
-        raise ConfigError(f"{name} must be between {lo} and {hi}, not {value}")
+def _check_int(name: str, value: Any, lo, hi: int | None = None) -> None:
+    limits.check_int(name, value, lo, hi, error=ConfigError)
 
 
 def _pow2(name: str, value: int) -> None:
@@ -72,6 +78,7 @@ class HardwareConfig:
     rows, cols        array height R (inputs per tile) and width C (outputs per tile = neuron
                       units); powers of two.
     timesteps         T, time steps per inference window (1..16).
+    (Every range is in :mod:`spikepack.limits`.)
     tau_shift         k, tau = 2**k (1, 2 or 3).
     weight_bits       signed weight width b_w (2..16).
     bias_bits         signed bias width.
@@ -102,28 +109,24 @@ class HardwareConfig:
     weight_rows_per_word: int = 0
 
     def __post_init__(self):
-        _check_int("rows", self.rows, 1, 64)
-        _check_int("cols", self.cols, 1, 64)
+        _check_int("rows", self.rows, limits.ARRAY_SIZE)
+        _check_int("cols", self.cols, limits.ARRAY_SIZE)
         _pow2("rows", self.rows)
         _pow2("cols", self.cols)
-        _check_int("timesteps", self.timesteps, 1, MAX_T)
-        if (not isinstance(self.tau_shift, int) or isinstance(self.tau_shift, bool)
-                or self.tau_shift not in TAU_SHIFTS):   # 1.0 == 1 would pass a bare `in`
-            raise ConfigError(f"tau_shift must be one of {TAU_SHIFTS}, not {self.tau_shift!r}")
-        _check_int("weight_bits", self.weight_bits, 2, 16)
-        _check_int("bias_bits", self.bias_bits, 2, 32)
-        _check_int("threshold_bits", self.threshold_bits, 1, 32)
-        if self.neuron not in NEURON_KINDS:
-            raise ConfigError(f"neuron must be one of {NEURON_KINDS}, not {self.neuron!r}")
-        if self.pe_mode not in PE_MODES:
-            raise ConfigError(f"pe_mode must be one of {PE_MODES}, not {self.pe_mode!r}")
+        _check_int("timesteps", self.timesteps, limits.TIMESTEPS)
+        limits.check_choice("tau_shift", self.tau_shift, limits.TAU_SHIFTS, error=ConfigError)
+        _check_int("weight_bits", self.weight_bits, limits.WEIGHT_BITS)
+        _check_int("bias_bits", self.bias_bits, limits.BIAS_BITS)
+        _check_int("threshold_bits", self.threshold_bits, limits.THRESHOLD_BITS)
+        limits.check_choice("neuron", self.neuron, NEURON_KINDS, error=ConfigError)
+        limits.check_choice("pe_mode", self.pe_mode, PE_MODES, error=ConfigError)
         if self.pe_mode == "packed" and self.neuron == "lif":
             raise ConfigError("pe_mode 'packed' computes packed potentials, which LIF cannot use: "
                               "choose neuron 'spikepack' or pe_mode 'serial'")
-        _check_int("max_fan_in", self.max_fan_in, 1, 1 << 16)
-        _check_int("max_neurons", self.max_neurons, 1, 1 << 16)
-        _check_int("max_layers", self.max_layers, 1, 256)
-        _check_int("weight_depth", self.weight_depth, 1, 1 << 20)
+        _check_int("max_fan_in", self.max_fan_in, limits.MAX_FAN_IN)
+        _check_int("max_neurons", self.max_neurons, limits.MAX_NEURONS)
+        _check_int("max_layers", self.max_layers, limits.MAX_LAYERS)
+        _check_int("weight_depth", self.weight_depth, limits.WEIGHT_DEPTH)
         _check_int("weight_rows_per_word", self.weight_rows_per_word, 0, self.rows)
         if self.weight_rows_per_word and self.rows % self.weight_rows_per_word:
             raise ConfigError(f"weight_rows_per_word ({self.weight_rows_per_word}) must divide "
@@ -161,6 +164,23 @@ class HardwareConfig:
         return self.max_layers * math.ceil(self.max_neurons / self.cols)
 
     @property
+    def act_addr_bits(self) -> int:
+        """Width of an activation buffer's entry address."""
+        return max(1, (self.activation_depth - 1).bit_length())
+
+    @property
+    def input_words_per_beat(self) -> int:
+        """K: spike words per 32-bit ``s_axis_in`` beat (input i in beat i // K at bits
+        (i % K)*T .. +T-1)."""
+        return input_words_per_beat(self.timesteps)
+
+    @property
+    def out_bits(self) -> int:
+        """OUT_BITS: width of an ``m_axis_out`` beat (the readout potential, sign-extended to
+        whole 32-bit words)."""
+        return WORD_BITS * -(-self.widths.potential // WORD_BITS)
+
+    @property
     def activation_depth(self) -> int:
         """Entries of R spike words in one activation buffer."""
         return math.ceil(max(self.max_fan_in, self.max_neurons) / self.rows)
@@ -169,7 +189,7 @@ class HardwareConfig:
     def memories(self) -> dict[str, MemorySpec]:
         lanes = lambda bits: math.ceil(bits / WORD_BITS)
         return {
-            "descriptor": MemorySpec("descriptor", 4, self.max_layers),
+            "descriptor": MemorySpec("descriptor", DESCRIPTOR_LANES, self.max_layers),
             "weight": MemorySpec("weight", lanes(self.rows_per_word * self.cols * self.weight_bits),
                                  self.weight_depth),
             "bias": MemorySpec("bias", lanes(self.cols * self.bias_bits), self.column_tiles_max),

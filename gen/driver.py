@@ -41,12 +41,14 @@ from typing import Any, Generator
 
 import numpy as np
 
+from spikepack.hw.registers import ID_MAGIC
+
 __all__ = ["Read", "Write", "Send", "Receive", "Pause", "DriverError", "LoadError", "Protocol",
            "Driver", "AsyncDriver", "CocotbBus", "MmapBus", "MmapDmaBus", "AxiDmaMmap", "PynqBus",
            "STREAMS", "MAGIC"]
 
-#: The ID register's value, ASCII "SPK1" (``spikepack.hw.registers.MAGIC``).
-MAGIC = 0x53504B31
+#: The ID register's value, ASCII "SPK1" (the register table's ``ID_MAGIC``).
+MAGIC = ID_MAGIC
 #: Stream names of the bus and the ports they stand for.
 STREAMS = {"load": "s_axis_load", "in": "s_axis_in", "out": "m_axis_out"}
 

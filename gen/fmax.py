@@ -17,7 +17,7 @@ import re
 import sys
 from pathlib import Path
 
-from spikepack.report import CONFIGS, TARGETS, _pnr, blocks
+from spikepack.report import CONFIGS, TARGETS, blocks, place_and_route
 from spikepack.synth import synthesize_component
 
 __all__ = ["block_fmax", "critical_path"]
@@ -45,7 +45,7 @@ def block_fmax(config_name: str, block: str, *, freq: float = TARGETS["fmax_mhz"
         raise ValueError(f"unknown block {block!r}; known: {sorted(table)}")
     work = Path(out) / config_name / block
     res = synthesize_component(table[block][0](), block, family="ecp5", keep_dir=work)
-    pnr = _pnr(work / "netlist.json", work, freq, seed=seed)
+    pnr = place_and_route(work / "netlist.json", work, freq, seed=seed)
     log = work / "nextpnr.log"
     pnr["path"] = critical_path(log.read_text(errors="replace")) if log.exists() else []
     pnr["resources"] = res.as_row()

@@ -17,6 +17,7 @@ import subprocess
 from pathlib import Path
 
 from spikepack.fileio import check_directory, os_error_reason, write_files
+from spikepack.hw.verilog import LINT_WAIVERS, fields_of
 
 __all__ = ["NEURON_TOPS", "generate_neuron", "neuron_manifest", "lint_verilog", "LINT_WAIVERS",
            "add_arguments", "main"]
@@ -24,22 +25,8 @@ __all__ = ["NEURON_TOPS", "generate_neuron", "neuron_manifest", "lint_verilog", 
 #: Verilog module name of each neuron kind.
 NEURON_TOPS = {"spikepack": "spikepack_neuron", "lif": "lif_neuron"}
 
-#: Verilator waivers for Amaranth output (each with its reason).
-LINT_WAIVERS = Path(__file__).resolve().parent.parent / "hw" / "lint.vlt"
-
-
-def _neuron_class(kind: str):
-    if kind == "spikepack":
-        from spikepack.hw.neuron_spikepack import SpikePackNeuron
-        return SpikePackNeuron
-    if kind == "lif":
-        from spikepack.hw.neuron_lif import LIFNeuron
-        return LIFNeuron
-    raise ValueError(f"kind must be 'spikepack' or 'lif', not {kind!r}")
-
 
 def _layout_json(layout) -> dict:
-    from spikepack.sim.benches.streams import fields_of
     return {name: {"offset": o, "width": w, "signed": s} for name, (o, w, s) in fields_of(layout).items()}
 
 
@@ -69,9 +56,12 @@ def generate_neuron(kind: str, out_dir, *, top: str | None = None, **params) -> 
     ("spikepack" | "lif") with the unit parameters ``params`` (timesteps, tau_shift,
     weight_bits, fan_in, rows, bias_bits, threshold_bits, input_mode). Returns the manifest with
     the two paths added."""
-    from spikepack.sim.runner import to_verilog
+    from spikepack.hw.verilog import to_verilog
+    from spikepack.hw.neuron_common import neuron_class
     top = top or NEURON_TOPS.get(kind, "neuron")
-    unit = _neuron_class(kind)(**params)
+    cls = neuron_class(kind)
+    cls.check(**params)         # before a unit exists: a refused one is never built
+    unit = cls(**params)
     out_dir = Path(out_dir)
     manifest = neuron_manifest(unit, top)
     verilog_path, json_path = write_files(out_dir, {        # all or nothing, manifest last

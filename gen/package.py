@@ -45,14 +45,15 @@ import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+# the Verilator waivers for Amaranth's output (each with its reason), shipped with the IP for lint
+from spikepack.hw.verilog import LINT_WAIVERS
+
 __all__ = ["BOARDS", "FLAVOURS", "PackageError", "rename_modules", "interfaces", "wrapper_verilog",
            "component_xml", "clock_xdc", "ooc_tcl", "package_ip_tcl", "block_design_tcl",
            "c_header", "fusesoc_core", "package", "add_arguments", "main"]
 
 FLAVOURS = ("ipi", "plain")
 VENDOR, LIBRARY, VERSION = "spikepack.org", "user", "1.0"
-#: Verilator waivers for Amaranth's output (each with its reason), shipped with the IP for lint
-LINT_WAIVERS = Path(__file__).resolve().parent.parent / "hw" / "lint.vlt"
 
 #: Boards with a block design: the part, Vivado's board part and the processing system's ports.
 #: Another Zynq UltraScale+ board is one more entry (its board part from Vivado's board store).

@@ -310,7 +310,7 @@ def carry8_count(netlist: dict) -> int:
 
 def synthesize_component(component, top: str, *, family: str = "xcup", keep_dir=None) -> Resources:
     """Convert an Amaranth component to Verilog and :func:`synthesize` it."""
-    from spikepack.sim.runner import to_verilog
+    from spikepack.hw.verilog import to_verilog
     return synthesize(to_verilog(component, top), top, family=family, keep_dir=keep_dir)
 
 

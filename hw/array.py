@@ -60,7 +60,9 @@ from amaranth import Cat, Module, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from spikepack.sim.golden import MAX_T, TAU_SHIFTS, packed_max, signed_bits
+from spikepack import limits
+from spikepack.limits import check_int
+from spikepack.sim.golden import packed_max, signed_bits
 
 from .pe import PE_MODES, ProcessingElement
 
@@ -71,9 +73,12 @@ __all__ = ["SpikeArray", "LoadSchedule", "load_schedule", "row_bits", "packed_va
 class LoadSchedule:
     """When the weight words of a tile are read, relative to the tile periods.
 
-    ``period`` P = max(T, R/g) cycles per tile. Group q's word is read (memory address issued)
-    at offset q of period m, for the tile ``m + advance[q]`` (it is launched into the array one
-    cycle later, when the 1-cycle synchronous read returns it). ``advance`` is 1 or 2 for the
+    ``period`` P = max(T, R/g) cycles per tile. Group q's word is scheduled at offset q of period
+    m, for the tile ``m + advance[q]``, and launched into the array one cycle later, counted in
+    the planes' time: the offsets are those of the planes as the array sees them. (The layer
+    engine issues the memory read that many cycles earlier: the memories' read latency of 2
+    and the engine's entry register delay the planes and the weight words alike, so only the
+    distance between a plane and a launch matters.) ``advance`` is 1 or 2 for the
     first groups and decreases (possibly below 0) for later ones, because the skew makes row
     q*g swap q*g cycles after row 0. ``warmup`` = max(advance) periods precede the first plane,
     ``tail`` = max(0, -min(advance)) periods of reads follow the last one.
@@ -92,8 +97,9 @@ class LoadSchedule:
 
 def load_schedule(*, rows: int, rows_per_word: int, beats: int) -> LoadSchedule:
     """The weight-read schedule for an array of ``rows`` rows, g = ``rows_per_word`` rows per
-    word and ``beats`` planes per tile (T). Derivation (``docs/array.md``): a read at offset q of
-    period m launches at s_m + q + 1 and writes row q*g + rr at s_m + q + 1 + rr; that must lie
+    word and ``beats`` planes per tile (T). Derivation (``docs/array.md``): the word of offset q
+    of period m launches at s_m + q + 1 (plane time) and writes row q*g + rr at
+    s_m + q + 1 + rr; that must lie
     in [s_(k-1) + r, s_k + r - 1] for tile k = m + d, which gives
     d = 1 + floor((1 - q*(g - 1)) / P)."""
     if rows % rows_per_word:
@@ -124,14 +130,8 @@ class SpikeArray(wiring.Component):
                  timesteps: int | None = None, tau_shift: int | None = None,
                  plane_gated: bool = False):
         if not isinstance(plane_gated, bool):
-            self._MustUse__silence = True
             raise TypeError(f"plane_gated must be a bool, not {type(plane_gated).__name__}")
-        try:
-            self._check(rows, cols, weight_bits, rows_per_word, tag_bits, mode, timesteps,
-                        tau_shift)
-        except Exception:
-            self._MustUse__silence = True
-            raise
+        self._check(rows, cols, weight_bits, rows_per_word, tag_bits, mode, timesteps, tau_shift)
         self._mode = mode
         self._timesteps, self._tau_shift = timesteps, tau_shift
         self._scale = packed_max(timesteps, tau_shift) if mode == "packed" else 1
@@ -139,10 +139,8 @@ class SpikeArray(wiring.Component):
         if current_bits is None:
             current_bits = full
         if not isinstance(current_bits, int) or isinstance(current_bits, bool):
-            self._MustUse__silence = True
             raise TypeError(f"current_bits must be an integer, not {type(current_bits).__name__}")
         if not weight_bits <= current_bits <= 64:
-            self._MustUse__silence = True
             raise ValueError(f"current_bits must be between weight_bits ({weight_bits}) and 64, "
                              f"not {current_bits}")
         self._rows, self._cols = rows, cols
@@ -170,18 +168,15 @@ class SpikeArray(wiring.Component):
 
     @staticmethod
     def _check(rows, cols, weight_bits, rows_per_word, tag_bits, mode, timesteps, tau_shift):
-        for name, value, lo, hi in (("rows", rows, 1, 64), ("cols", cols, 1, 64),
-                                    ("weight_bits", weight_bits, 2, 16),
-                                    ("rows_per_word", rows_per_word, 1, 64),
-                                    ("tag_bits", tag_bits, 0, 64)):
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise TypeError(f"{name} must be an integer, not {type(value).__name__}")
-            if not lo <= value <= hi:
-                raise ValueError(f"{name} must be between {lo} and {hi}, not {value}")
+        for name, value, limit in (("rows", rows, limits.ARRAY_SIZE),
+                                   ("cols", cols, limits.ARRAY_SIZE),
+                                   ("weight_bits", weight_bits, limits.WEIGHT_BITS),
+                                   ("rows_per_word", rows_per_word, limits.ARRAY_SIZE),
+                                   ("tag_bits", tag_bits, (0, 64))):
+            check_int(name, value, limit)
         if rows % rows_per_word:
             raise ValueError(f"rows_per_word ({rows_per_word}) must divide rows ({rows})")
-        if not isinstance(mode, str) or mode not in PE_MODES:
-            raise ValueError(f"mode must be one of {PE_MODES}, not {mode!r}")
+        limits.check_choice("mode", mode, PE_MODES)
         if mode == "serial":
             if timesteps is not None or tau_shift is not None:
                 raise ValueError("timesteps and tau_shift are packed-mode parameters (a serial "
@@ -190,12 +185,10 @@ class SpikeArray(wiring.Component):
         for name, value in (("timesteps", timesteps), ("tau_shift", tau_shift)):
             if value is None:
                 raise TypeError(f"mode 'packed' needs {name}")
-            if not isinstance(value, int) or isinstance(value, bool):
+            if not limits.is_int(value):
                 raise TypeError(f"{name} must be an integer, not {type(value).__name__}")
-        if not 1 <= timesteps <= MAX_T:
-            raise ValueError(f"timesteps must be between 1 and {MAX_T}, not {timesteps}")
-        if tau_shift not in TAU_SHIFTS:
-            raise ValueError(f"tau_shift must be one of {TAU_SHIFTS}, not {tau_shift}")
+        check_int("timesteps", timesteps, limits.TIMESTEPS)
+        limits.check_choice("tau_shift", tau_shift, limits.TAU_SHIFTS)
 
     @classmethod
     def from_config(cls, config, *, tag_bits: int = 0, plane_gated: bool = False) -> "SpikeArray":

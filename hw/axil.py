@@ -1,8 +1,9 @@
 """A small AXI4-Lite slave: the bus handshakes, turned into single-cycle register strobes.
 
-:class:`AXI4LiteSlave` speaks AXI4-Lite on flat members named as in the AMBA specification
-(``awaddr``, ``awvalid``, ... ``rready``; a parent prefixes them, e.g. ``s_axil_awaddr``) and
-drives a simple register port for a decoder next to it:
+:class:`AXI4LiteSlave` speaks AXI4-Lite on its member ``bus`` (:class:`AXI4LiteSignature`, flipped:
+``awaddr``, ``awvalid``, ... ``rready`` as in the AMBA specification; only the accelerator's top
+level flattens them, as ``s_axil_awaddr`` ...) and drives a simple register port for a decoder
+next to it:
 
 * write: ``wr_en`` is high for one cycle with ``wr_addr`` (byte address), ``wr_data`` and
   ``wr_strb``; the decoder answers in the same cycle with ``wr_err`` (1 = no register there).
@@ -33,30 +34,42 @@ from amaranth import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["AXI4LiteSlave", "RESP_OKAY", "RESP_SLVERR", "AXIL_PORTS", "axil_slave_members"]
+__all__ = ["AXI4LiteSignature", "AXI4LiteSlave", "RESP_OKAY", "RESP_SLVERR",
+           "axil_slave_members"]
 
 RESP_OKAY = 0b00
 RESP_SLVERR = 0b10
 
-#: AXI4-Lite member names in AMBA order, with their direction as seen by the slave.
-AXIL_PORTS = ("awaddr", "awprot", "awvalid", "awready", "wdata", "wstrb", "wvalid", "wready",
-              "bresp", "bvalid", "bready", "araddr", "arprot", "arvalid", "arready", "rdata",
-              "rresp", "rvalid", "rready")
+class AXI4LiteSignature(wiring.Signature):
+    """AXI4-Lite with 32-bit data and ``addr_bits``-bit byte addresses, as the master sees it
+    (a slave's member is ``In(AXI4LiteSignature(...))``); members named as in AMBA."""
+
+    def __init__(self, addr_bits: int):
+        self._addr_bits = addr_bits
+        super().__init__({
+            "awaddr": Out(addr_bits), "awprot": Out(3), "awvalid": Out(1), "awready": In(1),
+            "wdata": Out(32), "wstrb": Out(4), "wvalid": Out(1), "wready": In(1),
+            "bresp": In(2), "bvalid": In(1), "bready": Out(1),
+            "araddr": Out(addr_bits), "arprot": Out(3), "arvalid": Out(1), "arready": In(1),
+            "rdata": In(32), "rresp": In(2), "rvalid": In(1), "rready": Out(1),
+        })
+
+    @property
+    def addr_bits(self) -> int:
+        return self._addr_bits
+
+    def __eq__(self, other):
+        return type(other) is type(self) and other._addr_bits == self._addr_bits
+
+    def __hash__(self):
+        return hash((type(self), self._addr_bits))
 
 
 def axil_slave_members(addr_bits: int, prefix: str = "") -> dict:
-    """The AXI4-Lite members of a slave (``prefix`` + AMBA name -> In/Out member)."""
-    return {
-        f"{prefix}awaddr": In(addr_bits), f"{prefix}awprot": In(3), f"{prefix}awvalid": In(1),
-        f"{prefix}awready": Out(1),
-        f"{prefix}wdata": In(32), f"{prefix}wstrb": In(4), f"{prefix}wvalid": In(1),
-        f"{prefix}wready": Out(1),
-        f"{prefix}bresp": Out(2), f"{prefix}bvalid": Out(1), f"{prefix}bready": In(1),
-        f"{prefix}araddr": In(addr_bits), f"{prefix}arprot": In(3), f"{prefix}arvalid": In(1),
-        f"{prefix}arready": Out(1),
-        f"{prefix}rdata": Out(32), f"{prefix}rresp": Out(2), f"{prefix}rvalid": Out(1),
-        f"{prefix}rready": In(1),
-    }
+    """Flat AXI4-Lite members of a slave (``prefix`` + AMBA name -> In/Out member), for a top
+    level's ports (the blocks use :class:`AXI4LiteSignature`)."""
+    return {f"{prefix}{name}": member.flip()
+            for name, member in AXI4LiteSignature(addr_bits).members.items()}
 
 
 class AXI4LiteSlave(wiring.Component):
@@ -74,7 +87,7 @@ class AXI4LiteSlave(wiring.Component):
         self._addr_bits = addr_bits
         self._read_latency = read_latency
         super().__init__({
-            **axil_slave_members(addr_bits),
+            "bus": In(AXI4LiteSignature(addr_bits)),
             # register port
             "wr_en": Out(1), "wr_addr": Out(addr_bits), "wr_data": Out(32), "wr_strb": Out(4),
             "wr_err": In(1),
@@ -95,21 +108,21 @@ class AXI4LiteSlave(wiring.Component):
         # --- write channel -----------------------------------------------------------------
         aw_held = Signal()
         w_held = Signal()
-        m.d.comb += [self.awready.eq(~aw_held), self.wready.eq(~w_held)]
-        with m.If(self.awvalid & self.awready):
-            m.d.sync += [aw_held.eq(1), self.wr_addr.eq(self.awaddr)]
-        with m.If(self.wvalid & self.wready):
-            m.d.sync += [w_held.eq(1), self.wr_data.eq(self.wdata), self.wr_strb.eq(self.wstrb)]
-        do_write = aw_held & w_held & ~self.bvalid
+        m.d.comb += [self.bus.awready.eq(~aw_held), self.bus.wready.eq(~w_held)]
+        with m.If(self.bus.awvalid & self.bus.awready):
+            m.d.sync += [aw_held.eq(1), self.wr_addr.eq(self.bus.awaddr)]
+        with m.If(self.bus.wvalid & self.bus.wready):
+            m.d.sync += [w_held.eq(1), self.wr_data.eq(self.bus.wdata), self.wr_strb.eq(self.bus.wstrb)]
+        do_write = aw_held & w_held & ~self.bus.bvalid
         m.d.comb += self.wr_en.eq(do_write)
         with m.If(do_write):
-            m.d.sync += [aw_held.eq(0), w_held.eq(0), self.bvalid.eq(1)]
+            m.d.sync += [aw_held.eq(0), w_held.eq(0), self.bus.bvalid.eq(1)]
             with m.If(self.wr_err):
-                m.d.sync += self.bresp.eq(RESP_SLVERR)
+                m.d.sync += self.bus.bresp.eq(RESP_SLVERR)
             with m.Else():
-                m.d.sync += self.bresp.eq(RESP_OKAY)
-        with m.If(self.bvalid & self.bready):
-            m.d.sync += self.bvalid.eq(0)
+                m.d.sync += self.bus.bresp.eq(RESP_OKAY)
+        with m.If(self.bus.bvalid & self.bus.bready):
+            m.d.sync += self.bus.bvalid.eq(0)
 
         # --- read channel ------------------------------------------------------------------
         # stage[0] = rd_en, stage[i] = i cycles later; the answer is taken in the last one.
@@ -118,23 +131,23 @@ class AXI4LiteSlave(wiring.Component):
         stage = [Signal(name=f"rd_stage{i}") for i in range(self._read_latency + 1)]
         ar_held = stage[0]
         ar_busy = Signal()
-        m.d.comb += self.arready.eq(~ar_busy)
-        with m.If(self.arready):
-            m.d.sync += self.rd_addr.eq(self.araddr)
-        with m.If(self.arvalid & self.arready):
+        m.d.comb += self.bus.arready.eq(~ar_busy)
+        with m.If(self.bus.arready):
+            m.d.sync += self.rd_addr.eq(self.bus.araddr)
+        with m.If(self.bus.arvalid & self.bus.arready):
             m.d.sync += [ar_held.eq(1), ar_busy.eq(1)]
         with m.Else():
             m.d.sync += ar_held.eq(0)
-        with m.If(self.rvalid & self.rready):
+        with m.If(self.bus.rvalid & self.bus.rready):
             m.d.sync += ar_busy.eq(0)
         m.d.sync += [b.eq(a) for a, b in zip(stage, stage[1:])]
         m.d.comb += self.rd_en.eq(ar_held)
         with m.If(stage[-1]):
-            m.d.sync += [self.rvalid.eq(1),
-                         self.rdata.eq(self.rd_data),
-                         self.rresp.eq(RESP_OKAY)]
+            m.d.sync += [self.bus.rvalid.eq(1),
+                         self.bus.rdata.eq(self.rd_data),
+                         self.bus.rresp.eq(RESP_OKAY)]
             with m.If(self.rd_err):
-                m.d.sync += [self.rdata.eq(0), self.rresp.eq(RESP_SLVERR)]
-        with m.If(self.rvalid & self.rready):
-            m.d.sync += self.rvalid.eq(0)
+                m.d.sync += [self.bus.rdata.eq(0), self.bus.rresp.eq(RESP_SLVERR)]
+        with m.If(self.bus.rvalid & self.bus.rready):
+            m.d.sync += self.bus.rvalid.eq(0)
         return m

@@ -53,10 +53,10 @@ word must wait for a decision-time launch; the bias and threshold addresses are 
 the tile counters are as wide as the configuration's limits need.
 
 Ports (``docs/architecture.md``, layer engine contract): ``start`` (descriptor stream, accepted
-when idle), ``weight_raddr/_ren/_rdata``, ``bias_raddr/_ren/_rdata``,
-``threshold_raddr/_ren/_rdata`` (to :class:`spikepack.hw.memories.NetworkMemories`),
-``act_raddr/_ren/_rdata`` (activation buffer: entry e holds inputs e*R .. e*R+R-1, input e*R+i
-at bits i*T ..), ``o`` (index, spikes, potential, last), ``busy``. A descriptor's ``fan_in`` and
+when idle), read ports ``weight``, ``bias``, ``threshold`` (``addr``, ``en``, ``data``:
+:class:`spikepack.hw.memories.ReadPortSignature`, flipped, connected to
+:class:`spikepack.hw.memories.NetworkMemories`), ``act`` (the same signature: the activation
+buffer, entry e holds inputs e*R .. e*R+R-1, input e*R+i at bits i*T ..), ``o`` (index, spikes, potential, last), ``busy``. A descriptor's ``fan_in`` and
 ``neurons`` must not exceed ``config.max_fan_in`` and ``config.max_neurons`` (the loader rejects
 such layers): the tile counters are only as wide as those limits need.
 
@@ -105,6 +105,9 @@ from spikepack.config import HardwareConfig
 
 
 from .array import SpikeArray, load_schedule
+from .memories import ReadPortSignature
+from .neuron_common import neuron_class
+from .stream import SkidBuffer, delay
 
 __all__ = ["LayerEngine", "descriptor_layout", "output_layout", "beats_per_tile", "schedule",
            "ideal_cycles", "expected_cycles", "compute_bound"]
@@ -187,18 +190,8 @@ RESULT = 3
 
 
 def neuron_latency(config: HardwareConfig) -> int:
-    """The neuron unit's latency (``NeuronBase.latency``) for ``config``."""
-    unit = _neuron_class(config).from_config(config)
-    unit._MustUse__silence = True       # built for its latency only, never elaborated
-    return unit.latency
-
-
-def _neuron_class(config: HardwareConfig):
-    if config.neuron == "spikepack":
-        from .neuron_spikepack import SpikePackNeuron
-        return SpikePackNeuron
-    from .neuron_lif import LIFNeuron
-    return LIFNeuron
+    """The neuron unit's latency (``NeuronBase.latency``) for ``config``, from its formula."""
+    return neuron_class(config.neuron).latency_of(config.timesteps)
 
 
 class LayerEngine(wiring.Component):
@@ -206,13 +199,10 @@ class LayerEngine(wiring.Component):
 
     def __init__(self, *, config: HardwareConfig, result_slots: int = RESULT_SLOTS):
         if not isinstance(config, HardwareConfig):
-            self._MustUse__silence = True   # a rejected engine is not an unused elaboratable
             raise TypeError(f"config must be a HardwareConfig, not {type(config).__name__}")
         if not isinstance(result_slots, int) or isinstance(result_slots, bool):
-            self._MustUse__silence = True
             raise TypeError(f"result_slots must be an integer, not {type(result_slots).__name__}")
         if not 4 <= result_slots <= 256 or result_slots & (result_slots - 1):
-            self._MustUse__silence = True
             raise ValueError(f"result_slots must be a power of two from 4 to 256, not {result_slots}")
         self._config = config
         self._result_slots = result_slots
@@ -220,18 +210,9 @@ class LayerEngine(wiring.Component):
         self._schedule = schedule(config)
         super().__init__({
             "start": In(stream.Signature(descriptor_layout(config))),
-            "weight_raddr": Out(mems["weight"].addr_bits),
-            "weight_ren": Out(1),
-            "weight_rdata": In(mems["weight"].word_bits),
-            "bias_raddr": Out(mems["bias"].addr_bits),
-            "bias_ren": Out(1),
-            "bias_rdata": In(mems["bias"].word_bits),
-            "threshold_raddr": Out(mems["threshold"].addr_bits),
-            "threshold_ren": Out(1),
-            "threshold_rdata": In(mems["threshold"].word_bits),
-            "act_raddr": Out(self.act_addr_bits),
-            "act_ren": Out(1),
-            "act_rdata": In(config.rows * config.timesteps),
+            **{name: In(ReadPortSignature(mems[name].addr_bits, mems[name].word_bits))
+               for name in ("weight", "bias", "threshold")},
+            "act": In(ReadPortSignature(config.act_addr_bits, config.rows * config.timesteps)),
             "o": Out(stream.Signature(output_layout(config))),
             "busy": Out(1),
         })
@@ -244,7 +225,7 @@ class LayerEngine(wiring.Component):
 
     @property
     def act_addr_bits(self) -> int:
-        return max(1, (self._config.activation_depth - 1).bit_length())
+        return self._config.act_addr_bits
 
     @property
     def pe_mode(self) -> str:
@@ -295,13 +276,13 @@ class LayerEngine(wiring.Component):
         P, W, adv = sched.period, sched.warmup, sched.advance
         span = W + sched.tail               # periods from a tile's first read to its last
         log_r, log_c = (R - 1).bit_length(), (C - 1).bit_length()
-        waddr_bits = len(self.weight_raddr)
+        waddr_bits = len(self.weight.addr)
         D = self.result_slots
 
         # The array runs every cycle (an invalid beat is a bubble); only the controller pauses.
         array = SpikeArray.from_config(cfg, tag_bits=2, plane_gated=True)
         m.submodules.array = array
-        neuron_cls = _neuron_class(cfg)
+        neuron_cls = neuron_class(cfg.neuron)
         units = [neuron_cls.from_config(cfg) for _ in range(C)]
         for c, unit in enumerate(units):
             m.submodules[f"neuron{c}"] = unit
@@ -310,7 +291,7 @@ class LayerEngine(wiring.Component):
         busy = Signal()
         neurons = Signal(16)
         wbase = Signal(waddr_bits)
-        cbase = Signal(len(self.bias_raddr))
+        cbase = Signal(len(self.bias.addr))
         readout = Signal()
         # tile counters sized by the configuration's limits (fan_in <= max_fan_in and
         # neurons <= max_neurons is the descriptor's contract; the loader rejects larger
@@ -510,24 +491,16 @@ class LayerEngine(wiring.Component):
         Lp = Lm + 1        # the activation word is registered once more inside the engine
         Lw = Lm + 1        # so are the weight, bias and threshold words
 
-        def delayed(value, cycles, name):
-            """``value`` through ``cycles`` registers."""
-            for i in range(cycles):
-                nxt = Signal.like(value, name=f"{name}_d{i}")
-                m.d.sync += nxt.eq(value)
-                value = nxt
-            return value
-
         w_delay = Lp - Lw + packed
-        r_wren = delayed(c_wren, w_delay, "r_wren")
-        r_waddr = delayed(c_waddr, w_delay, "r_waddr")
-        r_wgroup = delayed(c_wgroup, w_delay, "r_wgroup")
+        r_wren = delay(m, c_wren, w_delay, name="r_wren")
+        r_waddr = delay(m, c_waddr, w_delay, name="r_waddr")
+        r_wgroup = delay(m, c_wgroup, w_delay, name="r_wgroup")
         # the weight port reads every cycle (its enable would reach every weight block RAM from
         # one flip-flop), except where a word must wait for a later launch (below)
         hold_words = n == 1 and adv[0] >= 2
         m.d.comb += [
-            self.weight_raddr.eq(r_waddr), self.weight_ren.eq(r_wren if hold_words else 1),
-            self.act_raddr.eq(c_aaddr), self.act_ren.eq(c_aren),
+            self.weight.addr.eq(r_waddr), self.weight.en.eq(r_wren if hold_words else 1),
+            self.act.addr.eq(c_aaddr), self.act.en.eq(c_aren),
         ]
         # The pause inserts cycles between two controller decisions, and the schedule's
         # windows hold across it only if a launch falls on the same side of the pause as the
@@ -542,25 +515,25 @@ class LayerEngine(wiring.Component):
             with m.If(go):
                 m.d.sync += launch_pending.eq(w_on)
             m.d.sync += c_launch.eq(go & launch_pending)
-            wl_valid = delayed(c_launch, Lp - 1 + packed, "launch")
+            wl_valid = delay(m, c_launch, Lp - 1 + packed, name="launch")
             wl_group = Const(0, len(c_wgroup))
         else:
-            wl_valid = delayed(r_wren, Lw, "launch")
-            wl_group = delayed(r_wgroup, Lw, "launch_group")
+            wl_valid = delay(m, r_wren, Lw, name="launch")
+            wl_group = delay(m, r_wgroup, Lw, name="launch_group")
 
         # the activation word from the sequencer's buffers is registered on entry (it crosses
         # the chip from their block RAMs)
         act_in = Signal(R * T, reset_less=True)
-        m.d.sync += act_in.eq(self.act_rdata)
+        m.d.sync += act_in.eq(self.act.data)
         w_word = Signal(len(array.wdata), reset_less=True)
         b_word = Signal(C * cfg.bias_bits, reset_less=True)
         t_word = Signal(C * cfg.threshold_bits, reset_less=True)
-        m.d.sync += [w_word.eq(self.weight_rdata[:len(w_word)]),
-                     b_word.eq(self.bias_rdata[:len(b_word)]),
-                     t_word.eq(self.threshold_rdata[:len(t_word)])]
-        act_fresh = delayed(c_aren, Lp, "act_fresh")
-        p_plane = delayed(c_plane, Lp, "plane_valid")
-        p_tag = delayed(c_tag, Lp, "plane_tag")
+        m.d.sync += [w_word.eq(self.weight.data[:len(w_word)]),
+                     b_word.eq(self.bias.data[:len(b_word)]),
+                     t_word.eq(self.threshold.data[:len(t_word)])]
+        act_fresh = delay(m, c_aren, Lp, name="act_fresh")
+        p_plane = delay(m, c_plane, Lp, name="plane_valid")
+        p_tag = delay(m, c_tag, Lp, name="plane_tag")
         if packed:
             # the whole entry (R spike words) is the tile's one beat
             act_reg = Signal(R * T)
@@ -575,7 +548,7 @@ class LayerEngine(wiring.Component):
             # before it: a shift register per row word, loaded when the word arrives and moved
             # one bit per plane, so that the plane is bit T - 1 of act_in or of the shift
             # register (no T-way selection between the word and the plane register).
-            plane_sel = delayed(c_plane, Lp - 1, "plane_sel")   # a plane is selected this cycle
+            plane_sel = delay(m, c_plane, Lp - 1, name="plane_sel")   # a plane is selected this cycle
             act_sh = Signal(R * T, reset_less=True)
             p_bits = Signal(R)
 
@@ -589,7 +562,7 @@ class LayerEngine(wiring.Component):
             # gated by the plane flag here (the array trusts it: plane_gated)
             m.d.sync += p_bits.eq(Cat(top[r * T + T - 1] for r in range(R))
                                   & plane_sel.replicate(R))
-            swap = delayed(c_plane & c_first, Lp - 1, "swap")
+            swap = delay(m, c_plane & c_first, Lp - 1, name="swap")
             m.d.comb += [array.plane.eq(p_bits), array.first.eq(swap)]
         m.d.comb += [
             array.valid.eq(p_plane),
@@ -606,12 +579,12 @@ class LayerEngine(wiring.Component):
         # delayed by R registers.
         # two address counters, one per memory (each reaches several block RAMs; counters,
         # unlike plain register copies, are not merged by synthesis)
-        bias_addr = Signal(len(self.bias_raddr))
-        thr_addr = Signal(len(self.threshold_raddr))
-        bias_fire = delayed(c_plane & c_tag[1], R + Lp - Lw, "bias_fire")
+        bias_addr = Signal(len(self.bias.addr))
+        thr_addr = Signal(len(self.threshold.addr))
+        bias_fire = delay(m, c_plane & c_tag[1], R + Lp - Lw, name="bias_fire")
         m.d.comb += [
-            self.bias_raddr.eq(bias_addr), self.bias_ren.eq(bias_fire),
-            self.threshold_raddr.eq(thr_addr), self.threshold_ren.eq(bias_fire),
+            self.bias.addr.eq(bias_addr), self.bias.en.eq(bias_fire),
+            self.threshold.addr.eq(thr_addr), self.threshold.en.eq(bias_fire),
         ]
         with m.If(bias_fire):
             m.d.sync += [bias_addr.eq(bias_addr + 1), thr_addr.eq(thr_addr + 1)]
@@ -652,16 +625,17 @@ class LayerEngine(wiring.Component):
         with m.If(write):
             m.d.sync += wr_ptr.eq(wr_ptr + 1)
 
-        o_valid = Signal()
-        o_index = Signal(idx_bits)
-        o_result = Signal(rbits)
-        o_last = Signal()
+        # o leaves through a two-register skid buffer, so that taking a result from the slot
+        # depends on registers only (o.ready reaches nothing but the buffer's registers)
+        m.submodules.o_skid = skid = SkidBuffer(data.StructLayout({
+            "index": idx_bits, "result": rbits, "last": 1}))
         m.d.comb += [
-            self.o.valid.eq(o_valid),
-            self.o.payload.index.eq(o_index),
-            self.o.payload.spikes.eq(o_result[:T]),
-            self.o.payload.potential.eq(o_result[:len(self.o.payload.potential)]),
-            self.o.payload.last.eq(o_last),
+            self.o.valid.eq(skid.o.valid),
+            skid.o.ready.eq(self.o.ready),
+            self.o.payload.index.eq(skid.o.payload.index),
+            self.o.payload.spikes.eq(skid.o.payload.result[:T]),
+            self.o.payload.potential.eq(skid.o.payload.result[:len(self.o.payload.potential)]),
+            self.o.payload.last.eq(skid.o.payload.last),
         ]
         # The slot being sent is copied into a shift register (no C-way multiplexer between
         # the LUT-RAM and o); the next slot is copied in as its last result leaves.
@@ -678,14 +652,8 @@ class LayerEngine(wiring.Component):
         avail = Signal()                    # a written slot waits (wr_ptr != rd_ptr)
         cur_last = Signal()                 # sel_left == 0, kept as a register
         refill = Signal()
-        # o is a two-register skid buffer, so that taking a result from the slot depends on
-        # registers only (o.ready reaches nothing but the two output registers)
-        skid_valid = Signal()
-        skid_index = Signal(idx_bits)
-        skid_result = Signal(rbits)
-        skid_last = Signal()
         m.d.comb += [
-            take.eq(cur_has & ~skid_valid),
+            take.eq(cur_has & skid.i.ready),
             refill.eq(avail & (~cur_has | (take & cur_last))),
         ]
         # the written slots not yet copied out, as a thermometer code (occ[i]: more than i), so
@@ -697,28 +665,18 @@ class LayerEngine(wiring.Component):
             m.d.sync += occ.eq(occ[1:])
         m.d.comb += avail.eq(occ[0])
         t_index, t_result, t_last = out_base | sel, cur[:rbits], out_zero & cur_last
+        m.d.comb += [skid.i.valid.eq(cur_has), skid.i.payload.index.eq(t_index),
+                     skid.i.payload.result.eq(t_result), skid.i.payload.last.eq(t_last)]
         # cur moves on take (shift) or refill (load): take | refill reduces to one gate of
         # three registers, written so, as the enable of its C * result_bits flip-flops
         cur_ce = Signal()
-        m.d.comb += cur_ce.eq((cur_has & ~skid_valid) | (avail & ~cur_has))
+        m.d.comb += cur_ce.eq((cur_has & skid.i.ready) | (avail & ~cur_has))
         with m.If(cur_ce):
             m.d.sync += cur.eq(Mux(refill, rd.data, cur >> rbits))
         with m.If(take):
-            with m.If(o_valid & ~self.o.ready):
-                m.d.sync += [skid_valid.eq(1), skid_index.eq(t_index), skid_result.eq(t_result),
-                             skid_last.eq(t_last)]
-            with m.Else():
-                m.d.sync += [o_valid.eq(1), o_index.eq(t_index), o_result.eq(t_result),
-                             o_last.eq(t_last)]
             m.d.sync += [sel.eq(sel + 1), sel_left.eq(sel_left - 1), cur_last.eq(sel_left == 1)]
             with m.If(cur_last):
                 m.d.sync += cur_has.eq(0)
-        with m.Elif(self.o.ready):
-            with m.If(skid_valid):
-                m.d.sync += [skid_valid.eq(0), o_valid.eq(1), o_index.eq(skid_index),
-                             o_result.eq(skid_result), o_last.eq(skid_last)]
-            with m.Else():
-                m.d.sync += o_valid.eq(0)
         with m.If(refill):
             m.d.sync += [
                 cur_has.eq(1), sel.eq(0), rd_ptr.eq(rd_ptr + 1),

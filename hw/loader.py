@@ -10,7 +10,7 @@ counts, word counts against the memories' depths, the total length), every layer
 (sizes against max_fan_in / max_neurons, the layer chain, bases inside their sections, the
 readout flag), and the CRC-32 (the zlib / IEEE 802.3 CRC of ``amaranth.lib.crc``'s
 ``CRC32_ISO_HDLC``, computed on the fly in a state-space-transformed form, see
-:class:`_CrcTransform`). Payload words are written to the shadow bank as they pass (lane by
+:class:`spikepack.hw.crc.CrcTransform`). Payload words are written to the shadow bank as they pass (lane by
 lane, only at addresses inside the announced sections, which are inside the memories, and only
 while no fault was found), and ``commit`` pulses only after the CRC word matched and carried
 TLAST. The first fault is latched in ``error`` (:class:`~spikepack.firmware.bitstream.ErrorCode`);
@@ -25,11 +25,10 @@ Ports:
   ``s_axis_tlast`` In(1): the AXI4-Stream slave (flat, so ``AxiStreamBus.from_prefix(dut,
   "s_axis")`` binds at a top level). ``s_axis_tready`` is a register of the loader ANDed with
   ``~commit_pending``.
-* ``wr_mem`` Out(2), ``wr_addr`` Out, ``wr_lane`` Out, ``wr_data`` Out(32), ``wr_en`` Out(1),
-  ``commit`` Out(1), ``commit_layers`` Out: connect 1:1 to the same-named
-  :class:`NetworkMemories` inputs (all registers).
-* ``commit_pending`` In(1): connect to ``NetworkMemories.commit_pending`` (tie to 0 without
-  one); while a commit waits for ``hold`` to fall, the shadow bank must not be written, so
+* ``write`` In(:class:`~spikepack.hw.memories.WriteSignature`): the memories' write and commit
+  port, flipped (``wiring.connect(m, loader.write, memories.write)``); ``mem``, ``addr``,
+  ``lane``, ``data``, ``en``, ``commit``, ``commit_layers`` are registers.
+* ``write.commit_pending`` In(1) (from the memories; 0 without them): while a commit waits for ``hold`` to fall, the shadow bank must not be written, so
   ``s_axis_tready`` is low.
 * status (for AXI4-Lite registers): ``error`` Out(4), the code of the last finished frame
   (``NONE`` after a committed load); ``good_loads``, ``bad_loads``, ``words_received`` Out(32),
@@ -59,36 +58,32 @@ see :mod:`spikepack.hw.memories`), ``error``, ``good_loads`` and ``bad_loads`` s
 
 from __future__ import annotations
 
-import functools
-import operator
-import zlib
 
 from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from spikepack.config import WORD_BITS, HardwareConfig
-from spikepack.firmware.bitstream import (FORMAT_VERSION, HEADER_FIELDS, HEADER_WORDS, MAGIC,
-                                          NEURON_CODES, PAYLOAD_OFFSET, SECTION_ENTRY_WORDS,
-                                          SECTION_NAMES, ErrorCode)
+from spikepack.config import DESCRIPTOR_LANES, NEURON_CODES, WORD_BITS, HardwareConfig
+from spikepack.firmware.bitstream_format import (BITSTREAM_MAGIC, FORMAT_VERSION, HEADER_FIELDS,
+                                                 HEADER_WORDS, PAYLOAD_OFFSET,
+                                                 SECTION_ENTRY_WORDS, SECTION_NAMES, ErrorCode)
+from spikepack.hw.crc import CrcCheck
+from spikepack.hw.memories import WriteSignature
+from spikepack.hw.stream import or_all
 
-__all__ = ["BitstreamLoader", "LoaderWithMemories", "ErrorCode", "ERROR_BITS", "COUNTER_BITS",
+__all__ = ["BitstreamLoader", "ErrorCode", "ERROR_BITS", "COUNTER_BITS",
            "FRAME_GAP"]
 
 ERROR_BITS = 4
 COUNTER_BITS = 32
 #: cycles after a TLAST beat in which ``s_axis_tready`` is low (until the frame's verdict)
 FRAME_GAP = 5
-_DESCRIPTOR_LANES = 4
+_DESCRIPTOR_LANES = DESCRIPTOR_LANES
 # the tracker's one-hot slots: header and table positions 0 .. PAYLOAD_OFFSET - 1, then
 _SLOT_DESC = PAYLOAD_OFFSET                       # descriptor lanes 0 .. 3
 _SLOT_OTHER = _SLOT_DESC + _DESCRIPTOR_LANES      # other payload words, the CRC word and after
 
 assert max(ErrorCode) < (1 << ERROR_BITS)
-
-
-def _any(signals):
-    return functools.reduce(operator.or_, signals)
 
 
 def _decoder(onehot: Signal, values: list, width: int):
@@ -107,91 +102,6 @@ def _decoder(onehot: Signal, values: list, width: int):
     return Cat(*bits)
 
 
-def _apply(rows: list[int], v: int) -> int:
-    """A GF(2) matrix (``rows[i]``: the inputs of output bit ``i``) times the vector ``v``."""
-    return sum((bin(row & v).count("1") & 1) << i for i, row in enumerate(rows))
-
-
-class _CrcTransform:
-    """The zlib CRC-32 over 32-bit little-endian words in a state-space-transformed form whose
-    feedback loop is one LUT deep, and whose check needs no inverse transform.
-
-    zlib's register ``r`` (reflected: bit 0 is the first bit on the wire; the CRC is ``~r``)
-    takes a word ``w`` as ``r' = F(r ^ w)``, ``F`` linear over GF(2) with up to 17 terms a bit:
-    too deep for one cycle. With ``B`` the Krylov basis ``[v, Fv, ..., F^31 v]``, ``x = B^-1 r``
-    evolves as ``x' = C x ^ H w``: ``C = B^-1 F B`` is a companion matrix (``x << 1``, plus
-    ``taps`` where bit 31 was set) and ``H = B^-1 F`` acts on the word alone, so it is computed
-    in the stages before. After a frame's CRC word zlib's register holds its residue whatever
-    the frame, so the CRC word ``w`` is right iff ``C x ^ H w`` is the transformed residue,
-    that is iff ``x == check ^ U w`` with ``U = C^-1 H`` (again the word alone) and
-    ``check = C^-1 B^-1 residue``. Everything is derived from ``zlib.crc32`` itself (the same
-    CRC as ``amaranth.lib.crc.catalog.CRC32_ISO_HDLC``)."""
-
-    MASK = (1 << WORD_BITS) - 1
-
-    def __init__(self):
-        n, mask = WORD_BITS, self.MASK
-
-        def step(r, w):                                 # zlib's register after one word
-            return zlib.crc32(w.to_bytes(4, "little"), r ^ mask) ^ mask
-
-        def columns(rows):                              # rows <-> columns of a bit matrix
-            return [sum(((rows[j] >> i) & 1) << j for j in range(n)) for i in range(n)]
-
-        def inverse(rows):
-            work = [[rows[i], 1 << i] for i in range(n)]
-            for col in range(n):
-                pivot = next((r for r in range(col, n) if (work[r][0] >> col) & 1), None)
-                if pivot is None:
-                    return None
-                work[col], work[pivot] = work[pivot], work[col]
-                for r in range(n):
-                    if r != col and (work[r][0] >> col) & 1:
-                        work[r] = [work[r][0] ^ work[col][0], work[r][1] ^ work[col][1]]
-            return [row[1] for row in work]
-
-        f = columns([step(1 << j, 0) for j in range(n)])
-        for start in range(n):
-            basis = [1 << start]
-            for _ in range(n - 1):
-                basis.append(_apply(f, basis[-1]))
-            b_inv = inverse(columns(basis))
-            if b_inv is not None:
-                break
-        else:                                            # pragma: no cover
-            raise AssertionError("the CRC-32 step has no cyclic vector")
-        #: the companion matrix's feedback (F^32 v in the Krylov basis)
-        self.taps = _apply(b_inv, _apply(f, basis[-1]))
-        #: rows of H and U: bit i of H w is the parity of ``w & data_rows[i]``
-        self.data_rows = columns([_apply(b_inv, _apply(f, 1 << j)) for j in range(n)])
-        c_inv = inverse(columns([self.step(1 << j, 0) for j in range(n)]))
-        self.check_rows = columns([_apply(c_inv, _apply(self.data_rows, 1 << j))
-                                   for j in range(n)])
-        #: x at the start of a frame
-        self.initial = _apply(b_inv, mask)
-        residue = None
-        for words in ([], [1, 2, 3], [mask, 0x12345678, 0]):
-            r, x = mask, self.initial
-            for w in words:
-                r, x = step(r, w), self.step(x, w)
-                assert x == _apply(b_inv, r)
-            crc = zlib.crc32(b"".join(w.to_bytes(4, "little") for w in words))
-            assert residue in (None, step(r, crc))
-            residue = step(r, crc)
-            #: x before the CRC word w is ``check ^ U w`` iff w is right
-            self.check = x ^ _apply(self.check_rows, crc)
-            assert self.check == _apply(c_inv, _apply(b_inv, residue))
-            assert x != self.check ^ _apply(self.check_rows, crc ^ 1)
-
-    def step(self, x: int, word: int) -> int:
-        """The transformed register after ``word`` (the hardware's update)."""
-        x = ((x << 1) & self.MASK) ^ (self.taps if x >> (WORD_BITS - 1) else 0)
-        return x ^ _apply(self.data_rows, word)
-
-
-_CRC = _CrcTransform()
-
-
 class BitstreamLoader(wiring.Component):
     def __init__(self, *, config: HardwareConfig):
         if not isinstance(config, HardwareConfig):
@@ -202,14 +112,7 @@ class BitstreamLoader(wiring.Component):
             "s_axis_tvalid": In(1),
             "s_axis_tready": Out(1),
             "s_axis_tlast": In(1),
-            "wr_mem": Out(2),
-            "wr_addr": Out(self._config.write_addr_bits),
-            "wr_lane": Out(self._config.lane_bits),
-            "wr_data": Out(WORD_BITS),
-            "wr_en": Out(1),
-            "commit": Out(1),
-            "commit_layers": Out(self._config.layer_count_bits),
-            "commit_pending": In(1),
+            "write": In(WriteSignature(config)),
             "error": Out(ERROR_BITS),
             "good_loads": Out(COUNTER_BITS),
             "bad_loads": Out(COUNTER_BITS),
@@ -247,11 +150,11 @@ class BitstreamLoader(wiring.Component):
         tready_r = Signal(init=1)
         beat = Signal()
         ends = [Signal(name=f"end{i}") for i in range(FRAME_GAP - 1)]   # TLAST in stage 0..3
-        m.d.comb += [self.s_axis_tready.eq(tready_r & ~self.commit_pending),
+        m.d.comb += [self.s_axis_tready.eq(tready_r & ~self.write.commit_pending),
                      beat.eq(self.s_axis_tvalid & self.s_axis_tready)]
         m.d.sync += [ends[0].eq(beat & self.s_axis_tlast),
                      *(ends[i].eq(ends[i - 1]) for i in range(1, len(ends))),
-                     tready_r.eq(~(beat & self.s_axis_tlast | _any(ends)))]
+                     tready_r.eq(~(beat & self.s_axis_tlast | or_all(ends)))]
 
         # --- stage 0: the beat, registered ----------------------------------------------------
         v0 = Signal()
@@ -321,7 +224,7 @@ class BitstreamLoader(wiring.Component):
         in_sec3 = {"lane": t_sec3, "word": t_sec3, "enter": enter_sec3}
 
         def next_do(lane_end, word_end=False, sec3=False):
-            return _any(does[k] & (ends_lane[k] if lane_end else ~ends_lane[k])
+            return or_all(does[k] & (ends_lane[k] if lane_end else ~ends_lane[k])
                         & ((ends_word[k] if word_end else ~ends_word[k]) if lane_end else 1)
                         & (in_sec3[k] if sec3 else 1) for k in does)
 
@@ -404,7 +307,7 @@ class BitstreamLoader(wiring.Component):
                 table[index] = {"cap": "layers", "range": c.max_layers + 1,
                                 "code": ErrorCode.TOO_LARGE}
             else:
-                value, error = {"magic": (MAGIC, ErrorCode.BAD_MAGIC),
+                value, error = {"magic": (BITSTREAM_MAGIC, ErrorCode.BAD_MAGIC),
                                 "version": (FORMAT_VERSION, ErrorCode.BAD_VERSION),
                                 "signature": (c.signature, ErrorCode.BAD_SIGNATURE),
                                 "section_count": (len(SECTION_NAMES), ErrorCode.BAD_SECTION),
@@ -448,9 +351,9 @@ class BitstreamLoader(wiring.Component):
         m.d.sync += exp1.eq(_decoder(slot, [0 if "eq" in e and constant(e["eq"]) is None
                                             else constant(e.get("eq")) for e in table],
                                      WORD_BITS)
-                            | _any(slot[i].replicate(WORD_BITS) & value for i, value in variables))
+                            | or_all(slot[i].replicate(WORD_BITS) & value for i, value in variables))
         limits = [(i, e.get("range", e.get("ge"))) for i, e in enumerate(table)]
-        m.d.sync += opnd1.eq(_any(slot[i].replicate(opnd_bits) & value
+        m.d.sync += opnd1.eq(or_all(slot[i].replicate(opnd_bits) & value
                                   for i, value in limits if value is not None))
         dg1 = Signal(opnd_bits, reset_less=True)              # d1's copy for f_ge (fan-out)
         m.d.sync += [v1.eq(v0), l1.eq(tlast), d1.eq(d0), dg1.eq(d0),
@@ -466,9 +369,9 @@ class BitstreamLoader(wiring.Component):
         m.d.sync += [*(flag.eq(d0[a:b] != 0) for flag, (a, b) in zip(nonzero1, segments)),
                      large1[0].eq(d0[:half] > c.max_fan_in),
                      large1[1].eq(d0[half:] > c.max_neurons)]
-        zero1 = [~_any(f for f, (a, _) in zip(nonzero1, segments) if a < half),
-                 ~_any(f for f, (a, _) in zip(nonzero1, segments) if a >= half)]
-        high1 = _any(f for f, (a, _) in zip(nonzero1, segments) if a >= opnd_bits)
+        zero1 = [~or_all(f for f, (a, _) in zip(nonzero1, segments) if a < half),
+                 ~or_all(f for f, (a, _) in zip(nonzero1, segments) if a >= half)]
+        high1 = or_all(f for f, (a, _) in zip(nonzero1, segments) if a >= opnd_bits)
 
         with m.If(v1):
             m.d.sync += self.words_received.eq(self.words_received + 1)
@@ -499,19 +402,9 @@ class BitstreamLoader(wiring.Component):
                      *(mismatch[k].eq(total_words[8 * k:8 * k + 8] != p_sum[8 * k:8 * k + 8])
                        for k in range(4))]
 
-        # CRC-32 (see _CrcTransform), stages 1 and 2: the word's terms H w and U w, a partial
-        # sum a byte of the word in stage 1 (two LUT levels each), their sum in stage 2
-        parts = {}
-        for name, rows, source in (("h", _CRC.data_rows, dh0), ("u", _CRC.check_rows, du0)):
-            parts[name] = [Signal(WORD_BITS, name=f"{name}_byte{k}_1") for k in range(4)]
-            for k, target in enumerate(parts[name]):
-                for i, row in enumerate(rows):
-                    bits = [source[j] for j in range(8 * k, 8 * k + 8) if (row >> j) & 1]
-                    m.d.sync += target[i].eq(Cat(*bits).xor() if bits else 0)
-        h2 = Signal(WORD_BITS)
-        u2 = Signal(WORD_BITS)
-        m.d.sync += [h2.eq(functools.reduce(operator.xor, parts["h"])),
-                     u2.eq(functools.reduce(operator.xor, parts["u"]))]
+        # CRC-32 (spikepack.hw.crc.CrcCheck): the word's terms from its stage-0 copies
+        m.submodules.crc = crc = CrcCheck()
+        m.d.comb += [crc.h_word.eq(dh0), crc.u_word.eq(du0)]
 
         # --- stage 2: the word's checks, each a register (a byte's comparison, or a kind AND a
         # comparison made in stage 1) ------------------------------------------------------------
@@ -549,22 +442,15 @@ class BitstreamLoader(wiring.Component):
         f_large = Signal()                # ... above the maximum
         m.d.sync += [f_ge.eq(k1["ge"] & (dg1 >= opnd1)),
                      f_high.eq(k1["ge"] & high1),
-                     f_total.eq(k1["total"] & _any(mismatch)),
+                     f_total.eq(k1["total"] & or_all(mismatch)),
                      f_zero.eq(k1["range"] & zero1[0] & zero1[1]),
                      f_desc0.eq(k1["desc0"] & (zero1[0] | zero1[1])),
-                     f_large.eq(k1["desc0"] & _any(large1))]
+                     f_large.eq(k1["desc0"] & or_all(large1))]
 
-        # CRC-32, stage 2: x holds the frame's words before the one in stage 2 (a frame's TLAST
-        # word resets it); that word is the right CRC iff x == check ^ U w (a byte a flag)
-        crc_x = Signal(WORD_BITS, init=_CRC.initial)
-        crc_ok3 = [Signal(name=f"crc_ok{k}_3") for k in range(4)]
-        with m.If(v2):
-            m.d.sync += crc_x.eq(Mux(l2, _CRC.initial,
-                                     (crc_x << 1)[:WORD_BITS] ^ h2
-                                     ^ (crc_x[-1].replicate(WORD_BITS) & _CRC.taps)))
-        for k, ok in enumerate(crc_ok3):
-            byte = slice(8 * k, 8 * k + 8)
-            m.d.sync += ok.eq((crc_x[byte] ^ u2[byte]) == ((_CRC.check >> (8 * k)) & 0xFF))
+        # CRC-32, stage 2: the word in stage 2 advances the register (TLAST resets it); in stage
+        # 3 a flag a byte says whether it is the frame's right CRC word
+        m.d.comb += [crc.valid.eq(v2), crc.last.eq(l2)]
+        crc_ok3 = list(crc.ok)
 
         # --- stage 3: the word's fault, by code group -----------------------------------------
         # g_code: ecode (k_eq, k_ge); g_length: BAD_LENGTH (a zero range, or the total when the
@@ -574,13 +460,13 @@ class BitstreamLoader(wiring.Component):
             3, v2, l2, d2, ecode2, k_crc2, k_write2, sec2, word2, lane2)
         g = {name: Signal(name=f"g_{name}3") for name in ("code", "length", "desc", "large")}
         fault3 = Signal()                 # any of them
-        f_eq = k_eq2 & _any(ne_exp)
-        desc_fault = f_desc0 | k_chain2 & _any(ne_chain)
+        f_eq = k_eq2 & or_all(ne_exp)
+        desc_fault = f_desc0 | k_chain2 & or_all(ne_chain)
         m.d.sync += [g["code"].eq(f_eq | f_high | f_ge),
                      g["length"].eq(f_total & ~f_eq | f_zero),
                      g["desc"].eq(desc_fault),
                      g["large"].eq(f_large & ~desc_fault),
-                     fault3.eq(_any([f_eq, f_high, f_ge, f_total, f_zero, desc_fault, f_large]))]
+                     fault3.eq(or_all([f_eq, f_high, f_ge, f_total, f_zero, desc_fault, f_large]))]
 
         # --- stage 4: the frame's verdict, and the write port ---------------------------------
         # `faulted` marks a frame whose fault was found (from the word after it on; cleared by
@@ -606,11 +492,11 @@ class BitstreamLoader(wiring.Component):
                              ErrorCode.TRUNCATED))),
             capture4.eq(v3 & ~l3 & ~faulted & (fault3 | k_crc3)),
             faulted4.eq(faulted),
-            self.commit.eq(fin3 & good), fin_bad.eq(fin3 & ~good),
-            self.commit_layers.eq(layers),
-            self.wr_en.eq(v3 & k_write3 & ~faulted & ~fault3),
-            self.wr_mem.eq(sec3), self.wr_addr.eq(word3), self.wr_lane.eq(lane3),
-            self.wr_data.eq(d3),
+            self.write.commit.eq(fin3 & good), fin_bad.eq(fin3 & ~good),
+            self.write.commit_layers.eq(layers),
+            self.write.en.eq(v3 & k_write3 & ~faulted & ~fault3),
+            self.write.mem.eq(sec3), self.write.addr.eq(word3), self.write.lane.eq(lane3),
+            self.write.data.eq(d3),
         ]
         with m.If(fin3):
             m.d.sync += faulted.eq(0)
@@ -621,65 +507,10 @@ class BitstreamLoader(wiring.Component):
             m.d.sync += first_code.eq(code4)
 
         # --- status ---------------------------------------------------------------------------
-        with m.If(self.commit):
+        with m.If(self.write.commit):
             m.d.sync += self.good_loads.eq(self.good_loads + 1)
         with m.If(fin_bad):
             m.d.sync += self.bad_loads.eq(self.bad_loads + 1)
-        with m.If(self.commit | fin_bad):
+        with m.If(self.write.commit | fin_bad):
             m.d.sync += self.error.eq(Mux(faulted4, first_code, code4))
-        return m
-
-
-class LoaderWithMemories(wiring.Component):
-    """A :class:`BitstreamLoader` wired 1:1 to a :class:`NetworkMemories` (``commit_pending``
-    fed back), with the memories' read ports, ``hold``, ``active_bank``, ``layer_count`` and the
-    loader's stream and status ports brought out: the loader as the accelerator top wires it,
-    and the unit the loader benches read the active bank back through.
-
-    Throughput and latency are the loader's (see :class:`BitstreamLoader`); reads have the
-    memories' latency of 1 cycle."""
-
-    def __init__(self, *, config: HardwareConfig):
-        from spikepack.hw.memories import MEMORY_NAMES, NetworkMemories
-        if not isinstance(config, HardwareConfig):
-            raise TypeError(f"config must be a HardwareConfig, not {type(config).__name__}")
-        self._config = config
-        self._loader = BitstreamLoader(config=config)
-        self._memories = NetworkMemories(config=config)
-        members = {}
-        for name in ("s_axis_tdata", "s_axis_tvalid", "s_axis_tready", "s_axis_tlast", "error",
-                     "good_loads", "bad_loads", "words_received", "busy"):
-            members[name] = self._loader.signature.members[name]
-        for name in MEMORY_NAMES:
-            for suffix in ("raddr", "ren", "rdata"):
-                members[f"{name}_{suffix}"] = self._memories.signature.members[f"{name}_{suffix}"]
-        for name in ("hold", "active_bank", "layer_count", "commit_pending"):
-            members[name] = self._memories.signature.members[name]
-        super().__init__(members)
-
-    @property
-    def config(self) -> HardwareConfig:
-        return self._config
-
-    def elaborate(self, platform):
-        from spikepack.hw.memories import MEMORY_NAMES
-        m = Module()
-        m.submodules.loader = loader = self._loader
-        m.submodules.memories = memories = self._memories
-        for name in ("wr_mem", "wr_addr", "wr_lane", "wr_data", "wr_en", "commit",
-                     "commit_layers"):
-            m.d.comb += getattr(memories, name).eq(getattr(loader, name))
-        m.d.comb += loader.commit_pending.eq(memories.commit_pending)
-        for name in ("s_axis_tdata", "s_axis_tvalid", "s_axis_tlast"):
-            m.d.comb += getattr(loader, name).eq(getattr(self, name))
-        for name in ("s_axis_tready", "error", "good_loads", "bad_loads", "words_received",
-                     "busy"):
-            m.d.comb += getattr(self, name).eq(getattr(loader, name))
-        for name in MEMORY_NAMES:
-            m.d.comb += [getattr(memories, f"{name}_raddr").eq(getattr(self, f"{name}_raddr")),
-                         getattr(memories, f"{name}_ren").eq(getattr(self, f"{name}_ren")),
-                         getattr(self, f"{name}_rdata").eq(getattr(memories, f"{name}_rdata"))]
-        m.d.comb += [memories.hold.eq(self.hold), self.active_bank.eq(memories.active_bank),
-                     self.layer_count.eq(memories.layer_count),
-                     self.commit_pending.eq(memories.commit_pending)]
         return m

@@ -30,15 +30,16 @@ so the synthesizer sees that a read and a write never hit the same word).
 
 Ports (``<name>`` is descriptor, weight, bias or threshold):
 
-* ``<name>_raddr`` In, ``<name>_ren`` In, ``<name>_rdata`` Out: read port, TWO cycles latency
-  (:data:`READ_LATENCY`: the synchronous read and the block RAM's output register; ``rdata``
-  holds while ``ren`` stays low); the address is bank-local (the active bank is added here).
-* ``wr_mem`` In(2) (:data:`MEMORY_INDEX`), ``wr_addr`` In, ``wr_lane`` In, ``wr_data`` In(32),
-  ``wr_en`` In(1): write one 32-bit lane of one word of the shadow bank (registered here: the
-  RAM is written at the next clock edge, before any commit that follows the write can switch
-  the banks).
-* ``commit`` In(1), ``commit_layers`` In: make the shadow bank active with that many layers.
-* ``hold`` In(1); ``active_bank`` Out(1), ``layer_count`` Out, ``commit_pending`` Out(1).
+* ``<name>`` Out(:class:`ReadPortSignature`): read port (``addr``, ``en``, ``data``), TWO
+  cycles latency (:data:`READ_LATENCY`: the synchronous read and the block RAM's output
+  register; ``data`` holds while ``en`` stays low); the address is bank-local (the active bank
+  is added here).
+* ``write`` (:class:`WriteSignature`, connected to the loader's with ``wiring.connect``):
+  ``mem``, ``addr``, ``lane``, ``data``, ``en`` write one 32-bit lane of one word of the
+  shadow bank (registered here: the RAM is written at the next clock edge, before any commit
+  that follows the write can switch the banks); ``commit``, ``commit_layers`` make the shadow
+  bank active with that many layers; ``commit_pending`` Out(1).
+* ``hold`` In(1); ``active_bank`` Out(1), ``layer_count`` Out.
 """
 
 from __future__ import annotations
@@ -49,13 +50,53 @@ from amaranth.lib.wiring import In, Out
 
 from spikepack.config import WORD_BITS, HardwareConfig
 
-__all__ = ["MEMORY_NAMES", "MEMORY_INDEX", "NetworkMemories", "READ_LATENCY"]
+__all__ = ["MEMORY_NAMES", "MEMORY_INDEX", "NetworkMemories", "READ_LATENCY", "ReadPortSignature",
+           "WriteSignature"]
 
-#: cycles from ``<name>_raddr``/``_ren`` to ``<name>_rdata``
+#: cycles from a read port's ``addr``/``en`` to its ``data``
 READ_LATENCY = 2
 
 MEMORY_NAMES = ("descriptor", "weight", "bias", "threshold")
 MEMORY_INDEX = {name: index for index, name in enumerate(MEMORY_NAMES)}
+
+
+class ReadPortSignature(wiring.Signature):
+    """A synchronous read port as the memory sees it (the members of
+    ``amaranth.lib.memory.ReadPort.Signature``, with ``en`` resetting to 0): ``addr`` In,
+    ``en`` In(1), ``data`` Out. A reader's member is its flip (``In(ReadPortSignature(...))``).
+    The network memories and the activation buffers answer :data:`READ_LATENCY` cycles after
+    ``en``, and ``data`` holds while ``en`` is low."""
+
+    def __init__(self, addr_bits: int, data_bits: int):
+        self._addr_bits, self._data_bits = addr_bits, data_bits
+        super().__init__({"addr": In(addr_bits), "en": In(1), "data": Out(data_bits)})
+
+    def __eq__(self, other):
+        return (type(other) is type(self)
+                and (self._addr_bits, self._data_bits) == (other._addr_bits, other._data_bits))
+
+    def __hash__(self):
+        return hash((type(self), self._addr_bits, self._data_bits))
+
+
+class WriteSignature(wiring.Signature):
+    """The loader's port into the shadow bank, as the memories see it (``NetworkMemories.write``;
+    the loader's ``write`` is its flip): ``mem`` In(2) (:data:`MEMORY_INDEX`), ``addr`` In
+    (bank-local word address), ``lane`` In (32-bit lane), ``data`` In(32), ``en`` In(1): write
+    one lane of one word; ``commit`` In(1), ``commit_layers`` In: make the shadow bank active
+    with that many layers; ``commit_pending`` Out(1): a commit waits."""
+
+    def __init__(self, config: HardwareConfig):
+        super().__init__({
+            "mem": In(2),
+            "addr": In(config.write_addr_bits),
+            "lane": In(config.lane_bits),
+            "data": In(WORD_BITS),
+            "en": In(1),
+            "commit": In(1),
+            "commit_layers": In(config.layer_count_bits),
+            "commit_pending": Out(1),
+        })
 
 
 class NetworkMemories(wiring.Component):
@@ -66,22 +107,12 @@ class NetworkMemories(wiring.Component):
         specs = config.memories
         members = {}
         for name in MEMORY_NAMES:
-            spec = specs[name]
-            members[f"{name}_raddr"] = In(spec.addr_bits)
-            members[f"{name}_ren"] = In(1)
-            members[f"{name}_rdata"] = Out(spec.word_bits)
+            members[name] = Out(ReadPortSignature(specs[name].addr_bits, specs[name].word_bits))
         members.update({
-            "wr_mem": In(2),
-            "wr_addr": In(self._config.write_addr_bits),
-            "wr_lane": In(self._config.lane_bits),
-            "wr_data": In(WORD_BITS),
-            "wr_en": In(1),
-            "commit": In(1),
-            "commit_layers": In(self._config.layer_count_bits),
+            "write": Out(WriteSignature(config)),
             "hold": In(1),
             "active_bank": Out(1),
             "layer_count": Out(self._config.layer_count_bits),
-            "commit_pending": Out(1),
         })
         super().__init__(members)
 
@@ -109,7 +140,7 @@ class NetworkMemories(wiring.Component):
         # not split them. Each copy masks a repeated decision with its own output, so the copies
         # are equal but not the same logic (the synthesizer does not merge them).
         want = Signal()
-        m.d.comb += want.eq((pending | self.commit) & ~self.hold)
+        m.d.comb += want.eq((pending | self.write.commit) & ~self.hold)
         swaps = {}
         for name in (None, *MEMORY_NAMES):
             q = Signal(reset_less=True, name="swap" if name is None else f"{name}_swap")
@@ -117,26 +148,27 @@ class NetworkMemories(wiring.Component):
             swaps[name] = q
         swap = swaps[None]
         decide = Signal()
-        m.d.comb += [decide.eq(want & ~swap), self.commit_pending.eq(pending | swap)]
-        with m.If(self.commit):
-            m.d.sync += pending_layers.eq(self.commit_layers)
+        m.d.comb += [decide.eq(want & ~swap), self.write.commit_pending.eq(pending | swap)]
+        with m.If(self.write.commit):
+            m.d.sync += pending_layers.eq(self.write.commit_layers)
         with m.If(decide):                  # applies this cycle's commit too (the latest wins)
             m.d.sync += pending.eq(0)
-        with m.Elif(self.commit):
+        with m.Elif(self.write.commit):
             m.d.sync += pending.eq(1)
         with m.If(swap):
             m.d.sync += [active.eq(~active), layers.eq(pending_layers)]
 
         for name in MEMORY_NAMES:
             spec = specs[name]
-            raddr, ren = getattr(self, f"{name}_raddr"), getattr(self, f"{name}_ren")
-            selected = self.wr_en & (self.wr_mem == MEMORY_INDEX[name])
+            port = getattr(self, name)
+            raddr, ren = port.addr, port.en
+            selected = self.write.en & (self.write.mem == MEMORY_INDEX[name])
             rdata = []
             # the write port is registered here, next to the block RAMs (a lane's write enable
             # and address per lane, the data once per memory): the loader's write signals would
             # otherwise cross the chip to every RAM in the cycle they are decided
             wdata_q = Signal(WORD_BITS, reset_less=True, name=f"{name}_wdata")
-            m.d.sync += wdata_q.eq(self.wr_data)
+            m.d.sync += wdata_q.eq(self.write.data)
             for lane in range(spec.lanes):
                 # A per-lane copy of the bank bit (a toggle, so the copies are not the same
                 # logic and the synthesizer does not merge them back into one flip-flop).
@@ -164,8 +196,8 @@ class NetworkMemories(wiring.Component):
                 we_q = Signal(name=f"{name}_l{lane}_we")
                 waddr_q = Signal(spec.addr_bits + 1, reset_less=True, name=f"{name}_l{lane}_waddr")
                 m.d.sync += [
-                    we_q.eq(selected & (self.wr_lane == lane)),
-                    waddr_q.eq(_bank_addr(~bank, self.wr_addr[:spec.addr_bits], spec.addr_bits)),
+                    we_q.eq(selected & (self.write.lane == lane)),
+                    waddr_q.eq(_bank_addr(~bank, self.write.addr[:spec.addr_bits], spec.addr_bits)),
                 ]
                 m.d.comb += [wr.addr.eq(waddr_q), wr.data.eq(wdata_q), wr.en.eq(we_q)]
                 # the read data's register right behind the RAM: the block RAM's own output
@@ -174,7 +206,7 @@ class NetworkMemories(wiring.Component):
                 q = Signal(WORD_BITS, reset_less=True, name=f"{name}_l{lane}_rdata")
                 m.d.sync += q.eq(rd.data)
                 rdata.append(q)
-            m.d.comb += getattr(self, f"{name}_rdata").eq(Cat(*rdata))
+            m.d.comb += port.data.eq(Cat(*rdata))
         return m
 
 

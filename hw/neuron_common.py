@@ -26,12 +26,15 @@ from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from spikepack.sim.golden import MAX_T, TAU_SHIFTS, Widths, layer_widths, packed_max
+from spikepack import limits
+from spikepack.limits import check_int
+from spikepack.sim.golden import Widths, layer_widths, packed_max
 
 __all__ = ["INPUT_MODES", "NeuronParams", "check_neuron_params", "neuron_input_layout",
-           "neuron_output_layout", "NeuronBase", "add_output_stage"]
+           "neuron_output_layout", "NeuronBase", "neuron_class", "add_output_stage"]
 
-INPUT_MODES = ("serial", "packed")
+#: A unit's input modes are the PE modes whose columns feed it.
+INPUT_MODES = limits.PE_MODES
 
 
 @dataclass(frozen=True)
@@ -71,56 +74,28 @@ class NeuronParams:
         return packed_max(self.timesteps, self.tau_shift)
 
     @property
-    def current_range(self) -> tuple[int, int]:
-        """One serial beat: a row tile's step current (``rows`` weights)."""
-        lo, hi = self.weight_range
-        return self.rows * lo, self.rows * hi
-
-    @property
-    def tile_potential_range(self) -> tuple[int, int]:
-        """One row tile's Horner sum (serial) or packed partial potential (packed)."""
-        lo, hi = self.current_range
-        return lo * self.packed_max, hi * self.packed_max
-
-    @property
     def potential_range(self) -> tuple[int, int]:
         """The global potential v, bias included, for ``fan_in`` inputs."""
         (wl, wh), (bl, bh) = self.weight_range, self.bias_range
         return self.fan_in * wl * self.packed_max + bl, self.fan_in * wh * self.packed_max + bh
 
-    @property
-    def step_sum_range(self) -> tuple[int, int]:
-        """LIF: one step's current summed over all groups, bias excluded."""
-        lo, hi = self.weight_range
-        return self.fan_in * lo, self.fan_in * hi
-
-
-def _check_int(name, value, lo, hi):
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer, not {type(value).__name__} ({value!r})")
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be between {lo} and {hi}, not {value}")
-
-
 def check_neuron_params(*, timesteps, tau_shift, weight_bits, fan_in, rows, bias_bits,
                         threshold_bits, input_mode="serial") -> NeuronParams:
     """Check every neuron-unit parameter (``TypeError``/``ValueError`` naming the parameter, or
     :class:`~spikepack.sim.golden.WidthError` when the datapath would need more than
-    ``golden.MAX_POTENTIAL_BITS`` bits)."""
-    _check_int("timesteps", timesteps, 1, MAX_T)
-    if not isinstance(tau_shift, int) or isinstance(tau_shift, bool):
+    ``limits.MAX_POTENTIAL_BITS`` bits). Ranges: :mod:`spikepack.limits`."""
+    check_int("timesteps", timesteps, limits.TIMESTEPS)
+    if not limits.is_int(tau_shift):
         raise TypeError(f"tau_shift must be an integer, not {type(tau_shift).__name__}")
-    if tau_shift not in TAU_SHIFTS:
-        raise ValueError(f"tau_shift must be one of {TAU_SHIFTS}, not {tau_shift}")
-    _check_int("weight_bits", weight_bits, 2, 16)
-    _check_int("fan_in", fan_in, 1, 1 << 24)
-    _check_int("rows", rows, 1, fan_in)
-    _check_int("bias_bits", bias_bits, 2, 40)
-    _check_int("threshold_bits", threshold_bits, 1, 40)
+    limits.check_choice("tau_shift", tau_shift, limits.TAU_SHIFTS)
+    check_int("weight_bits", weight_bits, limits.WEIGHT_BITS)
+    check_int("fan_in", fan_in, limits.FAN_IN)
+    check_int("rows", rows, 1, fan_in)
+    check_int("bias_bits", bias_bits, limits.BIAS_BITS)
+    check_int("threshold_bits", threshold_bits, limits.THRESHOLD_BITS)
     if not isinstance(input_mode, str):
         raise TypeError(f"input_mode must be a string, not {type(input_mode).__name__}")
-    if input_mode not in INPUT_MODES:
-        raise ValueError(f"input_mode must be one of {INPUT_MODES}, not {input_mode!r}")
+    limits.check_choice("input_mode", input_mode, INPUT_MODES)
     params = NeuronParams(timesteps, tau_shift, weight_bits, fan_in, rows, bias_bits,
                           threshold_bits, input_mode)
     params.widths  # raises WidthError for a configuration beyond 48 bits
@@ -154,14 +129,10 @@ class NeuronBase(wiring.Component):
 
     def __init__(self, *, timesteps, tau_shift, weight_bits, fan_in, rows, bias_bits,
                  threshold_bits, input_mode="serial"):
-        try:
-            self._params = check_neuron_params(
-                timesteps=timesteps, tau_shift=tau_shift, weight_bits=weight_bits,
-                fan_in=fan_in, rows=rows, bias_bits=bias_bits, threshold_bits=threshold_bits,
-                input_mode=input_mode)
-        except Exception:
-            self._mark_used()
-            raise
+        self._params = self.check(
+            timesteps=timesteps, tau_shift=tau_shift, weight_bits=weight_bits,
+            fan_in=fan_in, rows=rows, bias_bits=bias_bits, threshold_bits=threshold_bits,
+            input_mode=input_mode)
         self._input_layout = neuron_input_layout(self._params)
         self._output_layout = neuron_output_layout(self._params)
         super().__init__({
@@ -169,9 +140,11 @@ class NeuronBase(wiring.Component):
             "o": Out(stream.Signature(self._output_layout)),
         })
 
-    def _mark_used(self):
-        """Mark a unit whose construction failed as used (no "never elaborated" warning)."""
-        self._MustUse__silence = True
+    @classmethod
+    def check(cls, **params) -> NeuronParams:
+        """Check this kind's parameters without building a unit (:func:`check_neuron_params`
+        and what the kind adds)."""
+        return check_neuron_params(**params)
 
     @classmethod
     def from_config(cls, config, **kwargs):
@@ -206,12 +179,17 @@ class NeuronBase(wiring.Component):
         may override it; the SpikePack unit does.)"""
         return 2 if self.timesteps == 1 else 1
 
+    @staticmethod
+    def latency_of(timesteps: int) -> int:
+        """The unit's latency for ``timesteps`` (each unit states its own formula; both are
+        T + 3), without building a unit."""
+        raise NotImplementedError
+
     @property
     def latency(self) -> int:
         """Cycles from the handshake of a neuron's ``last`` beat to its ``o.valid`` (output
-        free): T + 3 for both units, each of which states its own; a layer engine must use this
-        property, not a formula."""
-        return self.timesteps + 3
+        free): :meth:`latency_of` T; a layer engine must use this, not a formula of its own."""
+        return self.latency_of(self.timesteps)
 
     def cycles_per_neuron(self, groups: int) -> int:
         """Sustained input cycles per neuron of ``groups`` beats-groups with the output never
@@ -221,12 +199,23 @@ class NeuronBase(wiring.Component):
         return max(groups, self.timesteps)
 
 
+def neuron_class(kind: str) -> type[NeuronBase]:
+    """The unit class of a neuron ``kind`` (``HardwareConfig.neuron``): "spikepack" or "lif"."""
+    if kind == "spikepack":
+        from .neuron_spikepack import SpikePackNeuron
+        return SpikePackNeuron
+    if kind == "lif":
+        from .neuron_lif import LIFNeuron
+        return LIFNeuron
+    raise ValueError(f"kind must be 'spikepack' or 'lif', not {kind!r}")
+
+
 def add_output_stage(m: Module, port, depth: int, *, width: int | None = None, connect=None):
     """Drive the ``o`` stream ``port`` from a register stage holding up to ``depth`` (>= 1)
     results, oldest first (slot 0 presents). Returns a namespace with
 
-    * ``w_en``, ``w_data`` (inputs): write one result at the clock edge; only when ``can_write``;
-    * ``can_write`` (combinational, may depend on ``port.ready``): a write can happen now;
+    * ``w_en``, ``w_data`` (inputs): write one result at the clock edge; only when a slot is free or
+      the oldest result leaves in this cycle (``~valid[-1] | port.ready``);
     * ``free`` (a function of registers only): a write can happen now whatever ``port.ready`` is;
     * ``free_after_write`` (registers only): a write now would still leave a slot free at the
       next cycle whatever ``port.ready`` is (always 0 when ``depth`` = 1);
@@ -245,7 +234,6 @@ def add_output_stage(m: Module, port, depth: int, *, width: int | None = None, c
     shape = layout if width is None else width
     w_en = Signal()
     w_data = Signal(shape)
-    can_write = Signal()
     free = Signal()
     free_after_write = Signal()
 
@@ -257,7 +245,7 @@ def add_output_stage(m: Module, port, depth: int, *, width: int | None = None, c
     held = [Signal(shape, name=f"out_held{i}", reset_less=True) for i in range(depth)]
     pop = Signal()
     m.d.comb += [port.valid.eq(valid[0]), *present(held[0]), pop.eq(valid[0] & port.ready),
-                 free.eq(~valid[-1]), can_write.eq(~valid[-1] | port.ready),
+                 free.eq(~valid[-1]),
                  free_after_write.eq(~valid[-2] if depth > 1 else 0)]
     if depth == 1:
         with m.If(w_en):
@@ -277,5 +265,5 @@ def add_output_stage(m: Module, port, depth: int, *, width: int | None = None, c
             if i + 1 < depth:
                 with m.Elif(pop):
                     m.d.sync += held[i].eq(held[i + 1])
-    return SimpleNamespace(w_en=w_en, w_data=w_data, can_write=can_write, free=free,
+    return SimpleNamespace(w_en=w_en, w_data=w_data, free=free,
                            free_after_write=free_after_write, valid=valid)

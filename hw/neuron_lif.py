@@ -66,14 +66,16 @@ class LIFNeuron(NeuronBase):
 
     def __init__(self, *, _fault=None, **kwargs):
         if _fault not in _FAULTS:
-            self._mark_used()
             raise ValueError(f"_fault must be one of {_FAULTS}, not {_fault!r}")
         self._fault = _fault
-        if kwargs.get("input_mode", "serial") == "packed":
-            self._mark_used()
+        super().__init__(**kwargs)
+
+    @classmethod
+    def check(cls, **params):
+        if params.get("input_mode", "serial") == "packed":
             raise ValueError("LIFNeuron needs input_mode 'serial': LIF integrates step "
                              "currents and cannot use packed partial potentials")
-        super().__init__(**kwargs)
+        return super().check(**params)
 
     @property
     def buffer_bits(self) -> int:
@@ -91,11 +93,11 @@ class LIFNeuron(NeuronBase):
         t_max = self.params.threshold_max
         return signed_bits(-2 * c_hi, t_max - min(2 * c_lo - 1, c_lo - t_max))
 
-    @property
-    def latency(self) -> int:
+    @staticmethod
+    def latency_of(timesteps: int) -> int:
         """Cycles from the handshake of a neuron's ``last`` beat to its ``o.valid`` (output
         free): T + 3."""
-        return self.timesteps + 3
+        return timesteps + 3
 
     def elaborate(self, platform):
         m = Module()

@@ -128,7 +128,6 @@ class SpikePackNeuron(NeuronBase):
 
     def __init__(self, *, _fault=None, **kwargs):
         if _fault not in _FAULTS:
-            self._mark_used()
             raise ValueError(f"_fault must be one of {_FAULTS}, not {_fault!r}")
         self._fault = _fault
         super().__init__(**kwargs)
@@ -140,13 +139,6 @@ class SpikePackNeuron(NeuronBase):
         lo, hi = self.params.potential_range
         blo, bhi = self.params.bias_range
         return signed_bits(min(lo - 1, lo - blo - 1), max(hi, hi - bhi))
-
-    @property
-    def load_bits(self) -> int:
-        """Signed width of the value loaded into the decode stage: v - 1 (hidden) or v
-        (readout)."""
-        lo, hi = self.params.potential_range
-        return signed_bits(lo - 1, hi)
 
     @property
     def decode_bits(self) -> int:
@@ -162,11 +154,11 @@ class SpikePackNeuron(NeuronBase):
         ``i.ready`` can be a function of registers only and still sustain one beat per cycle)."""
         return {1: 3, 2: 2}.get(self.timesteps, 1)
 
-    @property
-    def latency(self) -> int:
+    @staticmethod
+    def latency_of(timesteps: int) -> int:
         """Cycles from the handshake of a neuron's ``last`` beat to its ``o.valid`` (decode stage
         and output free): T + 3, both input modes."""
-        return self.timesteps + 3
+        return timesteps + 3
 
     def elaborate(self, platform):
         m = Module()

@@ -49,16 +49,10 @@ from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from spikepack import limits
+from spikepack.limits import PE_MODES, check_int
+
 __all__ = ["ProcessingElement", "PE_MODES"]
-
-PE_MODES = ("serial", "packed")
-
-
-def _check_int(name, value, lo, hi):
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer, not {type(value).__name__}")
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be between {lo} and {hi}, not {value}")
 
 
 class ProcessingElement(wiring.Component):
@@ -68,11 +62,7 @@ class ProcessingElement(wiring.Component):
 
     def __init__(self, *, weight_bits: int, in_bits: int, out_bits: int, mode: str = "serial",
                  value_bits: int | None = None):
-        try:
-            self._check(weight_bits, in_bits, out_bits, mode, value_bits)
-        except Exception:
-            self._MustUse__silence = True   # a rejected PE is not an unused elaboratable
-            raise
+        self._check(weight_bits, in_bits, out_bits, mode, value_bits)
         self._weight_bits = weight_bits
         self._in_bits = in_bits
         self._out_bits = out_bits
@@ -95,9 +85,9 @@ class ProcessingElement(wiring.Component):
 
     @staticmethod
     def _check(weight_bits, in_bits, out_bits, mode, value_bits):
-        _check_int("weight_bits", weight_bits, 2, 16)
-        _check_int("in_bits", in_bits, 0, 64)
-        _check_int("out_bits", out_bits, 1, 64)
+        check_int("weight_bits", weight_bits, limits.WEIGHT_BITS)
+        check_int("in_bits", in_bits, 0, 64)
+        check_int("out_bits", out_bits, 1, 64)
         if not isinstance(mode, str) or mode not in PE_MODES:
             raise ValueError(f"mode must be one of {PE_MODES}, not {mode!r}")
         if mode == "serial":
@@ -107,7 +97,7 @@ class ProcessingElement(wiring.Component):
         else:
             if value_bits is None:
                 raise TypeError("mode 'packed' needs value_bits (the width of p(z))")
-            _check_int("value_bits", value_bits, 1, 46)
+            check_int("value_bits", value_bits, 1, 46)
         # out_bits may be narrower than weight_bits + value_bits: the array sizes it to the
         # true range of the partial sum (p(z) <= (tau**T - 1)/(tau - 1), not 2**value_bits - 1)
         if out_bits < max(in_bits, weight_bits):

@@ -71,28 +71,12 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from spikepack.config import HardwareConfig
-from spikepack.hw.registers import input_words_per_beat, out_bits
+from spikepack.firmware.layout import DESCRIPTOR_FIELDS
+from spikepack.hw.layer_engine import descriptor_layout, output_layout
+from spikepack.hw.memories import ReadPortSignature
+from spikepack.hw.stream import SkidBuffer
 
-__all__ = ["NetworkSequencer", "start_layout", "output_layout", "act_addr_bits"]
-
-
-def act_addr_bits(config: HardwareConfig) -> int:
-    """Address bits of one activation buffer (``activation_depth`` entries)."""
-    return max(1, (config.activation_depth - 1).bit_length())
-
-
-def start_layout(config: HardwareConfig) -> data.StructLayout:
-    """The layer engine's ``start`` payload (a layer descriptor)."""
-    mems = config.memories
-    return data.StructLayout({"fan_in": 16, "neurons": 16,
-                              "weight_base": mems["weight"].addr_bits,
-                              "column_base": mems["bias"].addr_bits, "readout": 1})
-
-
-def output_layout(config: HardwareConfig) -> data.StructLayout:
-    """The layer engine's ``o`` payload."""
-    return data.StructLayout({"index": 16, "spikes": unsigned(config.timesteps),
-                              "potential": signed(config.widths.potential), "last": 1})
+__all__ = ["NetworkSequencer"]
 
 
 class NetworkSequencer(wiring.Component):
@@ -103,11 +87,12 @@ class NetworkSequencer(wiring.Component):
     * ``in_tdata`` In(32), ``in_tvalid`` In(1), ``in_tready`` Out(1), ``in_tlast`` In(1): images.
     * ``out_tdata`` Out(OUT_BITS), ``out_tvalid`` Out(1), ``out_tready`` In(1), ``out_tlast``
       Out(1): readout potentials.
-    * ``descriptor_raddr`` Out, ``descriptor_ren`` Out(1), ``descriptor_rdata`` In(128),
-      ``layer_count`` In, ``hold`` Out(1): to :class:`NetworkMemories`.
-    * ``eng_start`` Out(stream of :func:`start_layout`), ``eng_o`` In(stream of
-      :func:`output_layout`), ``eng_busy`` In(1); ``act_raddr`` In, ``act_ren`` In(1),
-      ``act_rdata`` Out(R*T): to the layer engine.
+    * ``descriptor`` In(:class:`~spikepack.hw.memories.ReadPortSignature`), ``layer_count`` In,
+      ``hold`` Out(1): to :class:`NetworkMemories`.
+    * ``eng_start`` Out(stream of ``layer_engine.descriptor_layout``), ``eng_o`` In(stream of
+      ``layer_engine.output_layout``), ``eng_busy`` In(1); ``act``
+      Out(:class:`~spikepack.hw.memories.ReadPortSignature`, R*T-bit data, read latency 2):
+      the activation buffers, read by the layer engine.
     * ``run`` In(1), ``start`` In(1) (one-cycle strobe): control.
     * ``busy``, ``armed`` Out(1); ``layer`` Out(8); ``images`` Out(2); ``cycles_last`` Out(32);
       one-cycle strobes ``start_ignored``, ``overflow``, ``done``, ``layer_done``, ``in_beat``,
@@ -123,17 +108,14 @@ class NetworkSequencer(wiring.Component):
             "in_tdata": In(32), "in_tvalid": In(1), "in_tready": Out(1), "in_tlast": In(1),
             "out_tdata": Out(self.out_bits), "out_tvalid": Out(1), "out_tready": In(1),
             "out_tlast": Out(1),
-            "descriptor_raddr": Out(mems["descriptor"].addr_bits),
-            "descriptor_ren": Out(1),
-            "descriptor_rdata": In(mems["descriptor"].word_bits),
+            "descriptor": In(ReadPortSignature(mems["descriptor"].addr_bits,
+                                               mems["descriptor"].word_bits)),
             "layer_count": In(self._config.layer_count_bits),
             "hold": Out(1),
-            "eng_start": Out(stream.Signature(start_layout(config))),
+            "eng_start": Out(stream.Signature(descriptor_layout(config))),
             "eng_o": In(stream.Signature(output_layout(config))),
             "eng_busy": In(1),
-            "act_raddr": In(self.act_addr_bits),
-            "act_ren": In(1),
-            "act_rdata": Out(config.rows * config.timesteps),
+            "act": Out(ReadPortSignature(config.act_addr_bits, config.rows * config.timesteps)),
             "run": In(1), "start": In(1),
             "busy": Out(1), "armed": Out(1), "layer": Out(8), "images": Out(2),
             "cycles_last": Out(32),
@@ -147,15 +129,15 @@ class NetworkSequencer(wiring.Component):
 
     @property
     def out_bits(self) -> int:
-        return out_bits(self._config)
+        return self._config.out_bits
 
     @property
     def words_per_beat(self) -> int:
-        return input_words_per_beat(self._config)
+        return self._config.input_words_per_beat
 
     @property
     def act_addr_bits(self) -> int:
-        return act_addr_bits(self._config)
+        return self._config.act_addr_bits
 
     def elaborate(self, platform):
         m = Module()
@@ -305,8 +287,8 @@ class NetworkSequencer(wiring.Component):
         desc_wait = Signal()                # the descriptor read's second cycle
         svalid = Signal()                   # eng_start.valid (START)
         m.d.comb += [self.layer.eq(layer), self.armed.eq(armed), self.busy.eq(busy),
-                     self.hold.eq(busy), self.descriptor_raddr.eq(layer),
-                     self.descriptor_ren.eq(dren), self.eng_start.valid.eq(svalid)]
+                     self.hold.eq(busy), self.descriptor.addr.eq(layer),
+                     self.descriptor.en.eq(dren), self.eng_start.valid.eq(svalid)]
         m.d.sync += dren.eq(0)
         # cycles: busy cycles before this one (0 in the first); cycles_last is taken in the cycle
         # after `done`, when cycles counts the busy cycles up to and including `done`
@@ -340,40 +322,24 @@ class NetworkSequencer(wiring.Component):
         start_now = Signal()
         m.d.comb += start_now.eq(self.start & ready & ~go & ~armed)
 
-        # output slice: main (what m_axis_out shows) and skid (taken while main is blocked)
-        pw = c.widths.potential
-        main_valid, main_pot, main_last = (Signal(name="main_valid"),
-                                           Signal(signed(pw), name="main_pot"),
-                                           Signal(name="main_last"))
-        skid_valid, skid_pot, skid_last = (Signal(name="skid_valid"),
-                                           Signal(signed(pw), name="skid_pot"),
-                                           Signal(name="skid_last"))
-        take = Signal()
+        # output slice: a skid buffer (stream.SkidBuffer: out_t* from registers, the engine's
+        # o.ready a flip-flop, never out_tready)
+        m.submodules.out_slice = out_slice = SkidBuffer(data.StructLayout({
+            "potential": signed(c.widths.potential), "last": 1}))
         m.d.comb += [
-            take.eq(main_valid & self.out_tready),
-            self.out_tvalid.eq(main_valid),
-            self.out_tdata.eq(main_pot),                # sign-extended to OUT_BITS
-            self.out_tlast.eq(main_last),
-            self.out_beat.eq(take),
-            self.out_stall.eq(main_valid & ~self.out_tready),
+            out_slice.i.valid.eq(s_runr & o.valid),
+            out_slice.i.payload.potential.eq(o.payload.potential),
+            out_slice.i.payload.last.eq(o.payload.last),
+            out_slice.o.ready.eq(self.out_tready),
+            self.out_tvalid.eq(out_slice.o.valid),
+            self.out_tdata.eq(out_slice.o.payload.potential),   # sign-extended to OUT_BITS
+            self.out_tlast.eq(out_slice.o.payload.last),
+            self.out_beat.eq(out_slice.o.valid & self.out_tready),
+            self.out_stall.eq(out_slice.o.valid & ~self.out_tready),
             # beats wait while the skid entry is taken, which only readout beats fill (and
             # it is empty again before an inference ends), so hidden beats never wait
-            o.ready.eq(~skid_valid),
+            o.ready.eq(out_slice.i.ready),
         ]
-        to_out = Signal()
-        m.d.comb += to_out.eq(s_runr & o_beat)
-        with m.If(skid_valid):
-            with m.If(take):
-                m.d.sync += [main_pot.eq(skid_pot), main_last.eq(skid_last), skid_valid.eq(0)]
-        with m.Elif(to_out):
-            with m.If(main_valid & ~self.out_tready):
-                m.d.sync += [skid_valid.eq(1), skid_pot.eq(o.payload.potential),
-                             skid_last.eq(o.payload.last)]
-            with m.Else():
-                m.d.sync += [main_valid.eq(1), main_pot.eq(o.payload.potential),
-                             main_last.eq(o.payload.last)]
-        with m.Elif(take):
-            m.d.sync += main_valid.eq(0)
 
         # end of a layer: its last beat; only readout beats can wait (the skid entry)
         end_h, end_r = Signal(), Signal()
@@ -411,7 +377,7 @@ class NetworkSequencer(wiring.Component):
         # it ends on `done` alone
         with m.If(end_r):
             m.d.sync += s_drain.eq(1)
-        with m.If(s_drain & main_valid & self.out_tready & ~skid_valid):
+        with m.If(s_drain & out_slice.o.valid & self.out_tready & out_slice.i.ready):
             # the readout's last beat was in the output slice and the sink takes it now
             m.d.comb += self.done.eq(1)
             m.d.sync += [busy.eq(0), s_runr.eq(0), s_drain.eq(0), last_layer.eq(0)]
@@ -425,15 +391,13 @@ class NetworkSequencer(wiring.Component):
                 m.d.sync += armed.eq(1)
 
         # descriptor -> engine, straight from the descriptor memory's read register
-        lanes = [self.descriptor_rdata[32 * i:32 * i + 32] for i in range(4)]
-        p = self.eng_start.payload
-        m.d.comb += [
-            p.fan_in.eq(lanes[0][:16]),
-            p.neurons.eq(lanes[0][16:32]),
-            p.weight_base.eq(lanes[1]),
-            p.column_base.eq(lanes[2]),
-            p.readout.eq(last_layer),
-        ]
+        # (the fields of firmware.layout's descriptor word; the readout flag is not used for
+        # routing: the last committed layer is the readout)
+        word, p = self.descriptor.data, self.eng_start.payload
+        for name in ("fan_in", "neurons", "weight_base", "column_base"):
+            offset, width = DESCRIPTOR_FIELDS[name]
+            m.d.comb += getattr(p, name).eq(word[offset:offset + width])
+        m.d.comb += p.readout.eq(last_layer)
 
         # --- hidden layer outputs -> hidden buffer layer mod 2, through a register stage -------
         # the beat is registered first (the engine's output register is far away), then
@@ -471,10 +435,10 @@ class NetworkSequencer(wiring.Component):
 
         # --- activation reads for the engine ---------------------------------------------------
         m.d.comb += [
-            in_rd.addr.eq(Cat(self.act_raddr, rsel)),
-            hid_rd.addr.eq(Cat(self.act_raddr, hsel)),
-            in_rd.en.eq(self.act_ren),
-            hid_rd.en.eq(self.act_ren),
+            in_rd.addr.eq(Cat(self.act.addr, rsel)),
+            hid_rd.addr.eq(Cat(self.act.addr, hsel)),
+            in_rd.en.eq(self.act.en),
+            hid_rd.en.eq(self.act.en),
         ]
         # each block RAM's read data is registered right behind it (its output register; see
         # spikepack.hw.memories), so the port's latency is READ_LATENCY = 2, as the network
@@ -482,5 +446,5 @@ class NetworkSequencer(wiring.Component):
         in_q = Signal(R * T, reset_less=True)
         hid_q = Signal(R * T, reset_less=True)
         m.d.sync += [in_q.eq(in_rd.data), hid_q.eq(hid_rd.data)]
-        m.d.comb += self.act_rdata.eq(Mux(first, in_q, hid_q))
+        m.d.comb += self.act.data.eq(Mux(first, in_q, hid_q))
         return m

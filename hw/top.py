@@ -34,17 +34,17 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from spikepack.config import HardwareConfig
-from spikepack.hw.axil import AXIL_PORTS, axil_slave_members
+from spikepack.hw.axil import axil_slave_members
 from spikepack.hw.layer_engine import LayerEngine
 from spikepack.hw.loader import BitstreamLoader
-from spikepack.hw.memories import MEMORY_NAMES, NetworkMemories
-from spikepack.hw.registers import ADDR_BITS, RegisterBlock, out_bits
+from spikepack.hw.memories import NetworkMemories
+from spikepack.hw.register_block import RegisterBlock
+from spikepack.hw.registers import ADDR_BITS
 from spikepack.hw.sequencer import NetworkSequencer
 
-__all__ = ["SpikePackTop", "TOPLEVEL"]
+from spikepack.hw.verilog import TOP_NAME
 
-#: Verilog module name of the accelerator.
-TOPLEVEL = "spikepack_top"
+__all__ = ["SpikePackTop", "TOP_NAME"]
 
 
 class SpikePackTop(wiring.Component):
@@ -70,7 +70,7 @@ class SpikePackTop(wiring.Component):
 
     @property
     def out_bits(self) -> int:
-        return out_bits(self._config)
+        return self._config.out_bits
 
     @property
     def addr_bits(self) -> int:
@@ -99,13 +99,11 @@ class SpikePackTop(wiring.Component):
         m.submodules.sequencer = DomainRenamer({"sync": "core"})(seq)
         m.submodules.registers = regs
 
-        # AXI4-Lite -> registers
-        for port in AXIL_PORTS:
-            ours, theirs = getattr(self, f"s_axil_{port}"), getattr(regs, f"s_axil_{port}")
-            if regs.signature.members[f"s_axil_{port}"].flow == wiring.In:
-                m.d.comb += theirs.eq(ours)
-            else:
-                m.d.comb += ours.eq(theirs)
+        # AXI4-Lite -> registers: the flat s_axil_* ports (for Vivado and cocotbext-axi) are
+        # the top's only flat interface
+        for port, member in regs.bus.signature.members.items():
+            ours, theirs = getattr(self, f"s_axil_{port}"), getattr(regs.bus, port)
+            m.d.comb += theirs.eq(ours) if member.flow == wiring.In else ours.eq(theirs)
 
         # load stream -> loader -> memories
         m.d.comb += [
@@ -113,43 +111,21 @@ class SpikePackTop(wiring.Component):
             loader.s_axis_tvalid.eq(self.s_axis_load_tvalid),
             loader.s_axis_tlast.eq(self.s_axis_load_tlast),
             self.s_axis_load_tready.eq(loader.s_axis_tready),
-            mems.wr_mem.eq(loader.wr_mem),
-            mems.wr_addr.eq(loader.wr_addr),
-            mems.wr_lane.eq(loader.wr_lane),
-            mems.wr_data.eq(loader.wr_data),
-            mems.wr_en.eq(loader.wr_en),
-            mems.commit.eq(loader.commit),
-            mems.commit_layers.eq(loader.commit_layers),
-            loader.commit_pending.eq(mems.commit_pending),
             mems.hold.eq(seq.hold),
         ]
+        wiring.connect(m, loader.write, mems.write)
 
         # memories -> engine (weights, biases, thresholds) and sequencer (descriptors)
-        for name in MEMORY_NAMES:
-            reader = seq if name == "descriptor" else engine
-            m.d.comb += [
-                getattr(mems, f"{name}_raddr").eq(getattr(reader, f"{name}_raddr")),
-                getattr(mems, f"{name}_ren").eq(getattr(reader, f"{name}_ren")),
-                getattr(reader, f"{name}_rdata").eq(getattr(mems, f"{name}_rdata")),
-            ]
+        for name in ("weight", "bias", "threshold"):
+            wiring.connect(m, getattr(mems, name), getattr(engine, name))
+        wiring.connect(m, mems.descriptor, seq.descriptor)
         m.d.comb += seq.layer_count.eq(mems.layer_count)
 
-        # sequencer <-> engine
-        start, o = engine.start, engine.o
-        m.d.comb += [
-            start.valid.eq(seq.eng_start.valid),
-            seq.eng_start.ready.eq(start.ready),
-            seq.eng_o.valid.eq(o.valid),
-            o.ready.eq(seq.eng_o.ready),
-            seq.eng_busy.eq(engine.busy),
-            engine.act_rdata.eq(seq.act_rdata),
-            seq.act_raddr.eq(engine.act_raddr),
-            seq.act_ren.eq(engine.act_ren),
-        ]
-        for name in ("fan_in", "neurons", "weight_base", "column_base", "readout"):
-            m.d.comb += getattr(start.payload, name).eq(getattr(seq.eng_start.payload, name))
-        for name in ("index", "spikes", "potential", "last"):
-            m.d.comb += getattr(seq.eng_o.payload, name).eq(getattr(o.payload, name))
+        # sequencer <-> engine: the descriptor and output streams, the activation read port
+        wiring.connect(m, seq.eng_start, engine.start)
+        wiring.connect(m, engine.o, seq.eng_o)
+        wiring.connect(m, seq.act, engine.act)
+        m.d.comb += seq.eng_busy.eq(engine.busy)
 
         # streams
         m.d.comb += [
@@ -172,7 +148,7 @@ class SpikePackTop(wiring.Component):
             regs.busy.eq(seq.busy),
             regs.loaded.eq(mems.layer_count != 0),
             regs.loader_busy.eq(loader.busy),
-            regs.commit_pending.eq(mems.commit_pending),
+            regs.commit_pending.eq(mems.write.commit_pending),
             regs.start_armed.eq(seq.armed),
             regs.load_error.eq(loader.error != 0),
             regs.images_buffered.eq(seq.images),

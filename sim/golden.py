@@ -35,8 +35,9 @@ __all__ = [
     "signed_bits", "unsigned_bits", "Widths", "layer_widths", "conv_layer_widths",
 ]
 
-MAX_T = 16
-TAU_SHIFTS = (1, 2, 3)
+from spikepack.limits import (BIAS_BITS, FAN_IN, MAX_POTENTIAL_BITS, MAX_T, TAU_SHIFTS,
+                               THRESHOLD_BITS, WEIGHT_BITS, check_int)
+
 #: Magnitudes at or above this are refused: int64 arithmetic below it cannot wrap, even after
 #: one more addition of two such values.
 INT64_LIMIT = 1 << 62
@@ -583,10 +584,6 @@ class Widths:
     lif_current: int
 
 
-#: The widest register any configuration may need: the golden model computes exactly in int64
-#: only below 2**62 (T = 16 with tau = 8 needs about 60 bits for realistic layers).
-MAX_POTENTIAL_BITS = 62
-
 
 def layer_widths(*, fan_in: int, weight_bits: int, T: int, tau_shift: int, bias_bits: int,
                  threshold_bits: int, rows: int | None = None,
@@ -598,12 +595,10 @@ def layer_widths(*, fan_in: int, weight_bits: int, T: int, tau_shift: int, bias_
     ``threshold_bits`` the unsigned threshold width.
     """
     check_params(T, tau_shift)
-    for name, value, lo, hi in (("fan_in", fan_in, 1, 1 << 24), ("weight_bits", weight_bits, 2, 16),
-                                ("bias_bits", bias_bits, 2, 40), ("threshold_bits", threshold_bits, 1, 40)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
-            raise TypeError(f"{name} must be an integer, not {type(value).__name__}")
-        if not lo <= value <= hi:
-            raise ValueError(f"{name} must be between {lo} and {hi}, not {value}")
+    for name, value, limit in (("fan_in", fan_in, FAN_IN), ("weight_bits", weight_bits, WEIGHT_BITS),
+                               ("bias_bits", bias_bits, BIAS_BITS),
+                               ("threshold_bits", threshold_bits, THRESHOLD_BITS)):
+        check_int(name, value, limit, numpy=True)
     rows = fan_in if rows is None else rows
     if not 1 <= rows <= fan_in:
         raise ValueError(f"rows must be between 1 and fan_in={fan_in}, not {rows}")

@@ -42,6 +42,8 @@ from typing import Callable
 
 import numpy as np
 
+from spikepack.config import input_words_per_beat
+
 from .runner import BUILD_ROOT, _locked, check_build_path
 from .toolchain import verilator_env, verilator_version
 
@@ -232,7 +234,7 @@ def pack_inputs(z: np.ndarray, timesteps: int) -> np.ndarray:
     """(S, N0) spike words -> (S, B) uint32 ``s_axis_in`` beats: K = 32 // T words a beat, word i
     of an image at bits (i % K) * T of beat i // K, zeros beyond N0 (the bench's pack_image)."""
     z = np.asarray(z, dtype=np.uint64)
-    per_beat = 32 // timesteps
+    per_beat = input_words_per_beat(timesteps)
     images, fan_in = z.shape
     beats = -(-fan_in // per_beat)
     padded = np.zeros((images, beats * per_beat), dtype=np.uint64)

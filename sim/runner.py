@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
 from spikepack.fileio import atomic_write_text
+from spikepack.hw.verilog import to_verilog
 
 from .toolchain import verilator_env
 
@@ -78,12 +79,6 @@ def check_build_path(directory: Path, simulator: str = "verilator") -> None:
 
 def waves_enabled() -> bool:
     return os.environ.get("WAVES", "0") not in ("", "0")
-
-
-def to_verilog(component, name: str) -> str:
-    """Stable Verilog text for an Amaranth component (no source locations, no internal attrs)."""
-    from amaranth.back import verilog
-    return verilog.convert(component, name=name, emit_src=False, strip_internal_attrs=True)
 
 
 @dataclass(frozen=True)

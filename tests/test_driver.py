@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from spikepack.accelerator import build_manifest
 from spikepack.config import HardwareConfig
 from spikepack.driver import MAGIC, Driver, DriverError, MmapBus, Protocol
-from spikepack.hw.registers import MAGIC as HW_MAGIC
+from spikepack.hw.registers import ID_MAGIC as HW_MAGIC
 from spikepack.sim.benches.inference import pack_image, unpack_potentials
 from spikepack.sim.benches.system import input_beats
 
@@ -34,7 +34,7 @@ def manifest(request):
 
 
 def test_magic_is_the_hardware_id():
-    assert MAGIC == HW_MAGIC
+    assert MAGIC == HW_MAGIC == int.from_bytes(b"SPK1", "big")     # the register reads "SPK1"
 
 
 @given(data=st.data())

@@ -10,7 +10,7 @@ import dataclasses
 import pytest
 
 from spikepack.config import HardwareConfig
-from spikepack.hw.loader import LoaderWithMemories
+from spikepack.hw.loader_harness import LoaderWithMemories
 from spikepack.sim import runner
 from spikepack.sim.benches.loader import small_config
 

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Amaranth-simulator tests of the SpikePack and LIF neuron units against the golden model:
 random neurons of 1..3 groups, directed edges, random stalls on both sides, packed mode, and the
 docstring timing (no input bubbles, cycles per neuron, latency) measured cycle by cycle. And the
@@ -9,13 +10,12 @@ from __future__ import annotations
 import os
 import random
 
-import warnings
 
 import numpy as np
 import pytest
-from amaranth._unused import UnusedMustUse
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
 
 from spikepack.config import HardwareConfig
@@ -26,8 +26,6 @@ from spikepack.sim import golden
 from spikepack.sim.benches.neuron import make_stimulus
 from spikepack.sim.benches.streams import PayloadCodec, check_records
 
-# the parameter tests build units only to look at them
-warnings.filterwarnings("ignore", category=UnusedMustUse)
 
 KINDS = {"spikepack": SpikePackNeuron, "lif": LIFNeuron}
 
@@ -220,7 +218,7 @@ def test_ports_and_from_config():
                             bias_bits=14, threshold_bits=12, max_fan_in=4)
     for cls in (SpikePackNeuron, LIFNeuron):
         unit = cls.from_config(config)
-        unit._mark_used()  # built only to read its properties
+        Fragment.get(unit, None)        # it elaborates (and so is used)
         assert (unit.timesteps, unit.tau_shift, unit.fan_in, unit.rows) == (6, 2, 4, 4)
         assert unit.widths == config.widths
         layout = dict(unit.input_layout)
@@ -232,7 +230,7 @@ def test_ports_and_from_config():
         with pytest.raises(AttributeError):
             unit.timesteps = 3
     packed = SpikePackNeuron.from_config(HardwareConfig(pe_mode="packed"))
-    packed._mark_used()
+    Fragment.get(packed, None)
     assert dict(packed.input_layout)["current"].width == packed.widths.potential
 
 
@@ -312,7 +310,6 @@ def test_decode_model_at_unit_widths(params):
     """The model at a real unit's widths (decode_bits, potential width), over the unit's whole
     potential range: extremes, zero, and levels of the extreme thresholds."""
     unit = SpikePackNeuron(**params)
-    unit._mark_used()
     lo, hi = unit.params.potential_range
     T, k = unit.timesteps, unit.tau_shift
     levels = golden.spike_levels(T, k)

@@ -40,8 +40,8 @@ BUILD_ARGS = ("--output-split", "0")
 
 
 def _make(config):
-    from spikepack.hw.top import TOPLEVEL, SpikePackTop
-    return runner.build(TOPLEVEL, lambda: SpikePackTop(config=config), build_args=BUILD_ARGS)
+    from spikepack.hw.top import TOP_NAME, SpikePackTop
+    return runner.build(TOP_NAME, lambda: SpikePackTop(config=config), build_args=BUILD_ARGS)
 
 
 @pytest.fixture(scope="module", params=list(CONFIGS))
@@ -57,8 +57,7 @@ def _run(system, testcase, **args):
 
 
 def test_config_c_has_wide_outputs():
-    from spikepack.hw.registers import out_bits
-    assert out_bits(CONFIGS["r8c2_t6_k3_spikepack"]) == 64
+    assert CONFIGS["r8c2_t6_k3_spikepack"].out_bits == 64
 
 
 def test_system_registers(system):
@@ -85,9 +84,9 @@ def test_top_verilog_lints_clean(name):
     """``verilator --lint-only -Wall`` with the waivers of ``hw/lint.vlt`` (each a pattern of
     Amaranth's output, with its reason) reports nothing, for every configuration."""
     from spikepack.generate import lint_verilog
-    from spikepack.hw.top import TOPLEVEL, SpikePackTop
-    text = runner.to_verilog(SpikePackTop(config=CONFIGS[name]), TOPLEVEL)
-    path = runner.BUILD_ROOT / "lint" / name / f"{TOPLEVEL}.v"
+    from spikepack.hw.top import TOP_NAME, SpikePackTop
+    text = runner.to_verilog(SpikePackTop(config=CONFIGS[name]), TOP_NAME)
+    path = runner.BUILD_ROOT / "lint" / name / f"{TOP_NAME}.v"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
-    lint_verilog(path, TOPLEVEL)
+    lint_verilog(path, TOP_NAME)

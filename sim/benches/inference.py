@@ -21,6 +21,7 @@ from cocotb.utils import get_sim_time
 from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamFrame,
                            AxiStreamSink, AxiStreamSource)
 
+from spikepack.config import input_words_per_beat
 from spikepack.sim.runner import bench_args
 
 CLOCK_NS = 10
@@ -53,7 +54,7 @@ class Registers:
 
 def pack_image(words: np.ndarray, timesteps: int) -> bytes:
     """Input spike words -> s_axis_in beats (K = 32 // T words a beat, word i at bits (i % K)*T)."""
-    per_beat = 32 // timesteps
+    per_beat = input_words_per_beat(timesteps)
     beats = []
     for start in range(0, len(words), per_beat):
         beat = 0

@@ -29,17 +29,17 @@ from amaranth import Module, Signal, unsigned
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from spikepack.config import WORD_BITS, HardwareConfig
+from spikepack.config import HardwareConfig
 from spikepack.hw.layer_engine import LayerEngine, descriptor_layout, output_layout
-from spikepack.hw.memories import MEMORY_INDEX, NetworkMemories
+from spikepack.hw.memories import MEMORY_INDEX, NetworkMemories, WriteSignature
 
 __all__ = ["LayerBenchTop", "draw_layer", "expected_outputs"]
 
 
 class LayerBenchTop(wiring.Component):
     """Test wrapper: the engine wired to NetworkMemories (loader port exposed) and to an
-    activation memory with a write port (``act_wr_*``). Ports: ``wr_mem``, ``wr_addr``,
-    ``wr_lane``, ``wr_data``, ``wr_en``, ``commit``, ``commit_layers`` (NetworkMemories),
+    activation memory with a write port (``act_wr_*``). Ports: ``write`` (NetworkMemories'
+    ``WriteSignature``: ``write__mem``, ``write__addr``, ... in Verilog),
     ``act_wr_en``, ``act_wr_addr``, ``act_wr_data``, ``start``, ``o``, ``busy`` (LayerEngine)."""
 
     def __init__(self, *, config: HardwareConfig, result_slots: int | None = None):
@@ -50,13 +50,7 @@ class LayerBenchTop(wiring.Component):
         self._engine = (LayerEngine(config=config) if result_slots is None
                         else LayerEngine(config=config, result_slots=result_slots))
         super().__init__({
-            "wr_mem": In(2),
-            "wr_addr": In(self._memories.config.write_addr_bits),
-            "wr_lane": In(self._memories.config.lane_bits),
-            "wr_data": In(WORD_BITS),
-            "wr_en": In(1),
-            "commit": In(1),
-            "commit_layers": In(self._memories.config.layer_count_bits),
+            "write": Out(WriteSignature(config)),
             "act_wr_en": In(1),
             "act_wr_addr": In(self._engine.act_addr_bits),
             "act_wr_data": In(config.rows * config.timesteps),
@@ -70,16 +64,10 @@ class LayerBenchTop(wiring.Component):
         mems, eng = self._memories, self._engine
         m.submodules.memories = mems
         m.submodules.engine = eng
-        for name in ("wr_mem", "wr_addr", "wr_lane", "wr_data", "wr_en", "commit",
-                     "commit_layers"):
-            m.d.comb += getattr(mems, name).eq(getattr(self, name))
+        wiring.connect(m, wiring.flipped(self.write), mems.write)
         m.d.comb += mems.hold.eq(0)
         for name in ("weight", "bias", "threshold"):
-            m.d.comb += [
-                getattr(mems, f"{name}_raddr").eq(getattr(eng, f"{name}_raddr")),
-                getattr(mems, f"{name}_ren").eq(getattr(eng, f"{name}_ren")),
-                getattr(eng, f"{name}_rdata").eq(getattr(mems, f"{name}_rdata")),
-            ]
+            wiring.connect(m, getattr(mems, name), getattr(eng, name))
         act = memory.Memory(shape=unsigned(len(self.act_wr_data)),
                             depth=self._config.activation_depth, init=[])
         m.submodules.act = act
@@ -88,7 +76,7 @@ class LayerBenchTop(wiring.Component):
         act_q = Signal(len(self.act_wr_data), reset_less=True)
         m.d.sync += act_q.eq(rd.data)
         m.d.comb += [
-            rd.addr.eq(eng.act_raddr), rd.en.eq(eng.act_ren), eng.act_rdata.eq(act_q),
+            rd.addr.eq(eng.act.addr), rd.en.eq(eng.act.en), eng.act.data.eq(act_q),
             wr.addr.eq(self.act_wr_addr), wr.data.eq(self.act_wr_data), wr.en.eq(self.act_wr_en),
         ]
         wiring.connect(m, wiring.flipped(self.start), eng.start)
@@ -167,19 +155,19 @@ if cocotb is not None:
 
     async def _write_image(dut, image):
         for name, words in image.memories.items():
-            dut.wr_mem.value = MEMORY_INDEX[name]
+            dut.write__mem.value = MEMORY_INDEX[name]
             for addr, lanes in enumerate(words):
                 for lane, value in enumerate(lanes):
-                    dut.wr_addr.value = addr
-                    dut.wr_lane.value = lane
-                    dut.wr_data.value = int(value)
-                    dut.wr_en.value = 1
+                    dut.write__addr.value = addr
+                    dut.write__lane.value = lane
+                    dut.write__data.value = int(value)
+                    dut.write__en.value = 1
                     await RisingEdge(dut.clk)
-        dut.wr_en.value = 0
-        dut.commit_layers.value = image.layer_count
-        dut.commit.value = 1
+        dut.write__en.value = 0
+        dut.write__commit_layers.value = image.layer_count
+        dut.write__commit.value = 1
         await RisingEdge(dut.clk)
-        dut.commit.value = 0
+        dut.write__commit.value = 0
         await RisingEdge(dut.clk)
 
     async def _write_activations(dut, config, z):
@@ -202,7 +190,7 @@ if cocotb is not None:
         seed = args["seed"]
         config = HardwareConfig(**args["config"])
         cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-        for name in ("wr_en", "commit", "act_wr_en", "start__valid", "o__ready"):
+        for name in ("write__en", "write__commit", "act_wr_en", "start__valid", "o__ready"):
             getattr(dut, name).value = 0
         dut.rst.value = 1
         await ClockCycles(dut.clk, 2)

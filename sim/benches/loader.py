@@ -18,7 +18,7 @@ from amaranth.sim import Simulator
 from spikepack.config import HardwareConfig
 from spikepack.firmware import bitstream as bs
 from spikepack.firmware.layout import NetworkImage, lanes_to_words, layout_network
-from spikepack.hw.loader import LoaderWithMemories
+from spikepack.hw.loader_harness import LoaderWithMemories
 from spikepack.hw.memories import MEMORY_INDEX, MEMORY_NAMES, READ_LATENCY
 
 E = bs.ErrorCode
@@ -209,7 +209,7 @@ def bad_streams(rng: np.random.Generator, good: list[int], config: HardwareConfi
             out.append(BadStream("version", words, E.BAD_VERSION))
         elif kind == "garbage":
             words = [int(v) for v in rng.integers(0, 1 << 32, size=int(rng.integers(1, 40)))]
-            expected = E.BAD_MAGIC if words[0] != bs.MAGIC else None
+            expected = E.BAD_MAGIC if words[0] != bs.BITSTREAM_MAGIC else None
             out.append(BadStream("garbage", words, expected))
         elif kind == "multi":
             words = list(good)
@@ -414,7 +414,7 @@ def simulate(config, scenario, *, monitor=True):
     async def watch(ctx):
         loader = dut._loader
         async for _, _, en, mem, addr, lane in ctx.tick().sample(
-                loader.wr_en, loader.wr_mem, loader.wr_addr, loader.wr_lane):
+                loader.write.en, loader.write.mem, loader.write.addr, loader.write.lane):
             if en:
                 writes.append((mem, addr, lane))
 

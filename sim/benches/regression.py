@@ -83,9 +83,9 @@ def run_case(config: HardwareConfig, sizes, *, seed: int, results: Path | None =
     log) when a check fails. Returns the run's directory."""
     import dataclasses
 
-    from spikepack.hw.top import TOPLEVEL, SpikePackTop
+    from spikepack.hw.top import TOP_NAME, SpikePackTop
     from spikepack.sim import runner
-    built = runner.build(TOPLEVEL, lambda: SpikePackTop(config=config),
+    built = runner.build(TOP_NAME, lambda: SpikePackTop(config=config),
                          build_args=("--output-split", "0"))
     args = {"config": dataclasses.asdict(config), "sizes": list(sizes), "images": images,
             "networks": networks}

@@ -30,18 +30,10 @@ from typing import Iterable, Mapping, Sequence
 import cocotb
 from cocotb.triggers import RisingEdge
 
+from spikepack.hw.verilog import fields_of
+
 __all__ = ["PayloadCodec", "fields_of", "StreamDriver", "StreamMonitor", "run_agents",
            "check_records", "MismatchError"]
-
-
-def fields_of(layout) -> dict[str, tuple[int, int, bool]]:
-    """``{name: (offset, width, signed)}`` of an Amaranth ``data.StructLayout``."""
-    out = {}
-    for name, field in layout:
-        shape = field.shape
-        sig = shape.signed if hasattr(shape, "signed") else False
-        out[name] = (field.offset, field.width, bool(sig))
-    return out
 
 
 class PayloadCodec:

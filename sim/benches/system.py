@@ -15,7 +15,7 @@ import random
 
 import numpy as np
 
-from spikepack.config import HardwareConfig
+from spikepack.config import HardwareConfig, input_words_per_beat
 from spikepack.sim.golden import (global_potential, lif_layer, run_network, spikepack_layer,
                                   step_currents)
 
@@ -29,7 +29,7 @@ __all__ = ["input_beats", "random_network", "extreme_network", "expected_constan
 def input_beats(z, T: int) -> list[int]:
     """The s_axis_in beats of one image: K = 32 // T spike words a beat, input i in beat i // K
     at bits (i % K)*T, zeros beyond N0."""
-    K = 32 // T
+    K = input_words_per_beat(T)
     z = [int(v) for v in z]
     beats = []
     for b in range(math.ceil(len(z) / K)):
@@ -531,7 +531,7 @@ if cocotb is not None:
             await sy.infer(images, what)
             dut._log.warning(f"{what}: {len(images)} images bit-exact, last inference "
                              f"{await sy.read('CYCLES_LAST')} cycles")
-            counted["in"] += len(images) * math.ceil(sizes[0] / (32 // sy.T))
+            counted["in"] += len(images) * math.ceil(sizes[0] / input_words_per_beat(sy.T))
             counted["out"] += len(images) * sizes[-1]
             counted["layers"] += len(images) * len(net)
             counted["images"] += len(images)
@@ -550,7 +550,7 @@ if cocotb is not None:
                 assert await sy.load_bad(good[:len(good) // 2], "truncated") == E.TRUNCATED
                 images = random_images(rng, 3, sizes[0], sy.T)
                 await sy.infer(images, f"{what} after bad bitstreams")
-                counted["in"] += len(images) * math.ceil(sizes[0] / (32 // sy.T))
+                counted["in"] += len(images) * math.ceil(sizes[0] / input_words_per_beat(sy.T))
                 counted["out"] += len(images) * sizes[-1]
                 counted["layers"] += len(images) * len(net)
                 counted["images"] += len(images)
@@ -575,8 +575,8 @@ if cocotb is not None:
         elapsed = round((get_sim_time("ns") - t0) / CLOCK_NS)
         sy.check(frames, images, net, "throughput network")
         busy, last = await sy.read("CYCLES_BUSY"), await sy.read("CYCLES_LAST")
-        beats = math.ceil(c.max_fan_in / (32 // sy.T))
-        first_image = beats * (math.ceil((32 // sy.T) / c.rows) + 1) + 4
+        beats = math.ceil(c.max_fan_in / input_words_per_beat(sy.T))
+        first_image = beats * (math.ceil(input_words_per_beat(sy.T) / c.rows) + 1) + 4
         idle = elapsed - busy
         dut._log.warning(f"throughput: {count} images in {elapsed} cycles, {busy} busy, last "
                       f"inference {last} cycles, idle {idle} (first image {first_image})")
@@ -667,7 +667,7 @@ if cocotb is not None:
         await sy.infer(img_b, "network B after soft reset")
 
         # an image longer than the activation buffer: the excess is dropped and flagged
-        K = 32 // sy.T
+        K = input_words_per_beat(sy.T)
         cap = expected_constants(c)["ACT_DEPTH"] * c.rows
         n0 = _network_sizes(net_b)[0]
         z = random_images(rng, 3, n0, sy.T)[2]

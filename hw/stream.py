@@ -1,0 +1,80 @@
+"""Stream and pipeline helpers shared by every block: a skid buffer (register slice), a delay
+line and a wide OR.
+
+* :class:`SkidBuffer`: cuts every combinational path of a ``stream.Signature`` (``i.ready`` is a
+  flip-flop, ``o.valid`` and ``o.payload`` are registers) at full throughput.
+* :func:`delay`: a value through ``cycles`` registers.
+* :func:`or_all`: the OR of a list of values.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+
+from amaranth import Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["SkidBuffer", "delay", "or_all"]
+
+
+def or_all(terms):
+    """The bitwise OR of a non-empty sequence of values."""
+    terms = list(terms)
+    if not terms:
+        raise ValueError("or_all needs at least one term")
+    return functools.reduce(operator.or_, terms)
+
+
+def delay(m: Module, value, cycles: int, *, name: str, domain: str = "sync"):
+    """``value`` through ``cycles`` (>= 0) registers of ``domain`` named ``<name>_d<i>``;
+    ``cycles = 0`` returns ``value`` itself. Latency: ``cycles``."""
+    if not isinstance(cycles, int) or isinstance(cycles, bool) or cycles < 0:
+        raise ValueError(f"cycles must be a non-negative integer, not {cycles!r}")
+    for i in range(cycles):
+        nxt = Signal.like(value, name=f"{name}_d{i}")
+        m.d[domain] += nxt.eq(value)
+        value = nxt
+    return value
+
+
+class SkidBuffer(wiring.Component):
+    """Two-register skid buffer (register slice) for a stream of ``shape`` payloads.
+
+    Ports: ``i`` In(stream.Signature(shape)), ``o`` Out(stream.Signature(shape)).
+
+    ``i.ready`` is a flip-flop (the skid register is empty), ``o.valid`` and ``o.payload`` are
+    registers, so no combinational path crosses the buffer in either direction. A beat taken on
+    ``i`` goes to the output register when that is free or leaving in the same cycle, else to
+    the skid register, from which it moves to the output register when ``o.ready`` rises.
+
+    Latency: 1 cycle from the ``i`` handshake to ``o.valid``. Throughput: one beat per cycle
+    (``i.ready`` stays high while ``o.ready`` is high). Storage: two payloads.
+    """
+
+    def __init__(self, shape):
+        self._shape = shape
+        super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
+
+    @property
+    def shape(self):
+        return self._shape
+
+    def elaborate(self, platform):
+        m = Module()
+        skid_valid = Signal()
+        skid_payload = Signal.like(self.i.payload)
+        m.d.comb += self.i.ready.eq(~skid_valid)
+        with m.If(self.i.valid & self.i.ready):
+            with m.If(self.o.valid & ~self.o.ready):
+                m.d.sync += [skid_valid.eq(1), skid_payload.eq(self.i.payload)]
+            with m.Else():
+                m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(self.i.payload)]
+        with m.Elif(self.o.ready):
+            with m.If(skid_valid):
+                m.d.sync += [skid_valid.eq(0), self.o.valid.eq(1),
+                             self.o.payload.eq(skid_payload)]
+            with m.Else():
+                m.d.sync += self.o.valid.eq(0)
+        return m

@@ -1,0 +1,155 @@
+# amaranth: UnusedElaboratable=no
+"""Amaranth-simulator tests of the double-banked network memories (``spikepack.hw.memories``)
+against a Python model of two banks: lane writes go to the shadow bank only, a commit swaps the
+banks and latches the layer count (waiting while ``hold`` is high), reads take exactly
+``READ_LATENCY`` cycles and ``rdata`` holds while ``ren`` is low."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from amaranth.sim import Simulator
+
+from spikepack.config import HardwareConfig
+from spikepack.hw.memories import MEMORY_INDEX, MEMORY_NAMES, READ_LATENCY, NetworkMemories
+
+CONFIG = HardwareConfig(rows=4, cols=4, timesteps=2, weight_bits=8, bias_bits=12,
+                        threshold_bits=10, max_fan_in=16, max_neurons=16, max_layers=4,
+                        weight_depth=16)
+
+
+def _random_image(rng):
+    """name -> {address: word} for every address of every memory (one bank)."""
+    specs = CONFIG.memories
+    return {name: {a: rng.getrandbits(specs[name].word_bits) for a in range(specs[name].depth)}
+            for name in MEMORY_NAMES}
+
+
+async def _write_image(ctx, dut, image):
+    specs = CONFIG.memories
+    for name, words in image.items():
+        for addr, word in words.items():
+            for lane in range(specs[name].lanes):
+                ctx.set(dut.write.mem, MEMORY_INDEX[name])
+                ctx.set(dut.write.addr, addr)
+                ctx.set(dut.write.lane, lane)
+                ctx.set(dut.write.data, (word >> (32 * lane)) & 0xFFFFFFFF)
+                ctx.set(dut.write.en, 1)
+                await ctx.tick()
+    ctx.set(dut.write.en, 0)
+
+
+async def _read(ctx, dut, name, addr):
+    """Issue one read and return rdata exactly READ_LATENCY cycles later (ren low meanwhile)."""
+    ctx.set(getattr(dut, name).addr, addr)
+    ctx.set(getattr(dut, name).en, 1)
+    await ctx.tick()
+    ctx.set(getattr(dut, name).en, 0)
+    for _ in range(READ_LATENCY - 1):
+        await ctx.tick()
+    return ctx.get(getattr(dut, name).data)
+
+
+async def _check_bank(ctx, dut, image, rng, seed, what):
+    for name, words in image.items():
+        addrs = list(words)
+        rng.shuffle(addrs)
+        for addr in addrs[:8]:
+            got = await _read(ctx, dut, name, addr)
+            assert got == words[addr], (f"seed {seed}: {what}: {name}[{addr}] = {got:#x}, "
+                                        f"expected {words[addr]:#x}")
+            await ctx.tick()          # ren low: rdata holds
+            assert ctx.get(getattr(dut, name).data) == words[addr]
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_banks_commit_and_reads(seed):
+    print(f"seed {seed}")
+    rng = random.Random(seed)
+    first, second = _random_image(rng), _random_image(rng)
+    dut = NetworkMemories(config=CONFIG)
+
+    async def tb(ctx):
+        assert ctx.get(dut.layer_count) == 0
+        await _write_image(ctx, dut, first)
+        ctx.set(dut.write.commit_layers, 3)
+        ctx.set(dut.write.commit, 1)
+        await ctx.tick()
+        ctx.set(dut.write.commit, 0)
+        for _ in range(3):
+            await ctx.tick()
+        assert ctx.get(dut.layer_count) == 3 and not ctx.get(dut.write.commit_pending)
+        await _check_bank(ctx, dut, first, rng, seed, "first network")
+        # the next network goes to the shadow bank: the active one reads unchanged
+        await _write_image(ctx, dut, second)
+        await _check_bank(ctx, dut, first, rng, seed, "first network while loading the second")
+        # a commit while hold is high waits
+        ctx.set(dut.hold, 1)
+        ctx.set(dut.write.commit_layers, 2)
+        ctx.set(dut.write.commit, 1)
+        await ctx.tick()
+        ctx.set(dut.write.commit, 0)
+        for _ in range(5):
+            await ctx.tick()
+            assert ctx.get(dut.write.commit_pending) and ctx.get(dut.layer_count) == 3
+        await _check_bank(ctx, dut, first, rng, seed, "first network while a commit waits")
+        ctx.set(dut.hold, 0)
+        for _ in range(3):
+            await ctx.tick()
+        assert ctx.get(dut.layer_count) == 2 and not ctx.get(dut.write.commit_pending)
+        await _check_bank(ctx, dut, second, rng, seed, "second network")
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+
+
+def test_swap_timing_of_the_docstring():
+    """A commit decided in cycle t switches layer_count and the descriptor bank at the edge
+    ending t+1 and the other memories at the edge ending t+2."""
+    rng = random.Random(5)
+    old, new = _random_image(rng), _random_image(rng)
+    dut = NetworkMemories(config=CONFIG)
+
+    async def tb(ctx):
+        await _write_image(ctx, dut, old)
+        ctx.set(dut.write.commit_layers, 1)
+        ctx.set(dut.write.commit, 1)
+        await ctx.tick()
+        ctx.set(dut.write.commit, 0)
+        for _ in range(4):
+            await ctx.tick()
+        await _write_image(ctx, dut, new)
+        # read address 0 of every memory continuously; commit in cycle t
+        for name in MEMORY_NAMES:
+            ctx.set(getattr(dut, name).addr, 0)
+            ctx.set(getattr(dut, name).en, 1)
+        for _ in range(READ_LATENCY + 1):
+            await ctx.tick()
+        ctx.set(dut.write.commit_layers, 2)
+        ctx.set(dut.write.commit, 1)                              # cycle t
+        seen = []
+        for _ in range(6):
+            await ctx.tick()
+            ctx.set(dut.write.commit, 0)
+            seen.append({name: ctx.get(getattr(dut, name).data) for name in MEMORY_NAMES}
+                        | {"layers": ctx.get(dut.layer_count)})
+        # layer_count switches at the edge ending t+1 (visible from t+2)
+        assert [s["layers"] for s in seen] == [1, 2, 2, 2, 2, 2]
+        # descriptor bank from t+2: its reads issued then return READ_LATENCY cycles later
+        for name, switch in (("descriptor", 1), ("weight", 2), ("bias", 2), ("threshold", 2)):
+            first_new = switch + READ_LATENCY
+            want = [old[name][0]] * first_new + [new[name][0]] * (6 - first_new)
+            assert [s[name] for s in seen] == want, name
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+
+
+def test_rejects_a_config_that_is_not_a_hardware_config():
+    with pytest.raises(TypeError, match="HardwareConfig"):
+        NetworkMemories(config={"rows": 4})
