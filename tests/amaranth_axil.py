@@ -1,5 +1,7 @@
-"""An AXI4-Lite master for the Amaranth simulator, shared by the tests of every block with an
-AXI4-Lite slave (``test_axil.py``, ``test_register_block.py``, ``test_top.py``)."""
+"""AXI drivers for the Amaranth simulator: an AXI4-Lite master, shared by the tests of every block
+with an AXI4-Lite slave (``test_axil.py``, ``test_register_block.py``, ``test_top.py``), and an
+AXI4-Stream frame sender for the tests that drive the whole top (``test_top.py``,
+``test_loader_ignored.py``)."""
 
 from __future__ import annotations
 
@@ -97,3 +99,24 @@ class AxilMaster:
                 return data, resp
             await ctx.tick()
         raise AssertionError("rvalid never rose")
+
+
+async def stream_send(ctx, dut, prefix, beats, rng, gap=0.3):
+    """Send ``beats`` as one AXI4-Stream frame (TLAST on the last) with random valid gaps."""
+    data, valid, ready, last = (getattr(dut, f"{prefix}_{n}") for n in ("tdata", "tvalid",
+                                                                            "tready", "tlast"))
+    for i, word in enumerate(beats):
+        while rng.random() < gap:
+            ctx.set(valid, 0)
+            await ctx.tick()
+        ctx.set(data, word)
+        ctx.set(last, i == len(beats) - 1)
+        ctx.set(valid, 1)
+        for _ in range(10_000):
+            accepted = ctx.get(ready)
+            await ctx.tick()
+            if accepted:
+                break
+        else:
+            raise AssertionError(f"{prefix}: beat {i} never accepted")
+    ctx.set(valid, 0)

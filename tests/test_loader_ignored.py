@@ -17,6 +17,8 @@ from spikepack.sim.benches.loader import with_crc
 from spikepack.sim.benches.system import golden_logits, input_beats, random_network
 from spikepack.sim.runner import bench_seed
 
+from amaranth_axil import stream_send
+
 # dead columns in the last column tile (M % C != 0) and padded lanes in every section
 CONFIGS = {
     "spikepack": HardwareConfig(rows=2, cols=4, timesteps=3, tau_shift=2, weight_bits=5,
@@ -26,26 +28,6 @@ CONFIGS = {
                           threshold_bits=10, neuron="lif", max_fan_in=8, max_neurons=8,
                           max_layers=3, weight_depth=64),
 }
-
-
-async def stream_send(ctx, dut, prefix, beats, rng, gap=0.2):
-    data, valid, ready, last = (getattr(dut, f"{prefix}_{n}")
-                                for n in ("tdata", "tvalid", "tready", "tlast"))
-    for i, word in enumerate(beats):
-        while rng.random() < gap:
-            ctx.set(valid, 0)
-            await ctx.tick()
-        ctx.set(data, word)
-        ctx.set(last, i == len(beats) - 1)
-        ctx.set(valid, 1)
-        for _ in range(10_000):
-            accepted = ctx.get(ready)
-            await ctx.tick()
-            if accepted:
-                break
-        else:
-            raise AssertionError(f"{prefix}: beat {i} never accepted")
-    ctx.set(valid, 0)
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
@@ -77,11 +59,11 @@ def test_garbage_in_ignored_bits_answers_identically(name):
 
     async def host(ctx):
         for label, words in streams:
-            await stream_send(ctx, dut, "s_axis_load", words, prng)
+            await stream_send(ctx, dut, "s_axis_load", words, prng, gap=0.2)
             for _ in range(20):
                 await ctx.tick()
             for z in images:
-                await stream_send(ctx, dut, "s_axis_in", input_beats(z, T), prng)
+                await stream_send(ctx, dut, "s_axis_in", input_beats(z, T), prng, gap=0.2)
             for _ in range(100_000):
                 if len(received) >= len(images) * (1 + streams.index((label, words))):
                     break

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from amaranth_axil import OKAY, AxilMaster
+from amaranth_axil import OKAY, AxilMaster, stream_send
 from spikepack.config import HardwareConfig
 from spikepack.hw.registers import REGISTER_BY_NAME
 from spikepack.sim.benches.system import expected_constants
@@ -39,27 +39,6 @@ SMALL = {
                                bias_bits=12, threshold_bits=10, max_fan_in=24, max_neurons=8,
                                max_layers=4, weight_depth=64),
 }
-
-
-async def stream_send(ctx, dut, prefix, beats, rng, gap=0.3):
-    """Send ``beats`` as one AXI4-Stream frame (TLAST on the last) with random valid gaps."""
-    data, valid, ready, last = (getattr(dut, f"{prefix}_{n}") for n in ("tdata", "tvalid",
-                                                                            "tready", "tlast"))
-    for i, word in enumerate(beats):
-        while rng.random() < gap:
-            ctx.set(valid, 0)
-            await ctx.tick()
-        ctx.set(data, word)
-        ctx.set(last, i == len(beats) - 1)
-        ctx.set(valid, 1)
-        for _ in range(10_000):
-            accepted = ctx.get(ready)
-            await ctx.tick()
-            if accepted:
-                break
-        else:
-            raise AssertionError(f"{prefix}: beat {i} never accepted")
-    ctx.set(valid, 0)
 
 
 @pytest.mark.parametrize("config_name", list(SMALL))
