@@ -526,22 +526,16 @@ def run_network(z_in, layers: Sequence, T: int, tau_shift: int, neuron: str = "s
                 return global_potential(x, layer.weights, layer.bias, T, tau_shift), activations
             z = dense_fn(x, layer.weights, layer.bias, layer.threshold, T, tau_shift)
             is_map = False
-        elif isinstance(layer, Conv):
+        elif isinstance(layer, (Conv, MaxPool)):
+            what = "a conv layer" if isinstance(layer, Conv) else "max pooling"
             if index == last:
                 raise ValueError(f"layer {index}: the readout (last layer) must be dense")
             if not is_map and index > 0:
-                raise ValueError(f"layer {index}: a conv layer needs a feature map, but layer "
+                raise ValueError(f"layer {index}: {what} needs a feature map, but layer "
                                  f"{index - 1} is dense")
-            z = conv_fn(z, layer.weights, layer.bias, layer.threshold, T, tau_shift,
-                        layer.stride, layer.padding)
-            is_map = True
-        elif isinstance(layer, MaxPool):
-            if index == last:
-                raise ValueError(f"layer {index}: the readout (last layer) must be dense")
-            if not is_map and index > 0:
-                raise ValueError(f"layer {index}: max pooling needs a feature map, but layer "
-                                 f"{index - 1} is dense")
-            z = maxpool_words(z, layer.window)
+            z = (conv_fn(z, layer.weights, layer.bias, layer.threshold, T, tau_shift,
+                         layer.stride, layer.padding) if isinstance(layer, Conv)
+                 else maxpool_words(z, layer.window))
             is_map = True
         else:
             raise TypeError(f"layer {index} must be Dense, Conv, MaxPool or a (weights, bias, "
