@@ -460,11 +460,14 @@ class _Scanner:
             if w >= self.sections[2].words:
                 raise BadDescriptor(f"{where} has column base {w}, outside the bias section "
                                     f"({self.sections[2].words} words)", word=i)
-        else:
+        elif lane == 3:
             want = 1 if layer == self.header["layer_count"] - 1 else 0
             if w != want:
                 raise BadDescriptor(f"{where} has flags 0x{w:x}; expected {want} (bit 0 = "
                                     f"readout, set on the last layer only)", word=i)
+        elif w:
+            raise BadDescriptor(f"{where} has conv geometry 0x{w:x} in lane {lane}; this "
+                                f"version runs dense layers only", word=i)
 
 
 def _truncated(scanner: _Scanner, nbytes: int) -> Truncated:

@@ -13,9 +13,14 @@ with zeros where ``m >= M`` or ``n >= N``. Bias and threshold words hold C value
 per column tile, value c at bit ``c*bias_bits`` (``c*threshold_bits``). Words are padded to whole
 32-bit lanes; lane 0 holds bits 0..31.
 
-Descriptor (4 lanes, one per layer):
+Descriptor (6 lanes, one per layer):
     lane 0: N (bits 0..15), M (bits 16..31)      lane 2: column base (bias/threshold word index)
-    lane 1: weight base (weight word index)       lane 3: flags, bit 0 = readout
+    lane 1: weight base (weight word index)       lane 3: flags, bit 0 = readout, bit 1 = conv;
+            conv: the output map after pooling, H_p (bits 8..15) and W_p (16..23)
+    lane 4: conv input map: C_in (bits 0..15), H (16..23), W (24..31)
+    lane 5: conv geometry: K_h (0..3), K_w (4..7), s_h (8..9), s_w (10..11), p_h (12..14),
+            p_w (15..17), pool_h (18..20), pool_w (21..23) (pool window 1 x 1: no pooling)
+A conv layer's M is C_out; lanes 4 and 5 are zero in a dense layer's descriptor.
 """
 
 from __future__ import annotations
@@ -33,11 +38,24 @@ __all__ = ["LayoutError", "LayerDescriptor", "DESCRIPTOR_FIELDS", "NetworkImage"
 
 LANE_MASK = (1 << WORD_BITS) - 1
 READOUT_FLAG = 1
+CONV_FLAG = 2
+_L3, _L4, _L5 = 3 * WORD_BITS, 4 * WORD_BITS, 5 * WORD_BITS
 #: The fields of a descriptor word (``DESCRIPTOR_LANES`` 32-bit lanes, lane 0 in the low bits)
 #: as ``name: (bit offset, width)``: what the packer writes and the sequencer reads.
 DESCRIPTOR_FIELDS = {"fan_in": (0, 16), "neurons": (16, 16), "weight_base": (WORD_BITS, WORD_BITS),
                      "column_base": (2 * WORD_BITS, WORD_BITS),
-                     "readout": (3 * WORD_BITS + READOUT_FLAG.bit_length() - 1, 1)}
+                     "readout": (_L3 + READOUT_FLAG.bit_length() - 1, 1),
+                     "conv": (_L3 + CONV_FLAG.bit_length() - 1, 1),
+                     "out_height": (_L3 + 8, 8), "out_width": (_L3 + 16, 8),
+                     "in_channels": (_L4, 16), "in_height": (_L4 + 16, 8),
+                     "in_width": (_L4 + 24, 8),
+                     "kernel_h": (_L5, 4), "kernel_w": (_L5 + 4, 4),
+                     "stride_h": (_L5 + 8, 2), "stride_w": (_L5 + 10, 2),
+                     "pad_h": (_L5 + 12, 3), "pad_w": (_L5 + 15, 3),
+                     "pool_h": (_L5 + 18, 3), "pool_w": (_L5 + 21, 3)}
+#: the fields only a conv layer uses (zero in a dense layer's descriptor)
+CONV_FIELDS = ("out_height", "out_width", "in_channels", "in_height", "in_width", "kernel_h", "kernel_w", "stride_h",
+               "stride_w", "pad_h", "pad_w", "pool_h", "pool_w")
 assert max(o + w for o, w in DESCRIPTOR_FIELDS.values()) <= DESCRIPTOR_LANES * WORD_BITS
 
 
@@ -52,6 +70,20 @@ class LayerDescriptor:
     weight_base: int
     column_base: int
     readout: bool
+    conv: bool = False
+    out_height: int = 0
+    out_width: int = 0
+    in_channels: int = 0
+    in_height: int = 0
+    in_width: int = 0
+    kernel_h: int = 0
+    kernel_w: int = 0
+    stride_h: int = 0
+    stride_w: int = 0
+    pad_h: int = 0
+    pad_w: int = 0
+    pool_h: int = 0
+    pool_w: int = 0
 
     def to_lanes(self) -> list[int]:
         word = sum(int(getattr(self, name)) << offset
@@ -63,7 +95,7 @@ class LayerDescriptor:
         word = sum(int(v) << (WORD_BITS * lane) for lane, v in enumerate(lanes))
         fields = {name: (word >> offset) & ((1 << width) - 1)
                   for name, (offset, width) in DESCRIPTOR_FIELDS.items()}
-        return cls(**{**fields, "readout": bool(fields["readout"])})
+        return cls(**{**fields, "readout": bool(fields["readout"]), "conv": bool(fields["conv"])})
 
 
 @dataclass(frozen=True)

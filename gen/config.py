@@ -27,7 +27,7 @@ __all__ = ["ConfigError", "HardwareConfig", "MemorySpec", "WORD_BITS", "DESCRIPT
            "NEURON_CODES", "PE_MODE_CODES", "input_words_per_beat", "load_config"]
 
 #: 32-bit lanes of one layer descriptor word (``spikepack.firmware.layout.LayerDescriptor``).
-DESCRIPTOR_LANES = 4
+DESCRIPTOR_LANES = 6
 #: Codes of the neuron kinds and PE modes in the bitstream header and the ARRAY register.
 NEURON_CODES = {"spikepack": 0, "lif": 1}
 PE_MODE_CODES = {"serial": 0, "packed": 1}
@@ -86,9 +86,19 @@ class HardwareConfig:
     neuron            "spikepack" or "lif" (the baseline).
     pe_mode           "serial" (spike-gated add, one bit plane a cycle) or "packed" (weight times
                       p(z) in one cycle, a multiplier per PE).
-    max_fan_in        largest N of any layer.
-    max_neurons       largest M of any layer (and largest input vector).
+    max_fan_in        largest N of any dense layer.
+    max_neurons       largest M of any dense layer (and largest input vector).
     max_layers        most layers in a network.
+    conv              build the convolution hardware (patch addressing, max pooling); False
+                      gives the dense-only accelerator of earlier versions, whose loader
+                      refuses conv layers.
+    max_channels      most input or output channels of a conv layer.
+    max_map_side      largest height or width of a feature map (a conv layer's input).
+    max_map_words     largest feature map in spike words as stored: C x H x W with C rounded
+                      up to a multiple of R (maps are stored channels-last, R channels an
+                      activation entry; docs/array.md). With conv, the activation buffers hold
+                      max(max_fan_in, max_neurons, max_map_words) / R entries.
+    max_kernel        largest kernel height or width of a conv layer.
     weight_depth      weight memory words per bank.
     weight_rows_per_word  g: array rows per weight word (0 = choose: the fewest with
                       R/g <= T, so one tile's weights arrive within its T compute cycles).
@@ -102,11 +112,16 @@ class HardwareConfig:
     threshold_bits: int = 16
     neuron: str = "spikepack"
     pe_mode: str = "serial"
-    max_fan_in: int = 256
+    max_fan_in: int = 2048
     max_neurons: int = 256
     max_layers: int = 8
-    weight_depth: int = 1024
+    weight_depth: int = 2048
     weight_rows_per_word: int = 0
+    conv: bool = True
+    max_channels: int = 64
+    max_map_side: int = 32
+    max_map_words: int = 8192
+    max_kernel: int = 5
 
     def __post_init__(self):
         _check_int("rows", self.rows, limits.ARRAY_SIZE)
@@ -128,6 +143,13 @@ class HardwareConfig:
         _check_int("max_layers", self.max_layers, limits.MAX_LAYERS)
         _check_int("weight_depth", self.weight_depth, limits.WEIGHT_DEPTH)
         _check_int("weight_rows_per_word", self.weight_rows_per_word, 0, self.rows)
+        if not isinstance(self.conv, bool):
+            raise ConfigError(f"conv must be true or false, not {type(self.conv).__name__} "
+                              f"({self.conv!r})")
+        _check_int("max_channels", self.max_channels, limits.MAX_CHANNELS)
+        _check_int("max_map_side", self.max_map_side, limits.MAP_SIDE)
+        _check_int("max_map_words", self.max_map_words, limits.MAP_WORDS)
+        _check_int("max_kernel", self.max_kernel, limits.KERNEL)
         if self.weight_rows_per_word and self.rows % self.weight_rows_per_word:
             raise ConfigError(f"weight_rows_per_word ({self.weight_rows_per_word}) must divide "
                               f"rows ({self.rows})")
@@ -153,15 +175,31 @@ class HardwareConfig:
         return self.rows // self.rows_per_word
 
     @property
+    def max_patch(self) -> int:
+        """Largest patch length C_in x K_h x K_w of a conv layer, as the array sees it (C_in
+        rounded up to a multiple of R); 0 without conv."""
+        if not self.conv:
+            return 0
+        return self.rows * math.ceil(self.max_channels / self.rows) * self.max_kernel ** 2
+
+    @property
+    def neuron_fan_in(self) -> int:
+        """Largest fan-in of any neuron, dense (max_fan_in) or conv (max_patch): it sets the
+        widths of the array's partial sums and the neuron units' registers."""
+        return max(self.max_fan_in, self.max_patch)
+
+    @property
     def widths(self) -> Widths:
-        return layer_widths(fan_in=self.max_fan_in, weight_bits=self.weight_bits,
+        fan_in = self.neuron_fan_in
+        return layer_widths(fan_in=fan_in, weight_bits=self.weight_bits,
                             T=self.timesteps, tau_shift=self.tau_shift, bias_bits=self.bias_bits,
-                            threshold_bits=self.threshold_bits, rows=min(self.rows, self.max_fan_in))
+                            threshold_bits=self.threshold_bits, rows=min(self.rows, fan_in))
 
     @property
     def column_tiles_max(self) -> int:
         """Most column tiles (bias/threshold words) one network can need."""
-        return self.max_layers * math.ceil(self.max_neurons / self.cols)
+        return self.max_layers * math.ceil(
+            max(self.max_neurons, self.max_channels if self.conv else 0) / self.cols)
 
     @property
     def act_addr_bits(self) -> int:
@@ -183,7 +221,8 @@ class HardwareConfig:
     @property
     def activation_depth(self) -> int:
         """Entries of R spike words in one activation buffer."""
-        return math.ceil(max(self.max_fan_in, self.max_neurons) / self.rows)
+        words = max(self.max_fan_in, self.max_neurons, self.max_map_words if self.conv else 0)
+        return math.ceil(words / self.rows)
 
     @property
     def memories(self) -> dict[str, MemorySpec]:
@@ -218,7 +257,7 @@ class HardwareConfig:
     @property
     def signature(self) -> int:
         """32-bit hash of every generator parameter (and the format of the memory map)."""
-        text = json.dumps({"memory_map_version": 1, **self.as_dict()}, sort_keys=True)
+        text = json.dumps({"memory_map_version": 2, **self.as_dict()}, sort_keys=True)
         return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
 
     # --- files ---------------------------------------------------------------------------------

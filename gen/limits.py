@@ -15,6 +15,7 @@ import numbers
 __all__ = [
     "MAX_T", "TIMESTEPS", "TAU_SHIFTS", "WEIGHT_BITS", "BIAS_BITS", "THRESHOLD_BITS", "FAN_IN",
     "MAX_POTENTIAL_BITS", "ARRAY_SIZE", "MAX_FAN_IN", "MAX_NEURONS", "MAX_LAYERS", "WEIGHT_DEPTH",
+    "MAX_CHANNELS", "MAP_SIDE", "MAP_WORDS", "KERNEL", "STRIDE", "PAD", "POOL",
     "NEURON_KINDS", "PE_MODES", "WORD_BITS", "is_int", "check_int", "check_choice",
 ]
 
@@ -42,6 +43,18 @@ MAX_FAN_IN = (1, 1 << 16)
 MAX_NEURONS = (1, 1 << 16)
 MAX_LAYERS = (1, 256)
 WEIGHT_DEPTH = (1, 1 << 20)
+
+#: Convolution (SPEC section 6), as the layer descriptor's fields can hold them: channels of a
+#: conv layer's input or output, the height and width of a feature map, the spike words of one
+#: stored map (channels rounded up to a multiple of R, the storage layout), kernel size, stride,
+#: zero padding (also at most kernel - 1) and the max-pooling window (1: none).
+MAX_CHANNELS = (1, 1 << 12)
+MAP_SIDE = (1, 255)
+MAP_WORDS = (1, 1 << 20)
+KERNEL = (1, 15)
+STRIDE = (1, 3)
+PAD = (0, 7)
+POOL = (1, 7)
 
 #: Neuron unit kinds ("lif" is the baseline) and PE modes (also the units' input modes).
 NEURON_KINDS = ("spikepack", "lif")

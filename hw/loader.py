@@ -330,6 +330,9 @@ class BitstreamLoader(wiring.Component):
         table[_SLOT_DESC + 1] = {"ge": weight_words, "code": ErrorCode.BAD_DESCRIPTOR}
         table[_SLOT_DESC + 2] = {"ge": column_words, "code": ErrorCode.BAD_DESCRIPTOR}
         table[_SLOT_DESC + 3] = {"eq": t_word_last, "code": ErrorCode.BAD_DESCRIPTOR}
+        # conv geometry lanes: dense layers only, for now
+        table[_SLOT_DESC + 4] = {"eq": 0, "code": ErrorCode.BAD_DESCRIPTOR}
+        table[_SLOT_DESC + 5] = {"eq": 0, "code": ErrorCode.BAD_DESCRIPTOR}
 
         def constant(value):
             return None if isinstance(value, Signal) else value

@@ -148,14 +148,15 @@ class NeuronBase(wiring.Component):
 
     @classmethod
     def from_config(cls, config, **kwargs):
-        """The unit of a :class:`spikepack.config.HardwareConfig`: ``fan_in = max_fan_in``,
-        ``rows = min(rows, max_fan_in)``, ``input_mode = pe_mode``."""
+        """The unit of a :class:`spikepack.config.HardwareConfig`: ``fan_in =
+        neuron_fan_in`` (max_fan_in, or the largest conv patch), ``rows = min(rows, fan_in)``,
+        ``input_mode = pe_mode``."""
         from spikepack.config import HardwareConfig
         if not isinstance(config, HardwareConfig):
             raise TypeError(f"config must be a HardwareConfig, not {type(config).__name__}")
         return cls(timesteps=config.timesteps, tau_shift=config.tau_shift,
-                   weight_bits=config.weight_bits, fan_in=config.max_fan_in,
-                   rows=min(config.rows, config.max_fan_in), bias_bits=config.bias_bits,
+                   weight_bits=config.weight_bits, fan_in=config.neuron_fan_in,
+                   rows=min(config.rows, config.neuron_fan_in), bias_bits=config.bias_bits,
                    threshold_bits=config.threshold_bits, input_mode=config.pe_mode, **kwargs)
 
     # read-only parameters ------------------------------------------------------------------
