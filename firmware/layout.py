@@ -33,7 +33,8 @@ import numpy as np
 
 from spikepack.config import DESCRIPTOR_LANES, WORD_BITS, HardwareConfig
 
-__all__ = ["LayoutError", "LayerDescriptor", "DESCRIPTOR_FIELDS", "NetworkImage",
+__all__ = ["LayoutError", "LayerDescriptor", "DESCRIPTOR_FIELDS", "CONV_FIELDS", "to_storage",
+           "from_storage", "storage_words", "NetworkImage",
            "layout_network", "unpack_network", "words_to_lanes", "lanes_to_words"]
 
 LANE_MASK = (1 << WORD_BITS) - 1
@@ -57,6 +58,42 @@ DESCRIPTOR_FIELDS = {"fan_in": (0, 16), "neurons": (16, 16), "weight_base": (WOR
 CONV_FIELDS = ("out_height", "out_width", "in_channels", "in_height", "in_width", "kernel_h", "kernel_w", "stride_h",
                "stride_w", "pad_h", "pad_w", "pool_h", "pool_w")
 assert max(o + w for o, w in DESCRIPTOR_FIELDS.values()) <= DESCRIPTOR_LANES * WORD_BITS
+
+
+def storage_words(shape: Sequence[int], rows: int) -> int:
+    """Spike words a map of ``shape`` (C, H, W) occupies in an activation buffer: H x W pixels
+    of ceil(C / R) entries of R words (channels last; a vector of N is the map (N, 1, 1))."""
+    c, h, w = (tuple(shape) + (1, 1))[:3]
+    return h * w * -(-c // rows) * rows
+
+
+def to_storage(z, rows: int) -> np.ndarray:
+    """A map ``z`` of spike words, shape (C, H, W) (or a vector (N,), the map (N, 1, 1)), as the
+    activation buffers store it: 1-D, channels last, channels padded with zeros to a multiple of
+    R, so that storage index ``((y*W + x) * CG) * R + c`` holds z[c, y, x]. This is also the
+    order of ``s_axis_in`` for a network whose first layer is a conv."""
+    z = np.asarray(z)
+    if z.ndim == 1:
+        z = z[:, None, None]
+    if z.ndim != 3:
+        raise LayoutError(f"a feature map must be (C, H, W) or (N,), not {z.shape}")
+    c, h, w = z.shape
+    cp = -(-c // rows) * rows
+    out = np.zeros((h, w, cp), dtype=z.dtype)
+    out[:, :, :c] = np.moveaxis(z, 0, -1)
+    return out.reshape(-1)
+
+
+def from_storage(v, shape: Sequence[int], rows: int) -> np.ndarray:
+    """Inverse of :func:`to_storage`: the (C, H, W) map (or (N,) vector) of ``shape``."""
+    shape = tuple(shape)
+    c, h, w = (shape + (1, 1))[:3]
+    cp = -(-c // rows) * rows
+    v = np.asarray(v)
+    if v.shape != (h * w * cp,):
+        raise LayoutError(f"a stored map of shape {shape} holds {h * w * cp} words, not {v.shape}")
+    z = np.moveaxis(v.reshape(h, w, cp)[:, :, :c], -1, 0)
+    return z.reshape(shape)
 
 
 class LayoutError(ValueError):
