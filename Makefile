@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 JOBS   ?= 2
 
-.PHONY: all venv test test-train test-fast soak demo report bench lint clean distclean
+.PHONY: all venv test test-train test-fast soak demo demo-digits report bench lint clean distclean
 
 all: test
 
@@ -38,9 +38,14 @@ soak: $(STAMP)
 	$(PY) -m spikepack.soak --jobs $(JOBS)
 	SPIKEPACK_SWEEP=3000 $(PY) -m pytest -n $(JOBS) tests/test_loader_sweep.py
 
-## make demo: digits -> convert -> generate -> pack -> load -> RTL inference (build/demo/)
+## make demo: the MNIST CNN (models/mnist_cnn.onnx) -> convert -> generate -> pack -> load ->
+## all 1,000 held-out MNIST images on the RTL, bit-exact against the golden model (build/demo/)
 demo: $(STAMP)
 	$(PY) -m spikepack.demo
+
+## make demo-digits: the same for the digits MLP and its 360 test images (build/demo-digits/)
+demo-digits: $(STAMP)
+	$(PY) -m spikepack.demo --network digits
 
 ## make report: Yosys synthesis and nextpnr place-and-route (build/report/)
 report: $(STAMP)

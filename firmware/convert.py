@@ -26,7 +26,7 @@ import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -735,8 +735,51 @@ def _main_table(args) -> int:
     return 0
 
 
+class OnnxConversion(NamedTuple):
+    """What :func:`convert_onnx` returns: the quantized model, its test-set accuracies
+    (``None`` without a test set) and the raw test images shaped as the model's input."""
+    model: SpikePackModel
+    result: dict | None
+    raw_test: np.ndarray | None
+    y_test: np.ndarray | None
+
+
+def convert_onnx(onnx_path: str | Path, data: "CalibrationData", **options) -> OnnxConversion:
+    """Quantize the ONNX network at ``onnx_path`` on ``data`` (``options``: timesteps,
+    tau_shift, weight_bits, neuron, percentile, bias_bits, threshold_bits) and, when ``data``
+    has a test set, measure the float network (onnxruntime) and the golden SNN on it. Raises
+    ValueError (one line) or :class:`~spikepack.firmware.quantize.QuantizeError`."""
+    from spikepack.firmware.quantize import quantize
+    net = load_float_network(onnx_path)
+    model = quantize(net, data.raw_calib, x_max=data.x_max, **options,
+                     metadata={"source": f"ONNX {Path(onnx_path).name}",
+                               "network": describe_network(net),
+                               "calibration": data.name})
+    if data.raw_test is None:
+        return OnnxConversion(model, None, None, None)
+    raw_test = np.asarray(data.raw_test)
+    if raw_test.ndim < 2 or int(np.prod(raw_test.shape[1:])) != model.fan_in:
+        raise ValueError(f"the test inputs have shape {raw_test.shape}; the network takes "
+                         f"{' x '.join(map(str, model.input_shape))} values per sample")
+    raw_test = raw_test.reshape((len(raw_test),) + model.input_shape)
+    try:
+        float_pred = float_predict_onnx(onnx_path, data.x_test.reshape(raw_test.shape))
+    except Exception as e:   # onnxruntime's own errors: one line, never a traceback
+        raise ValueError(f"{onnx_path}: onnxruntime cannot run it: {e}") from None
+    snn_pred = model.predict(raw_test)
+    result = {"float_accuracy": float(np.mean(float_pred == data.y_test)),
+              "snn_accuracy": float(np.mean(snn_pred == data.y_test)),
+              "agreement": float(np.mean(snn_pred == float_pred)),
+              "images": int(len(data.y_test))}
+    model = dataclasses.replace(model, metadata={
+        **model.metadata, "test_images": result["images"],
+        "float_test_accuracy": result["float_accuracy"],
+        "snn_test_accuracy": result["snn_accuracy"]})
+    return OnnxConversion(model, result, raw_test, np.asarray(data.y_test))
+
+
 def _main_onnx(args) -> int:
-    from spikepack.firmware.quantize import QuantizeError, quantize
+    from spikepack.firmware.quantize import QuantizeError
     try:
         net = load_float_network(args.onnx)
         if args.calib:
@@ -747,40 +790,18 @@ def _main_onnx(args) -> int:
                 return _fail(f"--onnx: the network's input is "
                              f"{' x '.join(map(str, net.input_shape))}; give --dataset or --calib")
             data = dataset_calibration(dataset)
-    except ValueError as e:
-        return _fail(str(e))
-    try:
-        model = quantize(net, data.raw_calib, x_max=data.x_max, **_options(args),
-                         metadata={"source": f"ONNX {Path(args.onnx).name}",
-                                   "network": describe_network(net),
-                                   "calibration": data.name})
+        model, result, raw_test, y_test = convert_onnx(args.onnx, data, **_options(args))
     except QuantizeError as e:
         return _quantize_failure(e)
+    except ValueError as e:
+        return _fail(str(e))
     summary = {"timesteps": args.timesteps, "tau_shift": args.tau_shift,
                "weight_bits": args.weight_bits, "neuron": args.neuron,
                "widths": model.widths, "shapes": [list(s) for s in model.shapes],
                "bias_bits_needed": model.metadata["bias_bits_needed"],
                "threshold_bits_needed": model.metadata["threshold_bits_needed"]}
-    if data.raw_test is not None:
-        raw_test = np.asarray(data.raw_test)
-        if raw_test.ndim < 2 or int(np.prod(raw_test.shape[1:])) != model.fan_in:
-            return _fail(f"the test inputs have shape {raw_test.shape}; the network takes "
-                         f"{' x '.join(map(str, model.input_shape))} values per sample")
-        raw_test = raw_test.reshape((len(raw_test),) + model.input_shape)
-        try:
-            float_pred = float_predict_onnx(args.onnx, data.x_test.reshape(raw_test.shape))
-        except Exception as e:   # onnxruntime's own errors: one line, never a traceback
-            return _fail(f"{args.onnx}: onnxruntime cannot run it: {e}")
-        snn_pred = model.predict(raw_test)
-        result = {"float_accuracy": float(np.mean(float_pred == data.y_test)),
-                  "snn_accuracy": float(np.mean(snn_pred == data.y_test)),
-                  "agreement": float(np.mean(snn_pred == float_pred)),
-                  "images": int(len(data.y_test))}
+    if result is not None:
         summary.update(result)
-        model = dataclasses.replace(model, metadata={
-            **model.metadata, "test_images": result["images"],
-            "float_test_accuracy": result["float_accuracy"],
-            "snn_test_accuracy": result["snn_accuracy"]})
         print(f"float accuracy (onnxruntime): {100 * result['float_accuracy']:.2f}% "
               f"({result['images']} test images, {data.name})")
         print(f"golden SNN accuracy: {100 * result['snn_accuracy']:.2f}% (T={args.timesteps}, "
@@ -790,8 +811,8 @@ def _main_onnx(args) -> int:
         print("no test set (--calib without x_test/y_test): accuracy not measured")
     path = model.save(args.output or f"build/{data.name}/model.npz")
     summary["model"] = str(path)
-    if args.inputs_out and data.raw_test is not None:
-        summary["inputs"] = str(_write_inputs(model, raw_test, data.y_test, args.inputs_out))
+    if args.inputs_out and raw_test is not None:
+        summary["inputs"] = str(_write_inputs(model, raw_test, y_test, args.inputs_out))
     print(f"wrote {path}")
     print(json.dumps(summary, sort_keys=True))
     return 0

