@@ -1,9 +1,10 @@
 """``make report``: implementation report with open tools (Yosys and nextpnr from PyPI).
 
-    python -m spikepack.report [--configs default,paper,packed] [--no-pnr] [--out build/report]
+    python -m spikepack.report [--configs default,paper,packed,dense] [--no-pnr] [--out build/report]
 
 For each configuration (``default``: the 8x8 default accelerator; ``paper``: shaped like the
-paper's FireFly-S-based processor, 64 PEs as a 4 x 16 array with 16 neuron units) it
+paper's FireFly-S-based processor, 64 PEs as a 4 x 16 array with 16 neuron units; ``packed``;
+``dense``: the dense-only accelerator of the previous version, for the price of convolution) it
 synthesizes the top and each block with ``synth_xilinx -family xcup`` (UltraScale+, the family
 of the paper's xczu3eg) and ``synth_ecp5``, places and routes the top on an LFE5U-85F speed 8
 with nextpnr-ecp5 (out of context: no I/O pads, so the figure is the core's Fmax) and writes
@@ -35,6 +36,9 @@ CONFIGS = {
                             max_fan_in=1024, max_neurons=1024, weight_depth=4096),
     # the default with multiplying PEs (one weight x p(z) a cycle, a DSP each)
     "packed": HardwareConfig(pe_mode="packed"),
+    # the dense-only accelerator of the previous version (the default before convolution): the
+    # price of convolution is the default's resources and Fmax next to these
+    "dense": HardwareConfig(conv=False, max_fan_in=256, weight_depth=1024),
 }
 PAPER = {"spikepack_units_16": {"lut": 4521, "ff": 0}, "lif_units_16": {"lut": 4875, "ff": 260},
          "pe_64": {"lut": 4673, "ff": 1024}, "total_spikepack": {"lut": 9496, "ff": 1042},
@@ -42,8 +46,9 @@ PAPER = {"spikepack_units_16": {"lut": 4521, "ff": 0}, "lif_units_16": {"lut": 4
 TARGETS = {"fmax_mhz": 250.0, "pe_lut": 30, "pe_ff": 40, "pe_utilisation": 0.90}
 FAMILIES = ("xcup", "ecp5")
 #: blocks synthesized per configuration (all of them for the default), and where P&R runs
-BLOCKS = {"paper": ("top", "array", "spikepack_unit", "lif_unit"), "packed": ("top", "array")}
-PNR = ("default",)
+BLOCKS = {"paper": ("top", "array", "spikepack_unit", "lif_unit"), "packed": ("top", "array"),
+          "dense": ("top", "array", "layer_engine", "sequencer", "loader")}
+PNR = ("default", "dense")
 
 
 def blocks(config: HardwareConfig) -> dict:
@@ -263,12 +268,41 @@ def markdown(result: dict) -> str:
                   f"{PAPER['spikepack_units_16']['ff']} | |",
                   f"| LIF (paper, Vivado) | {PAPER['lif_units_16']['lut']} | | | {PAPER['lif_units_16']['ff']} | |",
                   ""]
+    lines += _price_of_convolution(result)
     lines += ["## Targets", "", "| target | measured | requirement | met | gap | note |",
               "|---|---|---|---|---|---|"]
     for t in result["target_check"]:
         lines.append(f"| {t['target']} | {t['measured']} | {t['requirement']} | "
                      f"{'yes' if t['met'] else '**no**'} | {t['gap']} | {t['note']} |")
     return "\n".join(lines) + "\n"
+
+
+def _price_of_convolution(result: dict) -> list[str]:
+    """The conv-capable default top next to the dense-only one (``dense``), when both ran."""
+    configs = result["configs"]
+    if "default" not in configs or "dense" not in configs:
+        return []
+    lines = ["## The price of convolution", "",
+             "The default (conv-capable: patch addressing, max pooling, conv descriptor checks, "
+             "and memories sized for the MNIST CNN: max_fan_in 2048, weight_depth 2048, "
+             "max_map_words 8192) against the dense-only accelerator of the previous version "
+             "(`conv = false`, max_fan_in 256, weight_depth 1024).", "",
+             "| block | dense xcup LUT | conv xcup LUT | dense FF | conv FF | dense BRAM | conv BRAM "
+             "| dense ecp5 LUT4 | conv ecp5 LUT4 | dense EBR | conv EBR |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for block in configs["dense"]["blocks"]:
+        if block not in configs["default"]["blocks"]:
+            continue
+        d, c = configs["dense"]["blocks"][block], configs["default"]["blocks"][block]
+        lines.append(f"| {block} | {d['xcup']['lut']} | {c['xcup']['lut']} | {d['xcup']['ff']} | "
+                     f"{c['xcup']['ff']} | {d['xcup']['bram']} | {c['xcup']['bram']} | "
+                     f"{d['ecp5']['lut']} | {c['ecp5']['lut']} | {d['ecp5']['bram']} | "
+                     f"{c['ecp5']['bram']} |")
+    fmax = [configs[n].get("pnr_ecp5", {}).get("fmax_mhz") for n in ("dense", "default")]
+    if all(fmax):
+        lines += ["", f"Fmax (nextpnr seed 1): dense {fmax[0]} MHz, conv-capable {fmax[1]} MHz; "
+                      "seeds 1-3: `python -m spikepack.fmax`."]
+    return lines + [""]
 
 
 def _plot(result: dict, path: Path) -> None:
@@ -308,7 +342,7 @@ def redo_pnr(out: Path) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m spikepack.report", description=__doc__.splitlines()[0])
-    parser.add_argument("--configs", default="default,paper,packed")
+    parser.add_argument("--configs", default="default,paper,packed,dense")
     parser.add_argument("--no-pnr", action="store_true")
     parser.add_argument("--pnr-only", action="store_true",
                         help="only place and route again, from the netlists of an earlier run")
