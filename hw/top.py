@@ -38,13 +38,41 @@ from spikepack.hw.axil import axil_slave_members
 from spikepack.hw.layer_engine import LayerEngine
 from spikepack.hw.loader import BitstreamLoader
 from spikepack.hw.memories import NetworkMemories
-from spikepack.hw.register_block import RegisterBlock
+from spikepack.hw.register_block import RegisterBlock, StatusSignature
 from spikepack.hw.registers import ADDR_BITS
 from spikepack.hw.sequencer import NetworkSequencer
 
 from spikepack.hw.verilog import TOP_NAME
 
-__all__ = ["SpikePackTop", "TOP_NAME"]
+__all__ = ["SpikePackTop", "TOP_NAME", "status_sources"]
+
+
+def status_sources(loader, mems, engine, seq) -> dict:
+    """The producer of every member of the register block's status interface
+    (:class:`~spikepack.hw.register_block.StatusSignature`): ``{member: value}``. Raises
+    ``ValueError`` when the register table and this list disagree."""
+    sources = {
+        # STATUS
+        "busy": seq.busy, "loaded": mems.layer_count != 0, "loader_busy": loader.busy,
+        "commit_pending": mems.write.commit_pending, "start_armed": seq.armed,
+        "load_error": loader.error != 0, "images_buffered": seq.images, "layer": seq.layer,
+        "layers": mems.layer_count,
+        # EVENTS
+        "start_ignored_set": seq.start_ignored, "input_overflow_set": seq.overflow,
+        # loader
+        "load_error_code": loader.error, "load_good": loader.good_loads,
+        "load_bad": loader.bad_loads, "load_words": loader.words_received,
+        # cycles and activity
+        "cycles_busy_inc": seq.busy, "cycles_last": seq.cycles_last, "inferences_inc": seq.done,
+        "layers_run_inc": seq.layer_done, "in_beats_inc": seq.in_beat,
+        "out_beats_inc": seq.out_beat, "engine_busy_inc": engine.busy,
+        "in_stalls_inc": seq.in_stall, "out_stalls_inc": seq.out_stall,
+    }
+    members = set(StatusSignature().members.keys())
+    if set(sources) != members:
+        raise ValueError(f"status inputs without a source: {sorted(members - set(sources))}; "
+                         f"sources without a register field: {sorted(set(sources) - members)}")
+    return sources
 
 
 class SpikePackTop(wiring.Component):
@@ -139,38 +167,10 @@ class SpikePackTop(wiring.Component):
             seq.out_tready.eq(self.m_axis_out_tready),
         ]
 
-        # registers
-        m.d.comb += [
-            soft_reset.eq(regs.soft_reset),
-            seq.run.eq(regs.run),
-            seq.start.eq(regs.start),
-            # STATUS
-            regs.busy.eq(seq.busy),
-            regs.loaded.eq(mems.layer_count != 0),
-            regs.loader_busy.eq(loader.busy),
-            regs.commit_pending.eq(mems.write.commit_pending),
-            regs.start_armed.eq(seq.armed),
-            regs.load_error.eq(loader.error != 0),
-            regs.images_buffered.eq(seq.images),
-            regs.layer.eq(seq.layer),
-            regs.layers.eq(mems.layer_count),
-            # EVENTS
-            regs.start_ignored_set.eq(seq.start_ignored),
-            regs.input_overflow_set.eq(seq.overflow),
-            # loader
-            regs.load_error_code.eq(loader.error),
-            regs.load_good.eq(loader.good_loads),
-            regs.load_bad.eq(loader.bad_loads),
-            regs.load_words.eq(loader.words_received),
-            # cycles and activity
-            regs.cycles_busy_inc.eq(seq.busy),
-            regs.cycles_last.eq(seq.cycles_last),
-            regs.inferences_inc.eq(seq.done),
-            regs.layers_run_inc.eq(seq.layer_done),
-            regs.in_beats_inc.eq(seq.in_beat),
-            regs.out_beats_inc.eq(seq.out_beat),
-            regs.engine_busy_inc.eq(engine.busy),
-            regs.in_stalls_inc.eq(seq.in_stall),
-            regs.out_stalls_inc.eq(seq.out_stall),
-        ]
+        # registers: control out, and the status interface (StatusSignature, from the register
+        # table) in, each member from the block that produces it
+        m.d.comb += [soft_reset.eq(regs.control.soft_reset), seq.run.eq(regs.control.run),
+                     seq.start.eq(regs.control.start)]
+        for name, source in status_sources(loader, mems, engine, seq).items():
+            m.d.comb += getattr(regs.status, name).eq(source)
         return m
