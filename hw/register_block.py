@@ -63,6 +63,12 @@ class RegisterBlock(wiring.Component):
     slave's ``wr_en`` (3 after the later of the AW/W handshakes, 1 after ``bvalid`` rises), so a
     read that follows the B handshake sees them; pulses are high in the cycle after ``wr_en``
     (as ``bvalid`` rises).
+
+    Latency, in short: read ``2 + read_latency = 3`` cycles from the AR handshake to
+    ``rvalid``; write 2 cycles from the later of the AW/W handshakes to ``bvalid``, 3 to the
+    register update. Throughput: one read every ``3 + read_latency = 4`` cycles and one write
+    every 2 (:class:`AXI4LiteSlave`, a master that answers at once); a counter counts one
+    ``_inc`` a cycle.
     """
 
     def __init__(self, *, config: HardwareConfig):

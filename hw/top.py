@@ -22,9 +22,20 @@ cycle after the CONTROL write: they run in a clock domain ``core`` on the same c
 reset is one register (rst or the soft reset, a cycle late; so they also leave ``rst`` a cycle
 after the rest). The committed network, the loader, the registers and the counters are kept.
 
-Latency and throughput: see :class:`~spikepack.hw.sequencer.NetworkSequencer` (per inference,
-the engine time of every layer plus 3 cycles a layer and 2 an inference) and
-:class:`~spikepack.hw.loader.BitstreamLoader` (one bitstream word a cycle).
+Latency and throughput (the blocks' own formulas, which the top adds nothing to):
+
+* inference: ``2 + sum over layers l of (3 + L_l)`` cycles from the first busy cycle to the
+  acceptance of the last output beat (CYCLES_LAST), L_l the layer engine's time for layer l
+  (:func:`spikepack.hw.layer_engine.expected_cycles`); one inference per
+  ``3 + sum over layers l of (3 + L_l)`` cycles when images arrive that fast
+  (:class:`~spikepack.hw.sequencer.NetworkSequencer`);
+* input: one ``s_axis_in`` beat a cycle when a beat fills one activation entry (R = K), else
+  ``ceil(K / R)`` (or one more) cycles a beat (the sequencer's input writer);
+* load: one ``s_axis_load`` word a cycle (:class:`~spikepack.hw.loader.BitstreamLoader`);
+* registers: ``rvalid`` 3 cycles after the AR handshake, ``bvalid`` 2 after the later of the
+  AW/W handshakes; one read every 4 cycles, one write every 2
+  (:class:`~spikepack.hw.register_block.RegisterBlock`); a status input is seen by a read one
+  cycle after it changes (registered on entry).
 """
 
 from __future__ import annotations
