@@ -29,8 +29,9 @@ Latency and throughput (the blocks' own formulas, which the top adds nothing to)
   (:func:`spikepack.hw.layer_engine.expected_cycles`); one inference per
   ``3 + sum over layers l of (3 + L_l)`` cycles when images arrive that fast
   (:class:`~spikepack.hw.sequencer.NetworkSequencer`);
-* input: one ``s_axis_in`` beat a cycle when a beat fills one activation entry (R = K), else
-  ``ceil(K / R)`` (or one more) cycles a beat (the sequencer's input writer);
+* input: an ``s_axis_in`` beat takes as many cycles as activation entries it touches (``K / R``
+  when R divides K, else ``ceil(K / R)`` or one more; one a cycle at best), the sequencer's
+  input writer;
 * load: one ``s_axis_load`` word a cycle (:class:`~spikepack.hw.loader.BitstreamLoader`);
 * registers: ``rvalid`` 3 cycles after the AR handshake, ``bvalid`` 2 after the later of the
   AW/W handshakes; one read every 4 cycles, one write every 2
