@@ -87,6 +87,20 @@ def status_sources(loader, mems, engine, seq) -> dict:
     return sources
 
 
+#: the AXI4-Stream members of the flat ports
+_AXIS = ("tdata", "tvalid", "tready", "tlast")
+
+
+def _pass_through(m, outer, outer_prefix, inner, inner_prefix, names):
+    """Wire ``outer.<outer_prefix><name>`` to ``inner.<inner_prefix><name>`` for each name, the
+    direction from the inner member's flow (``In``: into the block)."""
+    for name in names:
+        ours = getattr(outer, outer_prefix + name)
+        theirs = getattr(inner, inner_prefix + name)
+        flow = inner.signature.members[inner_prefix + name].flow
+        m.d.comb += theirs.eq(ours) if flow == wiring.In else ours.eq(theirs)
+
+
 class SpikePackTop(wiring.Component):
     """The accelerator (see the module docstring for ports, reset and timing)."""
 
@@ -139,45 +153,25 @@ class SpikePackTop(wiring.Component):
         m.submodules.sequencer = DomainRenamer({"sync": "core"})(seq)
         m.submodules.registers = regs
 
-        # AXI4-Lite -> registers: the flat s_axil_* ports (for Vivado and cocotbext-axi) are
-        # the top's only flat interface
-        for port, member in regs.bus.signature.members.items():
-            ours, theirs = getattr(self, f"s_axil_{port}"), getattr(regs.bus, port)
-            m.d.comb += theirs.eq(ours) if member.flow == wiring.In else ours.eq(theirs)
+        # the flat ports (names for Vivado and cocotbext-axi) to and from the blocks' members:
+        # AXI4-Lite -> register block, load stream -> loader, streams <-> sequencer
+        _pass_through(m, self, "s_axil_", regs.bus, "", regs.bus.signature.members)
+        _pass_through(m, self, "s_axis_load_", loader, "s_axis_", _AXIS)
+        _pass_through(m, self, "s_axis_in_", seq, "in_", _AXIS)
+        _pass_through(m, self, "m_axis_out_", seq, "out_", _AXIS)
 
-        # load stream -> loader -> memories
-        m.d.comb += [
-            loader.s_axis_tdata.eq(self.s_axis_load_tdata),
-            loader.s_axis_tvalid.eq(self.s_axis_load_tvalid),
-            loader.s_axis_tlast.eq(self.s_axis_load_tlast),
-            self.s_axis_load_tready.eq(loader.s_axis_tready),
-            mems.hold.eq(seq.hold),
-        ]
+        # loader -> memories -> engine (weights, biases, thresholds) and sequencer (descriptors)
         wiring.connect(m, loader.write, mems.write)
-
-        # memories -> engine (weights, biases, thresholds) and sequencer (descriptors)
         for name in ("weight", "bias", "threshold"):
             wiring.connect(m, getattr(mems, name), getattr(engine, name))
         wiring.connect(m, mems.descriptor, seq.descriptor)
-        m.d.comb += seq.layer_count.eq(mems.layer_count)
+        m.d.comb += [seq.layer_count.eq(mems.layer_count), mems.hold.eq(seq.hold)]
 
         # sequencer <-> engine: the descriptor and output streams, the activation read port
         wiring.connect(m, seq.eng_start, engine.start)
         wiring.connect(m, engine.o, seq.eng_o)
         wiring.connect(m, seq.act, engine.act)
         m.d.comb += seq.eng_busy.eq(engine.busy)
-
-        # streams
-        m.d.comb += [
-            seq.in_tdata.eq(self.s_axis_in_tdata),
-            seq.in_tvalid.eq(self.s_axis_in_tvalid),
-            seq.in_tlast.eq(self.s_axis_in_tlast),
-            self.s_axis_in_tready.eq(seq.in_tready),
-            self.m_axis_out_tdata.eq(seq.out_tdata),
-            self.m_axis_out_tvalid.eq(seq.out_tvalid),
-            self.m_axis_out_tlast.eq(seq.out_tlast),
-            seq.out_tready.eq(self.m_axis_out_tready),
-        ]
 
         # registers: control out, and the status interface (StatusSignature, from the register
         # table) in, each member from the block that produces it
