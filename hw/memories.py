@@ -100,6 +100,17 @@ class WriteSignature(wiring.Signature):
 
 
 class NetworkMemories(wiring.Component):
+    """The four double-banked network memories (see the module docstring for ports and the swap
+    timing).
+
+    Latency: a read port's ``data`` :data:`READ_LATENCY` = 2 cycles after its ``addr``/``en``;
+    a write with ``en`` in cycle t is in the shadow bank's RAM at the edge ending t+1 (the write
+    register, then the RAM); a commit decided in cycle t switches ``layer_count`` and the
+    descriptors at the edge ending t+1, the other memories at the edge ending t+2.
+    Throughput: every read port one read a cycle, the write port one 32-bit lane a cycle,
+    independently.
+    """
+
     def __init__(self, *, config: HardwareConfig):
         if not isinstance(config, HardwareConfig):
             raise TypeError(f"config must be a HardwareConfig, not {type(config).__name__}")

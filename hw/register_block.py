@@ -12,16 +12,46 @@ from spikepack.hw.axil import AXI4LiteSignature, AXI4LiteSlave
 from spikepack.hw.registers import ADDR_BITS, REGISTER_BY_NAME, REGISTERS, Field, Register
 from spikepack.hw.stream import or_all
 
-__all__ = ["RegisterBlock"]
+__all__ = ["StatusSignature", "ControlSignature", "RegisterBlock"]
+
+
+class StatusSignature(wiring.Signature):
+    """What the accelerator reports to the register block, one member per input field of
+    :data:`REGISTERS` (the producer's view, so all ``Out``): ``<field>`` (its width) for a
+    ``status`` field, ``<field>_inc`` (1) for a ``counter``, ``<field>_set`` (1) for an
+    ``event``. The table is its only definition: a field added there appears here."""
+
+    def __init__(self):
+        members = {}
+        for r in REGISTERS:
+            for f in r.fields:
+                if f.kind in _STATUS_SUFFIX:
+                    members[f.name + _STATUS_SUFFIX[f.kind]] = Out(1 if f.kind != "status"
+                                                                  else f.width)
+        super().__init__(members)
+
+
+class ControlSignature(wiring.Signature):
+    """What the register block drives (its view, so all ``Out``): ``<field>`` for every ``rw``
+    field (its width and reset value) and every ``pulse`` (1 bit, one cycle)."""
+
+    def __init__(self, config: HardwareConfig):
+        if not isinstance(config, HardwareConfig):
+            raise TypeError(f"config must be a HardwareConfig, not {type(config).__name__}")
+        super().__init__({f.name: Out(f.width, init=f.value_for(config) if f.kind == "rw" else 0)
+                          for r in REGISTERS for f in r.fields if f.kind in ("rw", "pulse")})
+
+
+#: member name suffix of each input field kind in :class:`StatusSignature`
+_STATUS_SUFFIX = {"status": "", "counter": "_inc", "event": "_set"}
 
 
 class RegisterBlock(wiring.Component):
     """The register file of :data:`REGISTERS` behind an :class:`AXI4LiteSlave`.
 
-    Members: the AXI4-Lite slave ``bus`` (``In(AXI4LiteSignature(ADDR_BITS))``), and one
-    member per non-constant field: ``<field>`` In(width) for ``status``, ``<field>_inc`` In(1)
-    for ``counter``, ``<field>`` Out(width) for ``rw`` and ``pulse``, ``<field>_set`` In(1) for
-    ``event``.
+    Members: the AXI4-Lite slave ``bus`` (``In(AXI4LiteSignature(ADDR_BITS))``), ``status``
+    (``In(StatusSignature())``: what the rest of the accelerator reports) and ``control``
+    (``Out(ControlSignature(config))``: the RW fields and pulses), both derived from the table.
 
     Timing: every ``status`` input, ``_inc`` and ``_set`` is registered on entry, so nothing
     outside reaches the read multiplexer or a counter's adder in the same cycle: counters and
@@ -33,6 +63,12 @@ class RegisterBlock(wiring.Component):
     slave's ``wr_en`` (3 after the later of the AW/W handshakes, 1 after ``bvalid`` rises), so a
     read that follows the B handshake sees them; pulses are high in the cycle after ``wr_en``
     (as ``bvalid`` rises).
+
+    Latency, in short: read ``2 + read_latency = 3`` cycles from the AR handshake to
+    ``rvalid``; write 2 cycles from the later of the AW/W handshakes to ``bvalid``, 3 to the
+    register update. Throughput: one read every ``3 + read_latency = 4`` cycles and one write
+    every 2 (:class:`AXI4LiteSlave`, a master that answers at once); a counter counts one
+    ``_inc`` a cycle.
     """
 
     def __init__(self, *, config: HardwareConfig):
@@ -41,18 +77,9 @@ class RegisterBlock(wiring.Component):
         self._config = config
         for r in REGISTERS:      # resolve every constant now, so a bad one fails early
             r.reset_value(config)
-        members = {"bus": In(AXI4LiteSignature(ADDR_BITS))}
-        for r in REGISTERS:
-            for f in r.fields:
-                if f.kind == "status":
-                    members[f.name] = In(f.width)
-                elif f.kind == "counter":
-                    members[f"{f.name}_inc"] = In(1)
-                elif f.kind in ("rw", "pulse"):
-                    members[f.name] = Out(f.width, init=f.value_for(config) if f.kind == "rw" else 0)
-                elif f.kind == "event":
-                    members[f"{f.name}_set"] = In(1)
-        super().__init__(members)
+        super().__init__({"bus": In(AXI4LiteSignature(ADDR_BITS)),
+                          "status": In(StatusSignature()),
+                          "control": Out(ControlSignature(config))})
 
     @property
     def config(self) -> HardwareConfig:
@@ -100,9 +127,9 @@ class RegisterBlock(wiring.Component):
                 if f.kind == "const":
                     values[f.name] = Const(f.value_for(config), f.width)
                 elif f.kind == "status":
-                    values[f.name] = sampled(getattr(self, f.name), f.name)
+                    values[f.name] = sampled(getattr(self.status, f.name), f.name)
                 elif f.kind == "rw":
-                    values[f.name] = getattr(self, f.name)
+                    values[f.name] = getattr(self.control, f.name)
                 elif f.kind == "pulse":
                     values[f.name] = Const(0, 1)
                 elif f.kind == "counter":
@@ -112,12 +139,12 @@ class RegisterBlock(wiring.Component):
                     lo = Signal(half, name=f"{f.name}_count_lo")
                     hi = Signal(f.width - half, name=f"{f.name}_count_hi")
                     lo_full = Signal(name=f"{f.name}_lo_full")
-                    inc = sampled(getattr(self, f"{f.name}_inc"), f"{f.name}_inc")
+                    inc = sampled(getattr(self.status, f"{f.name}_inc"), f"{f.name}_inc")
                     # this counter's own copy of the CLEAR_COUNTERS pulse, a cycle later
                     # (distinct logic, so copies are not merged: a pulse never follows itself,
                     # as writes come at most every other cycle)
                     clear = Signal(name=f"{f.name}_clear")
-                    m.d.sync += clear.eq(self.clear_counters & ~clear)
+                    m.d.sync += clear.eq(self.control.clear_counters & ~clear)
                     with m.If(clear):
                         m.d.sync += [lo.eq(0), hi.eq(0), lo_full.eq(0)]
                     with m.Elif(inc):
@@ -128,7 +155,7 @@ class RegisterBlock(wiring.Component):
                 elif f.kind == "event":
                     sticky = Signal(1, name=f"{f.name}_sticky")
                     values[f.name] = sticky
-                    setter = sampled(getattr(self, f"{f.name}_set"), f"{f.name}_set")
+                    setter = sampled(getattr(self.status, f"{f.name}_set"), f"{f.name}_set")
                     r_match = Signal(1, name=f"{f.name}_w1c")
                     m.d.comb += r_match.eq(wgo & wsel[r.name] & wdata[f.lsb] & wmask[f.lsb])
                     with m.If(setter):
@@ -143,13 +170,13 @@ class RegisterBlock(wiring.Component):
                 for f in r.fields:
                     sl = slice(f.lsb, f.lsb + f.width)
                     if f.kind == "rw":
-                        reg = getattr(self, f.name)
+                        reg = getattr(self.control, f.name)
                         m.d.sync += reg.eq((reg & ~wmask[sl]) | (wdata[sl] & wmask[sl]))
             # pulses straight from the slave's write (one bit each, no wide fan-out), so they
             # act as early as before the write stage existed
             for f in r.fields:
                 if f.kind == "pulse":
-                    m.d.sync += getattr(self, f.name).eq(pulse_of(r, f))
+                    m.d.sync += getattr(self.control, f.name).eq(pulse_of(r, f))
 
         # read decode: the address is decoded one-hot from araddr into flip-flops (like rd_addr),
         # then two AND-OR levels with a register between: 1. every cycle, each group

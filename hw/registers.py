@@ -18,13 +18,14 @@ Unmapped addresses answer SLVERR on both reads (data 0) and writes (nothing is w
 Field kinds (how the RTL produces the value):
 
 * ``const``   generator parameter, fixed at generation time (from :class:`HardwareConfig`).
-* ``status``  live hardware state, an input of :class:`RegisterBlock` named like the field.
-* ``counter`` a 32-bit counter in :class:`RegisterBlock`, incremented in every cycle in which its
-  input ``<field>_inc`` is high; it wraps modulo 2**32 and is cleared by CONTROL.CLEAR_COUNTERS
-  (and by ``rst``), but not by CONTROL.SOFT_RESET.
-* ``rw``      storage, an output of :class:`RegisterBlock` named like the field.
-* ``pulse``   a one-cycle output strobe named like the field, raised by writing 1.
-* ``event``   a sticky bit set by the input ``<field>_set``, cleared by writing 1 (W1C).
+* ``status``  live hardware state, a member of the register block's status interface
+  (:class:`~spikepack.hw.register_block.StatusSignature`) named like the field.
+* ``counter`` a 32-bit counter in :class:`RegisterBlock`, incremented in every cycle in which
+  the status member ``<field>_inc`` is high; it wraps modulo 2**32 and is cleared by
+  CONTROL.CLEAR_COUNTERS (and by ``rst``), but not by CONTROL.SOFT_RESET.
+* ``rw``      storage, a member of the register block's ``control`` output named like the field.
+* ``pulse``   a one-cycle strobe of ``control`` named like the field, raised by writing 1.
+* ``event``   a sticky bit set by the status member ``<field>_set``, cleared by writing 1 (W1C).
 """
 
 from __future__ import annotations

@@ -22,9 +22,21 @@ cycle after the CONTROL write: they run in a clock domain ``core`` on the same c
 reset is one register (rst or the soft reset, a cycle late; so they also leave ``rst`` a cycle
 after the rest). The committed network, the loader, the registers and the counters are kept.
 
-Latency and throughput: see :class:`~spikepack.hw.sequencer.NetworkSequencer` (per inference,
-the engine time of every layer plus 3 cycles a layer and 2 an inference) and
-:class:`~spikepack.hw.loader.BitstreamLoader` (one bitstream word a cycle).
+Latency and throughput (the blocks' own formulas, which the top adds nothing to):
+
+* inference: ``2 + sum over layers l of (3 + L_l)`` cycles from the first busy cycle to the
+  acceptance of the last output beat (CYCLES_LAST), L_l the layer engine's time for layer l
+  (:func:`spikepack.hw.layer_engine.expected_cycles`); one inference per
+  ``3 + sum over layers l of (3 + L_l)`` cycles when images arrive that fast
+  (:class:`~spikepack.hw.sequencer.NetworkSequencer`);
+* input: an ``s_axis_in`` beat takes as many cycles as activation entries it touches (``K / R``
+  when R divides K, else ``ceil(K / R)`` or one more; one a cycle at best), the sequencer's
+  input writer;
+* load: one ``s_axis_load`` word a cycle (:class:`~spikepack.hw.loader.BitstreamLoader`);
+* registers: ``rvalid`` 3 cycles after the AR handshake, ``bvalid`` 2 after the later of the
+  AW/W handshakes; one read every 4 cycles, one write every 2
+  (:class:`~spikepack.hw.register_block.RegisterBlock`); a status input is seen by a read one
+  cycle after it changes (registered on entry).
 """
 
 from __future__ import annotations
@@ -38,13 +50,55 @@ from spikepack.hw.axil import axil_slave_members
 from spikepack.hw.layer_engine import LayerEngine
 from spikepack.hw.loader import BitstreamLoader
 from spikepack.hw.memories import NetworkMemories
-from spikepack.hw.register_block import RegisterBlock
+from spikepack.hw.register_block import RegisterBlock, StatusSignature
 from spikepack.hw.registers import ADDR_BITS
 from spikepack.hw.sequencer import NetworkSequencer
 
 from spikepack.hw.verilog import TOP_NAME
 
-__all__ = ["SpikePackTop", "TOP_NAME"]
+__all__ = ["SpikePackTop", "TOP_NAME", "status_sources"]
+
+
+def status_sources(loader, mems, engine, seq) -> dict:
+    """The producer of every member of the register block's status interface
+    (:class:`~spikepack.hw.register_block.StatusSignature`): ``{member: value}``. Raises
+    ``ValueError`` when the register table and this list disagree."""
+    sources = {
+        # STATUS
+        "busy": seq.busy, "loaded": mems.layer_count != 0, "loader_busy": loader.busy,
+        "commit_pending": mems.write.commit_pending, "start_armed": seq.armed,
+        "load_error": loader.error != 0, "images_buffered": seq.images, "layer": seq.layer,
+        "layers": mems.layer_count,
+        # EVENTS
+        "start_ignored_set": seq.start_ignored, "input_overflow_set": seq.overflow,
+        # loader
+        "load_error_code": loader.error, "load_good": loader.good_loads,
+        "load_bad": loader.bad_loads, "load_words": loader.words_received,
+        # cycles and activity
+        "cycles_busy_inc": seq.busy, "cycles_last": seq.cycles_last, "inferences_inc": seq.done,
+        "layers_run_inc": seq.layer_done, "in_beats_inc": seq.in_beat,
+        "out_beats_inc": seq.out_beat, "engine_busy_inc": engine.busy,
+        "in_stalls_inc": seq.in_stall, "out_stalls_inc": seq.out_stall,
+    }
+    members = set(StatusSignature().members.keys())
+    if set(sources) != members:
+        raise ValueError(f"status inputs without a source: {sorted(members - set(sources))}; "
+                         f"sources without a register field: {sorted(set(sources) - members)}")
+    return sources
+
+
+#: the AXI4-Stream members of the flat ports
+_AXIS = ("tdata", "tvalid", "tready", "tlast")
+
+
+def _pass_through(m, outer, outer_prefix, inner, inner_prefix, names):
+    """Wire ``outer.<outer_prefix><name>`` to ``inner.<inner_prefix><name>`` for each name, the
+    direction from the inner member's flow (``In``: into the block)."""
+    for name in names:
+        ours = getattr(outer, outer_prefix + name)
+        theirs = getattr(inner, inner_prefix + name)
+        flow = inner.signature.members[inner_prefix + name].flow
+        m.d.comb += theirs.eq(ours) if flow == wiring.In else ours.eq(theirs)
 
 
 class SpikePackTop(wiring.Component):
@@ -99,27 +153,19 @@ class SpikePackTop(wiring.Component):
         m.submodules.sequencer = DomainRenamer({"sync": "core"})(seq)
         m.submodules.registers = regs
 
-        # AXI4-Lite -> registers: the flat s_axil_* ports (for Vivado and cocotbext-axi) are
-        # the top's only flat interface
-        for port, member in regs.bus.signature.members.items():
-            ours, theirs = getattr(self, f"s_axil_{port}"), getattr(regs.bus, port)
-            m.d.comb += theirs.eq(ours) if member.flow == wiring.In else ours.eq(theirs)
+        # the flat ports (names for Vivado and cocotbext-axi) to and from the blocks' members:
+        # AXI4-Lite -> register block, load stream -> loader, streams <-> sequencer
+        _pass_through(m, self, "s_axil_", regs.bus, "", regs.bus.signature.members)
+        _pass_through(m, self, "s_axis_load_", loader, "s_axis_", _AXIS)
+        _pass_through(m, self, "s_axis_in_", seq, "in_", _AXIS)
+        _pass_through(m, self, "m_axis_out_", seq, "out_", _AXIS)
 
-        # load stream -> loader -> memories
-        m.d.comb += [
-            loader.s_axis_tdata.eq(self.s_axis_load_tdata),
-            loader.s_axis_tvalid.eq(self.s_axis_load_tvalid),
-            loader.s_axis_tlast.eq(self.s_axis_load_tlast),
-            self.s_axis_load_tready.eq(loader.s_axis_tready),
-            mems.hold.eq(seq.hold),
-        ]
+        # loader -> memories -> engine (weights, biases, thresholds) and sequencer (descriptors)
         wiring.connect(m, loader.write, mems.write)
-
-        # memories -> engine (weights, biases, thresholds) and sequencer (descriptors)
         for name in ("weight", "bias", "threshold"):
             wiring.connect(m, getattr(mems, name), getattr(engine, name))
         wiring.connect(m, mems.descriptor, seq.descriptor)
-        m.d.comb += seq.layer_count.eq(mems.layer_count)
+        m.d.comb += [seq.layer_count.eq(mems.layer_count), mems.hold.eq(seq.hold)]
 
         # sequencer <-> engine: the descriptor and output streams, the activation read port
         wiring.connect(m, seq.eng_start, engine.start)
@@ -127,50 +173,10 @@ class SpikePackTop(wiring.Component):
         wiring.connect(m, seq.act, engine.act)
         m.d.comb += seq.eng_busy.eq(engine.busy)
 
-        # streams
-        m.d.comb += [
-            seq.in_tdata.eq(self.s_axis_in_tdata),
-            seq.in_tvalid.eq(self.s_axis_in_tvalid),
-            seq.in_tlast.eq(self.s_axis_in_tlast),
-            self.s_axis_in_tready.eq(seq.in_tready),
-            self.m_axis_out_tdata.eq(seq.out_tdata),
-            self.m_axis_out_tvalid.eq(seq.out_tvalid),
-            self.m_axis_out_tlast.eq(seq.out_tlast),
-            seq.out_tready.eq(self.m_axis_out_tready),
-        ]
-
-        # registers
-        m.d.comb += [
-            soft_reset.eq(regs.soft_reset),
-            seq.run.eq(regs.run),
-            seq.start.eq(regs.start),
-            # STATUS
-            regs.busy.eq(seq.busy),
-            regs.loaded.eq(mems.layer_count != 0),
-            regs.loader_busy.eq(loader.busy),
-            regs.commit_pending.eq(mems.write.commit_pending),
-            regs.start_armed.eq(seq.armed),
-            regs.load_error.eq(loader.error != 0),
-            regs.images_buffered.eq(seq.images),
-            regs.layer.eq(seq.layer),
-            regs.layers.eq(mems.layer_count),
-            # EVENTS
-            regs.start_ignored_set.eq(seq.start_ignored),
-            regs.input_overflow_set.eq(seq.overflow),
-            # loader
-            regs.load_error_code.eq(loader.error),
-            regs.load_good.eq(loader.good_loads),
-            regs.load_bad.eq(loader.bad_loads),
-            regs.load_words.eq(loader.words_received),
-            # cycles and activity
-            regs.cycles_busy_inc.eq(seq.busy),
-            regs.cycles_last.eq(seq.cycles_last),
-            regs.inferences_inc.eq(seq.done),
-            regs.layers_run_inc.eq(seq.layer_done),
-            regs.in_beats_inc.eq(seq.in_beat),
-            regs.out_beats_inc.eq(seq.out_beat),
-            regs.engine_busy_inc.eq(engine.busy),
-            regs.in_stalls_inc.eq(seq.in_stall),
-            regs.out_stalls_inc.eq(seq.out_stall),
-        ]
+        # registers: control out, and the status interface (StatusSignature, from the register
+        # table) in, each member from the block that produces it
+        m.d.comb += [soft_reset.eq(regs.control.soft_reset), seq.run.eq(regs.control.run),
+                     seq.start.eq(regs.control.start)]
+        for name, source in status_sources(loader, mems, engine, seq).items():
+            m.d.comb += getattr(regs.status, name).eq(source)
         return m

@@ -1,7 +1,11 @@
 """AXI drivers for the Amaranth simulator: an AXI4-Lite master, shared by the tests of every block
 with an AXI4-Lite slave (``test_axil.py``, ``test_register_block.py``, ``test_top.py``), and an
 AXI4-Stream frame sender for the tests that drive the whole top (``test_top.py``,
-``test_loader_ignored.py``)."""
+``test_loader_ignored.py``).
+
+The master is also a bus of the host protocol (``read32``, ``write32``), so the tests read
+registers by name through :class:`spikepack.protocol.Registers`, the access layer of the cocotb
+benches and the driver (there over :class:`spikepack.sim.benches.host.CocotbBus`)."""
 
 from __future__ import annotations
 
@@ -81,6 +85,17 @@ class AxilMaster:
                 return resp
             await ctx.tick()
         raise AssertionError("bvalid never rose")
+
+    async def read32(self, addr):
+        """A read that must answer OKAY: its data."""
+        data, resp = await self.read(addr)
+        assert resp == OKAY, f"read of {addr:#x} answered {resp}, not OKAY"
+        return data
+
+    async def write32(self, addr, value):
+        """A write of all four bytes that must answer OKAY."""
+        resp = await self.write(addr, value)
+        assert resp == OKAY, f"write of {addr:#x} answered {resp}, not OKAY"
 
     async def read(self, addr):
         ctx, s = self.ctx, self.sig

@@ -1,69 +1,27 @@
-"""The host driver's protocol core and its synchronous front end, without the RTL: the stream
-formats against the benches' independent packers, and the register path over a real ``mmap``
-(a file standing in for ``/dev/mem``)."""
+"""The host driver (``spikepack.driver``) without the RTL: its synchronous front end and the
+register path over a real ``mmap`` (a file standing in for ``/dev/mem``), manifests read from
+files, and the protocol re-exported (``tests/test_protocol.py`` tests the protocol itself)."""
 
 from __future__ import annotations
 
-import struct
-
-import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
-from spikepack.accelerator import build_manifest
+from spikepack import driver, protocol
 from spikepack.config import HardwareConfig
-from spikepack.driver import MAGIC, Driver, DriverError, MmapBus, Protocol
+from spikepack.driver import Driver, DriverError, MmapBus
 from spikepack.hw.registers import ID_MAGIC as HW_MAGIC
-from spikepack.sim.benches.inference import pack_image, unpack_potentials
-from spikepack.sim.benches.system import input_beats
+from test_protocol import manifest  # noqa: F401  (the fixture)
 
 
-def _manifest(**kw):
-    from spikepack.hw.top import SpikePackTop
-    config = HardwareConfig(**kw)
-    top = SpikePackTop(config=config)
-    top._MustUse__silence = True            # only its signature is read (the port list)
-    return build_manifest(config, top), config
-
-
-@pytest.fixture(scope="module", params=[dict(), dict(timesteps=6, weight_bits=12, bias_bits=20,
-                                                     threshold_bits=12, tau_shift=3)])
-def manifest(request):
-    return _manifest(**request.param)
-
-
-def test_magic_is_the_hardware_id():
-    assert MAGIC == HW_MAGIC == int.from_bytes(b"SPK1", "big")     # the register reads "SPK1"
-
-
-@given(data=st.data())
-def test_image_packing_matches_the_benches(manifest, data):
-    m, config = manifest
-    T = config.timesteps
-    words = data.draw(st.lists(st.integers(0, (1 << T) - 1), min_size=1, max_size=100))
-    packed = Protocol(m).pack_image(np.array(words, dtype=np.int64))
-    assert packed == pack_image(words, T)
-    assert list(struct.unpack(f"<{len(packed) // 4}I", packed)) == input_beats(words, T)
-
-
-@given(data=st.data())
-def test_potential_unpacking_matches_the_bench(manifest, data):
-    m, config = manifest
-    bits = m["derived"]["output_bits"]
-    values = data.draw(st.lists(st.integers(-(1 << (config.widths.potential - 1)),
-                                            (1 << (config.widths.potential - 1)) - 1),
-                                min_size=1, max_size=20))
-    raw = b"".join(v.to_bytes(bits // 8, "little", signed=True) for v in values)
-    assert list(Protocol(m).unpack_potentials(raw)) == unpack_potentials(raw, bits) == values
-
-
-def test_bad_images_are_refused(manifest):
-    p = Protocol(manifest[0])
-    with pytest.raises(ValueError, match="spike words must lie"):
-        p.pack_image(np.array([1 << manifest[1].timesteps]))
-    with pytest.raises(ValueError, match="1-D"):
-        p.pack_image(np.zeros((2, 2), dtype=int))
+def test_the_protocol_is_re_exported():
+    """``spikepack.driver`` keeps offering the protocol's names to users."""
+    for name in ("Read", "Write", "Send", "Receive", "Pause", "DriverError", "LoadError",
+                 "Protocol", "STREAMS", "MAGIC", "OPERATIONS", "RegisterMap", "Registers"):
+        assert getattr(driver, name) is getattr(protocol, name), name
+    assert issubclass(driver.Driver, protocol.Driver)
+    assert issubclass(driver.AsyncDriver, protocol.AsyncDriver)
+    from spikepack.sim.benches.host import CocotbBus
+    assert driver.CocotbBus is CocotbBus
 
 
 def _register_file(tmp_path, manifest, values):

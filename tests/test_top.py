@@ -10,14 +10,10 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from amaranth_axil import OKAY, AxilMaster, stream_send
+from amaranth_axil import AxilMaster, stream_send
 from spikepack.config import HardwareConfig
-from spikepack.hw.registers import REGISTER_BY_NAME
+from spikepack.protocol import RegisterMap, Registers
 from spikepack.sim.benches.system import expected_constants
-
-
-def reg(name):
-    return REGISTER_BY_NAME[name].offset
 
 
 TINY = HardwareConfig(rows=2, cols=2, timesteps=2, tau_shift=1, weight_bits=4, bias_bits=12,
@@ -68,21 +64,21 @@ def test_top_runs_networks_through_the_loader_amaranth_sim(config_name):
     ob = dut.out_bits
 
     async def host(ctx):
-        bus = AxilMaster(ctx, dut, rng=prng)
+        regs = Registers(AxilMaster(ctx, dut, rng=prng), RegisterMap.of_config(config))
         consts = expected_constants(config)
         for name, value in consts.items():
-            assert await bus.read(reg(name)) == (value, OKAY), name
-        assert (await bus.read(reg("STATUS")))[0] & 2 == 0          # nothing loaded
+            assert await regs.read(name) == value, name
+        assert (await regs.fields("STATUS"))["loaded"] == 0          # nothing loaded
         done = 0
         for n, (layers, images, _) in enumerate(plan):
             words = words_of(pack_network(layers, config))
             await stream_send(ctx, dut, "s_axis_load", words, prng)
             for _ in range(20):
                 await ctx.tick()
-            status = (await bus.read(reg("STATUS")))[0]
-            assert status & 2 and (status >> 16) & 0x1FF == len(layers), hex(status)
-            assert await bus.read(reg("LOAD_GOOD")) == (n + 1, OKAY)
-            assert await bus.read(reg("LOAD_ERROR")) == (0, OKAY)
+            status = await regs.fields("STATUS")
+            assert status["loaded"] and status["layers"] == len(layers), status
+            assert await regs.read("LOAD_GOOD") == n + 1
+            assert await regs.read("LOAD_ERROR") == 0
             for z in images:
                 await stream_send(ctx, dut, "s_axis_in", input_beats(z, T), prng)
             done += len(images)
@@ -91,14 +87,14 @@ def test_top_runs_networks_through_the_loader_amaranth_sim(config_name):
                     break
                 await ctx.tick()
             assert len(received) == done
-        assert await bus.read(reg("INFERENCES")) == (total_images, OKAY)
+        assert await regs.read("INFERENCES") == total_images
         layer_total = sum(len(p[0]) * len(p[1]) for p in plan)
-        assert await bus.read(reg("LAYERS_RUN")) == (layer_total, OKAY)
+        assert await regs.read("LAYERS_RUN") == layer_total
         out_total = sum(p[2].size for p in plan)
-        assert await bus.read(reg("OUT_BEATS")) == (out_total, OKAY)
+        assert await regs.read("OUT_BEATS") == out_total
         in_total = sum(len(input_beats(z, T)) for p in plan for z in p[1])
-        assert await bus.read(reg("IN_BEATS")) == (in_total, OKAY)
-        assert (await bus.read(reg("STATUS")))[0] & 1 == 0
+        assert await regs.read("IN_BEATS") == in_total
+        assert (await regs.fields("STATUS"))["busy"] == 0
 
     async def sink(ctx):
         frame = []

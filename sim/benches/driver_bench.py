@@ -1,5 +1,6 @@
-"""cocotb bench: the host driver (:mod:`spikepack.driver`, its async front end over
-:class:`~spikepack.driver.CocotbBus`) drives ``spikepack_top`` through its real AXI ports.
+"""cocotb bench: the host driver (its protocol :mod:`spikepack.protocol`, through the async
+front end over :class:`~spikepack.sim.benches.host.CocotbBus`, as ``spikepack.driver`` offers
+them) drives ``spikepack_top`` through its real AXI ports.
 
 It checks the hardware's ID and signature, loads a corrupted bitstream (the loader must reject
 it, and the driver must report the loader's code), loads the real one, runs the images and
@@ -21,7 +22,8 @@ import cocotb
 import numpy as np
 from cocotb.clock import Clock
 
-from spikepack.driver import AsyncDriver, CocotbBus, LoadError
+from spikepack.protocol import AsyncDriver, LoadError
+from spikepack.sim.benches.host import CocotbBus
 from spikepack.sim.benches.inference import CLOCK_NS, Accelerator, reset
 from spikepack.sim.runner import bench_args
 
