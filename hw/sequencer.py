@@ -9,13 +9,28 @@ inputs e*R .. e*R+R-1, input e*R+i at bits i*T .. i*T+T-1, as the engine's ``act
   stream without draining;
 * two **hidden buffers** (ping-pong, one memory): layer 0 reads its image's input buffer and
   writes hidden buffer 0; layer l >= 1 reads hidden buffer (l-1) mod 2 and writes l mod 2. A
-  hidden layer's outputs (engine ``o`` beats, spike words) are written one word a beat; the
-  beat with ``last`` also zeroes the rest of its entry, so every entry holds zeros beyond the
-  layer's M outputs. Writes go through a register stage: a beat's word is written at the clock
-  edge ending the cycle after the beat. Both memories are written a whole entry at a time (no
-  T-bit write columns, which Vivado would split into one RAM per column): the write register
-  keeps the words already written to the entry, which arrive in order (inputs in stream
-  order, outputs in index order), and the entry is written with them.
+  hidden layer's outputs (engine ``o`` beats, spike words) are written one word a beat, at
+  entry ``index >> log2 R``, lane ``index % R``; the lanes above the word are zeroed, so every
+  entry holds zeros beyond the layer's outputs (a dense layer's M, a map's padding channels).
+  Both memories are written a whole entry at a time (no T-bit write columns, which Vivado
+  would split into one RAM per column): the write register keeps the words already written to
+  the entry, which arrive in order (inputs in stream order, outputs in index order), and the
+  entry is written with them. A beat in cycle t is registered (the engine's output register
+  is far away), decoded into the write register and written at the edge ending cycle t + 2.
+* **max pooling** (``config.conv``; ``docs/architecture.md``): a conv layer's beats come per
+  output position, the positions of a pool window one after the other (CONV.md), each beat
+  carrying the storage index of its POOLED word, its channel and ``pool_first`` (the window's
+  first position). The writer keeps the running maximum of each channel in ``pool``, a
+  LUT-RAM of max_channels T-bit words: ``word = spikes`` on a window's first position (and
+  always in a dense layer: the descriptor's conv flag, taken at the handshake, decides),
+  otherwise ``max(pool[channel], spikes)`` (unsigned), and ``pool[channel] <= word``. This
+  read-modify-write has a register stage of its own between the beat register and the write
+  register (an asynchronous read, so a beat sees the previous beat's write: back-to-back beats
+  of one channel when C_out = 1), so no path grows and beats still stream one a cycle; the
+  word is then written like a dense layer's, one stage later (edge ending cycle t + 3). Each
+  window position rewrites the pooled pixel's entries from lane 0 up, so the last one leaves
+  the window's maximum in every lane. Without ``config.conv`` there is no ``pool`` and no
+  extra stage.
 
 The last committed layer is the readout: its ``o`` beats go to ``m_axis_out`` (potential
 sign-extended to ``OUT_BITS``, TLAST on the last one) through a two-entry register slice:
@@ -59,7 +74,11 @@ latency) and 1 to offer it; per
 inference 1 HOLD cycle and 1 cycle for the last beat to cross the output slice. Throughput: one
 inference per ``3 + sum over layers l of (3 + L_l)`` cycles (one idle cycle between
 inferences) when images arrive at least that fast: the next image is received into the free
-input buffer while the current inference runs.
+input buffer while the current inference runs. The formulas hold for conv layers as they are
+(L_l is then the engine's conv latency) and with max pooling: the writer takes every beat in
+its cycle, and its last write (cycle t + 3 after the layer's last beat) lands before the next
+layer's first activation read (its descriptor is offered at t + 3 at the earliest, and the
+engine reads after its setup cycles).
 """
 
 from __future__ import annotations
@@ -393,11 +412,20 @@ class NetworkSequencer(wiring.Component):
         # descriptor -> engine, straight from the descriptor memory's read register
         # (the fields of firmware.layout's descriptor word; the readout flag is not used for
         # routing: the last committed layer is the readout)
+        # every member of the engine's descriptor but the readout flag, generically (conv
+        # configurations add the conv fields)
         word, p = self.descriptor.data, self.eng_start.payload
-        for name in ("fan_in", "neurons", "weight_base", "column_base"):
-            offset, width = DESCRIPTOR_FIELDS[name]
-            m.d.comb += getattr(p, name).eq(word[offset:offset + width])
+        for name in descriptor_layout(c).members:
+            if name != "readout":
+                offset, width = DESCRIPTOR_FIELDS[name]
+                m.d.comb += getattr(p, name).eq(word[offset:offset + width])
         m.d.comb += p.readout.eq(last_layer)
+        # the running layer is a conv layer (its beats max-pool); taken at the handshake, when
+        # the previous layer's beats have left the writer's first stage
+        layer_conv = Signal()
+        if c.conv:
+            with m.If(svalid & self.eng_start.ready):
+                m.d.sync += layer_conv.eq(p.conv)
 
         # --- hidden layer outputs -> hidden buffer layer mod 2, through a register stage -------
         # the beat is registered first (the engine's output register is far away), then
@@ -405,14 +433,41 @@ class NetworkSequencer(wiring.Component):
         ob_write = Signal()
         ob_index = Signal.like(o.payload.index)
         ob_spikes = Signal.like(o.payload.spikes)
-        ob_last = Signal()
         ob_parity = Signal()
         ob_fits = Signal()                  # the index is inside the buffer (index < cap)
         m.d.sync += [ob_write.eq(s_runh & o.valid), ob_index.eq(o.payload.index),
                      ob_fits.eq((o.payload.index >> LR) < depth),
-                     ob_spikes.eq(o.payload.spikes), ob_last.eq(o.payload.last),
-                     ob_parity.eq(layer[0])]
-        index = ob_index
+                     ob_spikes.eq(o.payload.spikes), ob_parity.eq(layer[0])]
+        if c.conv:
+            # max pooling: a read-modify-write of pool[channel] (the running max of the window
+            # so far, a LUT-RAM of max_channels words) in a stage of its own, between the beat
+            # register and the write register, so neither path grows: word = spikes on the
+            # window's first position (and in a dense layer), else max(pool[channel], spikes)
+            # (unsigned); the pooled word goes on like a dense layer's spikes. The read is
+            # asynchronous, so a beat sees the previous beat's write (C_out = 1: every beat)
+            ob_channel = Signal.like(o.payload.channel)
+            ob_first = Signal()
+            m.d.sync += [ob_channel.eq(o.payload.channel), ob_first.eq(o.payload.pool_first)]
+            pool = memory.Memory(shape=unsigned(T), depth=c.max_channels, init=[],
+                                 attrs={"ram_style": "distributed"})
+            m.submodules.pool = pool
+            pool_rd = pool.read_port(domain="comb")
+            pool_wr = pool.write_port()
+            running = pool_rd.data
+            word = Mux(ob_first | ~layer_conv | (running < ob_spikes), ob_spikes, running)
+            pw_write, pw_index, pw_fits, pw_parity = (
+                Signal(name="pw_write"), Signal.like(ob_index, name="pw_index"),
+                Signal(name="pw_fits"), Signal(name="pw_parity"))
+            pw_word = Signal.like(ob_spikes, name="pw_word", reset_less=True)
+            m.d.comb += [pool_rd.addr.eq(ob_channel), pool_wr.addr.eq(ob_channel),
+                         pool_wr.data.eq(word), pool_wr.en.eq(ob_write)]
+            m.d.sync += [pw_write.eq(ob_write), pw_index.eq(ob_index), pw_fits.eq(ob_fits),
+                         pw_parity.eq(ob_parity), pw_word.eq(word)]
+            w_write, index, w_fits, w_parity, w_word = (pw_write, pw_index, pw_fits, pw_parity,
+                                                        pw_word)
+        else:
+            w_write, index, w_fits, w_parity, w_word = (ob_write, ob_index, ob_fits, ob_parity,
+                                                        ob_spikes)
         out_lane = index[:LR] if LR else Const(0, 1)
         h_addr = Signal(abits + 1)
         # a data register: every layer writes its entries from lane 0 up (lanes above a word are
@@ -420,8 +475,8 @@ class NetworkSequencer(wiring.Component):
         # LSR of its lane clears (the top's critical path, 222-238 MHz)
         h_data = Signal(R * T, reset_less=True)
         h_en = Signal()
-        hidden_write = ob_write & ob_fits
-        m.d.sync += [h_addr.eq(Cat((index >> LR)[:abits], ob_parity)), h_en.eq(hidden_write)]
+        hidden_write = w_write & w_fits
+        m.d.sync += [h_addr.eq(Cat((index >> LR)[:abits], w_parity)), h_en.eq(hidden_write)]
         # a whole entry: lanes below this word hold the entry's earlier words (index order),
         # lanes above are zeroed (a later word of the entry overwrites them; after the layer's
         # last word they stay zero)
@@ -430,7 +485,7 @@ class NetworkSequencer(wiring.Component):
             with m.If(hidden_write & above):
                 m.d.sync += h_data[lane * T:lane * T + T].eq(0)
             with m.Elif(hidden_write & (out_lane == lane)):
-                m.d.sync += h_data[lane * T:lane * T + T].eq(ob_spikes)
+                m.d.sync += h_data[lane * T:lane * T + T].eq(w_word)
         m.d.comb += [hid_wr.addr.eq(h_addr), hid_wr.data.eq(h_data), hid_wr.en.eq(h_en)]
 
         # --- activation reads for the engine ---------------------------------------------------
