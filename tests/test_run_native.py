@@ -56,6 +56,21 @@ def test_pack_inputs_sends_a_map_in_storage_order(timesteps, rows, channels, hei
         assert stream == want
 
 
+def test_load_inputs_takes_conv_images(tmp_path):
+    """A conv network's inputs: (S, C, H, W) as they are, (S, C*H*W) read in (c, y, x) order;
+    any other shape refused with the shapes it expects."""
+    from spikepack.run import InputsError, load_inputs
+    z = np.arange(2 * 3 * 2 * 4).reshape(2, 3, 2, 4) % 16
+    for given in (z, z.reshape(2, -1)):
+        np.savez(tmp_path / "in.npz", z=given)
+        got, labels = load_inputs(tmp_path / "in.npz", (3, 2, 4), 4)
+        assert np.array_equal(got, z) and labels is None
+    for bad in (z.reshape(2, 3, 8), z.reshape(2, -1)[:, :-1], z.reshape(2, 3, 4, 2)):
+        np.save(tmp_path / "bad.npy", bad)
+        with pytest.raises(InputsError, match=r"expects \(images, 3, 2, 4\) or \(images, 24\)"):
+            load_inputs(tmp_path / "bad.npy", (3, 2, 4), 4)
+
+
 @pytest.fixture(scope="module")
 def flow(tmp_path_factory):
     """Converted digits model, generated default accelerator and packed bitstream (via the CLI)."""
