@@ -4,7 +4,9 @@ descriptor memory and a layer engine played by the testbench. An image streamed 
 ``in_t*`` is read back through the engine's activation port exactly as the firmware packs it
 (entry e holds inputs e*R .. e*R+R-1 at bits i*T); the descriptor offered on ``eng_start`` is
 the one in the descriptor memory; the readout layer's beats leave on ``out_t*`` sign-extended,
-TLAST on the last; the status strobes count one inference."""
+TLAST on the last; the status strobes count one inference. Max pooling: a played engine sends
+conv-style beats (pooled index, channel, pool_first) and the next layer must read the golden
+max-pooled map in storage order."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from amaranth.sim import Simulator
 from spikepack.config import HardwareConfig
 from spikepack.firmware.layout import LayerDescriptor
 from spikepack.hw.sequencer import NetworkSequencer
+from spikepack.sim.runner import bench_seed
 
 CONFIGS = {
     "4x2_T3": HardwareConfig(rows=4, cols=2, timesteps=3, tau_shift=1, weight_bits=4,
@@ -266,8 +269,7 @@ def test_max_pooling_writer_stores_the_pooled_map(name, case):
     from spikepack.sim.golden import maxpool_words
 
     config = CONV_CONFIGS[name]
-    seed = random.SystemRandom().getrandbits(32) if not __import__("os").environ.get(
-        "SPIKEPACK_SEED") else int(__import__("os").environ["SPIKEPACK_SEED"]) + case
+    seed = bench_seed() + case
     print(f"seed {seed} (reproduce with SPIKEPACK_SEED={seed} and case 0)")
     rng = random.Random(seed)
     R, T = config.rows, config.timesteps
