@@ -120,6 +120,25 @@ def test_draw_case_covers_the_space_within_the_budget():
     assert seen["padding"] == {0, 1, 2} and seen["pool"] == {1, 2}, seen
 
 
+def test_random_plan_respects_a_fixed_configurations_limits():
+    """The system bench draws conv networks for a given configuration (its CONFIGS, and the
+    default one): every plan fits every limit (restated in :func:`_check_conv_case`) and the
+    cost cap."""
+    from test_system_rtl import CONFIGS
+
+    from spikepack.config import HardwareConfig
+    from spikepack.sim.benches.system import plan_cycles, random_plan
+    seed = runner.bench_seed()
+    print(f"seed {seed} (reproduce with SPIKEPACK_SEED={seed})")
+    rng = np.random.default_rng(seed)
+    for name, config in {**CONFIGS, "default": HardwareConfig()}.items():
+        for i in range(40):
+            plan = random_plan(rng, config, max_cycles=6000)
+            what = f"{name} plan {i} (seed {seed}): {plan}"
+            assert plan_cycles(config, plan) <= 6000, what
+            _check_conv_case(config, plan, what)
+
+
 def test_drawn_conv_networks_pack_and_parse_back():
     """Conv cases (drawn on conv configurations) are packed for their configuration by
     ``bitstream.pack`` (the loader's rules, in Python) and parsed back to a model with the same
