@@ -459,8 +459,10 @@ class NetworkSequencer(wiring.Component):
                 Signal(name="pw_write"), Signal.like(ob_index, name="pw_index"),
                 Signal(name="pw_fits"), Signal(name="pw_parity"))
             pw_word = Signal.like(ob_spikes, name="pw_word", reset_less=True)
+            # written in conv layers only: a dense layer's channel (its index's low bits) may
+            # lie beyond max_channels
             m.d.comb += [pool_rd.addr.eq(ob_channel), pool_wr.addr.eq(ob_channel),
-                         pool_wr.data.eq(word), pool_wr.en.eq(ob_write)]
+                         pool_wr.data.eq(word), pool_wr.en.eq(ob_write & layer_conv)]
             m.d.sync += [pw_write.eq(ob_write), pw_index.eq(ob_index), pw_fits.eq(ob_fits),
                          pw_parity.eq(ob_parity), pw_word.eq(word)]
             w_write, index, w_fits, w_parity, w_word = (pw_write, pw_index, pw_fits, pw_parity,
