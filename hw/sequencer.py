@@ -24,10 +24,12 @@ inputs e*R .. e*R+R-1, input e*R+i at bits i*T .. i*T+T-1, as the engine's ``act
   LUT-RAM of max_channels T-bit words: ``word = spikes`` on a window's first position (and
   always in a dense layer: the descriptor's conv flag, taken at the handshake, decides),
   otherwise ``max(pool[channel], spikes)`` (unsigned), and ``pool[channel] <= word``. This
-  read-modify-write has a register stage of its own between the beat register and the write
-  register (an asynchronous read, so a beat sees the previous beat's write: back-to-back beats
-  of one channel when C_out = 1), so no path grows and beats still stream one a cycle; the
-  word is then written like a dense layer's, one stage later (edge ending cycle t + 3). Each
+  read-modify-write takes two register stages between the beat register and the write
+  register, so that no path crosses the LUT-RAM twice (its read, then its write data: on ECP5
+  that path alone ran at 177 MHz): the read is registered, and the words of the two beats
+  before, not in ``pool`` yet, are forwarded by registered channel compares. Beats still
+  stream one a cycle (back-to-back beats of one channel when C_out = 1 included); the word is
+  then written like a dense layer's, two cycles later (edge ending cycle t + 4). Each
   window position rewrites the pooled pixel's entries from lane 0 up, so the last one leaves
   the window's maximum in every lane. Without ``config.conv`` there is no ``pool`` and no
   extra stage.
@@ -76,9 +78,10 @@ inference per ``3 + sum over layers l of (3 + L_l)`` cycles (one idle cycle betw
 inferences) when images arrive at least that fast: the next image is received into the free
 input buffer while the current inference runs. The formulas hold for conv layers as they are
 (L_l is then the engine's conv latency) and with max pooling: the writer takes every beat in
-its cycle, and its last write (cycle t + 3 after the layer's last beat) lands before the next
-layer's first activation read (its descriptor is offered at t + 3 at the earliest, and the
-engine reads after its setup cycles).
+its cycle. Its last write (the edge ending cycle t + 4, t the layer's last beat) must come
+before the next layer's first activation read: the next descriptor's handshake is at t + 3
+at the earliest, so the engine may read from 2 cycles after its handshake on (LayerEngine
+reads 4 cycles after it at the earliest: its two setup cycles and the command register).
 """
 
 from __future__ import annotations
@@ -439,32 +442,60 @@ class NetworkSequencer(wiring.Component):
                      ob_fits.eq((o.payload.index >> LR) < depth),
                      ob_spikes.eq(o.payload.spikes), ob_parity.eq(layer[0])]
         if c.conv:
-            # max pooling: a read-modify-write of pool[channel] (the running max of the window
-            # so far, a LUT-RAM of max_channels words) in a stage of its own, between the beat
-            # register and the write register, so neither path grows: word = spikes on the
-            # window's first position (and in a dense layer), else max(pool[channel], spikes)
-            # (unsigned); the pooled word goes on like a dense layer's spikes. The read is
-            # asynchronous, so a beat sees the previous beat's write (C_out = 1: every beat)
-            ob_channel = Signal.like(o.payload.channel)
-            ob_first = Signal()
-            m.d.sync += [ob_channel.eq(o.payload.channel), ob_first.eq(o.payload.pool_first)]
+            # max pooling: pool[channel] holds the running max of each channel over the window
+            # so far (a LUT-RAM of max_channels words); word = spikes on the window's first
+            # position (and in a dense layer), else max(pool[channel], spikes) (unsigned); the
+            # pooled word then goes on like a dense layer's spikes. The read-modify-write is
+            # spread over registers so that no path crosses the LUT-RAM twice:
+            #   A (ob_*): pool read at ob_channel, registered (q); ob_channel compared with
+            #      the channels of the beats in B and C (registered hits);
+            #   B (pb_*): the running max is q, or the word of the beat in C (hit1) or of the
+            #      beat that left C a cycle ago (hit2): those two are not in the LUT-RAM yet
+            #      when A reads it; word registered into pw_word;
+            #   C (pw_*): pool[pw_channel] <= pw_word (only in conv layers: a dense layer's
+            #      channel, its index's low bits, may lie beyond max_channels), and the word
+            #      goes to the write register.
             pool = memory.Memory(shape=unsigned(T), depth=c.max_channels, init=[],
                                  attrs={"ram_style": "distributed"})
             m.submodules.pool = pool
             pool_rd = pool.read_port(domain="comb")
             pool_wr = pool.write_port()
-            running = pool_rd.data
-            word = Mux(ob_first | ~layer_conv | (running < ob_spikes), ob_spikes, running)
-            pw_write, pw_index, pw_fits, pw_parity = (
-                Signal(name="pw_write"), Signal.like(ob_index, name="pw_index"),
-                Signal(name="pw_fits"), Signal(name="pw_parity"))
+            ob_channel = Signal.like(o.payload.channel)
+            ob_keep = Signal()              # word = spikes: the window's first position, dense
+            ob_conv = Signal()              # a conv layer's beat (it updates pool)
+            m.d.sync += [ob_channel.eq(o.payload.channel),
+                         ob_keep.eq(o.payload.pool_first | ~layer_conv),
+                         ob_conv.eq(s_runh & o.valid & layer_conv)]
+
+            def stage(name, like):
+                return Signal.like(like, name=name)
+            pb_write, pb_index, pb_fits, pb_parity, pb_spikes, pb_keep, pb_conv, pb_channel = (
+                stage(f"pb_{n}", v) for n, v in (
+                    ("write", ob_write), ("index", ob_index), ("fits", ob_fits),
+                    ("parity", ob_parity), ("spikes", ob_spikes), ("keep", ob_keep),
+                    ("conv", ob_conv), ("channel", ob_channel)))
+            pw_write, pw_index, pw_fits, pw_parity, pw_conv, pw_channel = (
+                stage(f"pw_{n}", v) for n, v in (
+                    ("write", ob_write), ("index", ob_index), ("fits", ob_fits),
+                    ("parity", ob_parity), ("conv", ob_conv), ("channel", ob_channel)))
             pw_word = Signal.like(ob_spikes, name="pw_word", reset_less=True)
-            # written in conv layers only: a dense layer's channel (its index's low bits) may
-            # lie beyond max_channels
-            m.d.comb += [pool_rd.addr.eq(ob_channel), pool_wr.addr.eq(ob_channel),
-                         pool_wr.data.eq(word), pool_wr.en.eq(ob_write & layer_conv)]
-            m.d.sync += [pw_write.eq(ob_write), pw_index.eq(ob_index), pw_fits.eq(ob_fits),
-                         pw_parity.eq(ob_parity), pw_word.eq(word)]
+            pw2_word = Signal.like(ob_spikes, name="pw2_word", reset_less=True)
+            q = Signal.like(ob_spikes, name="pool_q", reset_less=True)
+            hit1, hit2 = Signal(name="pool_hit1"), Signal(name="pool_hit2")
+            m.d.comb += pool_rd.addr.eq(ob_channel)
+            m.d.sync += [q.eq(pool_rd.data),
+                         hit1.eq(pb_conv & (pb_channel == ob_channel)),
+                         hit2.eq(pw_conv & (pw_channel == ob_channel)),
+                         pb_write.eq(ob_write), pb_index.eq(ob_index), pb_fits.eq(ob_fits),
+                         pb_parity.eq(ob_parity), pb_spikes.eq(ob_spikes), pb_keep.eq(ob_keep),
+                         pb_conv.eq(ob_conv), pb_channel.eq(ob_channel)]
+            running = Mux(hit1, pw_word, Mux(hit2, pw2_word, q))
+            word = Mux(pb_keep | (running < pb_spikes), pb_spikes, running)
+            m.d.sync += [pw_write.eq(pb_write), pw_index.eq(pb_index), pw_fits.eq(pb_fits),
+                         pw_parity.eq(pb_parity), pw_conv.eq(pb_conv),
+                         pw_channel.eq(pb_channel), pw_word.eq(word), pw2_word.eq(pw_word)]
+            m.d.comb += [pool_wr.addr.eq(pw_channel), pool_wr.data.eq(pw_word),
+                         pool_wr.en.eq(pw_conv)]
             w_write, index, w_fits, w_parity, w_word = (pw_write, pw_index, pw_fits, pw_parity,
                                                         pw_word)
         else:

@@ -335,6 +335,8 @@ def test_max_pooling_writer_stores_the_pooled_map(name, case):
             ctx.set(seq.eng_busy, 1)
             await ctx.tick()
             ctx.set(seq.eng_start.ready, 0)
+            # the earliest read the sequencer allows: 2 cycles after the handshake
+            await ctx.tick()
             got = []
             for e in range(len(expected[l])):        # the layer's input, read latency 2
                 ctx.set(seq.act.addr, e)
