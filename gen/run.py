@@ -1,8 +1,9 @@
 """``spikepack run``: inference on the generated RTL (Verilator), through its real AXI ports.
 
 The generated Verilog of ``--hw DIR`` is compiled once (cached per configuration), the bitstream
-is streamed into the loader port, the input spike words into the input port, and the readout
-potentials are collected from the output port. Two engines run the same protocol:
+is streamed into the loader port, the input spike words into the input port (a conv network's
+(C, H, W) images in storage order, ``firmware.layout.to_storage``), and the readout potentials
+are collected from the output port. Two engines run the same protocol:
 
 * ``native`` (default): a C++ Verilator testbench with no Python per cycle
   (:mod:`spikepack.sim.native`), for bulk inference;
@@ -85,12 +86,15 @@ class RunResult:
                 "registers": self.registers}
 
 
-def load_inputs(path: str | Path, fan_in: int, timesteps: int,
+def load_inputs(path: str | Path, fan_in, timesteps: int,
                 classes: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Read an inputs file: ``.npz`` with ``z`` (S, N0) spike words (and optional ``labels``),
-    or ``.npy`` holding ``z``. Checked against the network's fan-in, T and (labels) its
-    ``classes`` readout neurons; at least one image."""
+    """Read an inputs file: ``.npz`` with ``z`` spike words (and optional ``labels``), or
+    ``.npy`` holding ``z``. ``fan_in`` is the network's input: N0 (or ``(N0,)``), ``z`` then
+    (S, N0); or a map shape (C, H, W) for a conv network, ``z`` then (S, C, H, W) or (S,
+    C*H*W) in (c, y, x) order, returned as (S, C, H, W). Checked against that shape, T and
+    (labels) its ``classes`` readout neurons; at least one image."""
     path = Path(path)
+    shape = (int(fan_in),) if isinstance(fan_in, (int, np.integer)) else tuple(map(int, fan_in))
     try:
         if path.suffix == ".npy":
             z, labels = np.load(path, allow_pickle=False), None
@@ -108,8 +112,14 @@ def load_inputs(path: str | Path, fan_in: int, timesteps: int,
         raise InputsError(f"{path}: not a NumPy .npz/.npy file ({e})") from None
     if not np.issubdtype(z.dtype, np.integer):
         raise InputsError(f"{path}: z must hold integers, not {z.dtype}")
-    if z.ndim != 2 or z.shape[1] != fan_in:
-        raise InputsError(f"{path}: z has shape {z.shape}; the network expects (images, {fan_in})")
+    n0 = int(np.prod(shape))
+    if len(shape) == 3 and z.ndim == 2 and z.shape[1] == n0:
+        z = z.reshape((len(z),) + shape)         # a map flattened in (c, y, x) order
+    if z.ndim != len(shape) + 1 or tuple(z.shape[1:]) != shape:
+        want = ", ".join(map(str, shape))
+        also = f" or (images, {n0})" if len(shape) == 3 else ""
+        raise InputsError(f"{path}: z has shape {z.shape}; the network expects (images, "
+                          f"{want}){also}")
     if z.shape[0] == 0:
         raise InputsError(f"{path}: z holds no images")
     if z.min() < 0 or z.max() >= (1 << timesteps):
@@ -168,10 +178,20 @@ def _frames_to_logits(frames: list, shape: tuple[int, int]) -> tuple[np.ndarray,
 
 def _timeout_cycles(config, model) -> int:
     # a bound on one image's cycles (the layers' compute with generous room for the streams'
-    # pauses), so that a hung accelerator fails the run instead of simulating for ever
+    # pauses), so that a hung accelerator fails the run instead of simulating for ever; a conv
+    # layer counted as its patch layer at every output position (pooled or not)
+    from spikepack.firmware.layout import storage_words
     from spikepack.hw.layer_engine import expected_cycles
-    image_cycles = sum(expected_cycles(config, layer.weights.shape[1], layer.weights.shape[0])
-                       for layer in model.layers)
+    R = config.rows
+    image_cycles = 0
+    for shape, layer in zip(model.shapes, model.layers):
+        if layer.kind == "conv":
+            patch = layer.kernel[0] * layer.kernel[1] * -(-shape[0] // R) * R
+            _, h, w = layer.out_shape(shape)
+            image_cycles += h * w * expected_cycles(config, patch, layer.out_channels)
+        elif layer.kind == "dense":
+            n = storage_words(shape, R) if len(shape) == 3 else layer.fan_in
+            image_cycles += expected_cycles(config, n, layer.neurons)
     return 8 * image_cycles + 20_000
 
 
@@ -179,7 +199,8 @@ def run_inference(hw_dir: str | Path, bitstream: bytes, z: np.ndarray, *, work_d
                   seed: int | None = None, pauses: bool = False, progress: bool = True,
                   simulator: str = "verilator", engine: str = "native",
                   keep_work: bool = False) -> RunResult:
-    """Simulate ``z`` (S, N0) through the accelerator in ``hw_dir`` loaded with ``bitstream``.
+    """Simulate ``z`` (S, N0), or (S, C, H, W) images of a conv network (sent in storage
+    order), through the accelerator in ``hw_dir`` loaded with ``bitstream``.
 
     ``engine``: "native" (C++ harness) or "cocotb" (``simulator`` "verilator", or "icarus" for
     Icarus Verilog). The run works in a fresh folder inside ``work_dir``, removed afterwards
@@ -188,21 +209,27 @@ def run_inference(hw_dir: str | Path, bitstream: bytes, z: np.ndarray, *, work_d
     """
     from spikepack.accelerator import TOP_NAME, load_manifest
     from spikepack.firmware.bitstream import parse
-    from spikepack.sim import golden, runner
+    from spikepack.sim import runner
 
     if engine not in ENGINES:
         raise RunError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     if engine == "native" and simulator != "verilator":
         raise RunError(f"the native engine is Verilator only; use --engine cocotb for {simulator}")
     z = np.asarray(z)
-    if z.ndim != 2 or z.shape[0] == 0:
+    if z.ndim not in (2, 4) or z.shape[0] == 0:
         raise RunError(f"no images to run (inputs of shape {z.shape})")
     hw_dir = Path(hw_dir).resolve()            # the simulators run in their own directories
     manifest, config = load_manifest(hw_dir)
     verilog_path = check_verilog(hw_dir, manifest)
     model = parse(bitstream, config)            # rejects a bad bitstream before simulating
-    logits_golden, _ = golden.run_network(z, model.as_layer_tuples(), config.timesteps,
-                                          config.tau_shift, neuron=config.neuron)
+    shape = tuple(model.input_shape)
+    if len(shape) == 3 and z.ndim == 2 and z.shape[1] == int(np.prod(shape)):
+        z = z.reshape((len(z),) + shape)        # a map flattened in (c, y, x) order
+    if tuple(z.shape[1:]) != shape:
+        raise RunError(f"inputs of shape {z.shape} do not fit the network's input "
+                       f"{' x '.join(map(str, shape))}")
+    # the golden model of the network the bitstream carries (conv and pooling layers included)
+    logits_golden, _ = model.forward(z)
     seed = runner.bench_seed() if seed is None else int(seed)
     timeout_cycles = _timeout_cycles(config, model)
     verilog = verilog_path.read_text()
@@ -349,8 +376,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--weights", required=True, metavar="FILE.bin",
                         help="bitstream written by 'spikepack pack'")
     parser.add_argument("--inputs", required=True, metavar="FILE",
-                        help=".npz with z (images, N0) input spike words and optional labels "
-                             "(class indices), or .npy holding z")
+                        help=".npz with z (images, N0) input spike words (a conv network: "
+                             "(images, C, H, W)) and optional labels (class indices), or .npy "
+                             "holding z")
     parser.add_argument("--limit", type=int, default=None, metavar="N",
                         help="run only the first N images (N >= 1)")
     parser.add_argument("--engine", choices=ENGINES, default="native",
@@ -408,8 +436,8 @@ def main(args) -> int:
         except OSError as e:
             raise RunError(f"{args.weights}: cannot read the bitstream ({e.strerror})") from None
         model = parse(data, config)
-        z, labels = load_inputs(args.inputs, model.layers[0].weights.shape[1], config.timesteps,
-                                classes=model.layers[-1].weights.shape[0])
+        z, labels = load_inputs(args.inputs, model.input_shape, config.timesteps,
+                                classes=model.classes)
     except (ManifestError, BitstreamError, InputsError, RunError) as e:
         return _fail(str(e))
     if args.limit is not None:

@@ -102,7 +102,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from spikepack.config import HardwareConfig
-
+from spikepack.firmware.layout import CONV_FIELDS, DESCRIPTOR_FIELDS
 
 from .array import SpikeArray, load_schedule
 from .memories import ReadPortSignature
@@ -115,18 +115,24 @@ __all__ = ["LayerEngine", "descriptor_layout", "output_layout", "beats_per_tile"
 
 def descriptor_layout(config: HardwareConfig) -> data.StructLayout:
     mems = config.memories
-    return data.StructLayout({
+    fields = {
         "fan_in": 16,
         "neurons": 16,
         "weight_base": mems["weight"].addr_bits,
         "column_base": mems["bias"].addr_bits,
         "readout": 1,
-    })
+    }
+    if config.conv:
+        for name in ("conv",) + CONV_FIELDS:
+            fields[name] = DESCRIPTOR_FIELDS[name][1]
+    return data.StructLayout(fields)
 
 
 def output_layout(config: HardwareConfig) -> data.StructLayout:
     return data.StructLayout({
-        "index": 16,
+        "index": max(16, (config.activation_depth * config.rows).bit_length()),
+        "channel": max(1, (config.max_channels - 1).bit_length()),
+        "pool_first": 1,
         "spikes": unsigned(config.timesteps),
         "potential": signed(config.widths.potential),
         "last": 1,

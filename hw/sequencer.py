@@ -9,13 +9,30 @@ inputs e*R .. e*R+R-1, input e*R+i at bits i*T .. i*T+T-1, as the engine's ``act
   stream without draining;
 * two **hidden buffers** (ping-pong, one memory): layer 0 reads its image's input buffer and
   writes hidden buffer 0; layer l >= 1 reads hidden buffer (l-1) mod 2 and writes l mod 2. A
-  hidden layer's outputs (engine ``o`` beats, spike words) are written one word a beat; the
-  beat with ``last`` also zeroes the rest of its entry, so every entry holds zeros beyond the
-  layer's M outputs. Writes go through a register stage: a beat's word is written at the clock
-  edge ending the cycle after the beat. Both memories are written a whole entry at a time (no
-  T-bit write columns, which Vivado would split into one RAM per column): the write register
-  keeps the words already written to the entry, which arrive in order (inputs in stream
-  order, outputs in index order), and the entry is written with them.
+  hidden layer's outputs (engine ``o`` beats, spike words) are written one word a beat, at
+  entry ``index >> log2 R``, lane ``index % R``; the lanes above the word are zeroed, so every
+  entry holds zeros beyond the layer's outputs (a dense layer's M, a map's padding channels).
+  Both memories are written a whole entry at a time (no T-bit write columns, which Vivado
+  would split into one RAM per column): the write register keeps the words already written to
+  the entry, which arrive in order (inputs in stream order, outputs in index order), and the
+  entry is written with them. A beat in cycle t is registered (the engine's output register
+  is far away), decoded into the write register and written at the edge ending cycle t + 2.
+* **max pooling** (``config.conv``; ``docs/architecture.md``): a conv layer's beats come per
+  output position, the positions of a pool window one after the other (CONV.md), each beat
+  carrying the storage index of its POOLED word, its channel and ``pool_first`` (the window's
+  first position). The writer keeps the running maximum of each channel in ``pool``, a
+  LUT-RAM of max_channels T-bit words: ``word = spikes`` on a window's first position (and
+  always in a dense layer: the descriptor's conv flag, taken at the handshake, decides),
+  otherwise ``max(pool[channel], spikes)`` (unsigned), and ``pool[channel] <= word``. This
+  read-modify-write takes two register stages between the beat register and the write
+  register, so that no path crosses the LUT-RAM twice (its read, then its write data: on ECP5
+  that path alone ran at 177 MHz): the read is registered, and the words of the two beats
+  before, not in ``pool`` yet, are forwarded by registered channel compares. Beats still
+  stream one a cycle (back-to-back beats of one channel when C_out = 1 included); the word is
+  then written like a dense layer's, two cycles later (edge ending cycle t + 4). Each
+  window position rewrites the pooled pixel's entries from lane 0 up, so the last one leaves
+  the window's maximum in every lane. Without ``config.conv`` there is no ``pool`` and no
+  extra stage.
 
 The last committed layer is the readout: its ``o`` beats go to ``m_axis_out`` (potential
 sign-extended to ``OUT_BITS``, TLAST on the last one) through a two-entry register slice:
@@ -59,7 +76,12 @@ latency) and 1 to offer it; per
 inference 1 HOLD cycle and 1 cycle for the last beat to cross the output slice. Throughput: one
 inference per ``3 + sum over layers l of (3 + L_l)`` cycles (one idle cycle between
 inferences) when images arrive at least that fast: the next image is received into the free
-input buffer while the current inference runs.
+input buffer while the current inference runs. The formulas hold for conv layers as they are
+(L_l is then the engine's conv latency) and with max pooling: the writer takes every beat in
+its cycle. Its last write (the edge ending cycle t + 4, t the layer's last beat) must come
+before the next layer's first activation read: the next descriptor's handshake is at t + 3
+at the earliest, so the engine may read from 2 cycles after its handshake on (LayerEngine
+reads 4 cycles after it at the earliest: its two setup cycles and the command register).
 """
 
 from __future__ import annotations
@@ -393,11 +415,20 @@ class NetworkSequencer(wiring.Component):
         # descriptor -> engine, straight from the descriptor memory's read register
         # (the fields of firmware.layout's descriptor word; the readout flag is not used for
         # routing: the last committed layer is the readout)
+        # every member of the engine's descriptor but the readout flag, generically (conv
+        # configurations add the conv fields)
         word, p = self.descriptor.data, self.eng_start.payload
-        for name in ("fan_in", "neurons", "weight_base", "column_base"):
-            offset, width = DESCRIPTOR_FIELDS[name]
-            m.d.comb += getattr(p, name).eq(word[offset:offset + width])
+        for name in descriptor_layout(c).members:
+            if name != "readout":
+                offset, width = DESCRIPTOR_FIELDS[name]
+                m.d.comb += getattr(p, name).eq(word[offset:offset + width])
         m.d.comb += p.readout.eq(last_layer)
+        # the running layer is a conv layer (its beats max-pool); taken at the handshake, when
+        # the previous layer's beats have left the writer's first stage
+        layer_conv = Signal()
+        if c.conv:
+            with m.If(svalid & self.eng_start.ready):
+                m.d.sync += layer_conv.eq(p.conv)
 
         # --- hidden layer outputs -> hidden buffer layer mod 2, through a register stage -------
         # the beat is registered first (the engine's output register is far away), then
@@ -405,14 +436,71 @@ class NetworkSequencer(wiring.Component):
         ob_write = Signal()
         ob_index = Signal.like(o.payload.index)
         ob_spikes = Signal.like(o.payload.spikes)
-        ob_last = Signal()
         ob_parity = Signal()
         ob_fits = Signal()                  # the index is inside the buffer (index < cap)
         m.d.sync += [ob_write.eq(s_runh & o.valid), ob_index.eq(o.payload.index),
                      ob_fits.eq((o.payload.index >> LR) < depth),
-                     ob_spikes.eq(o.payload.spikes), ob_last.eq(o.payload.last),
-                     ob_parity.eq(layer[0])]
-        index = ob_index
+                     ob_spikes.eq(o.payload.spikes), ob_parity.eq(layer[0])]
+        if c.conv:
+            # max pooling: pool[channel] holds the running max of each channel over the window
+            # so far (a LUT-RAM of max_channels words); word = spikes on the window's first
+            # position (and in a dense layer), else max(pool[channel], spikes) (unsigned); the
+            # pooled word then goes on like a dense layer's spikes. The read-modify-write is
+            # spread over registers so that no path crosses the LUT-RAM twice:
+            #   A (ob_*): pool read at ob_channel, registered (q); ob_channel compared with
+            #      the channels of the beats in B and C (registered hits);
+            #   B (pb_*): the running max is q, or the word of the beat in C (hit1) or of the
+            #      beat that left C a cycle ago (hit2): those two are not in the LUT-RAM yet
+            #      when A reads it; word registered into pw_word;
+            #   C (pw_*): pool[pw_channel] <= pw_word (only in conv layers: a dense layer's
+            #      channel, its index's low bits, may lie beyond max_channels), and the word
+            #      goes to the write register.
+            pool = memory.Memory(shape=unsigned(T), depth=c.max_channels, init=[],
+                                 attrs={"ram_style": "distributed"})
+            m.submodules.pool = pool
+            pool_rd = pool.read_port(domain="comb")
+            pool_wr = pool.write_port()
+            ob_channel = Signal.like(o.payload.channel)
+            ob_keep = Signal()              # word = spikes: the window's first position, dense
+            ob_conv = Signal()              # a conv layer's beat (it updates pool)
+            m.d.sync += [ob_channel.eq(o.payload.channel),
+                         ob_keep.eq(o.payload.pool_first | ~layer_conv),
+                         ob_conv.eq(s_runh & o.valid & layer_conv)]
+
+            def stage(name, like):
+                return Signal.like(like, name=name)
+            pb_write, pb_index, pb_fits, pb_parity, pb_spikes, pb_keep, pb_conv, pb_channel = (
+                stage(f"pb_{n}", v) for n, v in (
+                    ("write", ob_write), ("index", ob_index), ("fits", ob_fits),
+                    ("parity", ob_parity), ("spikes", ob_spikes), ("keep", ob_keep),
+                    ("conv", ob_conv), ("channel", ob_channel)))
+            pw_write, pw_index, pw_fits, pw_parity, pw_conv, pw_channel = (
+                stage(f"pw_{n}", v) for n, v in (
+                    ("write", ob_write), ("index", ob_index), ("fits", ob_fits),
+                    ("parity", ob_parity), ("conv", ob_conv), ("channel", ob_channel)))
+            pw_word = Signal.like(ob_spikes, name="pw_word", reset_less=True)
+            pw2_word = Signal.like(ob_spikes, name="pw2_word", reset_less=True)
+            q = Signal.like(ob_spikes, name="pool_q", reset_less=True)
+            hit1, hit2 = Signal(name="pool_hit1"), Signal(name="pool_hit2")
+            m.d.comb += pool_rd.addr.eq(ob_channel)
+            m.d.sync += [q.eq(pool_rd.data),
+                         hit1.eq(pb_conv & (pb_channel == ob_channel)),
+                         hit2.eq(pw_conv & (pw_channel == ob_channel)),
+                         pb_write.eq(ob_write), pb_index.eq(ob_index), pb_fits.eq(ob_fits),
+                         pb_parity.eq(ob_parity), pb_spikes.eq(ob_spikes), pb_keep.eq(ob_keep),
+                         pb_conv.eq(ob_conv), pb_channel.eq(ob_channel)]
+            running = Mux(hit1, pw_word, Mux(hit2, pw2_word, q))
+            word = Mux(pb_keep | (running < pb_spikes), pb_spikes, running)
+            m.d.sync += [pw_write.eq(pb_write), pw_index.eq(pb_index), pw_fits.eq(pb_fits),
+                         pw_parity.eq(pb_parity), pw_conv.eq(pb_conv),
+                         pw_channel.eq(pb_channel), pw_word.eq(word), pw2_word.eq(pw_word)]
+            m.d.comb += [pool_wr.addr.eq(pw_channel), pool_wr.data.eq(pw_word),
+                         pool_wr.en.eq(pw_conv)]
+            w_write, index, w_fits, w_parity, w_word = (pw_write, pw_index, pw_fits, pw_parity,
+                                                        pw_word)
+        else:
+            w_write, index, w_fits, w_parity, w_word = (ob_write, ob_index, ob_fits, ob_parity,
+                                                        ob_spikes)
         out_lane = index[:LR] if LR else Const(0, 1)
         h_addr = Signal(abits + 1)
         # a data register: every layer writes its entries from lane 0 up (lanes above a word are
@@ -420,8 +508,8 @@ class NetworkSequencer(wiring.Component):
         # LSR of its lane clears (the top's critical path, 222-238 MHz)
         h_data = Signal(R * T, reset_less=True)
         h_en = Signal()
-        hidden_write = ob_write & ob_fits
-        m.d.sync += [h_addr.eq(Cat((index >> LR)[:abits], ob_parity)), h_en.eq(hidden_write)]
+        hidden_write = w_write & w_fits
+        m.d.sync += [h_addr.eq(Cat((index >> LR)[:abits], w_parity)), h_en.eq(hidden_write)]
         # a whole entry: lanes below this word hold the entry's earlier words (index order),
         # lanes above are zeroed (a later word of the entry overwrites them; after the layer's
         # last word they stay zero)
@@ -430,7 +518,7 @@ class NetworkSequencer(wiring.Component):
             with m.If(hidden_write & above):
                 m.d.sync += h_data[lane * T:lane * T + T].eq(0)
             with m.Elif(hidden_write & (out_lane == lane)):
-                m.d.sync += h_data[lane * T:lane * T + T].eq(ob_spikes)
+                m.d.sync += h_data[lane * T:lane * T + T].eq(w_word)
         m.d.comb += [hid_wr.addr.eq(h_addr), hid_wr.data.eq(h_data), hid_wr.en.eq(h_en)]
 
         # --- activation reads for the engine ---------------------------------------------------

@@ -13,7 +13,7 @@ faster. So bulk inference uses :func:`run_native`, which compiles the Verilog wi
   mirrors step by step (reset, SIGNATURE check, load, LOAD_GOOD/LOAD_BAD polling, LOAD_ERROR,
   CONTROL.RUN, streams, CYCLES_LAST and the register dump).
 * **No Python per cycle.** The host prepares the input beats (:func:`pack_inputs`, the bench's
-  beat format), the harness runs every cycle and reports progress lines on stdout
+  beat format; a conv network's images in storage order), the harness runs every cycle and reports progress lines on stdout
   (``load``, ``loaded``, ``images``), which :func:`run_native` turns into progress callbacks.
 * **Random pauses and backpressure** come from the harness's own seeded generator, with the
   bench's probabilities (:data:`PAUSES`); without pauses the cycle counts equal the cocotb
@@ -230,9 +230,19 @@ def _call(command, cwd: Path, log_file, log: Path) -> None:
         raise NativeError(f"'{command[0]}' failed (exit {code}); see {log}")
 
 
-def pack_inputs(z: np.ndarray, timesteps: int) -> np.ndarray:
+def pack_inputs(z: np.ndarray, timesteps: int, *, rows: int | None = None) -> np.ndarray:
     """(S, N0) spike words -> (S, B) uint32 ``s_axis_in`` beats: K = 32 // T words a beat, word i
-    of an image at bits (i % K) * T of beat i // K, zeros beyond N0 (the bench's pack_image)."""
+    of an image at bits (i % K) * T of beat i // K, zeros beyond N0 (the bench's pack_image).
+    Images of a conv network, (S, C, H, W), are sent in storage order
+    (``spikepack.firmware.layout.to_storage`` with ``rows`` = R: channels last, zeros in the
+    padding lanes; CONV.md), N0 = H * W * ceil(C / R) * R words."""
+    z = np.asarray(z)
+    if z.ndim == 4:
+        if rows is None:
+            raise ValueError("images (S, C, H, W) need rows (R) for their storage order")
+        from spikepack.firmware.layout import to_storage
+        z = np.stack([to_storage(image, rows) for image in z]) if len(z) else \
+            np.zeros((0, 0), dtype=np.int64)
     z = np.asarray(z, dtype=np.uint64)
     per_beat = input_words_per_beat(timesteps)
     images, fan_in = z.shape
@@ -264,7 +274,7 @@ def _field_value(manifest: dict, register: str, field: str, value: int) -> int:
 def run_native(built: NativeBuild, *, manifest: dict, bitstream: bytes, z: np.ndarray,
                work: Path, seed: int, pauses: bool, timeout_cycles: int,
                on_progress: Callable[[str, int, int], None] | None = None) -> dict:
-    """Run the harness on ``z`` (S, N0) with ``bitstream``; return the bench's result fields:
+    """Run the harness on ``z`` (S, N0), or (S, C, H, W) for a conv network, with ``bitstream``; return the bench's result fields:
     ``frames`` (one list of potentials per image), ``cycles_total``, ``latency_cycles``,
     ``registers``, plus ``cycles_simulated`` and ``sim_wall_seconds`` (the harness's own loop).
 
@@ -273,7 +283,7 @@ def run_native(built: NativeBuild, *, manifest: dict, bitstream: bytes, z: np.nd
     """
     work = Path(work).resolve()
     timesteps = int(manifest["config"]["timesteps"])
-    beats = pack_inputs(z, timesteps)
+    beats = pack_inputs(z, timesteps, rows=int(manifest["config"]["rows"]))
     (work / "weights.bin").write_bytes(bitstream)
     (work / "inputs.bin").write_bytes(beats.astype("<u4").tobytes())
     request = [

@@ -32,6 +32,45 @@ def test_pack_inputs_is_the_benchs_beat_format(timesteps, fan_in, images, rnd):
         assert b"".join(int(b).to_bytes(4, "little") for b in words) == pack_image(image, timesteps)
 
 
+@given(st.sampled_from([1, 2, 3, 4, 8]), st.sampled_from([1, 2, 4, 8]), st.integers(1, 9),
+       st.integers(1, 4), st.integers(1, 4), st.randoms(use_true_random=False))
+@settings(max_examples=60, deadline=None)
+def test_pack_inputs_sends_a_map_in_storage_order(timesteps, rows, channels, height, width, rnd):
+    """(S, C, H, W) images go out channels last (CONV.md): word ((y*W + x)*CG)*R + c of the
+    stream is z[c, y, x], the padding lanes c >= C of each pixel are zero, N0 = H*W*CG*R."""
+    z = np.array([[[[rnd.randrange(1 << timesteps) for _ in range(width)] for _ in range(height)]
+                   for _ in range(channels)] for _ in range(2)])
+    beats = native.pack_inputs(z, timesteps, rows=rows)
+    K = 32 // timesteps
+    cg = -(-channels // rows)
+    n0 = height * width * cg * rows
+    assert beats.shape == (2, -(-n0 // K))
+    for image, words in zip(z, beats):
+        stream = [(int(words[i // K]) >> (i % K) * timesteps) & ((1 << timesteps) - 1)
+                  for i in range(len(words) * K)]
+        want = [0] * len(stream)
+        for c in range(channels):
+            for y in range(height):
+                for x in range(width):
+                    want[((y * width + x) * cg) * rows + c] = int(image[c, y, x])
+        assert stream == want
+
+
+def test_load_inputs_takes_conv_images(tmp_path):
+    """A conv network's inputs: (S, C, H, W) as they are, (S, C*H*W) read in (c, y, x) order;
+    any other shape refused with the shapes it expects."""
+    from spikepack.run import InputsError, load_inputs
+    z = np.arange(2 * 3 * 2 * 4).reshape(2, 3, 2, 4) % 16
+    for given in (z, z.reshape(2, -1)):
+        np.savez(tmp_path / "in.npz", z=given)
+        got, labels = load_inputs(tmp_path / "in.npz", (3, 2, 4), 4)
+        assert np.array_equal(got, z) and labels is None
+    for bad in (z.reshape(2, 3, 8), z.reshape(2, -1)[:, :-1], z.reshape(2, 3, 4, 2)):
+        np.save(tmp_path / "bad.npy", bad)
+        with pytest.raises(InputsError, match=r"expects \(images, 3, 2, 4\) or \(images, 24\)"):
+            load_inputs(tmp_path / "bad.npy", (3, 2, 4), 4)
+
+
 @pytest.fixture(scope="module")
 def flow(tmp_path_factory):
     """Converted digits model, generated default accelerator and packed bitstream (via the CLI)."""
@@ -183,3 +222,40 @@ def test_native_64_bit_outputs_are_bit_exact(tmp_path):
     assert result.mismatched_images == [], f"seed {seed}: {_first_mismatch(result)}"
     assert np.abs(result.golden).max() >= 1 << 31        # the upper word was exercised
     assert (result.golden < 0).any()
+
+
+@pytest.mark.rtl
+@pytest.mark.xdist_group("top-conv")
+def test_run_conv_network_on_both_engines(tmp_path):
+    """A random conv network with max pooling (``spikepack.sim.benches.system.random_plan``, a
+    format-v2 model) packed for a small conv accelerator and run by ``spikepack run`` on both
+    engines: images (S, C, H, W) go out in storage order; outputs bit-exact with the golden
+    model the bitstream carries; the CLI takes an inputs file of flattened (c, y, x) images."""
+    from spikepack.accelerator import generate_accelerator
+    from spikepack.config import HardwareConfig
+    from spikepack.firmware.bitstream import pack
+    from spikepack.sim.benches.system import conv_model, random_images, random_plan
+
+    seed = bench_seed()
+    print(f"seed {seed}")
+    rng = np.random.default_rng(seed)
+    config = HardwareConfig(rows=4, cols=4, timesteps=4, max_fan_in=64, max_neurons=32,
+                            max_layers=4, weight_depth=256, max_channels=8, max_map_side=8,
+                            max_map_words=256, max_kernel=5)
+    plan = random_plan(rng, config, max_cycles=4000)
+    model = conv_model(rng, config, plan)
+    generate_accelerator(config, tmp_path / "hw")
+    data = pack(model, config)
+    z = random_images(rng, 5, model.input_shape, config.timesteps)
+    for engine in ("native", "cocotb"):
+        result = run_inference(tmp_path / "hw", data, z, seed=seed, engine=engine,
+                               pauses=engine == "native", work_dir=BUILD_ROOT / "test-native",
+                               progress=False)
+        assert result.mismatched_images == [], \
+            f"seed {seed}, {plan}, {engine}: {_first_mismatch(result)}"
+        assert np.array_equal(result.golden, model.forward(z)[0])
+    (tmp_path / "weights.bin").write_bytes(data)
+    np.savez(tmp_path / "inputs.npz", z=z.reshape(len(z), -1))
+    assert cli(["run", "--hw", str(tmp_path / "hw"), "--weights", str(tmp_path / "weights.bin"),
+                "--inputs", str(tmp_path / "inputs.npz"), "--work",
+                str(BUILD_ROOT / "test-native")]) == 0

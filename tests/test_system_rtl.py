@@ -3,7 +3,8 @@ cocotbext-axi (bench: ``spikepack.sim.benches.system``): every register against 
 configuration, random multi-layer networks loaded through the loader and run bit-exactly against
 the golden model under random stream pauses and backpressure, reloads, bad bitstreams,
 RUN/START, SOFT_RESET in every phase of an inference, a commit waiting for the running
-inference, back-to-back throughput; and a ``verilator --lint-only`` of the generated Verilog.
+inference, back-to-back throughput; random conv networks with max pooling (CONV.md) on their
+(C, H, W) images; and a ``verilator --lint-only`` of the generated Verilog.
 Each configuration is built once."""
 
 from __future__ import annotations
@@ -66,6 +67,12 @@ def test_system_registers(system):
 
 def test_system_inference_bit_exact(system):
     _run(system, "inference", networks=5, images=6)
+
+
+def test_system_conv_inference_bit_exact(system):
+    """Random conv networks with max pooling (format-v2 models packed by bitstream.pack),
+    images in storage order, bit-exact with the model's golden; a dense network between them."""
+    _run(system, "conv_networks", networks=3, images=4)
 
 
 def test_system_control(system):

@@ -3,7 +3,7 @@ through its real AXI ports (cocotbext-axi), writing the readout potentials and c
 a JSON file for the host to check against the golden model.
 
 Arguments (``spikepack.sim.runner.bench_args``): manifest, bitstream, inputs (.npy of spike
-words), results (JSON to write), progress (a file holding the count of finished images),
+words: (S, N0), or (S, C, H, W) for a conv network, sent in storage order), results (JSON to write), progress (a file holding the count of finished images),
 pauses (random pauses and backpressure on every stream).
 """
 
@@ -22,6 +22,7 @@ from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamFra
                            AxiStreamSink, AxiStreamSource)
 
 from spikepack.config import input_words_per_beat
+from spikepack.firmware.layout import to_storage
 from spikepack.sim.runner import bench_args
 
 CLOCK_NS = 10
@@ -98,6 +99,7 @@ class Accelerator:
         self.dut = dut
         self.manifest = manifest
         self.timesteps = manifest["config"]["timesteps"]
+        self.rows = manifest["config"]["rows"]
         self.out_bits = manifest["derived"]["output_bits"]
         self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
         self.regs = Registers(self.axil, manifest)
@@ -115,6 +117,11 @@ class Accelerator:
         await self.load.wait()
 
     async def send_image(self, words) -> None:
+        """One image: a vector of spike words, or a (C, H, W) map, sent in storage order
+        (``to_storage``: channels last, zeros in the padding lanes; CONV.md)."""
+        words = np.asarray(words)
+        if words.ndim == 3:
+            words = to_storage(words, self.rows)
         await self.inp.send(AxiStreamFrame(pack_image(words, self.timesteps)))
 
     async def receive(self, timeout_cycles: int) -> list[int]:

@@ -10,6 +10,7 @@ registers) are plain Python, also used by the Amaranth-simulator test ``tests/te
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 
@@ -21,7 +22,10 @@ from spikepack.sim.golden import (global_potential, lif_layer, run_network, spik
 
 __all__ = ["input_beats", "random_network", "extreme_network", "expected_constants",
            "golden_logits", "config_from_args", "random_sizes", "fitting_network",
-           "random_images"]
+           "random_images", "plan_shapes", "plan_layers", "layer_cycles", "plan_cycles",
+           "plan_weight_words", "plan_needs", "plan_fits", "random_plan", "conv_model",
+           "is_model", "input_shape", "classes", "hardware_layers", "model_plan", "describe",
+           "stream_words", "pack_net"]
 
 
 # --- host-side helpers ---------------------------------------------------------------------------
@@ -94,6 +98,10 @@ def extreme_network(rng: np.random.Generator, config: HardwareConfig, sizes):
 
 
 def golden_logits(z, layers, config: HardwareConfig) -> np.ndarray:
+    """The readout potentials of images ``z`` on ``layers`` (dense layer tuples, or a
+    :class:`~spikepack.firmware.model.SpikePackModel`: its own golden model)."""
+    if is_model(layers):
+        return layers.forward(np.asarray(z, dtype=np.int64))[0]
     logits, _ = run_network(np.asarray(z, dtype=np.int64), layers, config.timesteps,
                             config.tau_shift, config.neuron)
     return logits
@@ -113,8 +121,12 @@ def expected_constants(c: HardwareConfig) -> dict[str, int]:
                    | c.widths.potential << 24),
         "MAX_FAN_IN": c.max_fan_in, "MAX_NEURONS": c.max_neurons, "MAX_LAYERS": c.max_layers,
         "WEIGHT_DEPTH": c.weight_depth,
-        "COLUMN_DEPTH": c.max_layers * math.ceil(c.max_neurons / c.cols),
-        "ACT_DEPTH": math.ceil(max(c.max_fan_in, c.max_neurons) / c.rows),
+        # a conv layer has up to max_channels outputs, and a stored map up to max_map_words
+        # words (docs/config.md)
+        "COLUMN_DEPTH": c.max_layers * math.ceil(
+            max(c.max_neurons, c.max_channels if c.conv else 0) / c.cols),
+        "ACT_DEPTH": math.ceil(
+            max(c.max_fan_in, c.max_neurons, c.max_map_words if c.conv else 0) / c.rows),
         "GEOMETRY": (c.rows_per_word | mems["weight"].lanes << 8 | mems["bias"].lanes << 16
                      | mems["threshold"].lanes << 24),
         "STREAMS": (32 // c.timesteps) | (32 * math.ceil(c.widths.potential / 32)) << 8,
@@ -149,13 +161,310 @@ def fitting_network(rng, config: HardwareConfig, sizes, *, extreme=False):
             sizes = [max(1, s * 3 // 4) for s in sizes]
 
 
-def random_images(rng: np.random.Generator, count: int, n: int, T: int) -> np.ndarray:
-    """``count`` images of ``n`` spike words; the first two are all-zero and all-ones."""
-    z = rng.integers(0, 1 << T, size=(count, n))
+def random_images(rng: np.random.Generator, count: int, n, T: int) -> np.ndarray:
+    """``count`` images of ``n`` spike words (an int, or a shape such as (C, H, W)); the first
+    two are all-zero and all-ones."""
+    shape = (n,) if isinstance(n, (int, np.integer)) else tuple(n)
+    z = rng.integers(0, 1 << T, size=(count,) + shape)
     if count > 2:
         z[0] = 0
         z[1] = (1 << T) - 1
     return z
+
+
+# --- conv networks (CONV.md): plans, models, the hardware's view ------------------------------------
+#
+# A *plan* is a conv network's geometry, JSON-able (it travels in a bench's arguments):
+#   {"input": [C, H, W], "convs": [{"out": C_out, "kernel": [K_h, K_w], "stride": [s_h, s_w],
+#    "padding": [p_h, p_w], "pool": [k_h, k_w]}, ...], "dense": [M, ..., M_readout]}
+# conv layers (each with its optional max pooling, merged into the conv's descriptor on the
+# hardware), then dense layers, the last the readout.
+
+def plan_shapes(plan) -> list[tuple[int, ...]]:
+    """The map entering each hardware layer, then the readout's output: (C, H, W) maps for the
+    conv layers and the first dense layer after them, (N,) vectors after that."""
+    shape = tuple(plan["input"])
+    shapes = [shape]
+    for conv in plan["convs"]:
+        (K_h, K_w), (s_h, s_w), (p_h, p_w) = conv["kernel"], conv["stride"], conv["padding"]
+        k_h, k_w = conv["pool"]
+        H_out = (shape[1] + 2 * p_h - K_h) // s_h + 1
+        W_out = (shape[2] + 2 * p_w - K_w) // s_w + 1
+        shape = (conv["out"], H_out // k_h, W_out // k_w)
+        shapes.append(shape)
+    shapes += [(m,) for m in plan["dense"]]
+    return shapes
+
+
+def plan_layers(plan, rows: int) -> list[dict]:
+    """Each hardware layer as the array sees it: ``kind``, ``fan_in`` (a conv layer's patch
+    K_h*K_w*CG_in*R, a dense layer's stored input vector), ``neurons`` (C_out or M),
+    ``positions`` (computed output positions: H_p*k_h*W_p*k_w; 1 for a dense layer),
+    ``in_words`` and ``out_words`` (stored words of its input and output)."""
+    from spikepack.firmware.layout import storage_words
+    shapes = plan_shapes(plan)
+    out = []
+    for i, conv in enumerate(plan["convs"]):
+        C, _, _ = shapes[i]
+        (K_h, K_w), (k_h, k_w) = conv["kernel"], conv["pool"]
+        _, H_p, W_p = shapes[i + 1]
+        out.append({"kind": "conv", "fan_in": K_h * K_w * -(-C // rows) * rows,
+                    "neurons": conv["out"], "positions": H_p * k_h * W_p * k_w,
+                    "in_words": storage_words(shapes[i], rows),
+                    "out_words": storage_words(shapes[i + 1], rows)})
+    for j, m in enumerate(plan["dense"]):
+        i = len(plan["convs"]) + j
+        n = storage_words(shapes[i], rows)
+        out.append({"kind": "dense", "fan_in": n, "neurons": m, "positions": 1,
+                    "in_words": n, "out_words": storage_words((m,), rows)})
+    return out
+
+
+def layer_cycles(config: HardwareConfig, layer: dict) -> int:
+    """An estimate of one hardware layer's cycles (:func:`plan_layers` entry, or a dense layer
+    given as ``{"fan_in": N, "neurons": M}``): the engine's dense formula, and for a conv layer
+    the same tiles repeated at every position (CONV.md) plus a column tile's outputs per
+    position (exact for dense layers; for conv an estimate until the engine states its own)."""
+    from spikepack.hw.layer_engine import expected_cycles, schedule
+    positions = layer.get("positions", 1)
+    if layer.get("kind") != "conv":
+        return expected_cycles(config, layer["fan_in"], layer["neurons"])
+    P = schedule(config).period
+    G, CT = -(-layer["fan_in"] // config.rows), -(-layer["neurons"] // config.cols)
+    per_ct = max(G * P, config.cols)
+    return (expected_cycles(config, layer["fan_in"], layer["neurons"])
+            + (positions - 1) * (CT * per_ct + config.cols) + 8 * positions)
+
+
+def plan_cycles(config: HardwareConfig, plan) -> int:
+    """An estimate of one inference's cycles on ``config`` (the simulation cost of an image)."""
+    return sum(layer_cycles(config, layer) + 8 for layer in plan_layers(plan, config.rows))
+
+
+def plan_weight_words(plan, config: HardwareConfig) -> int:
+    """Weight words the plan's layers take (``layout_network``'s tiling: ceil(M/C) column
+    tiles of ceil(N/R) row tiles of R/g words, N the array's view of the fan-in)."""
+    R, C, g = config.rows, config.cols, config.rows_per_word
+    return sum(-(-layer["neurons"] // C) * -(-layer["fan_in"] // R) * (R // g)
+               for layer in plan_layers(plan, R))
+
+
+def plan_needs(plan, config: HardwareConfig) -> dict[str, int]:
+    """The smallest value of every configuration limit that holds ``plan`` on ``config``'s
+    array (rows, cols, g): what the loader checks (CONV.md), every map (input, pooled outputs)
+    counted against max_map_side and max_map_words."""
+    from spikepack.firmware.layout import storage_words
+    layers = plan_layers(plan, config.rows)
+    shapes = plan_shapes(plan)
+    maps = shapes[:len(plan["convs"]) + 1]      # the image and every conv's pooled output
+    dense = [l for l in layers if l["kind"] == "dense"]
+    return {
+        "max_channels": max(s[0] for s in maps),
+        "max_map_side": max(max(s[1], s[2]) for s in maps),
+        "max_map_words": max(storage_words(s, config.rows) for s in maps),
+        "max_kernel": max((max(c["kernel"]) for c in plan["convs"]), default=1),
+        "max_fan_in": max(l["fan_in"] for l in dense),
+        "max_neurons": max(l["neurons"] for l in dense),
+        "max_layers": len(layers),
+        "weight_depth": plan_weight_words(plan, config),
+        "activation_words": max(max(l["in_words"], l["out_words"]) for l in layers),
+    }
+
+
+def plan_fits(plan, config: HardwareConfig) -> bool:
+    """``plan`` fits ``config``'s limits (conv needs ``config.conv``)."""
+    if plan["convs"] and not config.conv:
+        return False
+    need = plan_needs(plan, config)
+    for name, value in need.items():
+        if name == "activation_words":
+            if value > config.activation_depth * config.rows:
+                return False
+        elif value > getattr(config, name):
+            return False
+    return True
+
+
+def random_plan(rng: np.random.Generator, config: HardwareConfig | None = None, *,
+                max_side: int = 8, max_channels: int = 6, max_kernel: int = 5,
+                max_convs: int = 2, max_dense: int = 2, max_neurons: int = 16,
+                max_cycles: int | None = None, tries: int = 2000):
+    """A random conv network plan: 1..``max_convs`` conv layers (C_in/C_out up to
+    ``max_channels``, kernels 1/3/5 up to ``max_kernel``, stride 1-2, padding 0-2 below the
+    kernel, max pooling 1 or 2 per axis where the map allows), then 0..``max_dense - 1`` hidden
+    dense layers and a dense readout. With ``config``, the plan fits its limits
+    (:func:`plan_fits`) and, with ``max_cycles``, its estimated inference cycles; drawn by
+    rejection, the caps shrinking after failures."""
+    for attempt in range(tries):
+        shrink = 1 + attempt // 200
+        side = max(1, max_side // shrink)
+        chans = max(1, max_channels // shrink)
+        kernels = [k for k in (1, 3, 5) if k <= max_kernel
+                   and (config is None or k <= config.max_kernel)] or [1]
+        if config is not None:
+            side = min(side, config.max_map_side)
+            chans = min(chans, config.max_channels)
+        shape = [int(rng.integers(1, chans + 1)), int(rng.integers(1, side + 1)),
+                 int(rng.integers(1, side + 1))]
+        plan = {"input": list(shape), "convs": [], "dense": []}
+        h, w = shape[1], shape[2]
+        for _ in range(int(rng.integers(1, max_convs + 1))):
+            kh, kw = (int(rng.choice(kernels)) for _ in range(2))
+            ph, pw = (int(rng.integers(0, min(2, k - 1) + 1)) for k in (kh, kw))
+            if kh > h + 2 * ph or kw > w + 2 * pw:
+                break
+            sh, sw = (int(rng.integers(1, 3)) for _ in range(2))
+            h_out, w_out = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+            qh = 2 if h_out >= 2 and rng.random() < 0.5 else 1
+            qw = 2 if w_out >= 2 and rng.random() < 0.5 else 1
+            plan["convs"].append({"out": int(rng.integers(1, chans + 1)), "kernel": [kh, kw],
+                                  "stride": [sh, sw], "padding": [ph, pw], "pool": [qh, qw]})
+            h, w = h_out // qh, w_out // qw
+        if not plan["convs"]:
+            continue
+        plan["dense"] = [int(rng.integers(1, max_neurons + 1))
+                         for _ in range(int(rng.integers(1, max_dense + 1)))]
+        if config is None:
+            return plan
+        if plan_fits(plan, config) and (max_cycles is None
+                                        or plan_cycles(config, plan) <= max_cycles):
+            return plan
+    raise ValueError(f"no conv network plan fits {config} within {max_cycles} cycles")
+
+
+def conv_model(rng: np.random.Generator, config: HardwareConfig, plan, *, extreme=False,
+               probe=None):
+    """A :class:`~spikepack.firmware.model.SpikePackModel` (format v2) of ``plan`` for
+    ``config``: weights over the full range, thresholds calibrated on random images (as
+    :func:`random_network`) so hidden spike words spread over 0 .. 2**T - 1; ``extreme``: every
+    value at an end of its range (as :func:`extreme_network`)."""
+    from spikepack.firmware.model import ConvLayer, Layer, MaxPoolLayer, SpikePackModel
+    from spikepack.sim import golden
+    T, k = config.timesteps, config.tau_shift
+    w_lo, w_hi = -(1 << (config.weight_bits - 1)), (1 << (config.weight_bits - 1)) - 1
+    b_lo, b_hi = -(1 << (config.bias_bits - 1)), (1 << (config.bias_bits - 1)) - 1
+    t_hi = (1 << config.threshold_bits) - 1
+    P = ((1 << (k * T)) - 1) // ((1 << k) - 1)
+    shape = tuple(plan["input"])
+    z = rng.integers(0, 1 << T, size=(64,) + shape) if probe is None else probe
+    spikepack = config.neuron == "spikepack"
+
+    def weights(size):
+        if not extreme:
+            return rng.integers(w_lo, w_hi + 1, size=size)
+        sign = rng.integers(0, 2, size=(size[0],) + (1,) * (len(size) - 1))
+        w = np.where(sign == 1, w_hi, w_lo) * np.ones(size, dtype=np.int64)
+        return rng.choice([w_lo, w_hi], size=size) if rng.random() < 0.3 else w
+
+    def calibrate(v, currents, axes):
+        """bias and threshold per output channel from the potentials v (or LIF currents)."""
+        M = v.shape[1]
+        if extreme:
+            return rng.choice([b_lo, b_hi, 0], size=M), rng.choice([1, t_hi], size=M)
+        scale = max(1, int(np.abs(v).max()))
+        b = rng.integers(-min(b_hi, scale // 4), min(b_hi, scale // 4) + 1, size=M)
+        bb = b.reshape((1, M) + (1,) * (v.ndim - 2))
+        if spikepack:
+            t = np.quantile(v + bb, rng.uniform(0.6, 0.98), axis=axes) / P * rng.uniform(
+                0.5, 1.5, size=M)
+        else:
+            cur = currents + bb[..., None]
+            t = np.quantile(cur, rng.uniform(0.3, 0.8), axis=axes + (cur.ndim - 1,)) \
+                * rng.uniform(0.5, 1.5, size=M)
+        return b, np.clip(np.nan_to_num(t).astype(np.int64), 1, t_hi)
+
+    layers = []
+    for conv in plan["convs"]:
+        C = z.shape[1]
+        w = weights((conv["out"], C) + tuple(conv["kernel"]))
+        stride, padding = tuple(conv["stride"]), tuple(conv["padding"])
+        v = golden.conv_potential(z, w, np.zeros(conv["out"], dtype=np.int64), T, k, stride,
+                                  padding)
+        cur = None if spikepack else golden.conv_step_currents(z, w, T, stride, padding)
+        b, t = calibrate(v, cur, (0, 2, 3))
+        layers.append(ConvLayer(weights=w, bias=b, threshold=t, stride=stride, padding=padding))
+        fn = golden.spikepack_conv if spikepack else golden.lif_conv
+        z = fn(z, w, b, t, T, k, stride, padding)
+        if tuple(conv["pool"]) != (1, 1):
+            layers.append(MaxPoolLayer(window=tuple(conv["pool"])))
+            z = golden.maxpool_words(z, tuple(conv["pool"]))
+    z = z.reshape(len(z), -1)
+    for i, m in enumerate(plan["dense"]):
+        w = weights((m, z.shape[1]))
+        v = golden.global_potential(z, w, np.zeros(m, dtype=np.int64), T, k)
+        if i == len(plan["dense"]) - 1:
+            b = (rng.choice([b_lo, b_hi, 0], size=m) if extreme else
+                 rng.integers(-min(b_hi, max(1, int(np.abs(v).max())) // 4),
+                              min(b_hi, max(1, int(np.abs(v).max())) // 4) + 1, size=m))
+            layers.append(Layer(weights=w, bias=b))
+            break
+        cur = None if spikepack else golden.step_currents(z, w, T)
+        b, t = calibrate(v, cur, (0,))
+        layers.append(Layer(weights=w, bias=b, threshold=t))
+        z = (golden.spikepack_layer if spikepack else golden.lif_layer)(z, w, b, t, T, k)
+    return SpikePackModel(timesteps=T, tau_shift=k, weight_bits=config.weight_bits,
+                          layers=tuple(layers), neuron=config.neuron, input_shape=shape,
+                          metadata={"plan": plan})
+
+
+# --- networks of either kind: dense layer tuples or a SpikePackModel ------------------------------
+
+def is_model(net) -> bool:
+    from spikepack.firmware.model import SpikePackModel
+    return isinstance(net, SpikePackModel)
+
+
+def input_shape(net) -> tuple[int, ...]:
+    """An image's shape: (N0,) for dense layer tuples, the model's input_shape otherwise."""
+    return tuple(net.input_shape) if is_model(net) else (int(net[0][0].shape[1]),)
+
+
+def classes(net) -> int:
+    return net.classes if is_model(net) else int(net[-1][0].shape[0])
+
+
+def hardware_layers(net, rows: int) -> list[dict]:
+    """The hardware layers of ``net`` (:func:`plan_layers` entries; max pooling merges into its
+    conv layer)."""
+    if not is_model(net):
+        return [{"kind": "dense", "fan_in": int(w.shape[1]), "neurons": int(w.shape[0]),
+                 "positions": 1} for w, _, _ in net]
+    return plan_layers(model_plan(net), rows)
+
+
+def model_plan(model) -> dict:
+    """The plan of a model: conv layers (each with the max pooling after it), dense layers."""
+    plan = {"input": list(model.input_shape), "convs": [], "dense": []}
+    for layer in model.layers:
+        if layer.kind == "conv":
+            plan["convs"].append({"out": layer.out_channels, "kernel": list(layer.kernel),
+                                  "stride": list(layer.stride), "padding": list(layer.padding),
+                                  "pool": [1, 1]})
+        elif layer.kind == "maxpool":
+            plan["convs"][-1]["pool"] = list(layer.window)
+        else:
+            plan["dense"].append(layer.neurons)
+    return plan
+
+
+def describe(net) -> str:
+    if is_model(net):
+        return f"conv network {model_plan(net)}"
+    return f"sizes {[int(net[0][0].shape[1])] + [int(w.shape[0]) for w, _, _ in net]}"
+
+
+def stream_words(z, rows: int) -> np.ndarray:
+    """One image as ``s_axis_in`` carries it: a vector as it is, a (C, H, W) map in storage
+    order (``spikepack.firmware.layout.to_storage``, zeros in the padding lanes)."""
+    from spikepack.firmware.layout import to_storage
+    z = np.asarray(z)
+    return to_storage(z, rows) if z.ndim == 3 else z
+
+
+def pack_net(net, config: HardwareConfig) -> bytes:
+    """The bitstream of ``net``: ``bitstream.pack`` for a model, ``pack_network`` for tuples."""
+    from spikepack.firmware import bitstream as bs
+    return bs.pack(net, config) if is_model(net) else bs.pack_network(net, config)
 
 
 # --- the cocotb bench -----------------------------------------------------------------------------
@@ -262,14 +571,15 @@ if cocotb is not None:
             await ClockCycles(self.dut.clk, 4)
 
         async def load_network(self, layers, what):
-            beats = bs.words_of(bs.pack_network(layers, self.config))
+            beats = bs.words_of(pack_net(layers, self.config))
             await self.send_bitstream(beats)
             self.good += 1
             self.network = layers
             await self.check_loader(E.NONE, what)
             st = await self.status()
-            assert st["loaded"] == 1 and st["layers"] == len(layers), \
-                f"{what}: STATUS {st} after loading {len(layers)} layers"
+            count = len(hardware_layers(layers, self.config.rows))
+            assert st["loaded"] == 1 and st["layers"] == count, \
+                f"{what}: STATUS {st} after loading {count} layers"
 
         async def load_bad(self, beats, what):
             expected = bs.loader_outcome(beats, self.config)
@@ -291,7 +601,7 @@ if cocotb is not None:
         # inference
         async def send_images(self, images):
             for z in images:
-                beats = input_beats(z, self.T)
+                beats = input_beats(stream_words(z, self.config.rows), self.T)
                 data = b"".join(w.to_bytes(4, "little") for w in beats)
                 await self.inp.send(AxiStreamFrame(data))
 
@@ -330,8 +640,8 @@ if cocotb is not None:
                         f"{what} (seed {self.seed}): image {i} output {first}: hardware "
                         f"{got[first] if first < len(got) else 'missing'} != golden "
                         f"{row[first] if first < len(row) else 'missing'} "
-                        f"(hardware {got}, golden {row}, input {list(map(int, images[i]))}, "
-                        f"sizes {[layers[0][0].shape[1]] + [w.shape[0] for w, _, _ in layers]})")
+                        f"(hardware {got}, golden {row}, input {np.asarray(images[i]).ravel().tolist()}, "
+                        f"{describe(layers)})")
             if failure is not None:
                 if self.tally is not None and self.tally.get("first_mismatch") is None:
                     self.tally["first_mismatch"] = failure
@@ -377,13 +687,14 @@ if cocotb is not None:
         ``images`` random images run bit-exactly. Returns the phase the reset landed in, as
         the STATUS read just before the CONTROL write saw it."""
         dut, rng = sy.dut, sy.rng
-        L = len(net)
-        what = f"SOFT_RESET in {phase} of {_network_sizes(net)}"
+        hw = hardware_layers(net, sy.config.rows)
+        L = len(hw)
+        what = f"SOFT_RESET in {phase} of {describe(net)}"
         landed = phase
         if phase == "idle":
             await sy.soft_reset()
         elif phase == "load":
-            beats = bs.words_of(bs.pack_network(other, sy.config))
+            beats = bs.words_of(pack_net(other, sy.config))
             sending = cocotb.start_soon(sy.load.send(AxiStreamFrame(bs.bytes_of(beats))))
             await sy.cycles_until(lambda: int(dut.s_axis_load_tvalid.value)
                                   and int(dut.s_axis_load_tready.value), f"{what}: load")
@@ -400,7 +711,7 @@ if cocotb is not None:
             sy.network = other
             await sy.check_loader(E.NONE, f"{what}: the load across the reset")
         else:
-            z = random_images(rng, 1, _network_sizes(net)[0], sy.T)
+            z = random_images(rng, 1, input_shape(net), sy.T)
             if phase == "output blocked":
                 sy.out.set_pause_generator(iter(lambda: True, False))
             await sy.send_images(z)
@@ -418,8 +729,7 @@ if cocotb is not None:
                 if st["busy"] and st["layer"] == want:
                     # somewhere inside the layer, not just at its start (where the engine is
                     # still filling and the neuron units hold nothing yet)
-                    sizes = _network_sizes(net)
-                    span = expected_cycles(sy.config, sizes[want], sizes[want + 1])
+                    span = layer_cycles(sy.config, hw[want])
                     await ClockCycles(dut.clk, sy.prng.randrange(1, max(2, span - 8)))
                     st = await sy.status()
                 if not st["busy"]:
@@ -431,7 +741,7 @@ if cocotb is not None:
             elif phase == "output sending":
                 await sy.cycles_until(lambda: int(dut.m_axis_out_tvalid.value)
                                       and int(dut.m_axis_out_tready.value), f"{what}: output")
-                await ClockCycles(dut.clk, sy.prng.randrange(1, max(2, _network_sizes(net)[-1])))
+                await ClockCycles(dut.clk, sy.prng.randrange(1, max(2, classes(net))))
             else:
                 await sy.cycles_until(lambda: int(dut.m_axis_out_tvalid.value), f"{what}: output")
                 await ClockCycles(dut.clk, sy.prng.randrange(1, 40))
@@ -439,7 +749,7 @@ if cocotb is not None:
             sy.traffic()
         st = await sy.status()
         assert (st["busy"], st["images_buffered"]) == (0, 0), f"{what}: STATUS {st}"
-        await sy.infer(random_images(rng, images, _network_sizes(sy.network)[0], sy.T),
+        await sy.infer(random_images(rng, images, input_shape(sy.network), sy.T),
                        f"{what} (landed in {landed}), then")
         return landed
 
@@ -523,21 +833,19 @@ if cocotb is not None:
         networks.append(fitting_network(rng, c, random_sizes(rng, c), extreme=True))
         networks.append(fitting_network(rng, c, random_sizes(rng, c, layers=1)))
         counted = {"in": 0, "out": 0, "layers": 0, "images": 0}
+        count = functools.partial(_count, counted, c)
+        dense = [net for net in networks if not is_model(net)]
         for n, net in enumerate(networks):
-            sizes = _network_sizes(net)
-            what = f"network {n} {sizes}"
+            what = f"network {n} {describe(net)}"
             await sy.load_network(net, what)
-            images = random_images(rng, n_images, sizes[0], sy.T)
+            images = random_images(rng, n_images, input_shape(net), sy.T)
             await sy.infer(images, what)
             dut._log.warning(f"{what}: {len(images)} images bit-exact, last inference "
                              f"{await sy.read('CYCLES_LAST')} cycles")
-            counted["in"] += len(images) * math.ceil(sizes[0] / input_words_per_beat(sy.T))
-            counted["out"] += len(images) * sizes[-1]
-            counted["layers"] += len(images) * len(net)
-            counted["images"] += len(images)
+            count(net, images)
             if n == 0:
                 # bad bitstreams between two inferences: the first network stays
-                good = bs.words_of(bs.pack_network(networks[1], c))
+                good = bs.words_of(pack_net(dense[1], c))
                 crc = list(good)
                 crc[-1] ^= 1 << sy.prng.randrange(32)
                 assert await sy.load_bad(crc, "CRC flipped") == E.CRC_MISMATCH
@@ -545,15 +853,12 @@ if cocotb is not None:
                 payload[len(payload) // 2 + 1] ^= 1 << sy.prng.randrange(32)
                 await sy.load_bad(payload, "payload bit flipped")
                 other = HardwareConfig(**{**c.as_dict(), "max_layers": c.max_layers + 1})
-                foreign = bs.words_of(bs.pack_network(networks[1], other))
+                foreign = bs.words_of(pack_net(dense[1], other))
                 assert await sy.load_bad(foreign, "other hardware") == E.BAD_SIGNATURE
                 assert await sy.load_bad(good[:len(good) // 2], "truncated") == E.TRUNCATED
-                images = random_images(rng, 3, sizes[0], sy.T)
+                images = random_images(rng, 3, input_shape(net), sy.T)
                 await sy.infer(images, f"{what} after bad bitstreams")
-                counted["in"] += len(images) * math.ceil(sizes[0] / input_words_per_beat(sy.T))
-                counted["out"] += len(images) * sizes[-1]
-                counted["layers"] += len(images) * len(net)
-                counted["images"] += len(images)
+                count(net, images)
         # activity counters
         for name, key in (("IN_BEATS", "in"), ("OUT_BEATS", "out"), ("LAYERS_RUN", "layers"),
                           ("INFERENCES", "images")):
@@ -583,6 +888,56 @@ if cocotb is not None:
         assert busy <= count * last + count, (busy, last)
         assert idle <= first_image + 2 * count + 8, \
             f"the pipeline drains between images: {idle} idle cycles in {elapsed}"
+
+    def _count(counted, c, net, images):
+        """Add an inference batch to the activity counters the registers must show."""
+        K = input_words_per_beat(c.timesteps)
+        counted["in"] += len(images) * math.ceil(len(stream_words(images[0], c.rows)) / K)
+        counted["out"] += len(images) * classes(net)
+        counted["layers"] += len(images) * len(hardware_layers(net, c.rows))
+        counted["images"] += len(images)
+
+    @cocotb.test()
+    async def conv_networks(dut):
+        """Random conv networks (:func:`random_plan` within the configuration's conv limits
+        and a cost cap: conv layers with random channels, maps, kernels, strides, padding and
+        2 x 2 / 1 x 2 / 2 x 1 max pooling, then dense layers) as format-v2 models, packed by
+        ``bitstream.pack``, loaded and run on random (C, H, W) images sent in storage order,
+        under random pauses and backpressure, bit-exact with the model's golden
+        (``run_network``); one with every value at an end of its range; a dense network
+        between them (the sequencer switches between conv and dense layers); back-to-back
+        images of a conv network; the activity counters count hardware layers (a pooling
+        merges into its conv) and stored input words."""
+        sy = System(dut)
+        await sy.start()
+        c, rng = sy.config, sy.rng
+        n_images = sy.args.get("images", 4)
+        budget = sy.args.get("conv_cycles", 6000)
+        await sy.write("CONTROL", 0b1001)                     # RUN, clear counters
+        sy.traffic()
+        networks = [conv_model(rng, c, random_plan(rng, c, max_cycles=budget))
+                    for _ in range(sy.args.get("networks", 3))]
+        networks.append(conv_model(rng, c, random_plan(rng, c, max_cycles=budget),
+                                   extreme=True))
+        networks.insert(2, fitting_network(rng, c, random_sizes(rng, c)))
+        counted = {"in": 0, "out": 0, "layers": 0, "images": 0}
+        for n, net in enumerate(networks):
+            what = f"network {n} {describe(net)}"
+            await sy.load_network(net, what)
+            images = random_images(rng, n_images, input_shape(net), sy.T)
+            await sy.infer(images, what)
+            dut._log.warning(f"{what}: {len(images)} images bit-exact, last inference "
+                             f"{await sy.read('CYCLES_LAST')} cycles")
+            _count(counted, c, net, images)
+        for name, key in (("IN_BEATS", "in"), ("OUT_BEATS", "out"), ("LAYERS_RUN", "layers"),
+                          ("INFERENCES", "images")):
+            assert await sy.read(name) == counted[key], f"{name} != {counted[key]}"
+        # back-to-back images of a conv network, no pauses
+        net = networks[0]
+        await sy.load_network(net, "conv network 0 again")
+        sy.traffic(0, 0, 0)
+        await sy.infer(random_images(rng, 6, input_shape(net), sy.T),
+                       f"{describe(net)}, back-to-back")
 
     @cocotb.test()
     async def control(dut):
