@@ -7,6 +7,10 @@ as generators of bus requests, from ``manifest.json`` alone.
 * :class:`Registers`: register access by name over any ``async`` bus with ``read32`` and
   ``write32`` (the cocotb benches' :class:`~spikepack.sim.benches.host.CocotbBus`, the Amaranth
   tests' ``AxilMaster``);
+* the stream formats, the one packer every bench and front end uses: :func:`stream_words` (an
+  image in the order ``s_axis_in`` carries it), :func:`input_beats` and :func:`pack_image`
+  (spike words -> ``s_axis_in`` beats), :func:`unpack_potentials` (an ``m_axis_out`` packet ->
+  readout potentials);
 * :class:`Protocol`: every operation a generator that yields bus requests (:class:`Read`,
   :class:`Write`, :class:`Send`, :class:`Receive`, :class:`Pause`) and receives their results;
   :func:`run_sync` and :func:`run_async` run one over a bus, :class:`Driver` and
@@ -36,7 +40,7 @@ import numpy as np
 
 from spikepack.hw.registers import ID_MAGIC, register_map
 
-__all__ = ["RegisterMap", "Registers", "Read", "Write", "Send", "Receive", "Pause",
+__all__ = ["stream_words", "input_beats", "pack_image", "unpack_potentials", "RegisterMap", "Registers", "Read", "Write", "Send", "Receive", "Pause",
            "DriverError", "LoadError", "Protocol", "OPERATIONS", "run_sync", "run_async",
            "Driver", "AsyncDriver", "STREAMS", "MAGIC"]
 
@@ -44,6 +48,60 @@ __all__ = ["RegisterMap", "Registers", "Read", "Write", "Send", "Receive", "Paus
 MAGIC = ID_MAGIC
 #: Stream names of the bus and the ports they stand for.
 STREAMS = {"load": "s_axis_load", "in": "s_axis_in", "out": "m_axis_out"}
+
+
+# --- stream formats ------------------------------------------------------------------------------
+
+def stream_words(image, rows: int | None = None) -> np.ndarray:
+    """One image as ``s_axis_in`` carries it: a vector of spike words as it is, a (C, H, W) map
+    in storage order (:func:`spikepack.firmware.layout.to_storage` with ``rows`` = R: channels
+    last, zeros in the padding lanes; CONV.md)."""
+    z = np.asarray(image)
+    if z.ndim == 3:
+        if rows is None:
+            raise ValueError("an image (C, H, W) needs rows (R) for its storage order")
+        from spikepack.firmware.layout import to_storage
+        return to_storage(z, rows)
+    return z
+
+
+def input_beats(words, timesteps: int) -> np.ndarray:
+    """Spike words (..., N0) -> the ``s_axis_in`` beats (..., B) as uint32: K = 32 // T words a
+    32-bit beat, word i in beat i // K at bits (i % K)*T, zeros beyond N0 (one image (N0,), or
+    a batch (S, N0))."""
+    from spikepack.config import input_words_per_beat
+    z = np.asarray(words)
+    T, K = int(timesteps), input_words_per_beat(timesteps)
+    if z.size and not np.issubdtype(z.dtype, np.integer):
+        raise ValueError(f"spike words are integers, not {z.dtype}")
+    if z.size and (z.min() < 0 or z.max() >= (1 << T)):
+        raise ValueError(f"spike words must lie in 0..{(1 << T) - 1} (T = {T})")
+    n = z.shape[-1]
+    B = -(-n // K)
+    padded = np.zeros(z.shape[:-1] + (B * K,), dtype=np.uint64)
+    padded[..., :n] = z
+    shifts = np.arange(K, dtype=np.uint64) * np.uint64(T)
+    beats = (padded.reshape(z.shape[:-1] + (B, K)) << shifts).sum(axis=-1, dtype=np.uint64)
+    return beats.astype(np.uint32)
+
+
+def pack_image(words, timesteps: int) -> bytes:
+    """One image's spike words (N0,) -> the ``s_axis_in`` packet: :func:`input_beats` as
+    little-endian bytes."""
+    return input_beats(words, timesteps).astype("<u4").tobytes()
+
+
+def unpack_potentials(data: bytes, out_bits: int) -> np.ndarray:
+    """An ``m_axis_out`` packet -> readout potentials: one ``out_bits``-wide little-endian
+    signed value a beat."""
+    size = out_bits // 8
+    if len(data) % size:
+        raise DriverError(f"an output packet of {len(data)} bytes is not a whole number of "
+                          f"{out_bits}-bit beats")
+    if size in (4, 8):
+        return np.frombuffer(data, dtype=f"<i{size}").astype(np.int64)
+    return np.array([int.from_bytes(data[i:i + size], "little", signed=True)
+                     for i in range(0, len(data), size)], dtype=object)
 
 
 # --- the register map ----------------------------------------------------------------------------
@@ -198,34 +256,18 @@ class Protocol:
     # --- stream formats -----------------------------------------------------------------------
 
     def pack_image(self, words) -> bytes:
-        """Input spike words (N0,) -> the ``s_axis_in`` packet: K = 32 // T words a 32-bit beat,
-        input i in beat i // K at bits (i % K)*T, zeros beyond N0, little-endian bytes."""
+        """One image's spike words (N0,) -> the ``s_axis_in`` packet (:func:`pack_image`)."""
         z = np.asarray(words)
-        T, K = self.timesteps, self.inputs_per_beat
         if z.ndim != 1 or not np.issubdtype(z.dtype, np.integer):
             raise ValueError(f"an image is a 1-D array of integer spike words, not {z.dtype} "
                              f"of shape {z.shape}")
         if z.size == 0:
             raise ValueError("an image needs at least one spike word")
-        if z.min() < 0 or z.max() >= (1 << T):
-            raise ValueError(f"spike words must lie in 0..{(1 << T) - 1} (T = {T})")
-        padded = np.zeros(-(-z.size // K) * K, dtype=np.uint64)
-        padded[:z.size] = z
-        shifts = (np.arange(K, dtype=np.uint64) * np.uint64(T))
-        beats = (padded.reshape(-1, K) << shifts).sum(axis=1, dtype=np.uint64)
-        return beats.astype("<u4").tobytes()
+        return pack_image(z, self.timesteps)
 
     def unpack_potentials(self, data: bytes) -> np.ndarray:
-        """An ``m_axis_out`` packet -> readout potentials: one OUT_BITS-wide little-endian
-        signed value a beat."""
-        size = self.out_bits // 8
-        if len(data) % size:
-            raise DriverError(f"an output packet of {len(data)} bytes is not a whole number of "
-                              f"{self.out_bits}-bit beats")
-        if size in (4, 8):
-            return np.frombuffer(data, dtype=f"<i{size}").astype(np.int64)
-        return np.array([int.from_bytes(data[i:i + size], "little", signed=True)
-                         for i in range(0, len(data), size)], dtype=object)
+        """An ``m_axis_out`` packet -> readout potentials (:func:`unpack_potentials`)."""
+        return unpack_potentials(data, self.out_bits)
 
     # --- operations (generators of bus requests) ------------------------------------------------
 

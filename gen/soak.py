@@ -49,7 +49,8 @@ def run_one(seed: int, index: int, out: str, keep_build: bool) -> dict:
     """Draw and run case ``index`` of ``seed``; never raises (a failure is in the record)."""
     import numpy as np
 
-    from spikepack.sim.benches.regression import draw_case, run_case
+    from spikepack.sim.benches.regression import run_case
+    from spikepack.sim.benches.stimulus import draw_case
     t0 = time.monotonic()
     record = {"index": index, "seed": seed,
               "replay": f"python -m spikepack.soak --seed {seed} --first {index} --configs 1",

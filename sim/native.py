@@ -42,7 +42,7 @@ from typing import Callable
 
 import numpy as np
 
-from spikepack.config import input_words_per_beat
+from spikepack.protocol import RegisterMap, input_beats, stream_words
 
 from .runner import BUILD_ROOT, _locked, check_build_path
 from .toolchain import verilator_env, verilator_version
@@ -231,27 +231,18 @@ def _call(command, cwd: Path, log_file, log: Path) -> None:
 
 
 def pack_inputs(z: np.ndarray, timesteps: int, *, rows: int | None = None) -> np.ndarray:
-    """(S, N0) spike words -> (S, B) uint32 ``s_axis_in`` beats: K = 32 // T words a beat, word i
-    of an image at bits (i % K) * T of beat i // K, zeros beyond N0 (the bench's pack_image).
-    Images of a conv network, (S, C, H, W), are sent in storage order
-    (``spikepack.firmware.layout.to_storage`` with ``rows`` = R: channels last, zeros in the
-    padding lanes; CONV.md), N0 = H * W * ceil(C / R) * R words."""
+    """(S, N0) spike words -> (S, B) uint32 ``s_axis_in`` beats
+    (:func:`spikepack.protocol.input_beats`, the format every bench sends). Images of a conv
+    network, (S, C, H, W), are sent in storage order (:func:`spikepack.protocol.stream_words`
+    with ``rows`` = R: channels last, zeros in the padding lanes; CONV.md),
+    N0 = H * W * ceil(C / R) * R words."""
     z = np.asarray(z)
     if z.ndim == 4:
         if rows is None:
             raise ValueError("images (S, C, H, W) need rows (R) for their storage order")
-        from spikepack.firmware.layout import to_storage
-        z = np.stack([to_storage(image, rows) for image in z]) if len(z) else \
+        z = np.stack([stream_words(image, rows) for image in z]) if len(z) else \
             np.zeros((0, 0), dtype=np.int64)
-    z = np.asarray(z, dtype=np.uint64)
-    per_beat = input_words_per_beat(timesteps)
-    images, fan_in = z.shape
-    beats = -(-fan_in // per_beat)
-    padded = np.zeros((images, beats * per_beat), dtype=np.uint64)
-    padded[:, :fan_in] = z
-    shifts = (np.arange(per_beat, dtype=np.uint64) * np.uint64(timesteps))
-    words = (padded.reshape(images, beats, per_beat) << shifts).sum(axis=2, dtype=np.uint64)
-    return words.astype(np.uint32)
+    return input_beats(z, timesteps)
 
 
 def _register_lines(manifest: dict) -> list[str]:
@@ -260,15 +251,6 @@ def _register_lines(manifest: dict) -> list[str]:
         readable = "r" in str(r.get("access", "RO")).lower()
         lines.append(f"register {r['name'].lower()} {int(r['offset'])} {int(readable)}")
     return lines
-
-
-def _field_value(manifest: dict, register: str, field: str, value: int) -> int:
-    for reg in manifest["registers"]:
-        if reg["name"].lower() == register:
-            for f in reg.get("fields", []) or []:
-                if f["name"].lower() == field:
-                    return value << int(f["lsb"])
-    raise KeyError(f"register {register!r} has no field {field!r} in the manifest")
 
 
 def run_native(built: NativeBuild, *, manifest: dict, bitstream: bytes, z: np.ndarray,
@@ -293,7 +275,7 @@ def run_native(built: NativeBuild, *, manifest: dict, bitstream: bytes, z: np.nd
         f"seed {int(seed) & ((1 << 64) - 1)}", f"pauses {int(bool(pauses))}",
         f"p_load {PAUSES['load']}", f"p_in {PAUSES['in']}", f"p_out {PAUSES['out']}",
         f"timeout_cycles {int(timeout_cycles)}", f"signature {int(manifest['signature'])}",
-        f"control_run {_field_value(manifest, 'control', 'run', 1)}",
+        f"control_run {RegisterMap(manifest['registers']).bit('CONTROL', 'run')}",
         *_register_lines(manifest)]
     (work / "request.txt").write_text("\n".join(request) + "\n")
     errors = work / "harness.err"

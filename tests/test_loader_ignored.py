@@ -14,7 +14,9 @@ from amaranth.sim import Simulator
 from spikepack.config import HardwareConfig
 from spikepack.firmware import bitstream as bs
 from spikepack.sim.benches.loader import with_crc
-from spikepack.sim.benches.system import golden_logits, input_beats, random_network
+from spikepack.protocol import input_beats
+from spikepack.sim.benches.stimulus import random_network
+from spikepack.sim.benches.system import golden_logits
 from spikepack.sim.runner import bench_seed
 
 from amaranth_axil import stream_send
@@ -63,7 +65,7 @@ def test_garbage_in_ignored_bits_answers_identically(name):
             for _ in range(20):
                 await ctx.tick()
             for z in images:
-                await stream_send(ctx, dut, "s_axis_in", input_beats(z, T), prng, gap=0.2)
+                await stream_send(ctx, dut, "s_axis_in", input_beats(z, T).tolist(), prng, gap=0.2)
             for _ in range(100_000):
                 if len(received) >= len(images) * (1 + streams.index((label, words))):
                     break

@@ -20,8 +20,7 @@ from spikepack.accelerator import build_manifest
 from spikepack.config import HardwareConfig
 from spikepack.hw.registers import ID_MAGIC as HW_MAGIC
 from spikepack.protocol import MAGIC, Protocol, RegisterMap, Registers
-from spikepack.sim.benches.inference import pack_image, unpack_potentials
-from spikepack.sim.benches.system import input_beats
+from stream_reference import input_beats, pack_image, unpack_potentials
 
 
 def _manifest(**kw):

@@ -23,7 +23,8 @@ import numpy as np
 import pytest
 
 from spikepack.sim import runner
-from spikepack.sim.benches.regression import COST_LIMITS, draw_case, inference_cycles, run_case
+from spikepack.sim.benches.regression import run_case
+from spikepack.sim.benches.stimulus import COST_LIMITS, draw_case, inference_cycles
 
 #: random configurations per `make test` run
 CASES = 3
@@ -46,7 +47,7 @@ def _check_conv_case(config, plan, what):
     merges into its conv), dense fan-in (the stored map: H_p*W_p*ceil(C/R)*R) and neurons,
     weight words (ceil(M/C) column tiles of K_h*K_w*ceil(C_in/R) row tiles of R/g words)."""
     from spikepack.firmware.layout import storage_words
-    from spikepack.sim.benches.system import conv_model
+    from spikepack.sim.benches.stimulus import conv_model
     model = conv_model(np.random.default_rng(0), config, plan)
     R, C, g = config.rows, config.cols, config.rows_per_word
     assert config.conv, what
@@ -83,7 +84,7 @@ def test_draw_case_covers_the_space_within_the_budget():
     (``config.conv``) fits every conv limit, and over the draws kernels 1, 3 and 5, both
     strides, padding and pooling windows appear."""
     from spikepack.firmware.layout import layout_network
-    from spikepack.sim.benches.system import plan_cycles, random_network
+    from spikepack.sim.benches.stimulus import plan_cycles, random_network
     seed = runner.bench_seed()
     print(f"seed {seed} (reproduce with SPIKEPACK_SEED={seed})")
     rng = np.random.default_rng(seed)
@@ -127,7 +128,7 @@ def test_random_plan_respects_a_fixed_configurations_limits():
     from test_system_rtl import CONFIGS
 
     from spikepack.config import HardwareConfig
-    from spikepack.sim.benches.system import plan_cycles, random_plan
+    from spikepack.sim.benches.stimulus import plan_cycles, random_plan
     seed = runner.bench_seed()
     print(f"seed {seed} (reproduce with SPIKEPACK_SEED={seed})")
     rng = np.random.default_rng(seed)
@@ -147,8 +148,8 @@ def test_drawn_conv_networks_pack_and_parse_back():
 
     from spikepack.config import ConfigError
     from spikepack.firmware import bitstream as bs
-    from spikepack.sim.benches.regression import _conv_case
-    from spikepack.sim.benches.system import conv_model, golden_logits, random_images
+    from spikepack.sim.benches.stimulus import _conv_case, conv_model, random_images
+    from spikepack.sim.benches.system import golden_logits
     from spikepack.sim.configspace import random_config
     seed = runner.bench_seed()
     print(f"seed {seed} (reproduce with SPIKEPACK_SEED={seed})")

@@ -25,7 +25,7 @@ from spikepack.sim.runner import BUILD_ROOT, bench_seed
        st.randoms(use_true_random=False))
 @settings(max_examples=60, deadline=None)
 def test_pack_inputs_is_the_benchs_beat_format(timesteps, fan_in, images, rnd):
-    from spikepack.sim.benches.inference import pack_image
+    from stream_reference import pack_image
     z = np.array([[rnd.randrange(1 << timesteps) for _ in range(fan_in)] for _ in range(images)])
     beats = native.pack_inputs(z, timesteps)
     for image, words in zip(z, beats):
@@ -227,14 +227,14 @@ def test_native_64_bit_outputs_are_bit_exact(tmp_path):
 @pytest.mark.rtl
 @pytest.mark.xdist_group("top-conv")
 def test_run_conv_network_on_both_engines(tmp_path):
-    """A random conv network with max pooling (``spikepack.sim.benches.system.random_plan``, a
+    """A random conv network with max pooling (``spikepack.sim.benches.stimulus.random_plan``, a
     format-v2 model) packed for a small conv accelerator and run by ``spikepack run`` on both
     engines: images (S, C, H, W) go out in storage order; outputs bit-exact with the golden
     model the bitstream carries; the CLI takes an inputs file of flattened (c, y, x) images."""
     from spikepack.accelerator import generate_accelerator
     from spikepack.config import HardwareConfig
     from spikepack.firmware.bitstream import pack
-    from spikepack.sim.benches.system import conv_model, random_images, random_plan
+    from spikepack.sim.benches.stimulus import conv_model, random_images, random_plan
 
     seed = bench_seed()
     print(f"seed {seed}")

@@ -44,7 +44,9 @@ def test_top_runs_networks_through_the_loader_amaranth_sim(config_name):
     potential compared with the golden model; registers read back over AXI4-Lite."""
     from spikepack.firmware.bitstream import pack_network, words_of
     from spikepack.hw.top import SpikePackTop
-    from spikepack.sim.benches.system import golden_logits, input_beats, random_network
+    from spikepack.protocol import input_beats
+    from spikepack.sim.benches.stimulus import random_network
+    from spikepack.sim.benches.system import golden_logits
 
     from spikepack.sim.runner import bench_seed
     seed = bench_seed()                       # SPIKEPACK_SEED reproduces a run
@@ -80,7 +82,7 @@ def test_top_runs_networks_through_the_loader_amaranth_sim(config_name):
             assert await regs.read("LOAD_GOOD") == n + 1
             assert await regs.read("LOAD_ERROR") == 0
             for z in images:
-                await stream_send(ctx, dut, "s_axis_in", input_beats(z, T), prng)
+                await stream_send(ctx, dut, "s_axis_in", input_beats(z, T).tolist(), prng)
             done += len(images)
             for _ in range(100_000):
                 if len(received) >= done:

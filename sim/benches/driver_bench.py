@@ -5,8 +5,8 @@ them) drives ``spikepack_top`` through its real AXI ports.
 It checks the hardware's ID and signature, loads a corrupted bitstream (the loader must reject
 it, and the driver must report the loader's code), loads the real one, runs the images and
 reads the registers, runs one image alone (no pauses) for its latency, then writes everything to a JSON file for the test to compare with the
-golden model. The cocotbext-axi objects and the reset come from the inference bench (imported,
-not copied).
+golden model. The AXI agents and the reset are the benches' whole-system driver
+(:class:`~spikepack.sim.benches.host.AxiSystem`, as the inference bench sets it up).
 
 Arguments (``spikepack.sim.runner.bench_args``): manifest, bitstream, bad_bitstream, inputs
 (.npy of spike words), results (JSON to write), pauses, timeout_cycles.
@@ -20,11 +20,9 @@ from pathlib import Path
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
 
 from spikepack.protocol import AsyncDriver, LoadError
-from spikepack.sim.benches.host import CocotbBus
-from spikepack.sim.benches.inference import CLOCK_NS, Accelerator, reset
+from spikepack.sim.benches.inference import accelerator
 from spikepack.sim.runner import bench_args
 
 
@@ -33,13 +31,11 @@ async def driver_runs_the_network(dut):
     args = bench_args()
     manifest = json.loads(Path(args["manifest"]).read_text())
     z = np.load(args["inputs"])
-    cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns").start())
-    acc = Accelerator(dut, manifest, rng=random.Random(args["seed"]),
+    acc = accelerator(dut, manifest, rng=random.Random(args["seed"]),
                       pauses=bool(args.get("pauses")))
-    await reset(dut)
-    bus = CocotbBus(dut.clk, axil=acc.axil, load=acc.load, inp=acc.inp, out=acc.out,
-                    timeout_cycles=int(args.get("timeout_cycles", 1_000_000)), clock_ns=CLOCK_NS)
-    drv = AsyncDriver(bus, manifest)
+    acc.bus.timeout_cycles = int(args.get("timeout_cycles", 1_000_000))
+    await acc.start()
+    drv = AsyncDriver(acc.bus, manifest)
 
     results: dict = {"signature": await drv.check_hardware()}
     try:
@@ -54,9 +50,7 @@ async def driver_runs_the_network(dut):
     results["logits"] = (await drv.run_images(z)).tolist()
     results["registers"] = await drv.registers()
     # one image alone, without pauses or backpressure: CYCLES_LAST is then the latency formula's
-    for stream in (acc.load, acc.inp, acc.out):
-        stream.clear_pause_generator()
-        stream.pause = False                # clearing the generator leaves its last value
+    acc.traffic(0, 0, 0)
     results["alone"] = (await drv.run_images(z[:1])).tolist()
     results["cycles_alone"] = (await drv.registers())["CYCLES_LAST"]
     Path(args["results"]).write_text(json.dumps(results))

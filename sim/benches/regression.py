@@ -2,13 +2,12 @@
 whole accelerator (``spikepack_top``) and driven end to end through its AXI ports with the
 system bench's drivers (:class:`spikepack.sim.benches.system.System`).
 
-Host side (plain Python, also used by ``tests/test_regression_rtl.py`` and ``spikepack.soak``):
-:func:`draw_case` draws a network shape and a configuration from the WHOLE space of
-``docs/config.md`` (:func:`spikepack.sim.configspace.random_config`) whose memories are just
-large enough for it, within a simulation-cost budget. With ``conv`` in the configuration the
-network is a conv network (conv layers with random channels, maps, kernels 1/3/5, strides 1-2,
-padding 0-2 and max pooling 1-2, then dense layers; ``system.random_plan``) and every limit,
-the conv ones included, is sized to it.
+The case, a network shape and a configuration from the WHOLE space of ``docs/config.md`` whose
+memories are just large enough for it, within a simulation-cost budget, is drawn by the benches'
+stimulus generator (:func:`spikepack.sim.benches.stimulus.draw_case`; with ``conv`` in the
+configuration a conv network plan, ``stimulus.random_plan``, every limit sized to it).
+:func:`run_case` builds the case's accelerator and runs this bench on it (also used by
+``tests/test_regression_rtl.py`` and ``spikepack.soak``).
 
 The cocotb test :func:`regression` then, bit-exact against the golden model under random stream
 pauses and backpressure:
@@ -38,110 +37,9 @@ import json
 import traceback
 from pathlib import Path
 
-import numpy as np
-
 from spikepack.config import HardwareConfig
 
-__all__ = ["draw_case", "inference_cycles", "run_case", "COST_LIMITS"]
-
-#: the simulation-cost budget of one drawn case: array PEs (R * C, build time), layer sizes
-#: and layers of the network, estimated cycles of one inference (simulation time)
-COST_LIMITS = {"max_pes": 64, "max_array": 16, "max_size": 48, "max_layers": 4,
-               "max_cycles": 5000}
-
-
-#: probability that a case turns ``conv`` off (a dense network on the dense-only accelerator)
-DENSE_ONLY = 1 / 3
-
-
-def inference_cycles(config: HardwareConfig, sizes) -> int:
-    """An estimate of one inference's cycles (the engine's tiles and fill per layer)."""
-    from spikepack.hw.layer_engine import schedule
-    P = schedule(config).period
-    B = 1 if config.pe_mode == "packed" else config.timesteps
-    total = 0
-    for n, m in zip(sizes, sizes[1:]):
-        G, CT = -(-n // config.rows), -(-m // config.cols)
-        per_ct = max(G * P, config.cols, config.timesteps if config.pe_mode == "packed" else 0)
-        total += CT * per_ct + B + config.rows + config.timesteps + 20 + m
-    return total
-
-
-def draw_case(rng: np.random.Generator, *, max_pes: int = COST_LIMITS["max_pes"],
-              max_array: int = COST_LIMITS["max_array"], max_size: int = COST_LIMITS["max_size"],
-              max_layers: int = COST_LIMITS["max_layers"],
-              max_cycles: int = COST_LIMITS["max_cycles"]):
-    """(config, network): layer sizes ``[N0, N1, ..., NL]`` (1 .. ``max_layers`` layers, each
-    size uniform in 1 .. ``max_size``, so rarely a multiple of the array) and a random valid
-    configuration from the whole space whose memory limits are just large enough for them
-    (:func:`random_config` with ``sizes``). Configurations beyond the cost budget (more than
-    ``max_pes`` PEs, or an inference estimated above ``max_cycles`` cycles) are redrawn; after
-    50 redraws the sizes are drawn again.
-
-    With probability :data:`DENSE_ONLY` the configuration's ``conv`` is turned off. When it
-    stays on, the network is a conv network plan instead
-    (:func:`spikepack.sim.benches.system.random_plan`: conv layers with max pooling, then
-    dense layers; a dict) and the configuration's limits, conv ones included, are redrawn
-    just large enough for it (:func:`conv_limits`), within the same budget."""
-    from spikepack.sim.configspace import random_config
-    while True:
-        layers = int(rng.integers(1, max_layers + 1))
-        sizes = [int(rng.integers(1, max_size + 1)) for _ in range(layers + 1)]
-        for _ in range(50):
-            config = random_config(rng, sizes=sizes, max_array=max_array)
-            if config.rows * config.cols > max_pes:
-                continue
-            if config.conv and rng.random() < DENSE_ONLY:
-                # the dense-only accelerator (no patch addressing, no pooling) is a
-                # configuration of its own: keep drawing it
-                config = dataclasses.replace(config, conv=False)
-            if config.conv:
-                case = _conv_case(rng, config, max_layers=max_layers, max_cycles=max_cycles)
-                if case is not None:
-                    return case
-            elif inference_cycles(config, sizes) <= max_cycles:
-                return config, sizes
-
-
-def conv_limits(rng: np.random.Generator, config: HardwareConfig, plan) -> HardwareConfig:
-    """``config`` with every network limit (max_channels, max_map_side, max_map_words,
-    max_kernel, max_fan_in, max_neurons, max_layers, weight_depth) just large enough for
-    ``plan`` on its array: the exact minimum with probability ``configspace.EDGE``, else up to
-    twice it (as :func:`random_config` sizes a dense network). Raises ``ConfigError`` when no
-    such configuration is valid (registers wider than the golden model allows)."""
-    from spikepack import limits
-    from spikepack.sim.benches.system import plan_needs
-    from spikepack.sim.configspace import EDGE
-    need = plan_needs(plan, config)
-    ranges = {"max_channels": limits.MAX_CHANNELS, "max_map_side": limits.MAP_SIDE,
-              "max_map_words": limits.MAP_WORDS, "max_kernel": limits.KERNEL,
-              "max_fan_in": limits.MAX_FAN_IN, "max_neurons": limits.MAX_NEURONS,
-              "max_layers": limits.MAX_LAYERS, "weight_depth": limits.WEIGHT_DEPTH}
-    fields = {}
-    for name, (_, hi) in ranges.items():
-        low = need[name]
-        top = min(2 * low, hi)
-        fields[name] = low if rng.random() < EDGE or top <= low else int(rng.integers(low, top + 1))
-    return dataclasses.replace(config, conv=True, **fields)
-
-
-def _conv_case(rng, config: HardwareConfig, *, max_layers: int, max_cycles: int):
-    """(config, plan) for a conv case on ``config``'s array, or None (over the budget)."""
-    from spikepack.config import ConfigError
-    from spikepack.sim.benches.system import plan_cycles, plan_fits, random_plan
-    for _ in range(20):
-        plan = random_plan(rng, max_side=8, max_channels=6,
-                           max_convs=min(2, max(1, max_layers - 1)),
-                           max_dense=max(1, min(2, max_layers - 1)))
-        if len(plan["convs"]) + len(plan["dense"]) > max_layers:
-            continue
-        try:
-            sized = conv_limits(rng, config, plan)
-        except ConfigError:
-            continue
-        if plan_fits(plan, sized) and plan_cycles(sized, plan) <= max_cycles:
-            return sized, plan
-    return None
+__all__ = ["run_case"]
 
 
 def run_case(config: HardwareConfig, sizes, *, seed: int, results: Path | None = None,
@@ -172,10 +70,10 @@ except ImportError:                                           # pragma: no cover
 if cocotb is not None:
     from spikepack.firmware import bitstream as bs
     from spikepack.sim.benches.loader import bad_streams
-    from spikepack.sim.benches.system import (System, conv_model, describe, fitting_network,
-                                              hardware_layers, input_shape, is_model, pack_net,
-                                              random_images, random_sizes, soft_reset_in,
-                                              soft_reset_phases)
+    from spikepack.sim.benches.stimulus import (conv_model, describe, fitting_network,
+                                                hardware_layers, input_shape, is_model,
+                                                pack_net, random_images, random_sizes)
+    from spikepack.sim.benches.system import System, soft_reset_in, soft_reset_phases
 
     E = bs.ErrorCode
 

@@ -1,11 +1,15 @@
 """System bench of the whole accelerator (``spikepack_top``) under Verilator, through its real AXI
-interfaces with cocotbext-axi: AxiLiteMaster on ``s_axil``, AxiStreamSource on ``s_axis_load``
-and ``s_axis_in`` (random pauses), AxiStreamSink on ``m_axis_out`` (random backpressure).
+interfaces with cocotbext-axi (the benches' whole-system driver,
+:class:`spikepack.sim.benches.host.AxiSystem`): AxiLiteMaster on ``s_axil``, AxiStreamSource on
+``s_axis_load`` and ``s_axis_in`` (random pauses), AxiStreamSink on ``m_axis_out`` (random
+backpressure).
 
 Every readout potential of every image is compared with :func:`spikepack.sim.golden.run_network`
-for the network that was committed when the image ran. Run by ``tests/test_system_rtl.py``; the
-host-side helpers at the top (image packing, random calibrated networks, the expected constant
-registers) are plain Python, also used by the Amaranth-simulator test ``tests/test_sequencer.py``.
+for the network that was committed when the image ran. Run by ``tests/test_system_rtl.py``. The
+networks and images come from the benches' stimulus generator
+(:mod:`spikepack.sim.benches.stimulus`), the stream formats from :mod:`spikepack.protocol`; the
+host-side checkers at the top (the golden readout, the expected constant registers) are plain
+Python, also used by the Amaranth-simulator tests.
 """
 
 from __future__ import annotations
@@ -17,85 +21,16 @@ import random
 import numpy as np
 
 from spikepack.config import HardwareConfig, input_words_per_beat
-from spikepack.sim.golden import (global_potential, lif_layer, run_network, spikepack_layer,
-                                  step_currents)
+from spikepack.protocol import RegisterMap, input_beats, stream_words
+from spikepack.sim.benches.stimulus import (classes, conv_model, describe, fitting_network,
+                                            hardware_layers, input_shape, is_model, layer_cycles,
+                                            pack_net, random_images, random_plan, random_sizes)
+from spikepack.sim.golden import run_network
 
-__all__ = ["input_beats", "random_network", "extreme_network", "expected_constants",
-           "golden_logits", "config_from_args", "random_sizes", "fitting_network",
-           "random_images", "plan_shapes", "plan_layers", "layer_cycles", "plan_cycles",
-           "plan_weight_words", "plan_needs", "plan_fits", "random_plan", "conv_model",
-           "is_model", "input_shape", "classes", "hardware_layers", "model_plan", "describe",
-           "stream_words", "pack_net"]
+__all__ = ["expected_constants", "golden_logits", "config_from_args"]
 
 
-# --- host-side helpers ---------------------------------------------------------------------------
-
-def input_beats(z, T: int) -> list[int]:
-    """The s_axis_in beats of one image: K = 32 // T spike words a beat, input i in beat i // K
-    at bits (i % K)*T, zeros beyond N0."""
-    K = input_words_per_beat(T)
-    z = [int(v) for v in z]
-    beats = []
-    for b in range(math.ceil(len(z) / K)):
-        word = 0
-        for k, v in enumerate(z[b * K:b * K + K]):
-            assert 0 <= v < (1 << T)
-            word |= v << (k * T)
-        beats.append(word)
-    return beats
-
-
-def random_network(rng: np.random.Generator, config: HardwareConfig, sizes, *, probe=None):
-    """A random network of layer sizes ``sizes`` (N0, M0, M1, ...), with weights over the full
-    range and thresholds calibrated on random inputs so that hidden spike words spread over
-    0 .. 2**T - 1 (neither all silent nor all saturated)."""
-    T, k = config.timesteps, config.tau_shift
-    w_lo, w_hi = -(1 << (config.weight_bits - 1)), (1 << (config.weight_bits - 1)) - 1
-    b_hi = (1 << (config.bias_bits - 1)) - 1
-    t_hi = (1 << config.threshold_bits) - 1
-    P = ((1 << (k * T)) - 1) // ((1 << k) - 1)
-    z = rng.integers(0, 1 << T, size=(64, sizes[0])) if probe is None else probe
-    layers = []
-    for i, (N, M) in enumerate(zip(sizes[:-1], sizes[1:])):
-        w = rng.integers(w_lo, w_hi + 1, size=(M, N))
-        v = global_potential(z, w, np.zeros(M, dtype=np.int64), T, k)
-        scale = max(1, int(np.abs(v).max()))
-        b = rng.integers(-min(b_hi, scale // 4), min(b_hi, scale // 4) + 1, size=M)
-        if i == len(sizes) - 2:
-            layers.append((w, b, None))
-            break
-        if config.neuron == "spikepack":
-            # levels theta * p(z) reach theta * P: put a high quantile of v near the top
-            q = np.quantile(v + b, rng.uniform(0.6, 0.98), axis=0)
-            t = q / P * rng.uniform(0.5, 1.5, size=M)
-        else:
-            # LIF: a step current of about theta makes a neuron fire
-            current = step_currents(z, w, T) + b[:, None]
-            t = np.quantile(current, rng.uniform(0.3, 0.8), axis=(0, 2)) * rng.uniform(0.5, 1.5, size=M)
-        t = np.clip(np.nan_to_num(t).astype(np.int64), 1, t_hi)
-        layers.append((w, b, t))
-        fn = spikepack_layer if config.neuron == "spikepack" else lif_layer
-        z = fn(z, w, b, t, T, k)
-    return layers
-
-
-def extreme_network(rng: np.random.Generator, config: HardwareConfig, sizes):
-    """Every value at an end of its range: weights all most negative or most positive per
-    neuron, biases and thresholds at their extremes (threshold 1 and 2**bits - 1)."""
-    w_lo, w_hi = -(1 << (config.weight_bits - 1)), (1 << (config.weight_bits - 1)) - 1
-    b_lo, b_hi = -(1 << (config.bias_bits - 1)), (1 << (config.bias_bits - 1)) - 1
-    t_hi = (1 << config.threshold_bits) - 1
-    layers = []
-    for i, (N, M) in enumerate(zip(sizes[:-1], sizes[1:])):
-        sign = rng.integers(0, 2, size=(M, 1))
-        w = np.where(sign == 1, np.full((M, N), w_hi), np.full((M, N), w_lo))
-        if rng.random() < 0.3:
-            w = rng.choice([w_lo, w_hi], size=(M, N))
-        b = rng.choice([b_lo, b_hi, 0], size=M)
-        t = None if i == len(sizes) - 2 else rng.choice([1, t_hi], size=M)
-        layers.append((w, b, t))
-    return layers
-
+# --- host-side checkers ---------------------------------------------------------------------------
 
 def golden_logits(z, layers, config: HardwareConfig) -> np.ndarray:
     """The readout potentials of images ``z`` on ``layers`` (dense layer tuples, or a
@@ -137,384 +72,41 @@ def config_from_args(args) -> HardwareConfig:
     return HardwareConfig(**args["config"])
 
 
-def random_sizes(rng: np.random.Generator, config: HardwareConfig, layers: int | None = None):
-    """Layer sizes (N0, M0, ...) for ``layers`` layers (random 1..max_layers), each between 1 and
-    the hardware maxima, biased towards sizes larger than the array."""
-    count = int(rng.integers(1, config.max_layers + 1)) if layers is None else layers
-    hi_n, hi_m = config.max_fan_in, min(config.max_neurons, config.max_fan_in)
-    sizes = [int(rng.integers(max(1, hi_n // 3), hi_n + 1))]
-    sizes += [int(rng.integers(1, hi_m + 1)) for _ in range(count - 1)]
-    sizes += [int(rng.integers(1, config.max_neurons + 1))]
-    return sizes
-
-
-def fitting_network(rng, config: HardwareConfig, sizes, *, extreme=False):
-    """:func:`random_network` (or :func:`extreme_network`), shrinking the sizes until the
-    network fits the weight memory."""
-    from spikepack.firmware.layout import LayoutError, layout_network
-    while True:
-        layers = (extreme_network if extreme else random_network)(rng, config, sizes)
-        try:
-            layout_network(layers, config)
-            return layers
-        except LayoutError:
-            sizes = [max(1, s * 3 // 4) for s in sizes]
-
-
-def random_images(rng: np.random.Generator, count: int, n, T: int) -> np.ndarray:
-    """``count`` images of ``n`` spike words (an int, or a shape such as (C, H, W)); the first
-    two are all-zero and all-ones."""
-    shape = (n,) if isinstance(n, (int, np.integer)) else tuple(n)
-    z = rng.integers(0, 1 << T, size=(count,) + shape)
-    if count > 2:
-        z[0] = 0
-        z[1] = (1 << T) - 1
-    return z
-
-
-# --- conv networks (CONV.md): plans, models, the hardware's view ------------------------------------
-#
-# A *plan* is a conv network's geometry, JSON-able (it travels in a bench's arguments):
-#   {"input": [C, H, W], "convs": [{"out": C_out, "kernel": [K_h, K_w], "stride": [s_h, s_w],
-#    "padding": [p_h, p_w], "pool": [k_h, k_w]}, ...], "dense": [M, ..., M_readout]}
-# conv layers (each with its optional max pooling, merged into the conv's descriptor on the
-# hardware), then dense layers, the last the readout.
-
-def plan_shapes(plan) -> list[tuple[int, ...]]:
-    """The map entering each hardware layer, then the readout's output: (C, H, W) maps for the
-    conv layers and the first dense layer after them, (N,) vectors after that."""
-    shape = tuple(plan["input"])
-    shapes = [shape]
-    for conv in plan["convs"]:
-        (K_h, K_w), (s_h, s_w), (p_h, p_w) = conv["kernel"], conv["stride"], conv["padding"]
-        k_h, k_w = conv["pool"]
-        H_out = (shape[1] + 2 * p_h - K_h) // s_h + 1
-        W_out = (shape[2] + 2 * p_w - K_w) // s_w + 1
-        shape = (conv["out"], H_out // k_h, W_out // k_w)
-        shapes.append(shape)
-    shapes += [(m,) for m in plan["dense"]]
-    return shapes
-
-
-def plan_layers(plan, rows: int) -> list[dict]:
-    """Each hardware layer as the array sees it: ``kind``, ``fan_in`` (a conv layer's patch
-    K_h*K_w*CG_in*R, a dense layer's stored input vector), ``neurons`` (C_out or M),
-    ``positions`` (computed output positions: H_p*k_h*W_p*k_w; 1 for a dense layer),
-    ``in_words`` and ``out_words`` (stored words of its input and output)."""
-    from spikepack.firmware.layout import storage_words
-    shapes = plan_shapes(plan)
-    out = []
-    for i, conv in enumerate(plan["convs"]):
-        C, _, _ = shapes[i]
-        (K_h, K_w), (k_h, k_w) = conv["kernel"], conv["pool"]
-        _, H_p, W_p = shapes[i + 1]
-        out.append({"kind": "conv", "fan_in": K_h * K_w * -(-C // rows) * rows,
-                    "neurons": conv["out"], "positions": H_p * k_h * W_p * k_w,
-                    "in_words": storage_words(shapes[i], rows),
-                    "out_words": storage_words(shapes[i + 1], rows)})
-    for j, m in enumerate(plan["dense"]):
-        i = len(plan["convs"]) + j
-        n = storage_words(shapes[i], rows)
-        out.append({"kind": "dense", "fan_in": n, "neurons": m, "positions": 1,
-                    "in_words": n, "out_words": storage_words((m,), rows)})
-    return out
-
-
-def layer_cycles(config: HardwareConfig, layer: dict) -> int:
-    """An estimate of one hardware layer's cycles (:func:`plan_layers` entry, or a dense layer
-    given as ``{"fan_in": N, "neurons": M}``): the engine's dense formula, and for a conv layer
-    the same tiles repeated at every position (CONV.md) plus a column tile's outputs per
-    position (exact for dense layers; for conv an estimate until the engine states its own)."""
-    from spikepack.hw.layer_engine import expected_cycles, schedule
-    positions = layer.get("positions", 1)
-    if layer.get("kind") != "conv":
-        return expected_cycles(config, layer["fan_in"], layer["neurons"])
-    P = schedule(config).period
-    G, CT = -(-layer["fan_in"] // config.rows), -(-layer["neurons"] // config.cols)
-    per_ct = max(G * P, config.cols)
-    return (expected_cycles(config, layer["fan_in"], layer["neurons"])
-            + (positions - 1) * (CT * per_ct + config.cols) + 8 * positions)
-
-
-def plan_cycles(config: HardwareConfig, plan) -> int:
-    """An estimate of one inference's cycles on ``config`` (the simulation cost of an image)."""
-    return sum(layer_cycles(config, layer) + 8 for layer in plan_layers(plan, config.rows))
-
-
-def plan_weight_words(plan, config: HardwareConfig) -> int:
-    """Weight words the plan's layers take (``layout_network``'s tiling: ceil(M/C) column
-    tiles of ceil(N/R) row tiles of R/g words, N the array's view of the fan-in)."""
-    R, C, g = config.rows, config.cols, config.rows_per_word
-    return sum(-(-layer["neurons"] // C) * -(-layer["fan_in"] // R) * (R // g)
-               for layer in plan_layers(plan, R))
-
-
-def plan_needs(plan, config: HardwareConfig) -> dict[str, int]:
-    """The smallest value of every configuration limit that holds ``plan`` on ``config``'s
-    array (rows, cols, g): what the loader checks (CONV.md), every map (input, pooled outputs)
-    counted against max_map_side and max_map_words."""
-    from spikepack.firmware.layout import storage_words
-    layers = plan_layers(plan, config.rows)
-    shapes = plan_shapes(plan)
-    maps = shapes[:len(plan["convs"]) + 1]      # the image and every conv's pooled output
-    dense = [l for l in layers if l["kind"] == "dense"]
-    return {
-        "max_channels": max(s[0] for s in maps),
-        "max_map_side": max(max(s[1], s[2]) for s in maps),
-        "max_map_words": max(storage_words(s, config.rows) for s in maps),
-        "max_kernel": max((max(c["kernel"]) for c in plan["convs"]), default=1),
-        "max_fan_in": max(l["fan_in"] for l in dense),
-        "max_neurons": max(l["neurons"] for l in dense),
-        "max_layers": len(layers),
-        "weight_depth": plan_weight_words(plan, config),
-        "activation_words": max(max(l["in_words"], l["out_words"]) for l in layers),
-    }
-
-
-def plan_fits(plan, config: HardwareConfig) -> bool:
-    """``plan`` fits ``config``'s limits (conv needs ``config.conv``)."""
-    if plan["convs"] and not config.conv:
-        return False
-    need = plan_needs(plan, config)
-    for name, value in need.items():
-        if name == "activation_words":
-            if value > config.activation_depth * config.rows:
-                return False
-        elif value > getattr(config, name):
-            return False
-    return True
-
-
-def random_plan(rng: np.random.Generator, config: HardwareConfig | None = None, *,
-                max_side: int = 8, max_channels: int = 6, max_kernel: int = 5,
-                max_convs: int = 2, max_dense: int = 2, max_neurons: int = 16,
-                max_cycles: int | None = None, tries: int = 2000):
-    """A random conv network plan: 1..``max_convs`` conv layers (C_in/C_out up to
-    ``max_channels``, kernels 1/3/5 up to ``max_kernel``, stride 1-2, padding 0-2 below the
-    kernel, max pooling 1 or 2 per axis where the map allows), then 0..``max_dense - 1`` hidden
-    dense layers and a dense readout. With ``config``, the plan fits its limits
-    (:func:`plan_fits`) and, with ``max_cycles``, its estimated inference cycles; drawn by
-    rejection, the caps shrinking after failures."""
-    for attempt in range(tries):
-        shrink = 1 + attempt // 200
-        side = max(1, max_side // shrink)
-        chans = max(1, max_channels // shrink)
-        kernels = [k for k in (1, 3, 5) if k <= max_kernel
-                   and (config is None or k <= config.max_kernel)] or [1]
-        if config is not None:
-            side = min(side, config.max_map_side)
-            chans = min(chans, config.max_channels)
-        shape = [int(rng.integers(1, chans + 1)), int(rng.integers(1, side + 1)),
-                 int(rng.integers(1, side + 1))]
-        plan = {"input": list(shape), "convs": [], "dense": []}
-        h, w = shape[1], shape[2]
-        for _ in range(int(rng.integers(1, max_convs + 1))):
-            kh, kw = (int(rng.choice(kernels)) for _ in range(2))
-            ph, pw = (int(rng.integers(0, min(2, k - 1) + 1)) for k in (kh, kw))
-            if kh > h + 2 * ph or kw > w + 2 * pw:
-                break
-            sh, sw = (int(rng.integers(1, 3)) for _ in range(2))
-            h_out, w_out = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
-            qh = 2 if h_out >= 2 and rng.random() < 0.5 else 1
-            qw = 2 if w_out >= 2 and rng.random() < 0.5 else 1
-            plan["convs"].append({"out": int(rng.integers(1, chans + 1)), "kernel": [kh, kw],
-                                  "stride": [sh, sw], "padding": [ph, pw], "pool": [qh, qw]})
-            h, w = h_out // qh, w_out // qw
-        if not plan["convs"]:
-            continue
-        plan["dense"] = [int(rng.integers(1, max_neurons + 1))
-                         for _ in range(int(rng.integers(1, max_dense + 1)))]
-        if config is None:
-            return plan
-        if plan_fits(plan, config) and (max_cycles is None
-                                        or plan_cycles(config, plan) <= max_cycles):
-            return plan
-    raise ValueError(f"no conv network plan fits {config} within {max_cycles} cycles")
-
-
-def conv_model(rng: np.random.Generator, config: HardwareConfig, plan, *, extreme=False,
-               probe=None):
-    """A :class:`~spikepack.firmware.model.SpikePackModel` (format v2) of ``plan`` for
-    ``config``: weights over the full range, thresholds calibrated on random images (as
-    :func:`random_network`) so hidden spike words spread over 0 .. 2**T - 1; ``extreme``: every
-    value at an end of its range (as :func:`extreme_network`)."""
-    from spikepack.firmware.model import ConvLayer, Layer, MaxPoolLayer, SpikePackModel
-    from spikepack.sim import golden
-    T, k = config.timesteps, config.tau_shift
-    w_lo, w_hi = -(1 << (config.weight_bits - 1)), (1 << (config.weight_bits - 1)) - 1
-    b_lo, b_hi = -(1 << (config.bias_bits - 1)), (1 << (config.bias_bits - 1)) - 1
-    t_hi = (1 << config.threshold_bits) - 1
-    P = ((1 << (k * T)) - 1) // ((1 << k) - 1)
-    shape = tuple(plan["input"])
-    z = rng.integers(0, 1 << T, size=(64,) + shape) if probe is None else probe
-    spikepack = config.neuron == "spikepack"
-
-    def weights(size):
-        if not extreme:
-            return rng.integers(w_lo, w_hi + 1, size=size)
-        sign = rng.integers(0, 2, size=(size[0],) + (1,) * (len(size) - 1))
-        w = np.where(sign == 1, w_hi, w_lo) * np.ones(size, dtype=np.int64)
-        return rng.choice([w_lo, w_hi], size=size) if rng.random() < 0.3 else w
-
-    def calibrate(v, currents, axes):
-        """bias and threshold per output channel from the potentials v (or LIF currents)."""
-        M = v.shape[1]
-        if extreme:
-            return rng.choice([b_lo, b_hi, 0], size=M), rng.choice([1, t_hi], size=M)
-        scale = max(1, int(np.abs(v).max()))
-        b = rng.integers(-min(b_hi, scale // 4), min(b_hi, scale // 4) + 1, size=M)
-        bb = b.reshape((1, M) + (1,) * (v.ndim - 2))
-        if spikepack:
-            t = np.quantile(v + bb, rng.uniform(0.6, 0.98), axis=axes) / P * rng.uniform(
-                0.5, 1.5, size=M)
-        else:
-            cur = currents + bb[..., None]
-            t = np.quantile(cur, rng.uniform(0.3, 0.8), axis=axes + (cur.ndim - 1,)) \
-                * rng.uniform(0.5, 1.5, size=M)
-        return b, np.clip(np.nan_to_num(t).astype(np.int64), 1, t_hi)
-
-    layers = []
-    for conv in plan["convs"]:
-        C = z.shape[1]
-        w = weights((conv["out"], C) + tuple(conv["kernel"]))
-        stride, padding = tuple(conv["stride"]), tuple(conv["padding"])
-        v = golden.conv_potential(z, w, np.zeros(conv["out"], dtype=np.int64), T, k, stride,
-                                  padding)
-        cur = None if spikepack else golden.conv_step_currents(z, w, T, stride, padding)
-        b, t = calibrate(v, cur, (0, 2, 3))
-        layers.append(ConvLayer(weights=w, bias=b, threshold=t, stride=stride, padding=padding))
-        fn = golden.spikepack_conv if spikepack else golden.lif_conv
-        z = fn(z, w, b, t, T, k, stride, padding)
-        if tuple(conv["pool"]) != (1, 1):
-            layers.append(MaxPoolLayer(window=tuple(conv["pool"])))
-            z = golden.maxpool_words(z, tuple(conv["pool"]))
-    z = z.reshape(len(z), -1)
-    for i, m in enumerate(plan["dense"]):
-        w = weights((m, z.shape[1]))
-        v = golden.global_potential(z, w, np.zeros(m, dtype=np.int64), T, k)
-        if i == len(plan["dense"]) - 1:
-            b = (rng.choice([b_lo, b_hi, 0], size=m) if extreme else
-                 rng.integers(-min(b_hi, max(1, int(np.abs(v).max())) // 4),
-                              min(b_hi, max(1, int(np.abs(v).max())) // 4) + 1, size=m))
-            layers.append(Layer(weights=w, bias=b))
-            break
-        cur = None if spikepack else golden.step_currents(z, w, T)
-        b, t = calibrate(v, cur, (0,))
-        layers.append(Layer(weights=w, bias=b, threshold=t))
-        z = (golden.spikepack_layer if spikepack else golden.lif_layer)(z, w, b, t, T, k)
-    return SpikePackModel(timesteps=T, tau_shift=k, weight_bits=config.weight_bits,
-                          layers=tuple(layers), neuron=config.neuron, input_shape=shape,
-                          metadata={"plan": plan})
-
-
-# --- networks of either kind: dense layer tuples or a SpikePackModel ------------------------------
-
-def is_model(net) -> bool:
-    from spikepack.firmware.model import SpikePackModel
-    return isinstance(net, SpikePackModel)
-
-
-def input_shape(net) -> tuple[int, ...]:
-    """An image's shape: (N0,) for dense layer tuples, the model's input_shape otherwise."""
-    return tuple(net.input_shape) if is_model(net) else (int(net[0][0].shape[1]),)
-
-
-def classes(net) -> int:
-    return net.classes if is_model(net) else int(net[-1][0].shape[0])
-
-
-def hardware_layers(net, rows: int) -> list[dict]:
-    """The hardware layers of ``net`` (:func:`plan_layers` entries; max pooling merges into its
-    conv layer)."""
-    if not is_model(net):
-        return [{"kind": "dense", "fan_in": int(w.shape[1]), "neurons": int(w.shape[0]),
-                 "positions": 1} for w, _, _ in net]
-    return plan_layers(model_plan(net), rows)
-
-
-def model_plan(model) -> dict:
-    """The plan of a model: conv layers (each with the max pooling after it), dense layers."""
-    plan = {"input": list(model.input_shape), "convs": [], "dense": []}
-    for layer in model.layers:
-        if layer.kind == "conv":
-            plan["convs"].append({"out": layer.out_channels, "kernel": list(layer.kernel),
-                                  "stride": list(layer.stride), "padding": list(layer.padding),
-                                  "pool": [1, 1]})
-        elif layer.kind == "maxpool":
-            plan["convs"][-1]["pool"] = list(layer.window)
-        else:
-            plan["dense"].append(layer.neurons)
-    return plan
-
-
-def describe(net) -> str:
-    if is_model(net):
-        return f"conv network {model_plan(net)}"
-    return f"sizes {[int(net[0][0].shape[1])] + [int(w.shape[0]) for w, _, _ in net]}"
-
-
-def stream_words(z, rows: int) -> np.ndarray:
-    """One image as ``s_axis_in`` carries it: a vector as it is, a (C, H, W) map in storage
-    order (``spikepack.firmware.layout.to_storage``, zeros in the padding lanes)."""
-    from spikepack.firmware.layout import to_storage
-    z = np.asarray(z)
-    return to_storage(z, rows) if z.ndim == 3 else z
-
-
-def pack_net(net, config: HardwareConfig) -> bytes:
-    """The bitstream of ``net``: ``bitstream.pack`` for a model, ``pack_network`` for tuples."""
-    from spikepack.firmware import bitstream as bs
-    return bs.pack(net, config) if is_model(net) else bs.pack_network(net, config)
-
-
 # --- the cocotb bench -----------------------------------------------------------------------------
 
 try:
     import cocotb
-    from cocotb.clock import Clock
-    from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge, with_timeout
+    from cocotb.triggers import ClockCycles, RisingEdge
     from cocotb.utils import get_sim_time
 except ImportError:                                           # pragma: no cover
     cocotb = None
 
 if cocotb is not None:
-    from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiResp, AxiStreamBus,
-                               AxiStreamFrame, AxiStreamSink, AxiStreamSource)
+    from cocotbext.axi import AxiResp, AxiStreamFrame
 
     from spikepack.firmware import bitstream as bs
-    from spikepack.hw.layer_engine import expected_cycles
-    from spikepack.hw.registers import REGISTER_BY_NAME, REGISTERS, ADDR_BITS
+    from spikepack.hw.registers import ADDR_BITS, REGISTERS
+    from spikepack.sim.benches.host import AxiSystem
     from spikepack.sim.runner import bench_args
 
     E = bs.ErrorCode
     CLOCK_NS = 10
 
-    def off(name):
-        return REGISTER_BY_NAME[name].offset
-
-    class System:
-        """The accelerator with its AXI agents, the committed network as the host knows it,
-        and helpers that check every output against the golden model."""
+    class System(AxiSystem):
+        """The whole-system driver (:class:`AxiSystem`, registers by the names of the
+        configuration's register table) with the bench's arguments and seeded generators, the
+        committed network as the host knows it, and helpers that check every output against
+        the golden model."""
 
         def __init__(self, dut):
             args = bench_args()
-            self.dut = dut
             self.seed = args["seed"]
             self.args = args
             self.config = config_from_args(args)
             self.rng = np.random.default_rng(self.seed)
-            self.prng = random.Random(self.seed)
+            super().__init__(dut, RegisterMap.of_config(self.config),
+                             prng=random.Random(self.seed), clock_ns=CLOCK_NS, quiet=True)
             self.T = self.config.timesteps
-            self.out_bits = len(dut.m_axis_out_tdata)
-            self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
-            self.load = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis_load"), dut.clk,
-                                        dut.rst)
-            self.inp = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis_in"), dut.clk,
-                                       dut.rst)
-            self.out = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis_out"), dut.clk,
-                                     dut.rst)
-            for agent in (self.axil.write_if, self.axil.read_if, self.load, self.inp, self.out):
-                agent.log.setLevel("WARNING")
             self.network = None            # layers of the committed network
             self.good = self.bad = self.words = 0
             self.images_done = 0
@@ -522,49 +114,31 @@ if cocotb is not None:
             self.tally = None
 
         async def start(self):
-            dut = self.dut
-            cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns").start())
-            dut.rst.value = 1
-            await ClockCycles(dut.clk, 3)
-            await FallingEdge(dut.clk)
-            dut.rst.value = 0
-            await ClockCycles(dut.clk, 2)
-
-        def pauses(self, probability):
-            while True:
-                yield self.prng.random() < probability
-
-        def traffic(self, pause_in=0.3, pause_out=0.3, pause_load=0.2):
-            """Random pauses on the input and load sources and backpressure on the output
-            sink, with these probabilities a cycle (0: none)."""
-            for agent, p in ((self.inp, pause_in), (self.out, pause_out), (self.load, pause_load)):
-                agent.set_pause_generator(self.pauses(p) if p else None)
-                if not p:
-                    agent.pause = False    # a stopped generator may leave the agent paused
+            await super().start(reset_cycles=3, release_on_falling_edge=True)
 
         # registers
         async def read(self, name_or_addr):
-            addr = off(name_or_addr) if isinstance(name_or_addr, str) else name_or_addr
-            resp = await self.axil.read(addr, 4)
-            assert resp.resp == AxiResp.OKAY, f"read {name_or_addr}: {resp.resp}"
-            return int.from_bytes(resp.data, "little")
+            addr = (self.regs.map.offset(name_or_addr) if isinstance(name_or_addr, str)
+                    else name_or_addr)
+            data, resp = await self.bus.read(addr)
+            assert resp == AxiResp.OKAY, f"read {name_or_addr}: {AxiResp(resp)!r}"
+            return data
 
         async def write(self, name_or_addr, value):
-            addr = off(name_or_addr) if isinstance(name_or_addr, str) else name_or_addr
-            resp = await self.axil.write(addr, int(value).to_bytes(4, "little"))
-            return resp.resp
+            addr = (self.regs.map.offset(name_or_addr) if isinstance(name_or_addr, str)
+                    else name_or_addr)
+            return AxiResp(await self.bus.write(addr, value))
 
         async def status(self) -> dict[str, int]:
-            word = await self.read("STATUS")
-            return {f.name: (word >> f.lsb) & ((1 << f.width) - 1)
-                    for f in REGISTER_BY_NAME["STATUS"].fields}
+            return await self.regs.fields("STATUS")
 
         # loading
         async def send_bitstream(self, beats):
-            await self.load.send(AxiStreamFrame(bs.bytes_of(beats)))
-            await self.load.wait()
+            """A bitstream of 32-bit words on ``s_axis_load``; returns once the loader is idle
+            again (its error and counters update after TLAST)."""
+            await super().send_bitstream(bs.bytes_of(beats))
             self.words += len(beats)
-            for _ in range(200):           # error and counters update after TLAST
+            for _ in range(200):
                 await RisingEdge(self.dut.clk)
                 if not (await self.status())["loader_busy"]:
                     break
@@ -601,26 +175,21 @@ if cocotb is not None:
         # inference
         async def send_images(self, images):
             for z in images:
-                beats = input_beats(stream_words(z, self.config.rows), self.T)
-                data = b"".join(w.to_bytes(4, "little") for w in beats)
-                await self.inp.send(AxiStreamFrame(data))
+                await self.send_image(z, self.config.rows, self.T)
 
         async def receive(self, count, timeout_us=2000):
             frames = []
+            timeout_cycles = round(timeout_us * 1000 / self.clock_ns)
             for i in range(count):
-                try:
-                    frame = await with_timeout(self.out.recv(), timeout_us, "us")
-                except cocotb.triggers.SimTimeoutError:
+                frame = await self.receive_potentials(timeout_cycles)
+                if frame is None:
                     regs = {name: await self.read(name) for name in (
                         "STATUS", "IN_BEATS", "OUT_BEATS", "INFERENCES", "LAYERS_RUN",
                         "CYCLES_BUSY", "ENGINE_BUSY", "EVENTS")}
                     raise AssertionError(
                         f"no output frame {i} of {count} after {timeout_us} us (seed "
-                        f"{self.seed}); STATUS {await self.status()}; registers {regs}") from None
-                nbytes = self.out_bits // 8
-                raw = bytes(frame.tdata)
-                frames.append([int.from_bytes(raw[i:i + nbytes], "little", signed=True)
-                               for i in range(0, len(raw), nbytes)])
+                        f"{self.seed}); STATUS {await self.status()}; registers {regs}")
+                frames.append(frame)
             return frames
 
         def check(self, frames, images, layers, what):
@@ -793,7 +362,8 @@ if cocotb is not None:
                 model = value
             else:
                 byte, value = sy.prng.randrange(4), sy.prng.getrandbits(8)
-                resp = await sy.axil.write(off("SCRATCH") + byte, bytes([value]))
+                resp = await sy.axil.write(sy.regs.map.offset("SCRATCH") + byte,
+                                           bytes([value]))
                 assert resp.resp == AxiResp.OKAY
                 model = (model & ~(0xFF << 8 * byte)) | value << 8 * byte
             assert await sy.read("SCRATCH") == model
@@ -1027,7 +597,7 @@ if cocotb is not None:
         n0 = _network_sizes(net_b)[0]
         z = random_images(rng, 3, n0, sy.T)[2]
         words = list(map(int, z)) + [0] * (cap - n0)
-        beats = input_beats(words, sy.T)
+        beats = input_beats(words, sy.T).tolist()
         beats += [sy.prng.getrandbits(K * sy.T) for _ in range(2)]
         assert await sy.read("EVENTS") == 0
         await sy.inp.send(AxiStreamFrame(b"".join(w.to_bytes(4, "little") for w in beats)))
