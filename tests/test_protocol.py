@@ -19,8 +19,10 @@ from amaranth_axil import AxilMaster
 from spikepack.accelerator import build_manifest
 from spikepack.config import HardwareConfig
 from spikepack.hw.registers import ID_MAGIC as HW_MAGIC
-from spikepack.protocol import MAGIC, Protocol, RegisterMap, Registers
-from stream_reference import input_beats, pack_image, unpack_potentials
+from spikepack.protocol import (MAGIC, Protocol, RegisterMap, Registers, input_beats,
+                                stream_words)
+from stream_reference import input_beats as reference_beats
+from stream_reference import pack_image, unpack_potentials
 
 
 def _manifest(**kw):
@@ -46,7 +48,26 @@ def test_image_packing_matches_the_benches(manifest, data):
     words = data.draw(st.lists(st.integers(0, (1 << T) - 1), min_size=1, max_size=100))
     packed = Protocol(m).pack_image(np.array(words, dtype=np.int64))
     assert packed == pack_image(words, T)
-    assert list(struct.unpack(f"<{len(packed) // 4}I", packed)) == input_beats(words, T)
+    assert list(struct.unpack(f"<{len(packed) // 4}I", packed)) == reference_beats(words, T)
+
+
+@given(T=st.sampled_from([1, 2, 3, 4, 5, 8, 16]), data=st.data())
+def test_a_batch_packs_as_its_images(T, data):
+    """``input_beats`` of (S, N0) images is the reference's beats of each image."""
+    n = data.draw(st.integers(1, 40))
+    rows = data.draw(st.lists(st.lists(st.integers(0, (1 << T) - 1), min_size=n, max_size=n),
+                              min_size=1, max_size=4))
+    beats = input_beats(np.array(rows), T)
+    assert beats.dtype == np.uint32
+    assert beats.tolist() == [reference_beats(r, T) for r in rows]
+
+
+def test_a_map_needs_rows_for_its_storage_order():
+    image = np.arange(2 * 2 * 3).reshape(2, 2, 3) % 4
+    with pytest.raises(ValueError, match="needs rows"):
+        stream_words(image)
+    assert stream_words(image, 4).tolist()[:8] == [0, 2, 0, 0, 1, 3, 0, 0]   # channels last
+    assert stream_words([1, 2]).tolist() == [1, 2]                      # a vector as it is
 
 
 @given(data=st.data())
