@@ -18,7 +18,7 @@ inputs e*R .. e*R+R-1, input e*R+i at bits i*T .. i*T+T-1, as the engine's ``act
   entry is written with them. A beat in cycle t is registered (the engine's output register
   is far away), decoded into the write register and written at the edge ending cycle t + 2.
 * **max pooling** (``config.conv``; ``docs/architecture.md``): a conv layer's beats come per
-  output position, the positions of a pool window one after the other (CONV.md), each beat
+  output position, the positions of a pool window one after the other (docs/architecture.md, "Convolution contract"), each beat
   carrying the storage index of its POOLED word, its channel and ``pool_first`` (the window's
   first position). The writer keeps the running maximum of each channel in ``pool``, a
   LUT-RAM of max_channels T-bit words: ``word = spikes`` on a window's first position (and

@@ -7,7 +7,7 @@ cocotb), used by the system and regression benches (:mod:`spikepack.sim.benches.
 
 * dense networks: :func:`random_sizes`, :func:`random_network`, :func:`extreme_network`,
   :func:`fitting_network`;
-* conv networks (CONV.md): :func:`random_plan` and the plan's geometry (:func:`plan_shapes`,
+* conv networks (docs/architecture.md, "Convolution contract"): :func:`random_plan` and the plan's geometry (:func:`plan_shapes`,
   :func:`plan_layers`, :func:`plan_needs`, :func:`plan_fits`, :func:`plan_cycles`),
   :func:`conv_model`;
 * networks of either kind: :func:`is_model`, :func:`input_shape`, :func:`classes`,
@@ -124,7 +124,7 @@ def random_images(rng: np.random.Generator, count: int, n, T: int) -> np.ndarray
     return z
 
 
-# --- conv networks (CONV.md): plans, models, the hardware's view ------------------------------------
+# --- conv networks (docs/architecture.md, "Convolution contract"): plans, models, the hardware's view ------------------------------------
 #
 # A *plan* is a conv network's geometry, JSON-able (it travels in a bench's arguments):
 #   {"input": [C, H, W], "convs": [{"out": C_out, "kernel": [K_h, K_w], "stride": [s_h, s_w],
@@ -175,7 +175,7 @@ def plan_layers(plan, rows: int) -> list[dict]:
 def layer_cycles(config: HardwareConfig, layer: dict) -> int:
     """An estimate of one hardware layer's cycles (:func:`plan_layers` entry, or a dense layer
     given as ``{"fan_in": N, "neurons": M}``): the engine's dense formula, and for a conv layer
-    the same tiles repeated at every position (CONV.md) plus a column tile's outputs per
+    the same tiles repeated at every position (docs/architecture.md, "Convolution contract") plus a column tile's outputs per
     position (exact for dense layers; for conv an estimate until the engine states its own)."""
     from spikepack.hw.layer_engine import expected_cycles, schedule
     positions = layer.get("positions", 1)
@@ -203,7 +203,7 @@ def plan_weight_words(plan, config: HardwareConfig) -> int:
 
 def plan_needs(plan, config: HardwareConfig) -> dict[str, int]:
     """The smallest value of every configuration limit that holds ``plan`` on ``config``'s
-    array (rows, cols, g): what the loader checks (CONV.md), every map (input, pooled outputs)
+    array (rows, cols, g): what the loader checks (docs/architecture.md, "Convolution contract"), every map (input, pooled outputs)
     counted against max_map_side and max_map_words."""
     from spikepack.firmware.layout import storage_words
     layers = plan_layers(plan, config.rows)
