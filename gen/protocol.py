@@ -55,7 +55,7 @@ STREAMS = {"load": "s_axis_load", "in": "s_axis_in", "out": "m_axis_out"}
 def stream_words(image, rows: int | None = None) -> np.ndarray:
     """One image as ``s_axis_in`` carries it: a vector of spike words as it is, a (C, H, W) map
     in storage order (:func:`spikepack.firmware.layout.to_storage` with ``rows`` = R: channels
-    last, zeros in the padding lanes; CONV.md)."""
+    last, zeros in the padding lanes; the convolution contract, docs/architecture.md)."""
     z = np.asarray(image)
     if z.ndim == 3:
         if rows is None:

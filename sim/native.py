@@ -234,7 +234,7 @@ def pack_inputs(z: np.ndarray, timesteps: int, *, rows: int | None = None) -> np
     """(S, N0) spike words -> (S, B) uint32 ``s_axis_in`` beats
     (:func:`spikepack.protocol.input_beats`, the format every bench sends). Images of a conv
     network, (S, C, H, W), are sent in storage order (:func:`spikepack.protocol.stream_words`
-    with ``rows`` = R: channels last, zeros in the padding lanes; CONV.md),
+    with ``rows`` = R: channels last, zeros in the padding lanes; the convolution contract, docs/architecture.md),
     N0 = H * W * ceil(C / R) * R words."""
     z = np.asarray(z)
     if z.ndim == 4:

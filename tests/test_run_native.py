@@ -36,7 +36,7 @@ def test_pack_inputs_is_the_benchs_beat_format(timesteps, fan_in, images, rnd):
        st.integers(1, 4), st.integers(1, 4), st.randoms(use_true_random=False))
 @settings(max_examples=60, deadline=None)
 def test_pack_inputs_sends_a_map_in_storage_order(timesteps, rows, channels, height, width, rnd):
-    """(S, C, H, W) images go out channels last (CONV.md): word ((y*W + x)*CG)*R + c of the
+    """(S, C, H, W) images go out channels last (the convolution contract, docs/architecture.md): word ((y*W + x)*CG)*R + c of the
     stream is z[c, y, x], the padding lanes c >= C of each pixel are zero, N0 = H*W*CG*R."""
     z = np.array([[[[rnd.randrange(1 << timesteps) for _ in range(width)] for _ in range(height)]
                    for _ in range(channels)] for _ in range(2)])

@@ -231,7 +231,7 @@ def _random_conv_network(rng: random.Random, config):
 
 
 def _conv_beats(plan, R):
-    """A conv layer's o beats in the contract's order (CONV.md): per pooled position, per window
+    """A conv layer's o beats in the contract's order (the convolution contract, docs/architecture.md): per pooled position, per window
     position, per output channel: (index of the pooled word, channel, pool_first, spikes)."""
     z, (k_h, k_w) = plan["z"], plan["pool"]
     c_out, h_p, w_p = len(z), plan["desc"].out_height, plan["desc"].out_width

@@ -114,7 +114,7 @@ def test_random_images_start_all_zero_and_all_ones():
 
 def _check_conv_case(config, plan, what):
     """The drawn conv network, built as a model (which checks its geometry), against every
-    limit of its configuration, restated from CONV.md's loader rules: channels, map sides and
+    limit of its configuration, restated from the convolution contract's loader rules (docs/architecture.md): channels, map sides and
     stored map words, kernels, padding below the kernel, strides, hardware layers (a pooling
     merges into its conv), dense fan-in (the stored map: H_p*W_p*ceil(C/R)*R) and neurons,
     weight words (ceil(M/C) column tiles of K_h*K_w*ceil(C_in/R) row tiles of R/g words)."""

@@ -3,7 +3,7 @@ cocotbext-axi (bench: ``spikepack.sim.benches.system``): every register against 
 configuration, random multi-layer networks loaded through the loader and run bit-exactly against
 the golden model under random stream pauses and backpressure, reloads, bad bitstreams,
 RUN/START, SOFT_RESET in every phase of an inference, a commit waiting for the running
-inference, back-to-back throughput; random conv networks with max pooling (CONV.md) on their
+inference, back-to-back throughput; random conv networks with max pooling (the convolution contract, docs/architecture.md) on their
 (C, H, W) images; and a ``verilator --lint-only`` of the generated Verilog.
 Each configuration is built once."""
 
