@@ -9,30 +9,16 @@ inputs e*R .. e*R+R-1, input e*R+i at bits i*T .. i*T+T-1, as the engine's ``act
   stream without draining;
 * two **hidden buffers** (ping-pong, one memory): layer 0 reads its image's input buffer and
   writes hidden buffer 0; layer l >= 1 reads hidden buffer (l-1) mod 2 and writes l mod 2. A
-  hidden layer's outputs (engine ``o`` beats, spike words) are written one word a beat, at
-  entry ``index >> log2 R``, lane ``index % R``; the lanes above the word are zeroed, so every
-  entry holds zeros beyond the layer's outputs (a dense layer's M, a map's padding channels).
-  Both memories are written a whole entry at a time (no T-bit write columns, which Vivado
-  would split into one RAM per column): the write register keeps the words already written to
-  the entry, which arrive in order (inputs in stream order, outputs in index order), and the
-  entry is written with them. A beat in cycle t is registered (the engine's output register
-  is far away), decoded into the write register and written at the edge ending cycle t + 2.
-* **max pooling** (``config.conv``; ``docs/architecture.md``): a conv layer's beats come per
-  output position, the positions of a pool window one after the other (docs/architecture.md, "Convolution contract"), each beat
-  carrying the storage index of its POOLED word, its channel and ``pool_first`` (the window's
-  first position). The writer keeps the running maximum of each channel in ``pool``, a
-  LUT-RAM of max_channels T-bit words: ``word = spikes`` on a window's first position (and
-  always in a dense layer: the descriptor's conv flag, taken at the handshake, decides),
-  otherwise ``max(pool[channel], spikes)`` (unsigned), and ``pool[channel] <= word``. This
-  read-modify-write takes two register stages between the beat register and the write
-  register, so that no path crosses the LUT-RAM twice (its read, then its write data: on ECP5
-  that path alone ran at 177 MHz): the read is registered, and the words of the two beats
-  before, not in ``pool`` yet, are forwarded by registered channel compares. Beats still
-  stream one a cycle (back-to-back beats of one channel when C_out = 1 included); the word is
-  then written like a dense layer's, two cycles later (edge ending cycle t + 4). Each
-  window position rewrites the pooled pixel's entries from lane 0 up, so the last one leaves
-  the window's maximum in every lane. Without ``config.conv`` there is no ``pool`` and no
-  extra stage.
+  hidden layer's outputs (engine ``o`` beats, spike words) are written by the **hidden
+  writer** (:mod:`spikepack.hw.hidden_writer`): one word a beat at entry ``index >> log2 R``,
+  lane ``index % R``, a whole entry at a time, at the edge ending cycle t + 2 for a beat in
+  cycle t; with ``config.conv`` a conv layer's beats are **max-pooled** on the way (a running
+  maximum per channel in a LUT-RAM; the beats come per output position, the positions of a
+  pool window one after the other: the convolution contract, docs/architecture.md), written
+  at the edge ending t + 4.
+* images arrive through the **input writer** (:mod:`spikepack.hw.input_writer`): beats of
+  K = 32 // T spike words, a whole entry written at a time, one beat a cycle when each beat
+  fills at most one entry.
 
 The last committed layer is the readout: its ``o`` beats go to ``m_axis_out`` (potential
 sign-extended to ``OUT_BITS``, TLAST on the last one) through a two-entry register slice:
@@ -41,18 +27,8 @@ function of registers only (never of ``out_tready``); the readout flag in the de
 used for routing (the loader checks that it marks the last layer).
 
 Input format (``s_axis_in``): K = 32 // T spike words a beat, input i in beat i // K at bits
-(i % K)*T .. +T-1, TLAST on the last beat of an image. A beat goes into a beat register (through
-a one-entry skid register when the beat register cannot take it, so ``in_tready`` is a
-flip-flop) and is written into the input buffer from there, one entry a cycle, in as many cycles
-as buffer entries it touches (``K / R`` when R divides K, otherwise ``ceil(K/R)`` or
-``ceil(K/R) + 1``), through a write register stage: an entry loaded into the beat register at
-the edge ending cycle t is written at the edge ending t+2. The next beat enters in the cycle
-in which the current one's last entry is written, so one beat a cycle streams when each beat
-fills one entry; the first beat of an image enters 2 cycles after the previous image's TLAST
-beat at the earliest (its buffer is known to be free then). The TLAST beat also zeroes the rest
-of its last entry. Words beyond the buffer's ``activation_depth * R`` are dropped;
-``overflow`` pulses for every beat that starts there. The image ends at TLAST: its length is
-not checked against the network.
+(i % K)*T .. +T-1, TLAST on the last beat of an image; rates, overflow and the buffers' hand-over
+in :mod:`spikepack.hw.input_writer`.
 
 Sequencing (one-hot states): an inference starts when an input buffer holds a complete image, a
 network is committed (``layer_count > 0``) and ``run`` is high or a ``start`` is armed (the
@@ -86,9 +62,7 @@ reads 4 cycles after it at the earliest: its two setup cycles and the command re
 
 from __future__ import annotations
 
-from math import gcd
-
-from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -96,6 +70,8 @@ from spikepack.config import HardwareConfig
 from spikepack.firmware.layout import DESCRIPTOR_FIELDS
 from spikepack.hw.layer_engine import descriptor_layout, output_layout
 from spikepack.hw.memories import ReadPortSignature
+from spikepack.hw.hidden_writer import HiddenWriter
+from spikepack.hw.input_writer import InputWriter
 from spikepack.hw.stream import SkidBuffer
 
 __all__ = ["NetworkSequencer"]
@@ -165,9 +141,6 @@ class NetworkSequencer(wiring.Component):
         m = Module()
         c = self._config
         R, T = c.rows, c.timesteps
-        LR = (R - 1).bit_length()           # log2(R)
-        K = self.words_per_beat
-        depth = c.activation_depth
         abits = self.act_addr_bits
 
         # no_rw_check: reads and writes use different halves (the full flags and the layer
@@ -184,117 +157,14 @@ class NetworkSequencer(wiring.Component):
         hid_wr = hid_mem.write_port()
         hid_rd = hid_mem.read_port(domain="sync")
 
-        full = Signal(2)            # input buffer b holds a complete image
-        wsel = Signal()             # input buffer being filled
-        rsel = Signal()             # input buffer of the next / running inference
-        m.d.comb += self.images.eq(full[0] + full[1])
-
-        # --- input writer ----------------------------------------------------------------------
-        # A beat's word 0 lands at lane `pos` of its first entry; pos is a multiple of
-        # g = gcd(K, R), kept as q = pos / g (a constant 0 when R divides K).
-        g = gcd(K, R)
-        NQ = R // g
-        NS = -(-(R - g + K) // R) if NQ > 1 else K // R     # entries a beat can touch
-        q = Signal(range(NQ), name="in_q") if NQ > 1 else Const(0, 1)
-
-        # Beat register: S = the beat's words moved to their lanes (entry-aligned, NS entries),
-        # E = lanes to write (its words, and on TLAST the rest of its last entry), both shifted
-        # down by one entry per write cycle. A beat enters it only when its buffer has room, so
-        # once in, it is written one entry a cycle without waiting.
-        bvalid = Signal()
-        blast = Signal()
-        S = Signal(NS * R * T)
-        E = Signal(NS * R)
-        # the beat's current entry is its last (always, when a beat fills at most one entry)
-        cyc_last = Signal(init=1) if NS > 1 else Const(1, 1)
-        entry = Signal(range(depth + 1))    # buffer entry written next (depth: overflowed)
-        ovf = Signal()                      # entry == depth
-        done_beat = Signal()                # the beat leaves the beat register this cycle
-        complete = Signal()                 # ... and it is its image's TLAST beat
-        # the beat is in its first write cycle (always, when a beat fills at most one entry)
-        bfirst = Signal(init=1) if NS > 1 else Const(1, 1)
-        m.d.comb += [done_beat.eq(bvalid & cyc_last),
-                     complete.eq(bvalid & cyc_last & blast),
-                     # a beat that starts beyond the buffer is dropped (words of a beat that
-                     # runs past its end are dropped silently: the zeros beyond N0)
-                     self.overflow.eq(bvalid & ovf & bfirst)]
-
-        # space: the buffer being filled is free (~full[wsel]), registered; 0 for the cycle after
-        # an image completes (wsel flips then, maybe to a full buffer). A beat is loaded only
-        # with space and not while the beat register holds a TLAST beat (the next beat is for
-        # the other buffer): so every image waits 2 cycles after the previous one's TLAST beat.
-        space = Signal()
-        m.d.sync += space.eq(~full.bit_select(wsel, 1) & ~complete)
-        ldok = Signal()                     # the beat register takes a beat this cycle
-        m.d.comb += ldok.eq(space & (~bvalid | cyc_last & ~blast))
-
-        # input skid entry: holds a beat that arrived while the beat register could not take it,
-        # so in_tready is a flip-flop
-        skid_in, skid_in_data, skid_in_last = (Signal(name="skid_in"),
-                                               Signal(K * T, name="skid_in_data"),
-                                               Signal(name="skid_in_last"))
-        load = Signal()                     # into the beat register, from skid_in or s_axis_in
-        m.d.comb += [self.in_tready.eq(~skid_in),
-                     self.in_beat.eq(self.in_tvalid & ~skid_in),
-                     self.in_stall.eq(self.in_tvalid & skid_in),
-                     load.eq(ldok & (skid_in | self.in_tvalid))]
-        m.d.sync += skid_in.eq((skid_in | self.in_tvalid) & ~ldok)
-        with m.If(~skid_in):                # (unused unless skid_in rises)
-            m.d.sync += [skid_in_data.eq(self.in_tdata[:K * T]), skid_in_last.eq(self.in_tlast)]
-        words = Mux(skid_in, skid_in_data, self.in_tdata[:K * T])
-        in_last = Mux(skid_in, skid_in_last, self.in_tlast)
-
-        # when the beat register may take a beat it takes whatever is offered (maybe nothing)
-        with m.If(ldok):
-            m.d.sync += [bvalid.eq(skid_in | self.in_tvalid), blast.eq(in_last)]
-            with m.Switch(q):
-                for qv in range(NQ):
-                    pos = qv * g
-                    ends = -(-(pos + K) // R) * R           # end of the beat's last entry
-                    norm = ((1 << K) - 1) << pos
-                    last = ((1 << (ends - pos)) - 1) << pos
-                    with m.Case(qv):
-                        m.d.sync += [S.eq(Cat(Const(0, pos * T), words) if pos else words),
-                                     E.eq(Mux(in_last, last, norm))]
-                        if NS > 1:
-                            m.d.sync += [cyc_last.eq(pos + K <= R), bfirst.eq(1)]
-        with m.Elif(done_beat):
-            m.d.sync += bvalid.eq(0)
-        if NQ > 1:
-            with m.If(load):
-                with m.If(in_last):
-                    m.d.sync += q.eq(0)
-                with m.Else():
-                    m.d.sync += q.eq((q + K // g) % NQ)
-
-        # write register stage: a whole entry, its lanes not written by this beat held from the
-        # previous write (the lanes below the beat's first word come from the beat before, in
-        # the same entry; lanes above are written later, or zeroed by the TLAST beat)
-        w_addr = Signal(abits + 1)
-        w_data = Signal(R * T)
-        w_en = Signal()
-        m.d.sync += [w_addr.eq(Cat(entry[:abits], wsel)),
-                     w_en.eq(bvalid & ~ovf & (E[:R] != 0))]
-        for lane in range(R):
-            with m.If(bvalid & E[lane]):
-                m.d.sync += w_data[lane * T:lane * T + T].eq(S[lane * T:lane * T + T])
-        m.d.comb += [in_wr.addr.eq(w_addr), in_wr.data.eq(w_data), in_wr.en.eq(w_en)]
-
-        # a beat takes its cycles even beyond the buffer (writing nothing there), so that the
-        # end of a beat does not depend on `ovf`
-        step = Signal()                     # move to the next entry
-        with m.If(bvalid):
-            with m.If(~cyc_last):           # the beat goes on in the next entry
-                m.d.sync += [S.eq(S >> (R * T)), E.eq(E >> R)]
-                if NS > 1:
-                    m.d.sync += [cyc_last.eq(E[2 * R:] == 0 if NS > 2 else 1), bfirst.eq(0)]
-                m.d.comb += step.eq(1)
-            with m.Elif(E[R - 1]):          # the beat fills its last entry to the end
-                m.d.comb += step.eq(1)
-        with m.If(complete):
-            m.d.sync += [entry.eq(0), ovf.eq(0), full.bit_select(wsel, 1).eq(1), wsel.eq(~wsel)]
-        with m.Elif(step & ~ovf):
-            m.d.sync += [entry.eq(entry + 1), ovf.eq(entry == depth - 1)]
+        # images from s_axis_in into the input buffers (hw/input_writer.py)
+        m.submodules.input_writer = writer = InputWriter.from_config(c)
+        wiring.connect(m, writer.mem, in_wr)
+        m.d.comb += [writer.i.valid.eq(self.in_tvalid), writer.i.payload.data.eq(self.in_tdata),
+                     writer.i.payload.last.eq(self.in_tlast), self.in_tready.eq(writer.i.ready),
+                     self.images.eq(writer.images), self.overflow.eq(writer.overflow),
+                     self.in_beat.eq(writer.beat), self.in_stall.eq(writer.stall)]
+        rsel = writer.bank
 
         # --- layer sequencing ------------------------------------------------------------------
         layer = Signal(8)
@@ -338,7 +208,8 @@ class NetworkSequencer(wiring.Component):
         go = Signal()
         ready = Signal()                    # an image and a network are there (go without RUN)
         rel_q = Signal()                    # release the input buffer of layer 0 (it ended)
-        ready_c = full.bit_select(rsel ^ rel_q, 1) & (self.layer_count != 0)
+        m.d.comb += writer.release.eq(rel_q)
+        ready_c = writer.image_ready & (self.layer_count != 0)
         m.d.sync += [ready.eq(ready_c), go.eq(ready_c & (self.run | armed))]
         # a START pulse starts an idle, ready sequencer at once (and is consumed by it)
         start_now = Signal()
@@ -390,8 +261,6 @@ class NetworkSequencer(wiring.Component):
             m.d.sync += [svalid.eq(0), s_runh.eq(~last_layer), s_runr.eq(last_layer)]
         m.d.comb += self.layer_done.eq(end_h | end_r)
         m.d.sync += rel_q.eq(first & (end_h | end_r))
-        with m.If(rel_q):
-            m.d.sync += [full.bit_select(rsel, 1).eq(0), rsel.eq(~rsel)]
         with m.If(end_h):
             m.d.sync += [s_runh.eq(0), layer.eq(layer + 1), first.eq(0), hsel.eq(layer[0]),
                          rem.eq(rem - 1), last_layer.eq(rem == 1), dren.eq(1), s_fetch.eq(1)]
@@ -430,96 +299,15 @@ class NetworkSequencer(wiring.Component):
             with m.If(svalid & self.eng_start.ready):
                 m.d.sync += layer_conv.eq(p.conv)
 
-        # --- hidden layer outputs -> hidden buffer layer mod 2, through a register stage -------
-        # the beat is registered first (the engine's output register is far away), then
-        # decoded into the write
-        ob_write = Signal()
-        ob_index = Signal.like(o.payload.index)
-        ob_spikes = Signal.like(o.payload.spikes)
-        ob_parity = Signal()
-        ob_fits = Signal()                  # the index is inside the buffer (index < cap)
-        m.d.sync += [ob_write.eq(s_runh & o.valid), ob_index.eq(o.payload.index),
-                     ob_fits.eq((o.payload.index >> LR) < depth),
-                     ob_spikes.eq(o.payload.spikes), ob_parity.eq(layer[0])]
-        if c.conv:
-            # max pooling: pool[channel] holds the running max of each channel over the window
-            # so far (a LUT-RAM of max_channels words); word = spikes on the window's first
-            # position (and in a dense layer), else max(pool[channel], spikes) (unsigned); the
-            # pooled word then goes on like a dense layer's spikes. The read-modify-write is
-            # spread over registers so that no path crosses the LUT-RAM twice:
-            #   A (ob_*): pool read at ob_channel, registered (q); ob_channel compared with
-            #      the channels of the beats in B and C (registered hits);
-            #   B (pb_*): the running max is q, or the word of the beat in C (hit1) or of the
-            #      beat that left C a cycle ago (hit2): those two are not in the LUT-RAM yet
-            #      when A reads it; word registered into pw_word;
-            #   C (pw_*): pool[pw_channel] <= pw_word (only in conv layers: a dense layer's
-            #      channel, its index's low bits, may lie beyond max_channels), and the word
-            #      goes to the write register.
-            pool = memory.Memory(shape=unsigned(T), depth=c.max_channels, init=[],
-                                 attrs={"ram_style": "distributed"})
-            m.submodules.pool = pool
-            pool_rd = pool.read_port(domain="comb")
-            pool_wr = pool.write_port()
-            ob_channel = Signal.like(o.payload.channel)
-            ob_keep = Signal()              # word = spikes: the window's first position, dense
-            ob_conv = Signal()              # a conv layer's beat (it updates pool)
-            m.d.sync += [ob_channel.eq(o.payload.channel),
-                         ob_keep.eq(o.payload.pool_first | ~layer_conv),
-                         ob_conv.eq(s_runh & o.valid & layer_conv)]
-
-            def stage(name, like):
-                return Signal.like(like, name=name)
-            pb_write, pb_index, pb_fits, pb_parity, pb_spikes, pb_keep, pb_conv, pb_channel = (
-                stage(f"pb_{n}", v) for n, v in (
-                    ("write", ob_write), ("index", ob_index), ("fits", ob_fits),
-                    ("parity", ob_parity), ("spikes", ob_spikes), ("keep", ob_keep),
-                    ("conv", ob_conv), ("channel", ob_channel)))
-            pw_write, pw_index, pw_fits, pw_parity, pw_conv, pw_channel = (
-                stage(f"pw_{n}", v) for n, v in (
-                    ("write", ob_write), ("index", ob_index), ("fits", ob_fits),
-                    ("parity", ob_parity), ("conv", ob_conv), ("channel", ob_channel)))
-            pw_word = Signal.like(ob_spikes, name="pw_word", reset_less=True)
-            pw2_word = Signal.like(ob_spikes, name="pw2_word", reset_less=True)
-            q = Signal.like(ob_spikes, name="pool_q", reset_less=True)
-            hit1, hit2 = Signal(name="pool_hit1"), Signal(name="pool_hit2")
-            m.d.comb += pool_rd.addr.eq(ob_channel)
-            m.d.sync += [q.eq(pool_rd.data),
-                         hit1.eq(pb_conv & (pb_channel == ob_channel)),
-                         hit2.eq(pw_conv & (pw_channel == ob_channel)),
-                         pb_write.eq(ob_write), pb_index.eq(ob_index), pb_fits.eq(ob_fits),
-                         pb_parity.eq(ob_parity), pb_spikes.eq(ob_spikes), pb_keep.eq(ob_keep),
-                         pb_conv.eq(ob_conv), pb_channel.eq(ob_channel)]
-            running = Mux(hit1, pw_word, Mux(hit2, pw2_word, q))
-            word = Mux(pb_keep | (running < pb_spikes), pb_spikes, running)
-            m.d.sync += [pw_write.eq(pb_write), pw_index.eq(pb_index), pw_fits.eq(pb_fits),
-                         pw_parity.eq(pb_parity), pw_conv.eq(pb_conv),
-                         pw_channel.eq(pb_channel), pw_word.eq(word), pw2_word.eq(pw_word)]
-            m.d.comb += [pool_wr.addr.eq(pw_channel), pool_wr.data.eq(pw_word),
-                         pool_wr.en.eq(pw_conv)]
-            w_write, index, w_fits, w_parity, w_word = (pw_write, pw_index, pw_fits, pw_parity,
-                                                        pw_word)
-        else:
-            w_write, index, w_fits, w_parity, w_word = (ob_write, ob_index, ob_fits, ob_parity,
-                                                        ob_spikes)
-        out_lane = index[:LR] if LR else Const(0, 1)
-        h_addr = Signal(abits + 1)
-        # a data register: every layer writes its entries from lane 0 up (lanes above a word are
-        # zeroed), so it needs no reset, and a reset on it would join the core reset into the
-        # LSR of its lane clears (the top's critical path, 222-238 MHz)
-        h_data = Signal(R * T, reset_less=True)
-        h_en = Signal()
-        hidden_write = w_write & w_fits
-        m.d.sync += [h_addr.eq(Cat((index >> LR)[:abits], w_parity)), h_en.eq(hidden_write)]
-        # a whole entry: lanes below this word hold the entry's earlier words (index order),
-        # lanes above are zeroed (a later word of the entry overwrites them; after the layer's
-        # last word they stay zero)
-        for lane in range(R):
-            above = (out_lane < lane) if lane else Const(0, 1)
-            with m.If(hidden_write & above):
-                m.d.sync += h_data[lane * T:lane * T + T].eq(0)
-            with m.Elif(hidden_write & (out_lane == lane)):
-                m.d.sync += h_data[lane * T:lane * T + T].eq(w_word)
-        m.d.comb += [hid_wr.addr.eq(h_addr), hid_wr.data.eq(h_data), hid_wr.en.eq(h_en)]
+        # --- hidden layer outputs -> hidden buffer layer mod 2, max-pooled in conv layers
+        # (hw/hidden_writer.py)
+        m.submodules.hidden_writer = hidden = HiddenWriter.from_config(
+            c, index_bits=len(o.payload.index))
+        wiring.connect(m, hidden.mem, hid_wr)
+        m.d.comb += [hidden.valid.eq(s_runh & o.valid), hidden.parity.eq(layer[0]),
+                     hidden.conv.eq(layer_conv)]
+        for name in ("index", "channel", "pool_first", "spikes"):
+            m.d.comb += getattr(hidden.beat, name).eq(getattr(o.payload, name))
 
         # --- activation reads for the engine ---------------------------------------------------
         m.d.comb += [
