@@ -12,12 +12,15 @@ import pytest
 
 from spikepack.config import WORD_BITS, ConfigError, HardwareConfig
 from spikepack.sim import golden
-from spikepack.sim.configspace import (FIELD_RANGES, column_words_needed, random_config,
-                                       weight_words_needed)
+from spikepack.config import DESCRIPTOR_LANES
+from spikepack.firmware.layout import DESCRIPTOR_FIELDS
+from spikepack.sim.configspace import (CONV_LIMITS, FIELD_RANGES, column_words_needed,
+                                       random_config, weight_words_needed)
 
 SEED = random.SystemRandom().getrandbits(32)
 DRAWS = 3000
-FULL = dict(fan_in_limit=1 << 16, neurons_limit=1 << 16, layers_limit=256, depth_limit=1 << 20)
+FULL = dict(fan_in_limit=1 << 16, neurons_limit=1 << 16, layers_limit=256, depth_limit=1 << 20,
+            channels_limit=1 << 12, map_side_limit=255, map_words_limit=1 << 20)
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +45,11 @@ def test_every_draw_is_valid(configs, seed):
 
 def test_every_range_end_is_hit(configs, seed):
     seen = {name: {getattr(c, name) for c in configs} for name in FIELD_RANGES}
+    # the conv limits over the conv configurations (a dense-only one keeps the defaults)
+    seen.update({name: {getattr(c, name) for c in configs if c.conv} for name in CONV_LIMITS})
+    assert {c.conv for c in configs} == {True, False}
     for name in ("rows", "cols", "timesteps", "weight_bits", "bias_bits", "threshold_bits",
-                 "max_fan_in", "max_neurons", "max_layers", "weight_depth"):
+                 "max_fan_in", "max_neurons", "max_layers", "weight_depth") + CONV_LIMITS:
         lo, hi = FIELD_RANGES[name]
         assert lo in seen[name] and hi in seen[name], (
             f"{name}: ends {lo} / {hi} not both drawn in {DRAWS} draws (seed {seed})")
@@ -68,7 +74,10 @@ def test_fixed_fields_and_limits(seed):
         assert c.rows <= 8 and c.cols <= 8 and c.timesteps <= 4
         assert c.max_fan_in <= 20 and c.max_neurons <= 10 and c.max_layers <= 3
         assert c.weight_depth <= 50
-        assert max(m.lanes for m in random_config(rng, lanes_limit=4).memories.values()) <= 4
+        assert max(m.lanes for m in random_config(rng, lanes_limit=6).memories.values()) <= 6
+        d = random_config(rng, conv=True, channels_limit=5, map_side_limit=7, map_words_limit=99)
+        assert d.conv and d.max_channels <= 5 and d.max_map_side <= 7 and d.max_map_words <= 99
+        assert not random_config(rng, conv=False).conv
         p = random_config(rng, pe_mode="packed", timesteps=7, bias_bits=17)
         assert (p.neuron, p.pe_mode, p.timesteps, p.bias_bits) == ("spikepack", "packed", 7, 17)
     with pytest.raises(ValueError, match="packed"):
@@ -77,6 +86,8 @@ def test_fixed_fields_and_limits(seed):
         random_config(rng, colums=4)
     with pytest.raises(ValueError, match="max_array"):
         random_config(rng, max_array=12)
+    with pytest.raises(ValueError, match="a descriptor is 6 lanes"):
+        random_config(rng, lanes_limit=5)
 
 
 def test_just_large_enough_holds_the_network(seed):
@@ -110,21 +121,31 @@ def _fits_signed(v, bits):
 
 def test_widths_agree_with_the_golden_calculator(configs, seed):
     """Over the whole space: the config's widths are the golden calculator's for its largest
-    layer; each one holds its extreme values and is the fewest bits that does (computed here
-    from the arithmetic of SPEC section 4, not from the calculator)."""
+    layer (the widest of the largest dense layer and, with conv, the largest conv patch as the
+    array sees it: C_in rounded up to R channels, max_kernel x max_kernel); each one holds its
+    extreme values and is the fewest bits that does (computed here from the arithmetic of SPEC
+    section 4, not from the calculator)."""
+    convs = 0
     for i, c in enumerate(configs):
         label = f"draw {i} (seed {seed}): {c}"
-        R = min(c.rows, c.max_fan_in)
         w = c.widths
-        assert w == golden.layer_widths(fan_in=c.max_fan_in, weight_bits=c.weight_bits,
-                                        T=c.timesteps, tau_shift=c.tau_shift,
-                                        bias_bits=c.bias_bits, threshold_bits=c.threshold_bits,
-                                        rows=R), label
+        common = dict(weight_bits=c.weight_bits, T=c.timesteps, tau_shift=c.tau_shift,
+                      bias_bits=c.bias_bits, threshold_bits=c.threshold_bits)
+        dense = golden.layer_widths(fan_in=c.max_fan_in, rows=min(c.rows, c.max_fan_in), **common)
+        N, R = c.max_fan_in, min(c.rows, c.max_fan_in)
+        if c.conv:
+            convs += 1
+            c_in = c.rows * math.ceil(c.max_channels / c.rows)
+            conv = golden.conv_layer_widths(in_channels=c_in, kernel=c.max_kernel, rows=c.rows,
+                                            **common)
+            dense = golden.Widths(**{f: max(getattr(dense, f), getattr(conv, f))
+                                     for f in dense.__dataclass_fields__})
+            N, R = max(N, c_in * c.max_kernel ** 2), min(c.rows, max(N, c_in * c.max_kernel ** 2))
+        assert w == dense, label
         w_lo, w_hi = -(1 << (c.weight_bits - 1)), (1 << (c.weight_bits - 1)) - 1
         b_lo, b_hi = -(1 << (c.bias_bits - 1)), (1 << (c.bias_bits - 1)) - 1
         tau = 1 << c.tau_shift
         P = sum(tau ** t for t in range(c.timesteps))        # the all-ones spike word
-        N = c.max_fan_in
         extremes = {
             "current": (R * w_lo, R * w_hi),
             "potential": (N * w_lo * P + b_lo, N * w_hi * P + b_hi),
@@ -137,6 +158,7 @@ def test_widths_agree_with_the_golden_calculator(configs, seed):
         top = ((1 << c.threshold_bits) - 1) * tau ** (c.timesteps - 1)
         assert top < (1 << w.decode) and (w.decode == 1 or top >= (1 << (w.decode - 1))), label
         assert max(w.potential, w.decode + 1, w.lif) <= golden.MAX_POTENTIAL_BITS, label
+    assert convs and convs < len(configs), "conv and dense-only configurations both drawn"
 
 
 def test_memory_map_over_the_space(configs, seed):
@@ -145,9 +167,16 @@ def test_memory_map_over_the_space(configs, seed):
         mem = c.memories
         g = c.rows_per_word
         assert c.rows % g == 0 and c.words_per_tile * g == c.rows, label
-        bits = {"descriptor": 4 * WORD_BITS, "weight": g * c.cols * c.weight_bits,
+        # a descriptor is DESCRIPTOR_LANES lanes in every configuration (docs/bitstream.md):
+        # the fields' extent, conv fields included, zero in a dense layer's descriptor
+        descriptor_bits = max(o + n for o, n in DESCRIPTOR_FIELDS.values())
+        assert mem["descriptor"].lanes == DESCRIPTOR_LANES, label
+        bits = {"descriptor": descriptor_bits, "weight": g * c.cols * c.weight_bits,
                 "bias": c.cols * c.bias_bits, "threshold": c.cols * c.threshold_bits}
-        tiles = c.max_layers * math.ceil(c.max_neurons / c.cols)
+        # column tiles: the widest layer, a dense one of max_neurons or a conv one of
+        # max_channels output channels
+        widest = max(c.max_neurons, c.max_channels if c.conv else 0)
+        tiles = c.max_layers * math.ceil(widest / c.cols)
         depths = {"descriptor": c.max_layers, "weight": c.weight_depth, "bias": tiles,
                   "threshold": tiles}
         for name, spec in mem.items():
@@ -162,8 +191,8 @@ def test_memory_map_over_the_space(configs, seed):
             c.write_addr_bits == 1, label
         assert c.max_layers < (1 << c.layer_count_bits) and \
             c.max_layers >= (1 << (c.layer_count_bits - 1)), label
-        # a network of max_layers layers of max_neurons outputs fills the column memories
-        sizes = [c.max_fan_in] + [c.max_neurons] * c.max_layers
+        # a network of max_layers layers of the widest outputs fills the column memories
+        sizes = [c.max_fan_in] + [widest] * c.max_layers
         assert column_words_needed(sizes, cols=c.cols) == tiles, label
 
 
@@ -174,6 +203,8 @@ def _doc_signature(fields: dict) -> int:
     def value(v):
         if isinstance(v, str):
             return '"' + v + '"'
+        if isinstance(v, bool):
+            return "true" if v else "false"
         assert isinstance(v, int) and not isinstance(v, bool)
         return str(v)
 

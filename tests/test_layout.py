@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spikepack.config import HardwareConfig
+from spikepack.config import DESCRIPTOR_LANES, HardwareConfig
 from spikepack.firmware.layout import (LayerDescriptor, LayoutError, lanes_to_words,
                                        layout_network, unpack_network)
 
@@ -66,9 +66,22 @@ def test_weight_bit_positions():
 
 
 def test_descriptor_lanes():
+    """A descriptor is DESCRIPTOR_LANES (6) lanes in every configuration (docs/bitstream.md):
+    a dense layer's lanes 4 and 5 and its lane 3 above the readout flag are zero."""
     d = LayerDescriptor(fan_in=64, neurons=10, weight_base=123, column_base=7, readout=True)
-    assert d.to_lanes() == [64 | (10 << 16), 123, 7, 1]
+    assert len(d.to_lanes()) == DESCRIPTOR_LANES == 6
+    assert d.to_lanes() == [64 | (10 << 16), 123, 7, 1, 0, 0]
     assert LayerDescriptor.from_lanes(d.to_lanes()) == d
+    # a conv descriptor, each field at its documented place (an independent reading)
+    c = LayerDescriptor(fan_in=72, neurons=5, weight_base=9, column_base=3, readout=False,
+                        conv=True, out_height=13, out_width=12, in_channels=3, in_height=28,
+                        in_width=27, kernel_h=3, kernel_w=5, stride_h=2, stride_w=3, pad_h=1,
+                        pad_w=4, pool_h=2, pool_w=7)
+    assert c.to_lanes() == [72 | (5 << 16), 9, 3, 2 | (13 << 8) | (12 << 16),
+                            3 | (28 << 16) | (27 << 24),
+                            3 | (5 << 4) | (2 << 8) | (3 << 10) | (1 << 12) | (4 << 15)
+                            | (2 << 18) | (7 << 21)]
+    assert LayerDescriptor.from_lanes(c.to_lanes()) == c
 
 
 @pytest.mark.parametrize("change,match", [

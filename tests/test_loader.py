@@ -258,9 +258,11 @@ def test_throughput_one_word_per_cycle():
 # the configuration of issue 12 whose every good stream was refused (LOAD_ERROR 6 or 8): most
 # of its constant header and table words have bit 0 set (its signature is odd), so the
 # expected-value decoder set bit 0 of the values taken from the stream (layer count, column
-# words, readout flag) as well
+# words, readout flag) as well. The signature covers the conv limits too: max_channels = 40
+# keeps it odd.
 ISSUE12 = dict(rows=8, cols=4, timesteps=7, tau_shift=3, weight_bits=4, bias_bits=17,
-               threshold_bits=8, max_fan_in=40, max_neurons=40, max_layers=4, weight_depth=384)
+               threshold_bits=8, max_fan_in=40, max_neurons=40, max_layers=4, weight_depth=384,
+               max_channels=40)
 
 
 @pytest.mark.parametrize("depth", [384, 316])

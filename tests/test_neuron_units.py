@@ -214,9 +214,17 @@ def test_parameter_checks():
 
 
 def test_ports_and_from_config():
+    # dense-only hardware: the largest neuron fan-in is max_fan_in (and rows = min(R, fan_in))
     config = HardwareConfig(rows=8, cols=4, timesteps=6, tau_shift=2, weight_bits=6,
-                            bias_bits=14, threshold_bits=12, max_fan_in=4)
+                            bias_bits=14, threshold_bits=12, max_fan_in=4, conv=False)
+    # conv hardware: the largest conv patch R * ceil(max_channels / R) * max_kernel**2 counts too
+    conv = HardwareConfig(rows=8, cols=4, timesteps=6, tau_shift=2, weight_bits=6,
+                          bias_bits=14, threshold_bits=12, max_fan_in=4, max_channels=9,
+                          max_kernel=3)
     for cls in (SpikePackNeuron, LIFNeuron):
+        unit = cls.from_config(conv)
+        assert (unit.fan_in, unit.rows) == (8 * 2 * 9, 8)
+        assert unit.widths == conv.widths
         unit = cls.from_config(config)
         Fragment.get(unit, None)        # it elaborates (and so is used)
         assert (unit.timesteps, unit.tau_shift, unit.fan_in, unit.rows) == (6, 2, 4, 4)

@@ -15,7 +15,7 @@ import numpy as np
 from amaranth import ClockDomain, Elaboratable, Module
 from amaranth.sim import Simulator
 
-from spikepack.config import HardwareConfig
+from spikepack.config import DESCRIPTOR_LANES, HardwareConfig
 from spikepack.firmware import bitstream as bs
 from spikepack.firmware.layout import NetworkImage, lanes_to_words, layout_network
 from spikepack.hw.loader_harness import LoaderWithMemories
@@ -140,7 +140,7 @@ def bad_streams(rng: np.random.Generator, good: list[int], config: HardwareConfi
         return with_crc(words) if fix_crc else words
 
     def descriptor_lane(layer, lane):
-        return spans["descriptor"][0] + 4 * layer + lane
+        return spans["descriptor"][0] + DESCRIPTOR_LANES * layer + lane
 
     layer_count = good[_FIELD["layer_count"]]
     kinds = BAD_KINDS
