@@ -42,8 +42,10 @@ from spikepack.firmware.bitstream_format import (BITSTREAM_MAGIC, FORMAT_VERSION
                                                  HEADER_WORDS, NEURON_CODES, PAYLOAD_OFFSET,
                                                  SECTION_ENTRY_WORDS, SECTION_NAMES, TABLE_WORDS,
                                                  ErrorCode, load_error_table)
-from spikepack.firmware.layout import (LayerDescriptor, LayoutError, NetworkImage,
-                                       layout_network, unpack_network, words_to_lanes)
+from spikepack.firmware.layout import (LayerDescriptor, LayerOutput, LayoutError, NetworkImage,
+                                       descriptor_faults, hardware_layers, layout_network,
+                                       model_layers, storage_words, unpack_network,
+                                       words_to_lanes)
 
 __all__ = [
     "BITSTREAM_MAGIC", "FORMAT_VERSION", "HEADER_FIELDS", "HEADER_WORDS", "SECTION_NAMES",
@@ -168,8 +170,9 @@ def _check_config(config) -> HardwareConfig:
 
 
 def pack_network(layers: Sequence, config: HardwareConfig) -> bytes:
-    """Pack ``layers`` (``(weights, bias, threshold or None)`` tuples, the last the readout) for
-    ``config``. Raises :class:`LayerTooLarge` if ``layout_network`` refuses the network."""
+    """Pack ``layers`` (``layout.HardwareLayer`` or dense ``(weights, bias, threshold or None)``
+    tuples, the last the readout) for ``config``. Raises :class:`LayerTooLarge` if
+    ``layout_network`` refuses the network."""
     config = _check_config(config)
     try:
         image = layout_network(layers, config)
@@ -217,7 +220,11 @@ def pack(model, config: HardwareConfig) -> bytes:
             raise ModelMismatch(f"the model has {name} = {mine!r} but the hardware was generated "
                                 f"with {hw_name} = {theirs!r}; convert the model for this "
                                 f"hardware or generate hardware for the model")
-    return pack_network(model.as_layer_tuples(), config)
+    try:
+        layers = model.hardware_layers(config.rows)
+    except LayoutError as e:
+        raise LayerTooLarge(f"the network does not fit this hardware: {e}", code=None) from None
+    return pack_network(layers, config)
 
 
 # --- the stream phase (what the hardware loader checks, in its order) ---------------------------
@@ -265,7 +272,8 @@ class _Scanner:
         self.payload: list[int] = []
         self.crc = 0
         self.index = 0
-        self.prev_neurons = 0
+        self.desc_lanes: list[int] = []
+        self.previous: LayerOutput | None = None     # the last descriptor's output
         self._crc_index: int | None = None
         # the hardware's values, computed once (HardwareConfig derives them on every access)
         self.signature = config.signature if config is not None else None
@@ -357,6 +365,11 @@ class _Scanner:
                 raise BadMagic(f"not a SpikePack bitstream: word 0 is 0x{w:08x}, the magic is "
                                f"0x{BITSTREAM_MAGIC:08x} (b'SPKB')", word=i)
         elif name == "version":
+            if w == 1:
+                raise UnknownVersion(f"bitstream format version 1 (dense layers, 4-lane "
+                                     f"descriptors) is no longer loaded; this reader and the "
+                                     f"loader understand version {FORMAT_VERSION}: repack the "
+                                     f"model", word=i)
             if w != FORMAT_VERSION:
                 raise UnknownVersion(f"unknown bitstream format version {w}; this reader and the "
                                      f"loader understand version {FORMAT_VERSION}", word=i)
@@ -436,23 +449,10 @@ class _Scanner:
             return
         layer, lane = divmod(i - s.offset, _DESCRIPTOR_LANES)
         where = f"layer {layer}'s descriptor"
-        c = self.config
         if lane == 0:
-            n, m = w & 0xFFFF, w >> 16
-            if n == 0 or m == 0:
-                raise BadDescriptor(f"{where} has fan-in {n} and {m} neurons; both must be at "
-                                    f"least 1", word=i)
-            if layer > 0 and n != self.prev_neurons:
-                raise BadDescriptor(f"{where} has fan-in {n}, but layer {layer - 1} has "
-                                    f"{self.prev_neurons} neurons", word=i)
-            if c is not None and n > c.max_fan_in:
-                raise LayerTooLarge(f"layer {layer} has fan-in {n}; the hardware's max_fan_in is "
-                                    f"{c.max_fan_in}", word=i)
-            if c is not None and m > c.max_neurons:
-                raise LayerTooLarge(f"layer {layer} has {m} neurons; the hardware's max_neurons "
-                                    f"is {c.max_neurons}", word=i)
-            self.prev_neurons = m
-        elif lane == 1:
+            self.desc_lanes = []
+        self.desc_lanes.append(w)
+        if lane == 1:
             if w >= self.sections[1].words:
                 raise BadDescriptor(f"{where} has weight base {w}, outside the weight section "
                                     f"({self.sections[1].words} words)", word=i)
@@ -460,14 +460,18 @@ class _Scanner:
             if w >= self.sections[2].words:
                 raise BadDescriptor(f"{where} has column base {w}, outside the bias section "
                                     f"({self.sections[2].words} words)", word=i)
-        elif lane == 3:
-            want = 1 if layer == self.header["layer_count"] - 1 else 0
-            if w != want:
-                raise BadDescriptor(f"{where} has flags 0x{w:x}; expected {want} (bit 0 = "
-                                    f"readout, set on the last layer only)", word=i)
-        elif w:
-            raise BadDescriptor(f"{where} has conv geometry 0x{w:x} in lane {lane}; this "
-                                f"version runs dense layers only", word=i)
+        else:
+            rows = self.config.rows if self.config is not None else self.header["rows"]
+            bad, large = descriptor_faults(self.desc_lanes, lane, rows=rows, config=self.config,
+                                           index=layer,
+                                           last=layer == self.header["layer_count"] - 1,
+                                           previous=self.previous)
+            if bad:
+                raise BadDescriptor(bad[0], word=i)
+            if large:
+                raise LayerTooLarge(large[0], word=i)
+            if lane == _DESCRIPTOR_LANES - 1:
+                self.previous = LayerOutput.of(LayerDescriptor.from_lanes(self.desc_lanes), rows)
 
 
 def _truncated(scanner: _Scanner, nbytes: int) -> Truncated:
@@ -586,23 +590,36 @@ def ignored_stream_bits(data: bytes, config: HardwareConfig) -> list[int]:
 
 
 def _geometry(stream: ParsedStream, descriptors) -> HardwareConfig:
-    """A configuration that describes the stream's memory geometry (when no config is given)."""
+    """A configuration that describes the stream's memory geometry (when no config is given),
+    its limits just large enough for the network."""
     h = stream.header
+    R = h["rows"]
+    dense = [d for d in descriptors if not d.conv]
+    convs = [d for d in descriptors if d.conv]
+    maps = [shape for d in convs for shape in ((d.in_channels, d.in_height, d.in_width),
+                                               (d.neurons, d.out_height, d.out_width))]
     try:
         return HardwareConfig(
-            rows=h["rows"], cols=h["cols"], timesteps=h["timesteps"], tau_shift=h["tau_shift"],
+            rows=R, cols=h["cols"], timesteps=h["timesteps"], tau_shift=h["tau_shift"],
             weight_bits=h["weight_bits"], bias_bits=h["bias_bits"],
             threshold_bits=h["threshold_bits"], neuron=stream.neuron, pe_mode="serial",
-            max_fan_in=max(d.fan_in for d in descriptors),
-            max_neurons=max(max(d.neurons for d in descriptors), 1),
+            max_fan_in=max((d.fan_in for d in dense), default=1),
+            max_neurons=max((d.neurons for d in dense), default=1),
             max_layers=len(descriptors), weight_depth=stream.sections[1].words,
-            weight_rows_per_word=h["rows_per_word"])
+            weight_rows_per_word=h["rows_per_word"], conv=bool(convs),
+            max_channels=max((c for shape in maps for c in shape[:1]), default=1),
+            max_map_side=max((v for shape in maps for v in shape[1:]), default=1),
+            max_map_words=max((storage_words(shape, R) for shape in maps), default=1),
+            max_kernel=max((max(d.kernel_h, d.kernel_w) for d in convs), default=1))
     except ConfigError as e:
         raise LayerTooLarge(f"no hardware configuration can hold this network: {e}",
                             code=None) from None
 
 
-def _decode_layers(stream: ParsedStream) -> list:
+def _decode_layers(stream: ParsedStream):
+    """The model of a stream that passed the stream phase: ``(input_shape, layers)`` (model
+    layer objects), after checking that the payload is its layout in every used bit."""
+    from spikepack.firmware.model import ConvLayer, Layer, MaxPoolLayer
     images = stream.images
     descriptors = tuple(LayerDescriptor.from_lanes([int(v) for v in row])
                         for row in images["descriptor"])
@@ -627,13 +644,24 @@ def _decode_layers(stream: ParsedStream) -> list:
         raise BadPayload(f"the layers' descriptors need {need_weights} weight and {need_columns} "
                          f"bias words, but the sections have {weight_words} and {bias_words}")
     image = NetworkImage(len(descriptors), descriptors, dict(images))
-    layers = unpack_network(image, config)
-    for i, (_, _, t) in enumerate(layers):
+    unpacked = unpack_network(image, config)
+    for i, layer in enumerate(unpacked):
+        t = layer.threshold
         if t is not None and t.size and int(t.min()) < 1:
             raise BadPayload(f"layer {i} has a threshold of {int(t.min())}; thresholds are at "
                              f"least 1")
+    input_shape, specs = model_layers(unpacked, R)
+    layers = []
+    for spec in specs:
+        if spec[0] == "dense":
+            layers.append(Layer(weights=spec[1], bias=spec[2], threshold=spec[3]))
+        elif spec[0] == "conv":
+            layers.append(ConvLayer(weights=spec[1], bias=spec[2], threshold=spec[3],
+                                    stride=spec[4], padding=spec[5]))
+        else:
+            layers.append(MaxPoolLayer(window=spec[1]))
     try:
-        canonical = layout_network(layers, config)
+        canonical = layout_network(hardware_layers(layers, input_shape, R), config)
     except LayoutError as e:
         raise LayerTooLarge(f"the network does not fit this hardware: {e}", code=None) from None
     ignored = ignored_bits(canonical.descriptors, config)
@@ -648,9 +676,9 @@ def _decode_layers(stream: ParsedStream) -> list:
             raise BadPayload(f"the {name} section is not the layout of the network it describes: "
                              f"word {word} lane {lane} holds 0x{int(theirs[word, lane]):08x}, the "
                              f"layout gives 0x{int(ours[word, lane]):08x} in the bits the "
-                             f"hardware uses (a weight of an input beyond N set, or "
-                             f"inconsistent descriptor bases)")
-    return layers
+                             f"hardware uses (a weight of an input beyond N or of a padding "
+                             f"channel set, or inconsistent descriptor bases)")
+    return input_shape, layers
 
 
 def parse(data: bytes, config: HardwareConfig | None = None):
@@ -658,12 +686,14 @@ def parse(data: bytes, config: HardwareConfig | None = None):
 
     With ``config``, also check that it was packed for that hardware (signature, header fields)
     and that the network fits it. Raises a :class:`BitstreamError` subclass naming the fault.
-    The bitstream carries no input encoding and no metadata: the model has neither."""
-    from spikepack.firmware.model import Layer, SpikePackModel
+    The bitstream carries no input encoding and no metadata: the model has neither. A conv
+    network comes back as its model layers (conv, max pooling, dense), its input shape that of
+    layer 0's input map."""
+    from spikepack.firmware.model import SpikePackModel
     stream = parse_stream(data, config)
-    layers = _decode_layers(stream)
+    input_shape, layers = _decode_layers(stream)
     h = stream.header
     return SpikePackModel(
         timesteps=h["timesteps"], tau_shift=h["tau_shift"], weight_bits=h["weight_bits"],
-        layers=tuple(Layer(weights=w, bias=b, threshold=t) for w, b, t in layers),
-        neuron=stream.neuron)
+        layers=tuple(layers), neuron=stream.neuron,
+        input_shape=input_shape if len(input_shape) == 3 else None)

@@ -17,7 +17,9 @@ __all__ = ["BITSTREAM_MAGIC", "FORMAT_VERSION", "HEADER_FIELDS", "HEADER_WORDS",
 #: The bitstream's first word, ``b"SPKB"`` read as a little-endian word (not the ID register's
 #: "SPK1", ``spikepack.hw.registers.ID_MAGIC``).
 BITSTREAM_MAGIC = int.from_bytes(b"SPKB", "little")
-FORMAT_VERSION = 1
+#: Version 2: 6-lane layer descriptors with the conv fields (``docs/bitstream.md``). Version 1
+#: (4-lane descriptors, dense layers only) is refused (BAD_VERSION).
+FORMAT_VERSION = 2
 HEADER_FIELDS = ("magic", "version", "signature", "total_words", "timesteps", "tau_shift",
                  "weight_bits", "neuron", "layer_count", "rows", "cols", "rows_per_word",
                  "bias_bits", "threshold_bits", "section_count")
@@ -56,7 +58,8 @@ class ErrorCode(enum.IntEnum):
 _ERROR_MEANINGS = {
     ErrorCode.NONE: "the last stream loaded and was committed",
     ErrorCode.BAD_MAGIC: "word 0 is not the magic \"SPKB\" (0x424B5053)",
-    ErrorCode.BAD_VERSION: "the format version (word 1) is not 1",
+    ErrorCode.BAD_VERSION: "the format version (word 1) is not 2 (version 1, dense layers with "
+                           "4-lane descriptors, is no longer loaded: repack the model)",
     ErrorCode.BAD_SIGNATURE: "the signature (word 2) is not this hardware's: packed for another "
                              "configuration",
     ErrorCode.BAD_HEADER: "T, tau_shift, weight_bits, neuron kind, rows, cols, rows_per_word, "
@@ -67,12 +70,16 @@ _ERROR_MEANINGS = {
                           "not the layer count, empty weight or bias section, threshold words "
                           "not the bias words, total_words not the table's sum",
     ErrorCode.TOO_LARGE: "the network does not fit: more layers than max_layers, a weight or "
-                         "bias section deeper than its memory, a fan-in above max_fan_in or a "
-                         "neuron count above max_neurons",
-    ErrorCode.BAD_DESCRIPTOR: "a layer descriptor is malformed: fan-in or neurons 0, a fan-in "
-                              "that is not the previous layer's neurons, a weight or column "
-                              "base outside its section, flags not 1 on the last layer and 0 "
-                              "elsewhere",
+                         "bias section deeper than its memory, a dense layer's fan-in above "
+                         "max_fan_in or neurons above max_neurons, a conv layer's channels "
+                         "above max_channels, map side above max_map_side, kernel above "
+                         "max_kernel or stored map above max_map_words",
+    ErrorCode.BAD_DESCRIPTOR: "a layer descriptor is malformed: fan-in or neurons 0, a weight or "
+                              "column base outside its section, wrong flags (readout on the "
+                              "last layer only; conv on a hidden layer of conv hardware), an "
+                              "input that is not the previous layer's output, conv fields in a "
+                              "dense layer, or conv geometry out of range or inconsistent "
+                              "(docs/bitstream.md)",
     ErrorCode.CRC_MISMATCH: "the final word is not the CRC-32 of the words before it",
     ErrorCode.TRUNCATED: "TLAST (end of data) came before the CRC word",
     ErrorCode.EXTRA_WORDS: "the CRC word matched but TLAST was not on it (words follow it)",

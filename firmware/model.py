@@ -565,14 +565,23 @@ class SpikePackModel:
                 "layers": len(self.layers)}
 
     def as_layer_tuples(self) -> list[tuple]:
-        """``[(weights, bias, threshold or None), ...]``: what ``layout_network`` takes. Only for
-        dense models (today's hardware runs dense layers only): :class:`LayerKindError`
-        otherwise."""
+        """``[(weights, bias, threshold or None), ...]`` of a dense model: what ``layout_network``
+        and ``golden.run_network`` take. A model with conv layers has no such form (its
+        hardware layout depends on the array): :class:`LayerKindError`, use
+        :meth:`hardware_layers`."""
         for i, layer in enumerate(self.layers):
             if layer.kind != "dense":
-                raise LayerKindError(f"this hardware version runs dense layers only; layer {i} "
-                                     f"is a {layer.kind} layer")
+                raise LayerKindError(f"layer {i} is a {layer.kind} layer: a conv model has no "
+                                     f"dense layer tuples; use hardware_layers(rows)")
         return [(layer.weights, layer.bias, layer.threshold) for layer in self.layers]
+
+    def hardware_layers(self, rows: int) -> list:
+        """The hardware layers on an array of ``rows`` rows
+        (:func:`spikepack.firmware.layout.hardware_layers`): a conv layer with the max pooling
+        after it is one layer laid out in patch order, a dense layer after a map reads it as
+        stored (the flatten permutation in its weights); what ``layout_network`` takes."""
+        from spikepack.firmware.layout import hardware_layers
+        return hardware_layers(self.layers, self.input_shape, rows)
 
     def as_golden_layers(self) -> list:
         """The layers as :func:`spikepack.sim.golden.run_network` takes them."""

@@ -1,5 +1,6 @@
 """``spikepack pack MODEL (--manifest DIR/manifest.json | --config FILE.toml) -o OUT.bin``:
-pack a model file into a weight bitstream for one generated accelerator.
+pack a model file (dense or conv layers) into a weight bitstream for one generated accelerator
+(``docs/bitstream.md``; a conv layer needs hardware generated with ``conv = true``).
 
 A bad model, manifest or configuration, or a model that does not fit the hardware, is reported
 in one line with exit status 2 (by :func:`spikepack.cli.main`); the bitstream is written under a
@@ -51,6 +52,10 @@ def main(args) -> int:
         raise CommandError(f"cannot write {os_error_reason(e)}") from None
     stream = parse_stream(data, config)
     shape = "-".join(str(n) for n in model.widths)
+    hardware = stream.header["layer_count"]
+    merged = (f" in {hardware} hardware layers (a conv layer with its max pooling is one)"
+              if hardware != len(model.layers) else "")
     print(f"wrote {out}: {len(data)} bytes ({len(data) // 4} words), {len(model.layers)} layers "
-          f"({shape}), hardware signature 0x{config.signature:08x}, CRC-32 0x{stream.crc:08x}")
+          f"({shape}){merged}, hardware signature 0x{config.signature:08x}, CRC-32 "
+          f"0x{stream.crc:08x}")
     return 0

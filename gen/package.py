@@ -619,9 +619,9 @@ def c_header(manifest: dict, *, prefix: str) -> str:
         "/* configuration (manifest config and derived values) */",
     ]
     for key, value in cfg.items():
-        if isinstance(value, bool) or not isinstance(value, int):
+        if not isinstance(value, int):            # a bool (conv) is 0 or 1
             continue
-        lines.append(f"#define {P}_CFG_{_c_ident(key)} {value}u")
+        lines.append(f"#define {P}_CFG_{_c_ident(key)} {int(value)}u")
     for key, value in d.items():
         lines.append(f"#define {P}_CFG_{_c_ident(key)} {value}u")
     lines.append(f"#define {P}_CFG_POTENTIAL_BITS {_potential_bits(manifest)}u")

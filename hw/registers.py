@@ -40,8 +40,9 @@ __all__ = ["ID_MAGIC", "VERSION", "ADDR_BITS", "Field", "Register", "REGISTERS",
 
 #: ID register value, ASCII "SPK1" (not the bitstream's magic word, "SPKB").
 ID_MAGIC = 0x53504B31
-#: VERSION register: major in bits 31:16, minor in bits 15:0.
-VERSION = (1, 0)
+#: VERSION register: major in bits 31:16, minor in bits 15:0. 1.1 added CONV and MAX_MAP_WORDS
+#: (the convolution limits a driver checks a conv network against).
+VERSION = (1, 1)
 #: AXI4-Lite byte address width.
 ADDR_BITS = 8
 
@@ -204,6 +205,22 @@ REGISTERS: tuple[Register, ...] = (
               lambda c: c.input_words_per_beat),
         Field("out_bits", 8, 8, "const", "OUT_BITS, m_axis_out_tdata width",
               lambda c: c.out_bits))),
+    Register("CONV", 0x34, "RO", "Convolution hardware and its limits (docs/config.md): a conv "
+             "layer's channels, input map side and kernel must not exceed them (the loader "
+             "refuses the bitstream otherwise, LOAD_ERROR 7 or 8). Without conv the limits mean "
+             "nothing and a conv layer is refused.", (
+                 Field("conv", 0, 1, "const", "1: conv layers and max pooling are built",
+                       lambda c: int(c.conv)),
+                 Field("max_kernel", 4, 4, "const", "largest kernel height or width",
+                       lambda c: c.max_kernel),
+                 Field("max_map_side", 8, 8, "const", "largest height or width of a conv "
+                       "layer's input map", lambda c: c.max_map_side),
+                 Field("max_channels", 16, 13, "const", "most input or output channels of a "
+                       "conv layer", lambda c: c.max_channels))),
+    Register("MAX_MAP_WORDS", 0x38, "RO", "Largest feature map in spike words as stored "
+             "(H x W x ceil(C / R) x R), a conv layer's input and its pooled output alike.",
+             _one("max_map_words", "config.max_map_words", "const",
+                  lambda c: c.max_map_words)),
     # --- control and status -------------------------------------------------------------------
     Register("CONTROL", 0x40, "RW", "Control.", (
         Field("run", 0, 1, "rw", "1: start an inference whenever an image is buffered and a "

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from spikepack import cli
 from spikepack.accelerator import MANIFEST_FORMAT, MANIFEST_VERSION, ManifestError, load_manifest
-from spikepack.config import HardwareConfig
+from spikepack.config import DESCRIPTOR_LANES, HardwareConfig
 from spikepack.firmware import bitstream as bs
 from spikepack.firmware.layout import layout_network
 from spikepack.firmware.model import Layer, SpikePackModel
@@ -84,7 +84,7 @@ def test_byte_layout_by_hand():
     n = len(data) // 4
     words = struct.unpack(f"<{n}I", data)
     assert data[:4] == b"SPKB"
-    assert words[1] == 1 and words[2] == config.signature and words[3] == n
+    assert words[1] == 2 and words[2] == config.signature and words[3] == n
     assert words[4:9] == (config.timesteps, config.tau_shift, config.weight_bits, 0, len(layers))
     assert words[9:15] == (config.rows, config.cols, config.rows_per_word, config.bias_bits,
                            config.threshold_bits, 4)
@@ -186,7 +186,7 @@ def test_directed_errors_with_messages():
     cases = [
         (b"PK\x03\x04" + data[4:], bs.BadMagic, E.BAD_MAGIC, 0,
          r"not a SpikePack bitstream: word 0 is 0x04034b50"),
-        (changed(data, 1, 7), bs.UnknownVersion, E.BAD_VERSION, 1, r"version 7.*version 1"),
+        (changed(data, 1, 7), bs.UnknownVersion, E.BAD_VERSION, 1, r"version 7.*version 2"),
         (bs.pack_network(random_layers(np.random.default_rng(1), other), other),
          bs.SignatureMismatch, E.BAD_SIGNATURE, 2,
          rf"packed for hardware signature 0x{other.signature:08x}.*0x{sig:08x}"),
@@ -206,7 +206,9 @@ def test_directed_errors_with_messages():
          r"4 layers; the hardware holds at most 3"),
         (changed(data, 15 + 4, 33), bs.LayerTooLarge, E.TOO_LARGE, 19,
          r"weight section has 33 words; the hardware's weight memory holds 32"),
-        (changed(data, 27, 13 | (1 << 16)), bs.LayerTooLarge, E.TOO_LARGE, 27,
+        # a dense layer's fan-in and neurons are checked with its flags (lane 3), where its
+        # kind is known
+        (changed(data, 27, 13 | (1 << 16)), bs.LayerTooLarge, E.TOO_LARGE, 30,
          r"layer 0 has fan-in 13; the hardware's max_fan_in is 12"),
         (changed(data, 27, 5), bs.BadDescriptor, E.BAD_DESCRIPTOR, 27,
          r"layer 0's descriptor has fan-in 5 and 0 neurons"),
@@ -221,6 +223,9 @@ def test_directed_errors_with_messages():
         (b"", bs.Truncated, E.TRUNCATED, 0, r"ends after 0 bytes"),
         (data + b"\0", bs.ExtraData, E.EXTRA_WORDS, n, r"1 bytes follow the CRC word"),
         (data + data, bs.ExtraData, E.EXTRA_WORDS, n, rf"{4 * n} bytes follow"),
+        (changed(data, 1, 1), bs.UnknownVersion, E.BAD_VERSION, 1,
+         r"format version 1 \(dense layers, 4-lane descriptors\) is no longer loaded.*"
+         r"version 2: repack the model"),
     ]
     for stream, cls, code, word, match in cases:
         error = expect_error(stream, config, cls, code, match=match)
@@ -257,7 +262,7 @@ def test_payload_faults_that_only_software_sees():
     expect_error(trial, cfg0, bs.BadPayload, None, match="not the layout")
     # descriptor weight bases out of order
     if len(layers0) > 1:
-        base_lane = bs.PAYLOAD_OFFSET + 4 + 1
+        base_lane = bs.PAYLOAD_OFFSET + DESCRIPTOR_LANES + 1
         trial = changed(data0, base_lane, 0)
         assert bs.loader_outcome(bs.words_of(trial), cfg0) == E.NONE
         expect_error(trial, cfg0, bs.BadPayload, None, match="not the layout|beyond the")
@@ -640,3 +645,73 @@ def test_the_documented_example_is_what_the_packer_writes():
                                      f"writes 0x{packed:08x} (listing: {[hex(w) for w in words]})"
     assert zlib.crc32(b"123456789") == 0xCBF43926          # the check value the doc gives
     assert bs.loader_outcome(words, config) == E.NONE
+
+
+def test_the_documented_conv_example_is_what_the_packer_writes():
+    """docs/bitstream.md's conv example, word for word: the patch order of the conv weights
+    (padding channel included), the conv descriptor's lanes and the readout's weights in the
+    flatten permutation; the stream parses back to the model."""
+    from pathlib import Path
+
+    from spikepack.firmware.model import ConvLayer, MaxPoolLayer
+    text = (Path(__file__).resolve().parent.parent / "docs" / "bitstream.md").read_text()
+    section = text.split("## Conv example", 1)[1].split("\n## ", 1)[0]
+    listing = [(int(i), int(w, 16)) for i, w in
+               re.findall(r"^\s*(\d+)\s+0x([0-9a-f]{8})\s", section, re.M)]
+    config = HardwareConfig(rows=2, cols=2, timesteps=2, tau_shift=1, weight_bits=4,
+                            bias_bits=8, threshold_bits=4, max_fan_in=8, max_neurons=4,
+                            max_layers=2, weight_depth=32, max_channels=4, max_map_side=8,
+                            max_map_words=80, max_kernel=3)
+    w = [[[[-7, -6], [-5, -4]], [[-3, -2], [-1, 0]], [[1, 2], [3, 4]]],
+         [[[5, 6], [7, -7]], [[-6, -5], [-4, -3]], [[-2, -1], [0, 1]]]]
+    model = SpikePackModel(timesteps=2, tau_shift=1, weight_bits=4, input_shape=(3, 4, 5),
+                           layers=(ConvLayer(weights=np.array(w), bias=np.array([3, -4]),
+                                             threshold=np.array([5, 9]), stride=(1, 2),
+                                             padding=(0, 1)),
+                                   MaxPoolLayer(window=(2, 1)),
+                                   Layer(weights=np.array([[1, 2, 3, -1, -2, -3]]),
+                                         bias=np.array([7]))))
+    words = bs.words_of(bs.pack(model, config))
+    assert [i for i, _ in listing] == list(range(66)) == list(range(len(words)))
+    for (i, documented), packed in zip(listing, words):
+        assert documented == packed, f"word {i}: the doc says 0x{documented:08x}, the packer " \
+                                     f"writes 0x{packed:08x} (listing: {[hex(w) for w in words]})"
+    # independent readings of the documented positions: descriptor 0's lanes, a patch column
+    assert words[27:33] == [16 | 2 << 16, 0, 0, 2 | 1 << 8 | 3 << 16, 3 | 4 << 16 | 5 << 24,
+                            2 | 2 << 4 | 1 << 8 | 2 << 10 | 0 << 12 | 1 << 15 | 2 << 18 | 1 << 21]
+    n = ((1 * 2 + 0) * 2 + 1) * 2 + 0            # ky 1, kx 0, c 2 = cg 1 * R + r 0
+    assert words[39 + n] == (w[0][2][1][0] & 0xF) | (w[1][2][1][0] & 0xF) << 4
+    assert bs.loader_outcome(words, config) == E.NONE
+    back = bs.parse(bs.bytes_of(words), config)
+    assert back.layers == model.layers and back.input_shape == (3, 4, 5)
+
+
+def test_cli_packs_a_conv_model(tmp_path, capsys):
+    """`spikepack pack` packs a conv model for conv hardware (what bitstream.pack writes) and
+    refuses it in one line, exit 2, for hardware without conv or too few channels."""
+    from spikepack.sim.benches.stimulus import conv_model, random_plan
+    rng = np.random.default_rng(7)
+    config = HardwareConfig()
+    model = conv_model(rng, config, random_plan(rng, config))
+    path = model.save(tmp_path / "conv.npz")
+
+    def toml(name, **change):
+        target = tmp_path / f"{name}.toml"
+        target.write_text("\n".join(f"{k} = {json.dumps(v)}"
+                                    for k, v in {**config.as_dict(), **change}.items()))
+        return str(target)
+
+    out = tmp_path / "conv.bin"
+    assert cli.main(["pack", str(path), "--config", toml("hw"), "-o", str(out)]) == 0
+    assert out.read_bytes() == bs.pack(model, config)
+    text = capsys.readouterr().out
+    hardware = bs.parse_stream(out.read_bytes(), config).header["layer_count"]
+    assert f"in {hardware} hardware layers" in text and bs.parse(out.read_bytes(), config)
+    for change, needle in (({"conv": False}, "this hardware has no convolution (conv = false)"),
+                           ({"max_channels": 1}, "max_channels is 1")):
+        bad = tmp_path / "bad.bin"
+        assert cli.main(["pack", str(path), "--config", toml("bad", **change), "-o",
+                         str(bad)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and needle in err and "Traceback" not in err, err
+        assert not bad.exists()

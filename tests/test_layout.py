@@ -33,7 +33,8 @@ def test_round_trip(rows, cols, T, bw, seed, sizes):
     layers = random_net(np.random.default_rng(seed), sizes, config)
     image = layout_network(layers, config)
     assert image.layer_count == len(layers)
-    for (w, b, t), (w2, b2, t2) in zip(layers, unpack_network(image, config)):
+    for (w, b, t), (w2, b2, t2, conv) in zip(layers, unpack_network(image, config)):
+        assert conv is None
         assert (w == w2).all() and (b == b2).all()
         assert (t is None) == (t2 is None)
         if t is not None:

@@ -113,7 +113,7 @@ def test_directed_codes():
 
     cases = [
         ([0x12345678] + good[1:], E.BAD_MAGIC),
-        (changed(field["version"], 2), E.BAD_VERSION),
+        (changed(field["version"], 1), E.BAD_VERSION),                  # version 1: refused
         (changed(field["signature"], config.signature ^ 1), E.BAD_SIGNATURE),
         (changed(field["timesteps"], config.timesteps + 1), E.BAD_HEADER),
         (changed(field["neuron"], 1), E.BAD_HEADER),

@@ -159,7 +159,7 @@ def test_layer_tuples_lay_out_on_the_default_hardware():
     model = random_model(7, widths=(64, 64, 32, 10))
     config = HardwareConfig()
     back = unpack_network(layout_network(model.as_layer_tuples(), config), config)
-    for (w, b, t), layer in zip(back, model.layers):
+    for (w, b, t, _), layer in zip(back, model.layers):
         np.testing.assert_array_equal(w, layer.weights)
         np.testing.assert_array_equal(b, layer.bias)
         assert (t is None) == (layer.threshold is None)
@@ -636,10 +636,11 @@ def test_save_is_atomic(tmp_path, monkeypatch):
 
 
 def test_pack_refuses_a_conv_model_in_one_line(tmp_path):
-    """Today's hardware runs dense layers only: `spikepack pack` says so, without a traceback."""
+    """Dense-only hardware (conv = false) runs no conv layer: `spikepack pack` says so, without
+    a traceback (conv hardware packs it: tests/test_layout_conv.py)."""
     import subprocess
     import sys
-    config = HardwareConfig()
+    config = HardwareConfig(conv=False)
     model = conv_model(4, T=config.timesteps, tau_shift=config.tau_shift,
                        weight_bits=config.weight_bits, neuron=config.neuron)
     path = model.save(tmp_path / "conv.npz")
@@ -649,7 +650,8 @@ def test_pack_refuses_a_conv_model_in_one_line(tmp_path):
                           str(toml), "-o", str(tmp_path / "out.bin")], capture_output=True, text=True)
     assert run.returncode != 0 and run.stdout == ""
     assert run.stderr.count("\n") == 1 and "Traceback" not in run.stderr
-    assert "this hardware version runs dense layers only; layer 0 is a conv layer" in run.stderr
+    assert "layer 0 is a conv layer, but this hardware has no convolution (conv = false)" \
+        in run.stderr
     assert not (tmp_path / "out.bin").exists()
 
 

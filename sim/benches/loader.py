@@ -205,7 +205,11 @@ def bad_streams(rng: np.random.Generator, good: list[int], config: HardwareConfi
             out.append(BadStream(f"descriptor {layer} field {which}", set_fields(changes),
                                  E.BAD_DESCRIPTOR))
         elif kind == "version":
-            words = set_fields({_FIELD["version"]: int(rng.integers(2, 1 << 32))})
+            # version 1 (the dense-only format) or any other but the current one
+            version = 1 if rng.random() < 0.3 else int(rng.integers(0, 1 << 32))
+            if version == bs.FORMAT_VERSION:
+                continue
+            words = set_fields({_FIELD["version"]: version})
             out.append(BadStream("version", words, E.BAD_VERSION))
         elif kind == "garbage":
             words = [int(v) for v in rng.integers(0, 1 << 32, size=int(rng.integers(1, 40)))]

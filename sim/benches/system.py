@@ -48,7 +48,7 @@ def expected_constants(c: HardwareConfig) -> dict[str, int]:
     mems = c.memories
     return {
         "ID": 0x53504B31,
-        "VERSION": 0x00010000,
+        "VERSION": 0x00010001,
         "SIGNATURE": c.signature,
         "ARRAY": (c.rows | c.cols << 8 | c.timesteps << 16 | c.tau_shift << 24
                   | (c.neuron == "lif") << 28 | (c.pe_mode == "packed") << 29),
@@ -65,6 +65,8 @@ def expected_constants(c: HardwareConfig) -> dict[str, int]:
         "GEOMETRY": (c.rows_per_word | mems["weight"].lanes << 8 | mems["bias"].lanes << 16
                      | mems["threshold"].lanes << 24),
         "STREAMS": (32 // c.timesteps) | (32 * math.ceil(c.widths.potential / 32)) << 8,
+        "CONV": int(c.conv) | c.max_kernel << 4 | c.max_map_side << 8 | c.max_channels << 16,
+        "MAX_MAP_WORDS": c.max_map_words,
     }
 
 
