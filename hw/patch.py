@@ -36,10 +36,9 @@ and a registered ``== 0`` flag per loop, the innermost first), and for S2 which 
 the next step (the lowest whose flag is clear) and which loops clear (those inside it; all of
 them when every flag is set: the sequence starts again), registered; S2 the terms (a carry
 chain each, no selection); S3 and S4 a registered adder tree (seven terms of the entry, four of
-each coordinate); S5 the entry and ``pad`` (four compares), registered; then a two-register
-skid buffer (:class:`spikepack.hw.stream.SkidBuffer`) whose registered ``i.ready`` is the stall
-of S1-S5, so ``o.ready`` only reaches the skid buffer's registers. (285 MHz alone on ECP5
-nextpnr, default configuration.)
+each coordinate); S5 the entry and the four compares of ``pad``, registered; then a two-register
+skid buffer (:class:`OutputBuffer`) whose registered ``i.ready`` is the stall of S1-S5, so
+``o.ready`` only reaches the buffer's registers, through one gate.
 
 Ports: ``start`` In(1) (a strobe: ``geometry`` is sampled in its cycle and the generator starts
 over, whatever it was doing), ``geometry`` In(:func:`geometry_layout`) (the descriptor's conv
@@ -54,9 +53,9 @@ the three multiply phases (:func:`phase_steps`: the bits of their widest multipl
 pooled sides in phase 0, H_out' <= max_map_side + 14 in phase 1, k_h in phase 2; 6 + 6 + 3
 for max_map_side 32): the geometry register, the CG/CT cycle, a load cycle per phase, the
 origin cycle, the loop counters' initial values, the priming of S1, the steps into S3, S4 and
-S5 and the skid buffer's output register. Then one tile per cycle for as long as ``o.ready``
-is high (the generator never runs dry: S1-S5 advance whenever the skid buffer has room); with ``o.ready``
-low the tile stays on ``o`` (a stream). Throughput: one tile per cycle.
+S5 and the output buffer's register. Then one tile per cycle for as long as ``o.ready`` is
+high (the generator never runs dry: S1-S5 advance whenever the buffer has room); with
+``o.ready`` low the tile stays on ``o`` (a stream). Throughput: one tile per cycle.
 """
 
 from __future__ import annotations
@@ -68,7 +67,6 @@ from amaranth.lib.wiring import In, Out
 from spikepack.config import HardwareConfig
 from spikepack.firmware.layout import DESCRIPTOR_FIELDS
 
-from .stream import SkidBuffer
 
 __all__ = ["PatchGenerator", "geometry_layout", "patch_sequence", "setup_latency", "LEVELS"]
 
@@ -138,6 +136,39 @@ def patch_sequence(*, rows: int, cols: int, in_channels: int, in_height: int, in
                                         yield None
 
 
+class OutputBuffer(wiring.Component):
+    """A two-register skid buffer whose output register is loaded whenever it may change:
+    the same stream behaviour as :class:`spikepack.hw.stream.SkidBuffer` (``i.ready`` a
+    flip-flop, ``o.valid`` and ``o.payload`` registers, one beat a cycle, latency 1), but the
+    output payload's clock enable is ``o.ready | ~o.valid`` (two inputs, whatever ``i`` does)
+    and the spare register's is ``~spare_valid`` (it copies ``i.payload`` whenever it is
+    empty), so a consumer's ``ready`` reaches the payload flip-flops through one gate and
+    ``i.valid`` none of their enables. (The patch generator's tiles, popped by the layer
+    engine's activation reads, and the engine's ``o``.)
+
+    Ports: ``i`` In(stream.Signature(shape)), ``o`` Out(stream.Signature(shape)).
+    Latency: 1 cycle from the ``i`` handshake to ``o.valid``. Throughput: one beat a cycle.
+    """
+
+    def __init__(self, shape):
+        self._shape = shape
+        super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
+
+    def elaborate(self, platform):
+        m = Module()
+        spare = Signal.like(self.i.payload)
+        spare_valid = Signal()
+        load = Signal()                     # the output register takes a value this cycle
+        m.d.comb += [self.i.ready.eq(~spare_valid), load.eq(self.o.ready | ~self.o.valid)]
+        with m.If(~spare_valid):
+            m.d.sync += spare.eq(self.i.payload)
+        with m.If(load):
+            m.d.sync += [self.o.payload.eq(Mux(spare_valid, spare, self.i.payload)),
+                         self.o.valid.eq(spare_valid | self.i.valid)]
+        m.d.sync += spare_valid.eq(~load & (spare_valid | self.i.valid))
+        return m
+
+
 class PatchGenerator(wiring.Component):
     """Pipelined patch address generator of ``config`` (see the module docstring)."""
 
@@ -191,6 +222,10 @@ class PatchGenerator(wiring.Component):
         k_h, k_w = Signal(Bk), Signal(Bk)
         H_p, W_p = Signal(Bs), Signal(Bs)
         C_out = Signal(chb)
+        # the start's clear of every stage is registered (its fan-out then starts at a
+        # flip-flop); the generator only runs again three setup phases later
+        restart = Signal()
+        m.d.sync += restart.eq(self.start)
         with m.If(self.start):
             m.d.sync += [
                 C_in.eq(g.in_channels[:chb]), H.eq(g.in_height[:Bs]), W.eq(g.in_width[:Bs]),
@@ -226,7 +261,7 @@ class PatchGenerator(wiring.Component):
         ]
         with m.If(ph_prime):
             m.d.sync += run.eq(1)
-        with m.If(self.start):
+        with m.If(restart):
             m.d.sync += [run.eq(0)] + [s.eq(0) for s in stepping]
 
         CG = Signal(range(cg_max + 1))
@@ -284,7 +319,7 @@ class PatchGenerator(wiring.Component):
             for i, name in enumerate(LEVELS):
                 m.d.sync += [top[i].eq(maxima[name]), top_zero[i].eq(maxima[name] == 0)]
 
-        stall = Signal()                    # S1-S3 hold (the skid buffer is full)
+        stall = Signal()                    # S1-S5 hold (the output buffer is full)
         adv = Signal()                      # S1-S3 move (run and not stalled)
         adv1 = Signal()                     # S1 moves (adv, or the priming step)
         m.d.comb += [adv.eq(run & ~stall), adv1.eq(adv | ph_prime)]
@@ -365,25 +400,28 @@ class PatchGenerator(wiring.Component):
         b0, b1 = stage([a0 + a1, a2 + a3], ab, "s4_a")
         xs, ys = stage([x0 + x1, y0 + y1], signed(ib), "s4_c")
         s5_addr = Signal(ab)
-        s5_pad = Signal()
+        s5_out = Signal(4)                  # the four ways out of the map, ORed into pad
         with m.If(adv):
             m.d.sync += [s5_addr.eq(b0 + b1),
-                         s5_pad.eq((ys < 0) | (ys >= H) | (xs < 0) | (xs >= W))]
+                         s5_out.eq(Cat(ys < 0, ys >= H, xs < 0, xs >= W))]
         # S3-S5 hold a tile once S2 has passed one on (three moves after the priming)
         filled = Signal(3)
         with m.If(adv):
             m.d.sync += filled.eq(Cat(1, filled[:-1]))
-        with m.If(self.start):
+        with m.If(restart):
             m.d.sync += filled.eq(0)
         s5_valid = filled[2]
 
-        # --- skid buffer: o, and the stall of S1-S5 from its registered ready ---------------
-        skid = ResetInserter(self.start)(SkidBuffer(self.o.payload.shape()))
+        # --- output buffer: o, and the stall of S1-S5 from its registered ready -------------
+        skid = ResetInserter(restart)(OutputBuffer(self.o.payload.shape()))
         m.submodules.skid = skid
         m.d.comb += [
             skid.i.valid.eq(s5_valid & run),
-            skid.i.payload.addr.eq(s5_addr), skid.i.payload.pad.eq(s5_pad),
+            skid.i.payload.addr.eq(s5_addr), skid.i.payload.pad.eq(s5_out.any()),
             stall.eq(s5_valid & ~skid.i.ready),
         ]
-        wiring.connect(m, skid.o, wiring.flipped(self.o))
+        # (the cycle after a start the output buffer still holds the previous layer's tiles; a
+        # pop then is overridden by its reset)
+        m.d.comb += [self.o.valid.eq(skid.o.valid & ~restart), self.o.payload.eq(skid.o.payload),
+                     skid.o.ready.eq(self.o.ready)]
         return m
