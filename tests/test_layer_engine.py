@@ -217,3 +217,42 @@ def test_conv_layers_match_golden_in_simulation(name):
             assert cycles == formula, f"seed {seed}: {case}: {cycles} cycles, formula {formula}"
         else:
             assert cycles >= formula, f"seed {seed}: {case}: {cycles} < bound {formula}"
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(pe_mode="packed"), dict(neuron="lif", rows=4),
+                                dict(max_map_side=255)])
+def test_conv_cycle_functions_are_the_docstring_formulas(kw):
+    """L_conv = S_conv + W*P + (Q*K - 1)*P + B + R + D_n + 3 + C_last with S_conv = 3 + Lm +
+    L_patch - 1, L_patch = 12 + the multiply phases' steps; the ideal and the utilisation of the
+    MNIST CNN's first layer (3x3, 1 -> 16, 28 x 28, pool 2: Q = 784) restated."""
+    from spikepack.hw.layer_engine import (conv_compute_bound, conv_expected_cycles,
+                                           conv_ideal_cycles, conv_setup_cycles,
+                                           conv_utilisation)
+    from spikepack.hw.patch import setup_latency
+    c = HardwareConfig(**kw)
+    R, C, T = c.rows, c.cols, c.timesteps
+    packed = c.pe_mode == "packed"
+    side_bits = c.max_map_side.bit_length()
+    L_patch = 12 + max(side_bits, 3) + max((c.max_map_side + 14).bit_length(), 3) + 3
+    assert setup_latency(c) == L_patch
+    assert conv_setup_cycles(c) == 3 + 2 + L_patch - 1
+    with pytest.raises(ValueError, match="conv = False"):
+        conv_setup_cycles(HardwareConfig(conv=False))
+    g = c.rows_per_word
+    P = max(1 if packed else T, R // g)
+    adv = [1 + (1 - q * (g - 1)) // P for q in range(R // g)]
+    W, B = max(adv), 1 if packed else T
+    for C_in, C_out, k, Q in ((1, 16, 3, 784), (16, 32, 3, 196), (5, 3, 5, 12)):
+        N = k * k * -(-C_in // R) * R
+        G, CT = N // R, -(-C_out // C)
+        want = (3 + 2 + L_patch - 1 + W * P + (Q * G * CT - 1) * P + B + R + (T + 3) + 3
+                + C_out - (CT - 1) * C)
+        assert conv_expected_cycles(c, N, C_out, Q) == want
+        assert conv_compute_bound(c, N) == (G * P > (max(C, T) if packed else C))
+        ideal = -(-C_in * k * k // R) * CT * Q * B
+        assert conv_ideal_cycles(c, C_in, (k, k), C_out, Q) == ideal
+        assert conv_utilisation(c, C_in, (k, k), C_out, Q, want) == pytest.approx(
+            C_out * C_in * k * k * Q * B / (R * C * want))
+    # the MNIST CNN's first layer on the default array: 9 row tiles of which 2 would do
+    d = HardwareConfig()
+    assert conv_ideal_cycles(d, 1, (3, 3), 16, 784) == 2 * 2 * 784 * 4

@@ -291,3 +291,36 @@ def test_conv_layers_random_configurations(index, tmp_path):
     config = _random_conv_config(rng)
     print(config)
     _run_conv_bench(config, _conv_cases(config, rng, 8), f"conv-random{index}", seed, tmp_path)
+
+
+@pytest.mark.parametrize("name", ["conv_4x4_T3_k2", "conv_packed_4x4_T5_k2"])
+def test_conv_layers_pause_exact(name, tmp_path):
+    """Conv layers with the smallest result buffer (4 slots) and backpressure: the controller
+    pauses before column tiles of many positions (weight words, tile bases and the patch
+    generator's tiles must hold across a pause); every beat still exact."""
+    config = CONV_CONFIGS[name]
+    seed = runner.bench_seed()
+    print(f"seed {seed} (SPIKEPACK_SEED={seed} reproduces the cases and the data)")
+    rng = random.Random(seed)
+    cases = [c for c in _conv_cases(config, rng, 8) if c.get("conv")]
+    R, C = config.rows, config.cols
+    for stall in (0.0, 0.5):
+        # few row tiles, many column tiles: output-bound, the buffer fills
+        cases.append({"conv": True, "C_in": R - 1 or 1, "C_out": 4 * C - 1, "H": 5, "W": 6,
+                      "kernel": (1, 1), "stride": (1, 1), "pad": (0, 0), "pool": (2, 2),
+                      "readout": False, "stall": stall})
+        cases.append({"conv": True, "C_in": R + 1, "C_out": 3 * C, "H": 6, "W": 5,
+                      "kernel": (3, 3), "stride": (2, 1), "pad": (1, 1), "pool": (1, 2),
+                      "readout": False, "stall": stall, "prefix": True})
+    built = _build(config, result_slots=4)
+    results = tmp_path / "results.json"
+    runner.run(built, "spikepack.sim.benches.layer", name=f"layer-paused-{name}",
+               args={"config": dataclasses.asdict(config), "cases": cases,
+                     "results": str(results)}, seed=seed)
+    from spikepack.hw.layer_engine import conv_expected_cycles
+    paused = 0
+    for r in json.loads(results.read_text()):
+        formula = conv_expected_cycles(config, r["N"], r["M"], r["positions"])
+        assert r["cycles"] >= formula, f"seed {seed}: {r}: faster than the bound {formula}"
+        paused += r["cycles"] > formula
+    assert paused, f"seed {seed}: no layer paused: the test no longer tests pauses"
