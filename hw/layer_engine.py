@@ -52,7 +52,7 @@ by column tile, row tile rt = (ky*K_w + kx)*CG_in + cg by row tile), so Q*K tile
 A conv layer's setup waits for the patch generator's first tile (its products take setup
 cycles), so its latency is the dense formula of the (C_out, N) layer with K -> Q*K tiles and
 the setup 3 + Lm -> S_conv = 3 + Lm + L_patch - 1 (L_patch =
-:func:`spikepack.hw.patch.setup_latency`; 27 cycles for the default configuration):
+:func:`spikepack.hw.patch.setup_latency`; 28 cycles for the default configuration):
 
     L_conv = S_conv + W*P + (Q*K - 1)*P + B + R + D_n + 3 + C_last
         (compute-bound as a dense layer: C < G*P, packed also T < G*P; :func:`conv_expected_cycles`)
@@ -440,7 +440,9 @@ class LayerEngine(wiring.Component):
             is_conv = Signal()              # the layer is a conv layer
             wait_patch = Signal()
             handshake = self.start.valid & self.start.ready
-            m.d.comb += patch.start.eq(handshake & self.start.payload.conv)
+            # (every descriptor starts the generator: a dense layer ignores it, and the
+            # handshake reaches the geometry registers' enables through no further gate)
+            m.d.comb += patch.start.eq(handshake)
             for name in geometry_layout().members:
                 m.d.comb += getattr(patch.geometry, name).eq(getattr(self.start.payload, name))
             with m.If(handshake):
@@ -521,7 +523,9 @@ class LayerEngine(wiring.Component):
         # what the period's end will decide, from registers that only change at period ends:
         # with P >= 2 they can be registered a cycle ahead, which keeps go's next value to a
         # few inputs
-        ahead_wrap = rt_zero & ct_zero      # the ahead tile is its position's last
+        # rt_zero & ct_zero, kept as a register: the ahead tile is its position's last (conv)
+        # or the layer's last tile (dense: with pos_zero always set)
+        ahead_wrap = Signal()
         next_valid = valid[0] & ~(ahead_wrap & pos_zero)
         fin_soon = Signal()                 # the next plane tile finishes a column tile
         any_soon = Signal()                 # a tile is in flight after the period's end
@@ -595,6 +599,9 @@ class LayerEngine(wiring.Component):
                     rt_left.eq(Mux(rt_zero, rt_max, rt_left - 1)),
                     rt_zero.eq(Mux(rt_zero, rt_max_zero, rt_left == 1)),
                 ]
+                rt_zero_next = Mux(rt_zero, rt_max_zero, rt_left == 1)
+                ct_zero_next = Mux(rt_zero, Mux(ct_zero, ct_max_zero, ct_left == 1), ct_zero)
+                m.d.sync += ahead_wrap.eq(rt_zero_next & ct_zero_next)
                 with m.If(rt_zero):
                     m.d.sync += [ct_left.eq(Mux(ct_zero, ct_max, ct_left - 1)),
                                  ct_zero.eq(Mux(ct_zero, ct_max_zero, ct_left == 1))]
@@ -609,6 +616,7 @@ class LayerEngine(wiring.Component):
                 valid.eq(~empty), lastrt.eq(rt_max_zero),
                 rt_left.eq(rt_max), rt_zero.eq(rt_max_zero),
                 ct_left.eq(ct_max), ct_zero.eq(ct_max_zero),
+                ahead_wrap.eq(rt_max_zero & ct_max_zero),
                 off.eq(0), off_first.eq(1), off_end.eq(P == 1),
                 act_rt.eq(0), act_left.eq(rt_max), act_zero.eq(rt_max_zero),
             ]

@@ -36,8 +36,8 @@ and a registered ``== 0`` flag per loop, the innermost first), and for S2 which 
 the next step (the lowest whose flag is clear) and which loops clear (those inside it; all of
 them when every flag is set: the sequence starts again), registered; S2 the terms (a carry
 chain each, no selection); S3 and S4 a registered adder tree (seven terms of the entry, four of
-each coordinate); S5 the entry and the four compares of ``pad``, registered; then a two-register
-skid buffer (:class:`OutputBuffer`) whose registered ``i.ready`` is the stall of S1-S5, so
+each coordinate); S5 the entry and the four compares of ``pad``, S6 their OR, registered; then a two-register
+skid buffer (:class:`OutputBuffer`) whose registered ``i.ready`` is the stall of S1-S6, so
 ``o.ready`` only reaches the buffer's registers, through one gate.
 
 Ports: ``start`` In(1) (a strobe: ``geometry`` is sampled in its cycle and the generator starts
@@ -48,13 +48,13 @@ Out: the computed output positions H_out' * W_out' = (H_p*k_h) * (W_p*k_w), and 
 Out: k_h*k_w, both valid from the first ``o.valid`` after ``start`` until the next ``start``.
 
 Latency and throughput. From a ``start`` in cycle t the first tile is valid on ``o`` in cycle
-t + :func:`setup_latency` (config) = t + 12 + S0 + S1 + S2, where S0, S1, S2 are the steps of
+t + :func:`setup_latency` (config) = t + 13 + S0 + S1 + S2, where S0, S1, S2 are the steps of
 the three multiply phases (:func:`phase_steps`: the bits of their widest multipliers, W and the
 pooled sides in phase 0, H_out' <= max_map_side + 14 in phase 1, k_h in phase 2; 6 + 6 + 3
 for max_map_side 32): the geometry register, the CG/CT cycle, a load cycle per phase, the
-origin cycle, the loop counters' initial values, the priming of S1, the steps into S3, S4 and
-S5 and the output buffer's register. Then one tile per cycle for as long as ``o.ready`` is
-high (the generator never runs dry: S1-S5 advance whenever the buffer has room); with
+origin cycle, the loop counters' initial values, the priming of S1, the steps into S3, S4, S5
+and S6 and the output buffer's register. Then one tile per cycle for as long as ``o.ready`` is
+high (the generator never runs dry: S1-S6 advance whenever the buffer has room); with
 ``o.ready`` low the tile stays on ``o`` (a stream). Throughput: one tile per cycle.
 """
 
@@ -104,9 +104,9 @@ def phase_steps(config: HardwareConfig) -> tuple[int, int, int]:
 
 
 def setup_latency(config: HardwareConfig) -> int:
-    """Cycles from ``start`` to the first tile on ``o``: 12 + S0 + S1 + S2 (module docstring,
+    """Cycles from ``start`` to the first tile on ``o``: 13 + S0 + S1 + S2 (module docstring,
     :func:`phase_steps`)."""
-    return 12 + sum(phase_steps(config))
+    return 13 + sum(phase_steps(config))
 
 
 def patch_sequence(*, rows: int, cols: int, in_channels: int, in_height: int, in_width: int,
@@ -311,39 +311,59 @@ class PatchGenerator(wiring.Component):
         }
         n_lv = len(LEVELS)
         left = [Signal(len(maxima[name]), name=f"left_{name}") for name in LEVELS]
-        zero = [Signal(name=f"zero_{name}") for name in LEVELS]
-        # the loop bounds as registers (set while the origin is formed), with their == 0 flags
+        zero = [Signal(name=f"zero_{name}") for name in LEVELS]     # left == 0
+        one = [Signal(name=f"one_{name}") for name in LEVELS]       # left == 1
+        # inner[i]: loops 0 .. i-1 are all at their last value (loop i moves at the next step);
+        # kept as registers (a prefix AND of the zero flags), so that no AND chain sits between
+        # the stall and the counters' enables
+        inner = [Signal(name=f"inner_{name}") for name in LEVELS] + [Signal(name="inner_all")]
+        # the loop bounds as registers (set while the origin is formed), with their == 0 and
+        # == 1 flags
         top = [Signal(len(maxima[name]), name=f"max_{name}") for name in LEVELS]
         top_zero = [Signal(name=f"max_{name}_zero") for name in LEVELS]
+        top_one = [Signal(name=f"max_{name}_one") for name in LEVELS]
         with m.If(ph_org):
             for i, name in enumerate(LEVELS):
-                m.d.sync += [top[i].eq(maxima[name]), top_zero[i].eq(maxima[name] == 0)]
+                m.d.sync += [top[i].eq(maxima[name]), top_zero[i].eq(maxima[name] == 0),
+                             top_one[i].eq(maxima[name] == 1)]
 
-        stall = Signal()                    # S1-S5 hold (the output buffer is full)
-        adv = Signal()                      # S1-S3 move (run and not stalled)
+        stall = Signal()                    # S1-S6 hold (the output buffer is full)
+        adv = Signal()                      # S1-S6 move (run and not stalled)
         adv1 = Signal()                     # S1 moves (adv, or the priming step)
-        m.d.comb += [adv.eq(run & ~stall), adv1.eq(adv | ph_prime)]
+        # (run1: run, from the priming step on; two gates of registers, not three)
+        run1 = Signal()
+        with m.If(ph_init):
+            m.d.sync += run1.eq(1)
+        with m.If(restart):
+            m.d.sync += run1.eq(0)
+        m.d.comb += [adv.eq(run & ~stall), adv1.eq(run1 & ~stall)]
 
+        # A step: the loops inside the lowest one that is not at its last value start again,
+        # that one counts down, the others hold. Every next value is formed from registers
+        # (as if the step happened) and taken with adv1: the flags' next values are a tree of
+        # ANDs over per-loop terms, not a chain behind the enable.
         # registered for S2: move[i] (loop i steps on) and reset[i] (a loop outside i steps on,
         # or the sequence starts again: loop i goes back to its first value)
         move = Signal(n_lv)
         reset = Signal(n_lv)
-        inner = Const(1, 1)                 # every loop inside loop i is at its last value
-        moves, resets = [], []
+        zero_step = []
         for i in range(n_lv):
-            moves.append(inner & ~zero[i])
-            with m.If(adv1 & inner):
+            with m.If(adv1 & inner[i]):
                 m.d.sync += [
                     left[i].eq(Mux(zero[i], top[i], left[i] - 1)),
-                    zero[i].eq(Mux(zero[i], top_zero[i], left[i] == 1)),
+                    one[i].eq(Mux(zero[i], top_one[i], left[i] == 2)),
                 ]
-            inner = inner & zero[i]
-            resets.append(inner)
+            zero_step.append(Mux(inner[i], Mux(zero[i], top_zero[i], one[i]), zero[i]))
         with m.If(adv1):
-            m.d.sync += [move.eq(Cat(*moves)), reset.eq(Cat(*resets))]
+            m.d.sync += [zero[i].eq(zero_step[i]) for i in range(n_lv)]
+            m.d.sync += [inner[i + 1].eq(Cat(*zero_step[:i + 1]).all()) for i in range(n_lv)]
+            m.d.sync += [move.eq(Cat(*(inner[i] & ~zero[i] for i in range(n_lv)))),
+                         reset.eq(Cat(*inner[1:]))]
+        m.d.comb += inner[0].eq(1)
         with m.If(ph_init):
             for i in range(n_lv):
-                m.d.sync += [left[i].eq(top[i]), zero[i].eq(top_zero[i])]
+                m.d.sync += [left[i].eq(top[i]), zero[i].eq(top_zero[i]), one[i].eq(top_one[i]),
+                             inner[i + 1].eq(Cat(*top_zero[:i + 1]).all())]
 
         # --- S2: one term of the entry and of the coordinates per loop ----------------------
         # Each term is its loop's index times the loop's step: a counter that adds the step when
@@ -400,24 +420,27 @@ class PatchGenerator(wiring.Component):
         b0, b1 = stage([a0 + a1, a2 + a3], ab, "s4_a")
         xs, ys = stage([x0 + x1, y0 + y1], signed(ib), "s4_c")
         s5_addr = Signal(ab)
-        s5_out = Signal(4)                  # the four ways out of the map, ORed into pad
+        s5_out = Signal(4)                  # the four ways out of the map
+        s6_addr = Signal(ab)
+        s6_pad = Signal()
         with m.If(adv):
             m.d.sync += [s5_addr.eq(b0 + b1),
-                         s5_out.eq(Cat(ys < 0, ys >= H, xs < 0, xs >= W))]
-        # S3-S5 hold a tile once S2 has passed one on (three moves after the priming)
-        filled = Signal(3)
+                         s5_out.eq(Cat(ys < 0, ys >= H, xs < 0, xs >= W)),
+                         s6_addr.eq(s5_addr), s6_pad.eq(s5_out.any())]
+        # S3-S6 hold a tile once S2 has passed one on (four moves after the priming)
+        filled = Signal(4)
         with m.If(adv):
             m.d.sync += filled.eq(Cat(1, filled[:-1]))
         with m.If(restart):
             m.d.sync += filled.eq(0)
-        s5_valid = filled[2]
+        s5_valid = filled[3]                # (S6's tile)
 
-        # --- output buffer: o, and the stall of S1-S5 from its registered ready -------------
+        # --- output buffer: o, and the stall of S1-S6 from its registered ready -------------
         skid = ResetInserter(restart)(OutputBuffer(self.o.payload.shape()))
         m.submodules.skid = skid
         m.d.comb += [
             skid.i.valid.eq(s5_valid & run),
-            skid.i.payload.addr.eq(s5_addr), skid.i.payload.pad.eq(s5_out.any()),
+            skid.i.payload.addr.eq(s6_addr), skid.i.payload.pad.eq(s6_pad),
             stall.eq(s5_valid & ~skid.i.ready),
         ]
         # (the cycle after a start the output buffer still holds the previous layer's tiles; a

@@ -223,7 +223,7 @@ def test_conv_layers_match_golden_in_simulation(name):
                                 dict(max_map_side=255)])
 def test_conv_cycle_functions_are_the_docstring_formulas(kw):
     """L_conv = S_conv + W*P + (Q*K - 1)*P + B + R + D_n + 3 + C_last with S_conv = 3 + Lm +
-    L_patch - 1, L_patch = 12 + the multiply phases' steps; the ideal and the utilisation of the
+    L_patch - 1, L_patch = 13 + the multiply phases' steps; the ideal and the utilisation of the
     MNIST CNN's first layer (3x3, 1 -> 16, 28 x 28, pool 2: Q = 784) restated."""
     from spikepack.hw.layer_engine import (conv_compute_bound, conv_expected_cycles,
                                            conv_ideal_cycles, conv_setup_cycles,
@@ -233,7 +233,7 @@ def test_conv_cycle_functions_are_the_docstring_formulas(kw):
     R, C, T = c.rows, c.cols, c.timesteps
     packed = c.pe_mode == "packed"
     side_bits = c.max_map_side.bit_length()
-    L_patch = 12 + max(side_bits, 3) + max((c.max_map_side + 14).bit_length(), 3) + 3
+    L_patch = 13 + max(side_bits, 3) + max((c.max_map_side + 14).bit_length(), 3) + 3
     assert setup_latency(c) == L_patch
     assert conv_setup_cycles(c) == 3 + 2 + L_patch - 1
     with pytest.raises(ValueError, match="conv = False"):
