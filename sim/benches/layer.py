@@ -16,6 +16,18 @@ Arguments (``bench_args``): ``config`` (HardwareConfig fields), ``cases`` (list 
 ``thresholds`` "random"|"one"|"max", ``stall`` probability that ``o.ready`` is low, ``prefix``:
 put another layer in front so that the tested layer's weight and column bases are not 0),
 ``seed``.
+
+Conv cases (``conv``: true; ``C_in``, ``C_out``, ``H``, ``W``, ``kernel``, ``stride``, ``pad``,
+``pool`` pairs, and ``weights``, ``spikes``, ``thresholds``, ``stall``, ``prefix`` as above):
+the layer is laid out as the dense (C_out, K_h*K_w*CG_in*R) layer of its patch
+(:func:`conv_hardware_layer`) with its conv descriptor, the input map is written in storage
+order (``firmware.layout.to_storage``) and the rest of the activation buffer filled with random
+entries; every beat (index, channel, pool_first, spikes, last) is checked against the golden
+conv output (``golden.spikepack_conv`` / ``lif_conv``) in the contract's order
+(:func:`expected_conv_outputs`), and the beats pooled as the sequencer pools them
+(:func:`pool_beats`) against ``golden.maxpool_words`` stored by ``to_storage``. The result row
+adds ``N`` (the patch), ``M`` (C_out), ``positions`` and the ``ideal``
+(``layer_engine.conv_ideal_cycles``).
 """
 
 from __future__ import annotations
@@ -138,6 +150,135 @@ def expected_outputs(config: HardwareConfig, case: dict, w, b, theta, z) -> list
              "last": int(i == M - 1)} for i in range(M)]
 
 
+# --- conv layers (plain Python, shared with the Amaranth-simulator test and the benchmark) -----
+
+def conv_geometry(case: dict):
+    """The :class:`spikepack.firmware.layout.ConvGeometry` of a conv case (``C_in``, ``H``,
+    ``W``, ``kernel``, ``stride``, ``pad``, ``pool``: pairs)."""
+    from spikepack.firmware.layout import ConvGeometry
+    return ConvGeometry(case["C_in"], case["H"], case["W"], *case["kernel"], *case["stride"],
+                        *case["pad"], *case.get("pool", (1, 1)))
+
+
+def conv_positions(g) -> int:
+    """H_out' * W_out' = H_p*k_h * W_p*k_w: the output positions the engine computes."""
+    return g.out_height * g.pool_h * g.out_width * g.pool_w
+
+
+def draw_conv_layer(rng: np.random.Generator, config: HardwareConfig, case: dict):
+    """(weights (C_out, C_in, K_h, K_w), bias (C_out,), threshold (C_out,), z_in (C_in, H, W))
+    of a conv case (``C_out``; ``weights``, ``spikes``, ``thresholds`` as for dense cases)."""
+    g = conv_geometry(case)
+    C_in, C_out, T = case["C_in"], case["C_out"], config.timesteps
+    N = C_in * g.kernel_h * g.kernel_w
+    w2, b, theta, _ = draw_layer(rng, config, {**case, "N": N, "M": C_out, "spikes": "zeros"})
+    w = w2.reshape(C_out, C_in, g.kernel_h, g.kernel_w)
+    smode = case.get("spikes", "random")
+    shape = (C_in, g.in_height, g.in_width)
+    if smode == "zeros":
+        z = np.zeros(shape, dtype=np.int64)
+    elif smode == "ones":
+        z = np.full(shape, (1 << T) - 1, dtype=np.int64)
+    else:
+        z = rng.integers(0, 1 << T, size=shape, dtype=np.int64)
+    return w, b, theta, z
+
+
+def conv_hardware_layer(config: HardwareConfig, w, b, theta, g):
+    """The conv layer as the dense (C_out, N) layer of the contract: W_hw[o, n] with
+    n = ((ky*K_w + kx)*CG_in + cg)*R + r = w[o, cg*R + r, ky, kx] (0 past C_in)."""
+    from spikepack.firmware.layout import HardwareLayer
+    R = config.rows
+    C_out, C_in, K_h, K_w = w.shape
+    CG = -(-C_in // R)
+    hw = np.zeros((C_out, K_h, K_w, CG * R), dtype=np.int64)
+    hw[..., :C_in] = np.transpose(w, (0, 2, 3, 1))
+    return HardwareLayer(hw.reshape(C_out, -1), b, theta, g)
+
+
+def golden_conv(config: HardwareConfig, w, b, theta, z, g) -> np.ndarray:
+    """The layer's spike words (C_out, H_out, W_out) (``golden.spikepack_conv`` or
+    ``golden.lif_conv``)."""
+    from spikepack.sim import golden
+    fn = golden.spikepack_conv if config.neuron == "spikepack" else golden.lif_conv
+    return fn(z, w, b, theta, config.timesteps, config.tau_shift, (g.stride_h, g.stride_w),
+              (g.pad_h, g.pad_w))
+
+
+def expected_conv_outputs(config: HardwareConfig, out: np.ndarray, g) -> list[dict]:
+    """The golden ``o`` beats of a conv layer whose conv output is ``out`` (C_out, H_out,
+    W_out), in the contract's order: per pooled position, per pool window position, per column
+    tile, the channels o = ct*C + c < C_out, index = the storage index of the pooled word,
+    channel, pool_first, spikes, last on the layer's final beat."""
+    R = config.rows
+    C_out = out.shape[0]
+    CG_out = -(-C_out // R)
+    beats = []
+    for py in range(g.out_height):
+        for px in range(g.out_width):
+            for wy in range(g.pool_h):
+                for wx in range(g.pool_w):
+                    oy, ox = py * g.pool_h + wy, px * g.pool_w + wx
+                    for o in range(C_out):
+                        beats.append({"index": (py * g.out_width + px) * CG_out * R + o,
+                                      "channel": o, "pool_first": int(wy == wx == 0),
+                                      "spikes": int(out[o, oy, ox]), "potential": None,
+                                      "last": 0})
+    beats[-1]["last"] = 1
+    return beats
+
+
+def pool_beats(beats, words: int) -> np.ndarray:
+    """The stored words the beats leave when max-pooled as the sequencer does: a beat with
+    ``pool_first`` writes its spikes, any other the max of its channel's running word and its
+    spikes, at ``index`` (unwritten words stay 0)."""
+    stored = np.zeros(words, dtype=np.int64)
+    running = {}
+    for b in beats:
+        value = b["spikes"] if b["pool_first"] else max(running[b["channel"]], b["spikes"])
+        running[b["channel"]] = value
+        stored[b["index"]] = value
+    return stored
+
+
+def conv_layout(config: HardwareConfig, case: dict, w, b, theta, g):
+    """``layout_network`` of the conv layer behind an optional prefix layer (``prefix``: a
+    1-channel conv in front, so that the tested layer's weight and column bases are not 0)
+    and before a 1-neuron dummy readout over its stored output map; returns (image, position
+    of the tested layer)."""
+    from spikepack.firmware.layout import ConvGeometry, layout_network, storage_words
+    R = config.rows
+    layers = [conv_hardware_layer(config, w, b, theta, g)]
+    position = 0
+    if case.get("prefix"):
+        pg = ConvGeometry(1, g.in_height, g.in_width, 1, 1)
+        layers.insert(0, conv_hardware_layer(
+            config, np.ones((g.in_channels, 1, 1, 1), dtype=np.int64),
+            np.zeros(g.in_channels, dtype=np.int64), np.ones(g.in_channels, dtype=np.int64),
+            pg))
+        position = 1
+    words = storage_words((case["C_out"], g.out_height, g.out_width), R)
+    layers.append((np.zeros((1, words), dtype=np.int64), np.zeros(1, dtype=np.int64), None))
+    return layout_network(layers, config), position
+
+
+def activation_entries(config: HardwareConfig, z) -> list[int]:
+    """The activation buffer's entries holding ``z`` (a vector, or a (C, H, W) map stored by
+    ``firmware.layout.to_storage``): entry e holds words e*R .. e*R + R - 1, word i at bits
+    i*T .."""
+    from spikepack.firmware.layout import to_storage
+    R, T = config.rows, config.timesteps
+    flat = to_storage(z, R) if np.ndim(z) == 3 else np.asarray(z)
+    entries = []
+    for e in range(-(-len(flat) // R)):
+        word = 0
+        for i in range(R):
+            if e * R + i < len(flat):
+                word |= int(flat[e * R + i]) << (i * T)
+        entries.append(word)
+    return entries
+
+
 # --- cocotb ---------------------------------------------------------------------------------
 
 try:
@@ -149,6 +290,7 @@ except ImportError:  # pragma: no cover - the bench module is only run under coc
 
 if cocotb is not None:
     from spikepack.firmware.layout import layout_network
+    from spikepack.hw.layer_engine import conv_expected_cycles, conv_ideal_cycles
     from spikepack.sim.benches.streams import (PayloadCodec, StreamDriver, StreamMonitor,
                                                check_records, run_agents)
     from spikepack.sim.runner import bench_args
@@ -170,19 +312,65 @@ if cocotb is not None:
         dut.write__commit.value = 0
         await RisingEdge(dut.clk)
 
-    async def _write_activations(dut, config, z):
-        R, T = config.rows, config.timesteps
-        entries = math.ceil(len(z) / R)
-        for e in range(entries):
-            word = 0
-            for i in range(R):
-                if e * R + i < len(z):
-                    word |= int(z[e * R + i]) << (i * T)
+    async def _write_activations(dut, config, z, garbage=None):
+        """The entries of ``z`` (a vector or a (C, H, W) map, stored as ``to_storage``), then
+        ``garbage`` (random entries) up to the buffer's end when given: a padding tile that
+        read its entry instead of clearing its word would see them."""
+        entries = activation_entries(config, z)
+        if garbage is not None:
+            mask = (1 << config.rows * config.timesteps) - 1
+            entries += [int(garbage.integers(1 << 62)) & mask
+                        for _ in range(config.activation_depth - len(entries))]
+        for e, word in enumerate(entries):
             dut.act_wr_addr.value = e
             dut.act_wr_data.value = word
             dut.act_wr_en.value = 1
             await RisingEdge(dut.clk)
         dut.act_wr_en.value = 0
+
+    async def _run_conv(dut, config, case, index, seed, d_codec, o_codec):
+        """One conv case: every beat against the golden conv output in the contract's order,
+        the beats pooled as the sequencer pools them against the golden pooled map; returns
+        the result row (cycles from the descriptor handshake to the last o handshake)."""
+        from spikepack.firmware.layout import to_storage
+        from spikepack.sim import golden
+        rng = np.random.default_rng([seed, index])
+        w, b, theta, z = draw_conv_layer(rng, config, case)
+        g = conv_geometry(case)
+        image, position = conv_layout(config, case, w, b, theta, g)
+        await _write_image(dut, image)
+        await _write_activations(dut, config, z, garbage=rng)
+        d = image.descriptors[position]
+        rng_py = random.Random(int(rng.integers(1 << 31)))
+        driver = StreamDriver(dut, "start", rng=rng_py)
+        monitor = StreamMonitor(dut, "o", stall=case.get("stall", 0.0), rng=rng_py)
+        driver.send([d_codec.pack({name: int(getattr(d, name))
+                                   for name in descriptor_layout(config).members})])
+        out = golden_conv(config, w, b, theta, z, g)
+        want = expected_conv_outputs(config, out, g)
+        N, Q = g.patch(config.rows), conv_positions(g)
+        ideal = conv_ideal_cycles(config, g.in_channels, (g.kernel_h, g.kernel_w),
+                                  case["C_out"], Q)
+        budget = int((conv_expected_cycles(config, N, case["C_out"], Q) + len(want) + 200)
+                     / max(0.05, 1 - case.get("stall", 0.0)) * 4)
+        await run_agents(dut.clk, [driver, monitor], done=lambda: len(monitor.received) >= len(want),
+                         max_cycles=budget)
+        monitor.ready.value = 0
+        await RisingEdge(dut.clk)
+        await RisingEdge(dut.clk)
+        got = [o_codec.unpack(x) for x in monitor.received]
+        check_records(want, got, seed=seed, what=f"case {index} {case} beat",
+                      compare=("index", "channel", "pool_first", "spikes", "last"))
+        stored = to_storage(golden.maxpool_words(out, (g.pool_h, g.pool_w)), config.rows)
+        pooled = pool_beats(got, len(stored))
+        assert (pooled == stored).all(), (f"seed {seed}: case {index} {case}: the pooled beats "
+                                         f"{pooled.tolist()} != golden {stored.tolist()}")
+        assert int(dut.busy.value) == 0, f"case {index}: busy still high after the last beat"
+        assert int(dut.o__valid.value) == 0, f"case {index}: o.valid after the last beat"
+        cycles = monitor.transfer_cycles[-1] - driver.transfer_cycles[0]
+        dut._log.info(f"case {index}: conv {case} cycles={cycles} ideal={ideal} ok")
+        return {**case, "N": N, "M": case["C_out"], "positions": Q, "cycles": cycles,
+                "ideal": ideal}
 
     @cocotb.test()
     async def layers(dut):
@@ -200,6 +388,9 @@ if cocotb is not None:
         o_codec = PayloadCodec(output_layout(config))
         results = []
         for index, case in enumerate(args["cases"]):
+            if case.get("conv"):
+                results.append(await _run_conv(dut, config, case, index, seed, d_codec, o_codec))
+                continue
             rng = np.random.default_rng([seed, index])
             w, b, theta, z = draw_layer(rng, config, case)
             if case["readout"]:

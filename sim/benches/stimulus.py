@@ -173,19 +173,15 @@ def plan_layers(plan, rows: int) -> list[dict]:
 
 
 def layer_cycles(config: HardwareConfig, layer: dict) -> int:
-    """An estimate of one hardware layer's cycles (:func:`plan_layers` entry, or a dense layer
-    given as ``{"fan_in": N, "neurons": M}``): the engine's dense formula, and for a conv layer
-    the same tiles repeated at every position (docs/architecture.md, "Convolution contract") plus a column tile's outputs per
-    position (exact for dense layers; for conv an estimate until the engine states its own)."""
-    from spikepack.hw.layer_engine import expected_cycles, schedule
-    positions = layer.get("positions", 1)
+    """One hardware layer's cycles with the output never stalled (:func:`plan_layers` entry, or
+    a dense layer given as ``{"fan_in": N, "neurons": M}``): the engine's own formulas,
+    :func:`~spikepack.hw.layer_engine.expected_cycles` for a dense layer and
+    :func:`~spikepack.hw.layer_engine.conv_expected_cycles` for a conv layer (exact when the
+    layer is compute-bound, a lower bound otherwise)."""
+    from spikepack.hw.layer_engine import conv_expected_cycles, expected_cycles
     if layer.get("kind") != "conv":
         return expected_cycles(config, layer["fan_in"], layer["neurons"])
-    P = schedule(config).period
-    G, CT = -(-layer["fan_in"] // config.rows), -(-layer["neurons"] // config.cols)
-    per_ct = max(G * P, config.cols)
-    return (expected_cycles(config, layer["fan_in"], layer["neurons"])
-            + (positions - 1) * (CT * per_ct + config.cols) + 8 * positions)
+    return conv_expected_cycles(config, layer["fan_in"], layer["neurons"], layer["positions"])
 
 
 def plan_cycles(config: HardwareConfig, plan) -> int:
