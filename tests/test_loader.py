@@ -4,7 +4,10 @@ good streams load under back-pressure and read back bit for bit equal to layout_
 images; bad streams get the reference verdict (spikepack.firmware.bitstream.loader_outcome, and
 a hand-written code for the directed ones), never write outside the memories and leave the
 committed network intact; reset mid-stream, hold, throughput and latency (the loader alone).
-The transformed CRC-32 is tested in test_crc.py."""
+Conv descriptors: good conv networks commit, one hand-made stream per conv check gets its
+hand-written code, random conv descriptor faults get loader_outcome's code, and a conv
+descriptor's lane 5 waits conv_check_cycles cycles. The transformed CRC-32 is tested in
+test_crc.py."""
 
 import random
 
@@ -328,7 +331,6 @@ def test_conv_directed_codes():
     max_map_words 80, max_kernel 3, max_neurons 4."""
     config, layers = _doc_conv_example()
     good = bs.words_of(bs.pack_network(layers, config))
-    field = {name: i for i, name in enumerate(bs.HEADER_FIELDS)}
     start = bs.PAYLOAD_OFFSET
     D, T = E.BAD_DESCRIPTOR, E.TOO_LARGE
     cases = [
