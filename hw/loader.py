@@ -7,8 +7,10 @@ One 32-bit word arrives per beat, TLAST on the last word (the CRC). The loader c
 order, the magic, format version, hardware signature, T / tau_shift / weight_bits / neuron kind
 and memory geometry against its configuration, the layer count, the section table (types, lane
 counts, word counts against the memories' depths, the total length), every layer descriptor
-(sizes against max_fan_in / max_neurons, the layer chain, bases inside their sections, the
-readout flag), and the CRC-32 (the zlib / IEEE 802.3 CRC of ``amaranth.lib.crc``'s
+lane by lane with the parser's verdict (``docs/bitstream.md``, "Descriptor checks";
+:func:`spikepack.firmware.layout.descriptor_faults`: sizes, bases inside their sections, flags,
+the chain from the previous layer's output, a dense layer's maxima, a conv layer's channels,
+map sides, kernel, stride, padding, pooling, patch and stored map sizes), and the CRC-32 (the zlib / IEEE 802.3 CRC of ``amaranth.lib.crc``'s
 ``CRC32_ISO_HDLC``, computed on the fly in a state-space-transformed form, see
 :class:`spikepack.hw.crc.CrcTransform`). Payload words are written to the shadow bank as they pass (lane by
 lane, only at addresses inside the announced sections, which are inside the memories, and only
@@ -41,13 +43,25 @@ frame's structure says what the word is), stage 1 decodes which checks apply (``
 holds each check's comparison (``t+3``), stage 3 the word's fault by code group and the CRC
 check (``t+4``), and stage 4 the frame's verdict and the write port (``t+5``).
 
-Throughput: one word per clock cycle within a frame. ``s_axis_tready`` is low for
-``FRAME_GAP = 5`` cycles after every TLAST beat (good or bad frame: until the verdict and its
-commit are out, no word of the next frame may enter the write pipeline), and while
-``commit_pending`` is high: a frame of ``W`` words takes ``W + 5`` cycles, plus the cycles a
-commit waits for ``hold``.
+Conv descriptors (with ``config.conv``): the checks that need products (the patch
+K_h K_w ceil(C_in/R) R against the fan-in, the pooled map as (H_p k - 1) s <= H + 2p - K <
+(H_p k + k - 1) s with H_p >= 1, H + 2p >= K, the stored input and output maps against
+max_map_words, the output map's words for the next layer's chain) are free-running pipelines
+of adder trees, one adder level a cycle, from the descriptor's fields captured in stage 0. A
+conv descriptor's lane 5 waits ``F = conv_check_cycles(config)`` extra cycles in stage 0
+(``s_axis_tready`` low from the cycle after its beat), so that their flags join its own
+checks in stage 3 and the first fault in stream order is the parser's; a TLAST on that lane
+waits with it. F depends on the configuration's widths (5 for the default one, at most 7).
 
-Latency, for a beat in cycle ``t``: a payload word's ``wr_en`` pulses in cycle ``t + 5`` (the
+Throughput: one word per clock cycle within a frame, but F cycles after each conv descriptor's
+lane 5. ``s_axis_tready`` is low for ``FRAME_GAP = 5`` cycles after every TLAST beat (good or
+bad frame: until the verdict and its commit are out, no word of the next frame may enter the
+write pipeline; 5 + F after a TLAST on a conv descriptor's lane 5, a truncated frame), and
+while ``commit_pending`` is high: a frame of ``W`` words with ``L_c`` conv layers takes
+``W + F·L_c + 5`` cycles, plus the cycles a commit waits for ``hold``.
+
+Latency, for a beat in cycle ``t`` (plus F for a conv descriptor's lane 5): a payload word's
+``wr_en`` pulses in cycle ``t + 5`` (the
 memories register it at the edge ending that cycle and write the RAM at the next); after the TLAST beat (the CRC word of a good
 frame), ``commit`` pulses in cycle ``t + 5`` (the memories switch the layer count and descriptor
 bank one edge later and the other banks two edges later, or that long after ``hold`` falls;
@@ -59,11 +73,13 @@ see :mod:`spikepack.hw.memories`), ``error``, ``good_loads`` and ``bad_loads`` s
 from __future__ import annotations
 
 
-from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from spikepack import limits
 from spikepack.config import DESCRIPTOR_LANES, NEURON_CODES, WORD_BITS, HardwareConfig
+from spikepack.firmware.layout import DESCRIPTOR_FIELDS
 from spikepack.firmware.bitstream_format import (BITSTREAM_MAGIC, FORMAT_VERSION, HEADER_FIELDS,
                                                  HEADER_WORDS, PAYLOAD_OFFSET,
                                                  SECTION_ENTRY_WORDS, SECTION_NAMES, ErrorCode)
@@ -72,7 +88,7 @@ from spikepack.hw.memories import WriteSignature
 from spikepack.hw.stream import or_all
 
 __all__ = ["BitstreamLoader", "ErrorCode", "ERROR_BITS", "COUNTER_BITS",
-           "FRAME_GAP"]
+           "FRAME_GAP", "conv_check_cycles"]
 
 ERROR_BITS = 4
 COUNTER_BITS = 32
@@ -84,6 +100,142 @@ _SLOT_DESC = PAYLOAD_OFFSET                       # descriptor lanes 0 .. 3
 _SLOT_OTHER = _SLOT_DESC + _DESCRIPTOR_LANES      # other payload words, the CRC word and after
 
 assert max(ErrorCode) < (1 << ERROR_BITS)
+_L0, _L3, _L4, _L5 = (_SLOT_DESC + lane for lane in (0, 3, 4, 5))
+#: the conv flag's bit in lane 3
+CONV_BIT = 1 << (DESCRIPTOR_FIELDS["conv"][0] % WORD_BITS)
+
+
+def _levels(terms: int) -> int:
+    """Register levels of a pairwise adder tree over ``terms`` partial products."""
+    return max(1, (terms - 1).bit_length())
+
+
+class _Timing:
+    """Builds the conv checker's pipelines and tracks, for each registered value, the cycle
+    (relative to the beat of the descriptor's lane 5, ``b``) from which it holds its final
+    value, given when each captured field is at the latest ready (lane k captured from stage 0:
+    lane 0 at b - 3, lane 3 at b, lane 4 at b + 1, lane 5 at b + 2)."""
+
+    def __init__(self, m: Module):
+        self.m = m
+        self.ready: dict[int, int] = {}
+
+    def at(self, signal, t: int):
+        self.ready[id(signal)] = t
+        return signal
+
+    def t(self, *values) -> int:
+        return max(self.ready[id(v)] for v in values)
+
+    def reg(self, value, shape, name: str, *inputs):
+        r = Signal(shape, name=name)
+        self.m.d.sync += r.eq(value)
+        return self.at(r, self.t(*inputs) + 1)
+
+    def alias(self, value, shape, name: str, *inputs):
+        """``value`` as a named (combinational) signal, ready when its inputs are."""
+        r = Signal(shape, name=name)
+        self.m.d.comb += r.eq(value)
+        return self.at(r, self.t(*inputs))
+
+    def product(self, a, b, name: str):
+        """``a * b`` (unsigned) as a pipelined adder tree: the partial products of the narrower
+        operand's bits, summed pairwise, one adder level a cycle (no multiplier block)."""
+        t0 = self.t(a, b)
+        if len(b) > len(a):
+            a, b = b, a
+        width = len(a) + len(b)
+        terms = [Mux(b[i], a << i, 0) for i in range(len(b))]
+        level = 0
+        while True:
+            pairs = [terms[i:i + 2] for i in range(0, len(terms), 2)]
+            out = []
+            for j, pair in enumerate(pairs):
+                r = Signal(width, name=f"{name}_{level}_{j}")
+                self.m.d.sync += r.eq(sum(pair[1:], pair[0]))
+                out.append(r)
+            terms, level = out, level + 1
+            if len(terms) == 1:
+                return self.at(terms[0], t0 + level)
+
+
+def _conv_checker(m: Module, c: HardwareConfig, cur: dict):
+    """The checks of a conv descriptor's lane 5 that need products (docs/bitstream.md,
+    "Descriptor checks"), as free-running pipelines from the captured fields ``cur``. Returns
+    ``(bad, large, out_words, cycles)``: the BAD_DESCRIPTOR and TOO_LARGE flags of the
+    descriptor (valid from b + 3 + cycles), the stored output map's words (valid from
+    b + 2 + cycles) and ``cycles``, how long lane 5 must wait in stage 0 for them. The products
+    may assume what the earlier lanes' checks guarantee when they passed (C_in, C_out <=
+    max_channels, H, W <= max_map_side); the lane's own fields (kernel up to 15, pooled map up
+    to 255) are taken whole, so a flag is exact whenever no earlier lane faulted."""
+    R = c.rows
+    lr = R.bit_length() - 1
+    tm = _Timing(m)
+    cg_bits = max(1, (-(-c.max_channels // R)).bit_length())
+    h_bits = max(1, c.max_map_side.bit_length())
+    p_bits = max(1, min(255, c.max_map_side + 2 * limits.PAD[1]).bit_length())
+    for name, t in (("n", -3), ("m", -3), ("hp", 0), ("wp", 0), ("cin", 1), ("h", 1), ("w", 1),
+                    ("kh", 2), ("kw", 2), ("sh", 2), ("sw", 2), ("ph", 2), ("pw", 2),
+                    ("qh", 2), ("qw", 2)):
+        tm.at(cur[name], t)
+    words_cap = c.max_map_words // R               # stored words > max_map_words <=> x > this
+    cg_in = tm.reg((cur["cin"] + R - 1) >> lr, cg_bits, "cg_in", cur["cin"])
+    cg_out = tm.reg((cur["m"] + R - 1) >> lr, cg_bits, "cg_out", cur["m"])
+    n_hi = tm.reg(cur["n"] >> lr, 16 - lr, "n_hi", cur["n"])
+    n_odd = tm.reg(cur["n"][:lr] != 0 if lr else 0, 1, "n_odd", cur["n"])
+    # stored input and output maps
+    h = tm.alias(cur["h"][:h_bits], h_bits, "h_side", cur["h"])
+    w = tm.alias(cur["w"][:h_bits], h_bits, "w_side", cur["w"])
+    hw = tm.product(h, w, "in_hw")
+    in_words = tm.product(hw, cg_in, "in_words")
+    in_large = tm.reg(in_words > words_cap, 1, "in_large", in_words)
+    hp = tm.alias(cur["hp"][:p_bits], p_bits, "hp_side", cur["hp"])
+    wp = tm.alias(cur["wp"][:p_bits], p_bits, "wp_side", cur["wp"])
+    hpwp = tm.product(hp, wp, "out_hw")
+    out_groups = tm.product(hpwp, cg_out, "out_words")
+    out_large = tm.reg(out_groups > words_cap, 1, "out_large", out_groups)
+    # the patch: fan-in = K_h K_w ceil(C_in/R) R
+    kk = tm.product(cur["kh"], cur["kw"], "kk")
+    patch = tm.product(kk, cg_in, "patch")
+    n_bad = tm.reg((patch != n_hi) | n_odd, 1, "patch_bad", patch, n_hi, n_odd)
+    # per axis: H + 2p >= K, and H_p = H_out // pool with H_out >= pool, as products:
+    # H_p >= 1 and (H_p k - 1) s <= A < (H_p k + k - 1) s, A = H + 2p - K
+    flags = [n_bad]
+    for axis, side, out, pad, ker, stride, pool in (
+            ("h", h, "hp", "ph", "kh", "sh", "qh"), ("w", w, "wp", "pw", "kw", "sw", "qw")):
+        small = tm.reg((cur[pad] << 1) - cur[ker], signed(6), f"pk_{axis}", cur[pad], cur[ker])
+        a = tm.reg(side + small, signed(h_bits + 2), f"a_{axis}", side, small)
+        x = tm.product(cur[out], cur[pool], f"x_{axis}")
+        lo1 = tm.reg(x - 1, len(x), f"lo1_{axis}", x)
+        hi1 = tm.reg(x + cur[pool] - 1, len(x) + 1, f"hi1_{axis}", x, cur[pool])
+        lo = tm.product(lo1, cur[stride], f"lo_{axis}")
+        hi = tm.product(hi1, cur[stride], f"hi_{axis}")
+        # one comparison a register (a carry chain each); conv_bad ORs them
+        flags += [tm.reg(a < 0, 1, f"kernel_over_{axis}", a),
+                  tm.reg(cur[out] == 0, 1, f"pooled_zero_{axis}", cur[out]),
+                  tm.reg(lo > a, 1, f"pooled_high_{axis}", lo, a),
+                  tm.reg(a >= hi, 1, f"pooled_low_{axis}", a, hi)]
+    bad = tm.reg(or_all(flags), 1, "conv_bad", *flags)
+    large = tm.reg(in_large | out_large, 1, "conv_large", in_large, out_large)
+    cycles = max(0, tm.t(bad) - 3, tm.t(large) - 3, tm.t(out_groups) - 2)
+    return bad, large, out_groups << lr, cycles
+
+
+def conv_check_cycles(config: HardwareConfig) -> int:
+    """F: the extra cycles a conv descriptor's lane 5 waits in stage 0 (``s_axis_tready`` low)
+    while the loader's conv checks compute their products (0 without ``config.conv``)."""
+    if not isinstance(config, HardwareConfig):
+        raise TypeError(f"config must be a HardwareConfig, not {type(config).__name__}")
+    if not config.conv:
+        return 0
+    cur = {name: Signal(width, name=name) for name, width in _CAPTURED.items()}
+    return _conv_checker(Module(), config, cur)[3]
+
+
+#: the descriptor fields the conv checks capture (name: width), by lane: 0: n, m; 3: hp, wp;
+#: 4: cin, h, w; 5: kernel, stride, pad and pool per axis
+_CAPTURED = {"n": 16, "m": 16, "hp": 8, "wp": 8, "cin": 16, "h": 8, "w": 8, "kh": 4, "kw": 4,
+             "sh": 2, "sw": 2, "ph": 3, "pw": 3, "qh": 3, "qw": 3}
 
 
 def _decoder(onehot: Signal, values: list, width: int):
@@ -141,8 +293,21 @@ class BitstreamLoader(wiring.Component):
         layers = Signal(c.layer_count_bits)
         weight_words = Signal(range(depth["weight"] + 1))
         column_words = Signal(range(depth["bias"] + 1))
-        prev_neurons = Signal(half)
         section_words = (layers, weight_words, column_words, column_words)
+        # the descriptor in progress (captured from stage 0) and the previous layer's output
+        # (docs/bitstream.md, "Descriptor checks"; set when a descriptor's lane 5 is in stage 1)
+        cur = {name: Signal(width, name=f"cur_{name}") for name, width in _CAPTURED.items()}
+        cur_conv = Signal()
+        words_bits = max(16, c.max_map_words.bit_length()) if c.conv else 16
+        prev_words = Signal(words_bits)   # its stored output words (dense: M)
+        prev_map = [Signal(16, name="prev_c"), Signal(8, name="prev_h"), Signal(8, name="prev_w")]
+        hold = Signal()                   # stage 0 keeps a conv descriptor's lane 5 (F cycles)
+        adv0 = Signal()                   # the word in stage 0 moves on to stage 1
+        beat_l5c = Signal()               # the beat is a conv descriptor's lane 5
+        if c.conv:
+            conv_bad, conv_large, conv_out_words, conv_wait = _conv_checker(m, c, cur)
+        else:
+            conv_wait = 0
 
         # --- the handshake: tready is a register (and ~commit_pending) ------------------------
         # tready_r is low for FRAME_GAP cycles after every TLAST beat: until the frame's verdict
@@ -152,9 +317,20 @@ class BitstreamLoader(wiring.Component):
         ends = [Signal(name=f"end{i}") for i in range(FRAME_GAP - 1)]   # TLAST in stage 0..3
         m.d.comb += [self.s_axis_tready.eq(tready_r & ~self.write.commit_pending),
                      beat.eq(self.s_axis_tvalid & self.s_axis_tready)]
-        m.d.sync += [ends[0].eq(beat & self.s_axis_tlast),
-                     *(ends[i].eq(ends[i - 1]) for i in range(1, len(ends))),
-                     tready_r.eq(~(beat & self.s_axis_tlast | or_all(ends)))]
+        # a conv descriptor's lane 5 waits conv_wait cycles in stage 0 (hold) while the conv
+        # checks compute; tready is low meanwhile, and a TLAST it carries waits with it
+        # (hold is a register: it gates every tracker enable)
+        wait = Signal(range(conv_wait + 1))
+        if conv_wait:
+            with m.If(beat_l5c):
+                m.d.sync += [wait.eq(conv_wait), hold.eq(1)]
+            with m.Elif(hold):
+                m.d.sync += [wait.eq(wait - 1), hold.eq(wait != 1)]
+        m.d.sync += [ends[0].eq(beat & self.s_axis_tlast | ends[0] & hold),
+                     ends[1].eq(ends[0] & ~hold),
+                     *(ends[i].eq(ends[i - 1]) for i in range(2, len(ends))),
+                     tready_r.eq(~(beat & self.s_axis_tlast | or_all(ends) | beat_l5c
+                                   | (wait > 1)))]
 
         # --- stage 0: the beat, registered ----------------------------------------------------
         v0 = Signal()
@@ -162,8 +338,10 @@ class BitstreamLoader(wiring.Component):
         d0 = Signal(WORD_BITS)
         dh0 = Signal(WORD_BITS, reset_less=True)              # copies of d0 for the CRC terms
         du0 = Signal(WORD_BITS, init=(1 << WORD_BITS) - 1)    # (fan-out; distinct: not merged)
-        m.d.sync += [v0.eq(beat), tlast.eq(self.s_axis_tlast), d0.eq(self.s_axis_tdata),
-                     dh0.eq(self.s_axis_tdata), du0.eq(self.s_axis_tdata)]
+        m.d.comb += adv0.eq(v0 & ~hold)
+        with m.If(~hold):
+            m.d.sync += [v0.eq(beat), tlast.eq(self.s_axis_tlast), d0.eq(self.s_axis_tdata),
+                         dh0.eq(self.s_axis_tdata), du0.eq(self.s_axis_tdata)]
 
         # --- stage 0: what that word is (the frame's structure; no checks) -------------------
         # This tracker describes the word in stage 0 and advances past it when v0. Faults never
@@ -228,7 +406,7 @@ class BitstreamLoader(wiring.Component):
                         & ((ends_word[k] if word_end else ~ends_word[k]) if lane_end else 1)
                         & (in_sec3[k] if sec3 else 1) for k in does)
 
-        with m.If(v0):
+        with m.If(adv0):
             m.d.sync += [
                 t_mid.eq(1),
                 slot.eq(Cat(0, slot[:_SLOT_DESC - 1],                 # header and table
@@ -273,6 +451,29 @@ class BitstreamLoader(wiring.Component):
             m.d.sync += [s.eq(s.init) for s in (slot, r_hdr, r_payload, r_desc, r_crc, t_mid,
                                                do_lane, do_word, do_sec, do_crc, do_enter)]
 
+        # --- stage 0: the descriptor's fields, captured for the checks of its later lanes -----
+        def lane_field(name):             # a descriptor field in its lane's word (d0)
+            offset, width = DESCRIPTOR_FIELDS[name]
+            return d0[offset % WORD_BITS:offset % WORD_BITS + width]
+
+        lane_fields = {_L0: {"n": "fan_in", "m": "neurons"},
+                       _L3: {"hp": "out_height", "wp": "out_width"},
+                       _L4: {"cin": "in_channels", "h": "in_height", "w": "in_width"},
+                       _L5: {"kh": "kernel_h", "kw": "kernel_w", "sh": "stride_h",
+                             "sw": "stride_w", "ph": "pad_h", "pw": "pad_w", "qh": "pool_h",
+                             "qw": "pool_w"}}
+        for index, names in lane_fields.items():
+            if index != _L0 and not c.conv:
+                continue
+            with m.If(v0 & slot[index]):
+                m.d.sync += [cur[key].eq(lane_field(name)) for key, name in names.items()]
+                if index == _L3:
+                    m.d.sync += cur_conv.eq(lane_field("conv"))
+        # the beat is lane 5 of a conv descriptor: the stage-0 word is lane 4, or stage 0 is
+        # empty and the tracker expects lane 5 (cur_conv, from lane 3, is in place by then)
+        m.d.comb += beat_l5c.eq(beat & cur_conv & Mux(v0, slot[_L4], slot[_L5]) if conv_wait
+                                else 0)
+
         # --- stage 1: the word, and which checks apply to it (decoded from the slot) ----------
         # A check is one of: the word equals exp1 (k_eq: a constant of the slot, or the layer
         # count, column words or readout flag: exp1 ORs the one-hot slot's bits AND their
@@ -287,7 +488,6 @@ class BitstreamLoader(wiring.Component):
         opnd1 = Signal(opnd_bits)
         kinds = ("eq", "total", "range", "ge", "desc0")
         k1 = {name: Signal(name=f"k_{name}1") for name in kinds}
-        k_chain1 = Signal()               # descriptor lane 0 after the first: check the chain
         k_crc1 = Signal()
         k_write1 = Signal()
         caps = {"total": total_words, "layers": layers, "weight": weight_words,
@@ -325,14 +525,15 @@ class BitstreamLoader(wiring.Component):
                                    "code": ErrorCode.TOO_LARGE}
             table[base + 2] = {"eq": lanes[k], "code": ErrorCode.BAD_SECTION}
         table[PAYLOAD_OFFSET - 1]["total"] = True
-        # descriptor lanes: 0 sizes and chain, 1 weight base, 2 column base, 3 readout flag
+        # descriptor lanes: 0 sizes, 1 weight base, 2 column base; without conv, 3 the readout
+        # flag and 4, 5 zero (with conv, lanes 3-5 have checks of their own, below)
         table[_SLOT_DESC + 0] = {"desc0": True}
         table[_SLOT_DESC + 1] = {"ge": weight_words, "code": ErrorCode.BAD_DESCRIPTOR}
         table[_SLOT_DESC + 2] = {"ge": column_words, "code": ErrorCode.BAD_DESCRIPTOR}
-        table[_SLOT_DESC + 3] = {"eq": t_word_last, "code": ErrorCode.BAD_DESCRIPTOR}
-        # conv geometry lanes: dense layers only, for now
-        table[_SLOT_DESC + 4] = {"eq": 0, "code": ErrorCode.BAD_DESCRIPTOR}
-        table[_SLOT_DESC + 5] = {"eq": 0, "code": ErrorCode.BAD_DESCRIPTOR}
+        if not c.conv:
+            table[_L3] = {"eq": t_word_last, "code": ErrorCode.BAD_DESCRIPTOR}
+            table[_L4] = {"eq": 0, "code": ErrorCode.BAD_DESCRIPTOR}
+            table[_L5] = {"eq": 0, "code": ErrorCode.BAD_DESCRIPTOR}
 
         def constant(value):
             return None if isinstance(value, Signal) else value
@@ -359,8 +560,7 @@ class BitstreamLoader(wiring.Component):
         m.d.sync += opnd1.eq(or_all(slot[i].replicate(opnd_bits) & value
                                   for i, value in limits if value is not None))
         dg1 = Signal(opnd_bits, reset_less=True)              # d1's copy for f_ge (fan-out)
-        m.d.sync += [v1.eq(v0), l1.eq(tlast), d1.eq(d0), dg1.eq(d0),
-                     k_chain1.eq(slot[_SLOT_DESC] & ~t_word0), k_crc1.eq(r_crc),
+        m.d.sync += [v1.eq(adv0), l1.eq(tlast), d1.eq(d0), dg1.eq(d0), k_crc1.eq(r_crc),
                      k_write1.eq(r_payload), sec1.eq(t_sec), word1.eq(t_word), lane1.eq(t_lane)]
         # comparisons of the word with constants, whatever its checks (the kinds select later):
         # which segments of it are not 0 (bytes, split at opnd_bits; disjoint, so that no
@@ -368,10 +568,7 @@ class BitstreamLoader(wiring.Component):
         cuts = sorted({*range(0, WORD_BITS + 1, 8), opnd_bits})
         segments = list(zip(cuts, cuts[1:]))
         nonzero1 = [Signal(name=f"nonzero{a}_1") for a, _ in segments]
-        large1 = [Signal(name="fan_in_large1"), Signal(name="neurons_large1")]
-        m.d.sync += [*(flag.eq(d0[a:b] != 0) for flag, (a, b) in zip(nonzero1, segments)),
-                     large1[0].eq(d0[:half] > c.max_fan_in),
-                     large1[1].eq(d0[half:] > c.max_neurons)]
+        m.d.sync += [flag.eq(d0[a:b] != 0) for flag, (a, b) in zip(nonzero1, segments)]
         zero1 = [~or_all(f for f, (a, _) in zip(nonzero1, segments) if a < half),
                  ~or_all(f for f, (a, _) in zip(nonzero1, segments) if a >= half)]
         high1 = or_all(f for f, (a, _) in zip(nonzero1, segments) if a >= opnd_bits)
@@ -381,8 +578,60 @@ class BitstreamLoader(wiring.Component):
             for name, target in caps.items():
                 with m.If(cap1[name]):
                     m.d.sync += target.eq(d1)
-            with m.If(k1["desc0"]):
-                m.d.sync += prev_neurons.eq(d1[half:])
+
+        # descriptor lanes 3-5, stage 1: the lane's comparisons (from stage 0), which lane it is,
+        # and the descriptor's registered comparisons (from its captured fields)
+        k_l3_1, k_l4_1, k_l5_1, first1, last1 = (Signal(name=n) for n in (
+            "k_lane3_1", "k_lane4_1", "k_lane5_1", "first_layer1", "last_layer1"))
+        m.d.sync += [k_l3_1.eq(slot[_L3]), k_l4_1.eq(slot[_L4]), k_l5_1.eq(slot[_L5]),
+                     first1.eq(t_word0), last1.eq(t_word_last)]
+        chain_ne, fan_in_large, neurons_large, channels_large = (Signal(name=n) for n in (
+            "chain_ne", "fan_in_large", "neurons_large", "channels_large"))
+        m.d.sync += [chain_ne.eq(cur["n"] != prev_words),
+                     fan_in_large.eq(cur["n"] > c.max_fan_in),
+                     neurons_large.eq(cur["m"] > c.max_neurons),
+                     channels_large.eq(cur["m"] > c.max_channels)]
+        # a descriptor's lane 5 in stage 1: its output becomes the previous layer's (stage 0
+        # may already hold the next descriptor's lane 0, captured at the end of this cycle)
+        with m.If(v1 & k_l5_1):
+            if c.conv:
+                m.d.sync += [prev_words.eq(Mux(cur_conv, conv_out_words, cur["m"])),
+                             prev_map[0].eq(cur["m"]),
+                             prev_map[1].eq(Mux(cur_conv, cur["hp"], 1)),
+                             prev_map[2].eq(Mux(cur_conv, cur["wp"], 1))]
+            else:
+                m.d.sync += prev_words.eq(cur["m"])
+        if c.conv:
+            def conv_field(name):         # a conv field of the stage-0 word (its lane's bits)
+                offset, width = DESCRIPTOR_FIELDS[name]
+                return d0[offset % WORD_BITS:offset % WORD_BITS + width]
+
+            l3 = {n: Signal(name=f"lane3_{n}1") for n in ("conv", "dense_bad", "conv_bad")}
+            l4 = {"nonzero": Signal(name="lane4_nonzero1"),
+                  **{n: [Signal(name=f"lane4_{n}{k}_1") for k in range(3)]
+                     for n in ("zero", "chain", "large")}}      # a flag a field
+            l5 = {n: Signal(name=f"lane5_{n}1") for n in ("nonzero", "bad", "large")}
+            kernel = [conv_field("kernel_h"), conv_field("kernel_w")]
+            pads = [conv_field("pad_h"), conv_field("pad_w")]
+            sizes = [conv_field(n) for n in ("in_channels", "in_height", "in_width")]
+            m.d.sync += [
+                l3["conv"].eq(conv_field("conv")),
+                # dense: lane 3 is the readout flag; conv: bit 1 and the pooled map only, and
+                # never on the last layer
+                l3["dense_bad"].eq((d0[:8] != t_word_last) | (d0[8:] != 0)),
+                l3["conv_bad"].eq(((d0[:8] & (0xFF ^ CONV_BIT)) != 0) | (d0[24:] != 0) | t_word_last),
+                l4["nonzero"].eq(d0 != 0),
+                *(z.eq(f == 0) for z, f in zip(l4["zero"], sizes)),
+                *(n.eq(f != p) for n, f, p in zip(l4["chain"], sizes, prev_map)),
+                *(g.eq(f > top) for g, f, top in zip(l4["large"], sizes, (
+                    c.max_channels, c.max_map_side, c.max_map_side))),
+                l5["nonzero"].eq(d0 != 0),
+                l5["bad"].eq(or_all([d0[24:] != 0, *(k == 0 for k in kernel),
+                                     *(conv_field(n) == 0 for n in ("stride_h", "stride_w",
+                                                                    "pool_h", "pool_w")),
+                                     *(p >= k for p, k in zip(pads, kernel))])),
+                l5["large"].eq(or_all(k > c.max_kernel for k in kernel)),
+            ]
 
         # the table's total, summed and compared over the cycles between the table's words:
         # column_words (word 22) is captured in its stage 1, the comparison (a byte a flag) is
@@ -433,22 +682,39 @@ class BitstreamLoader(wiring.Component):
             return out
 
         k_eq2 = Signal()
-        k_chain2 = Signal()
-        m.d.sync += [k_eq2.eq(k1["eq"]), k_chain2.eq(k_chain1)]
+        m.d.sync += k_eq2.eq(k1["eq"])
         ne_exp = differ("ne_exp", d1, exp1)
-        ne_chain = differ("ne_chain", d1[:half], prev_neurons)
         f_ge = Signal()                   # below opnd1 (its high bits: f_high)
         f_high = Signal()
         f_total = Signal()
         f_zero = Signal()                 # a range of 0
         f_desc0 = Signal()                # descriptor lane 0: fan-in or neurons 0
-        f_large = Signal()                # ... above the maximum
+        # descriptor lanes 3-5: malformed (BAD_DESCRIPTOR) or too large (TOO_LARGE); k5c2: a
+        # conv descriptor's lane 5, whose product checks join in stage 3
+        f_lane_desc = Signal()
+        f_lane_large = Signal()
+        k5c2 = Signal()
+        dense_chain = ~first1 & chain_ne
+        dense_large = fan_in_large | neurons_large
+        if c.conv:
+            m.d.sync += [
+                f_lane_desc.eq(k_l3_1 & Mux(l3["conv"], l3["conv_bad"],
+                                            l3["dense_bad"] | dense_chain)
+                               | k_l4_1 & Mux(cur_conv, or_all(l4["zero"])
+                                              | ~first1 & or_all(l4["chain"]), l4["nonzero"])
+                               | k_l5_1 & Mux(cur_conv, l5["bad"], l5["nonzero"])),
+                f_lane_large.eq(k_l3_1 & Mux(l3["conv"], channels_large, dense_large)
+                                | cur_conv & (k_l4_1 & or_all(l4["large"])
+                                              | k_l5_1 & l5["large"])),
+                k5c2.eq(k_l5_1 & cur_conv)]
+        else:
+            m.d.sync += [f_lane_desc.eq(k_l3_1 & dense_chain),
+                         f_lane_large.eq(k_l3_1 & dense_large)]
         m.d.sync += [f_ge.eq(k1["ge"] & (dg1 >= opnd1)),
                      f_high.eq(k1["ge"] & high1),
                      f_total.eq(k1["total"] & or_all(mismatch)),
                      f_zero.eq(k1["range"] & zero1[0] & zero1[1]),
-                     f_desc0.eq(k1["desc0"] & (zero1[0] | zero1[1])),
-                     f_large.eq(k1["desc0"] & or_all(large1))]
+                     f_desc0.eq(k1["desc0"] & (zero1[0] | zero1[1]))]
 
         # CRC-32, stage 2: the word in stage 2 advances the register (TLAST resets it); in stage
         # 3 a flag a byte says whether it is the frame's right CRC word
@@ -464,12 +730,17 @@ class BitstreamLoader(wiring.Component):
         g = {name: Signal(name=f"g_{name}3") for name in ("code", "length", "desc", "large")}
         fault3 = Signal()                 # any of them
         f_eq = k_eq2 & or_all(ne_exp)
-        desc_fault = f_desc0 | k_chain2 & or_all(ne_chain)
+        desc_fault = f_desc0 | f_lane_desc
+        large_fault = f_lane_large
+        if c.conv:
+            desc_fault = desc_fault | k5c2 & conv_bad
+            large_fault = large_fault | k5c2 & conv_large
         m.d.sync += [g["code"].eq(f_eq | f_high | f_ge),
                      g["length"].eq(f_total & ~f_eq | f_zero),
                      g["desc"].eq(desc_fault),
-                     g["large"].eq(f_large & ~desc_fault),
-                     fault3.eq(or_all([f_eq, f_high, f_ge, f_total, f_zero, desc_fault, f_large]))]
+                     g["large"].eq(large_fault & ~desc_fault & ~f_eq),
+                     fault3.eq(or_all([f_eq, f_high, f_ge, f_total, f_zero, desc_fault,
+                                       large_fault]))]
 
         # --- stage 4: the frame's verdict, and the write port ---------------------------------
         # `faulted` marks a frame whose fault was found (from the word after it on; cleared by

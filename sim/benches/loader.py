@@ -8,6 +8,7 @@ carry the code they must produce, written here by hand, and the bench checks bot
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from dataclasses import dataclass
 
@@ -17,7 +18,8 @@ from amaranth.sim import Simulator
 
 from spikepack.config import DESCRIPTOR_LANES, HardwareConfig
 from spikepack.firmware import bitstream as bs
-from spikepack.firmware.layout import NetworkImage, lanes_to_words, layout_network
+from spikepack.firmware.layout import (DESCRIPTOR_FIELDS, NetworkImage, lanes_to_words,
+                                       layout_network)
 from spikepack.hw.loader_harness import LoaderWithMemories
 from spikepack.hw.memories import MEMORY_INDEX, MEMORY_NAMES, READ_LATENCY
 
@@ -284,6 +286,123 @@ def bad_streams(rng: np.random.Generator, good: list[int], config: HardwareConfi
                 words = with_crc([w | (~m & 0xFFFFFFFF) if ws <= i < we else w
                                   for i, (w, m) in enumerate(zip(good, ignored))])
                 out.append(BadStream("every used weight bit set", words, E.NONE))
+    return out
+
+
+def conv_config(**overrides) -> HardwareConfig:
+    """A small conv configuration (multi-lane weight and threshold words, as
+    :func:`small_config`; conv limits small enough that random geometries reach them)."""
+    fields = dict(rows=4, cols=4, timesteps=2, tau_shift=1, weight_bits=6, bias_bits=16,
+                  threshold_bits=12, max_fan_in=128, max_neurons=12, max_layers=4,
+                  weight_depth=256, max_channels=6, max_map_side=8, max_map_words=160,
+                  max_kernel=5)
+    fields.update(overrides)
+    return HardwareConfig(**fields)
+
+
+def random_conv_layers(rng: np.random.Generator, config: HardwareConfig, *,
+                       extremes: bool = False):
+    """The hardware layers of a random conv network that fits ``config`` (the benches'
+    ``random_plan`` and ``conv_model``: 1-2 conv layers with pooling, then dense layers)."""
+    from spikepack.sim.benches.stimulus import conv_model, random_plan
+    plan = random_plan(rng, config, max_side=config.max_map_side,
+                       max_channels=config.max_channels, max_kernel=config.max_kernel,
+                       max_convs=min(2, config.max_layers - 1),
+                       max_dense=min(2, config.max_layers - 1), max_neurons=config.max_neurons)
+    return conv_model(rng, config, plan, extreme=extremes).hardware_layers(config.rows)
+
+
+def with_descriptor(words, layer: int, **fields) -> list[int]:
+    """A stream ``words`` with fields of layer ``layer``'s descriptor set (each value masked to
+    its field's width) and the CRC word recomputed."""
+    start = section_span(words, "descriptor")[0] + DESCRIPTOR_LANES * layer
+    lanes = list(words[start:start + DESCRIPTOR_LANES])
+    word = sum(int(v) << (32 * k) for k, v in enumerate(lanes))
+    for name, value in fields.items():
+        offset, width = DESCRIPTOR_FIELDS[name]
+        mask = ((1 << width) - 1) << offset
+        word = word & ~mask | (int(value) << offset) & mask
+    out = list(words)
+    out[start:start + DESCRIPTOR_LANES] = [(word >> (32 * k)) & 0xFFFFFFFF
+                                           for k in range(DESCRIPTOR_LANES)]
+    return with_crc(out)
+
+
+def conv_bad_streams(rng: np.random.Generator, good: list[int], config: HardwareConfig,
+                     count: int) -> list[BadStream]:
+    """``count`` frames derived from the good conv stream ``good`` by changing layer
+    descriptors: one field set to a value at or beyond an edge of its range (0, 1, the
+    hardware's limit and one more, the field's largest, its value +-1, any), a conv
+    geometry redrawn with the fan-in and pooled map made consistent again (so that the checks
+    behind them, kernel, map words and the next layer's chain, are reached), the conv flag
+    set on a dense layer or cleared on a conv one, or a random bit of a lane. No expected
+    code: the reference is ``loader_outcome``."""
+    from spikepack.firmware.layout import ConvGeometry, LayerDescriptor
+    start = section_span(good, "descriptor")[0]
+    count_layers = good[_FIELD["layer_count"]]
+    descs = [LayerDescriptor.from_lanes(good[start + DESCRIPTOR_LANES * i:
+                                             start + DESCRIPTOR_LANES * (i + 1)])
+             for i in range(count_layers)]
+    convs = [i for i, d in enumerate(descs) if d.conv] or [0]
+    limit = {"fan_in": config.max_fan_in, "neurons": max(config.max_neurons, config.max_channels),
+             "in_channels": config.max_channels, "in_height": config.max_map_side,
+             "in_width": config.max_map_side, "kernel_h": config.max_kernel,
+             "kernel_w": config.max_kernel, "stride_h": 3, "stride_w": 3, "pad_h": 7,
+             "pad_w": 7, "pool_h": 7, "pool_w": 7, "out_height": config.max_map_side,
+             "out_width": config.max_map_side}
+    out: list[BadStream] = []
+    while len(out) < count:
+        layer = int(rng.choice(convs)) if rng.random() < 0.8 else int(rng.integers(count_layers))
+        d = descs[layer]
+        kind = int(rng.integers(5))
+        if kind == 0:                  # one field at or beyond an edge
+            name = str(rng.choice(list(limit) + ["readout", "conv"]))
+            width = DESCRIPTOR_FIELDS[name][1]
+            top = (1 << width) - 1
+            now = getattr(d, name)
+            lim = limit.get(name, 1)
+            value = int(rng.choice([0, 1, lim, lim + 1, top, now + 1, max(0, now - 1),
+                                    int(rng.integers(0, top + 1))]))
+            words = with_descriptor(good, layer, **{name: min(value, top)})
+            label = f"descriptor {layer} {name} = {min(value, top)}"
+        elif kind == 1:                # a consistent conv geometry
+            g = ConvGeometry.of(d) if d.conv else ConvGeometry(1, 1, 1, 1, 1)
+            change = {}
+            for name in rng.choice(["in_channels", "in_height", "in_width", "kernel_h",
+                                    "kernel_w", "stride_h", "stride_w", "pad_h", "pad_w",
+                                    "pool_h", "pool_w"], size=int(rng.integers(1, 4))):
+                change[str(name)] = int(rng.integers(0 if rng.random() < 0.1 else 1,
+                                                     limit[str(name)] + 2))
+            g = dataclasses.replace(g, **change)
+            fields = dict(change)
+            if min(g.kernel_h, g.kernel_w, g.stride_h, g.stride_w, g.pool_h, g.pool_w) > 0:
+                fields["fan_in"] = min(g.patch(config.rows), 0xFFFF)
+                fields["out_height"] = max(0, min(g.out_height, 255))
+                fields["out_width"] = max(0, min(g.out_width, 255))
+            fields["conv"] = 1
+            words = with_descriptor(good, layer, **fields)
+            label = f"descriptor {layer} geometry {fields}"
+        elif kind == 2:                # the conv flag toggled
+            words = with_descriptor(good, layer, conv=int(not d.conv))
+            label = f"descriptor {layer} conv flag toggled"
+        elif kind == 3:                # a random bit of a lane
+            lane = int(rng.integers(DESCRIPTOR_LANES))
+            words = list(good)
+            words[start + DESCRIPTOR_LANES * layer + lane] ^= 1 << int(rng.integers(32))
+            words = with_crc(words)
+            label = f"descriptor {layer} lane {lane} bit flip"
+        else:                          # the chain: the next layer's input changed
+            if layer + 1 >= count_layers:
+                continue
+            nxt = descs[layer + 1]
+            name = "in_channels" if nxt.conv and rng.random() < 0.5 else (
+                "in_height" if nxt.conv and rng.random() < 0.5 else "fan_in")
+            value = getattr(nxt, name) + int(rng.choice([-1, 1]))
+            words = with_descriptor(good, layer + 1, **{name: max(0, value)})
+            label = f"descriptor {layer + 1} {name} off by one"
+        if words == good:
+            continue
+        out.append(BadStream(label, words, None))
     return out
 
 
@@ -609,6 +728,26 @@ if cocotb is not None:
                 layers = random_layers(rng, config)
                 beats = await bench.load_good(layers, f"good stream after bad {i}")
         dut._log.info("%d good + %d bad streams checked", args["good"], len(streams))
+
+        # conv networks (with conv limits that hold them): good ones commit, conv descriptor
+        # faults get the parser's verdict
+        for net in range(args.get("conv_good", 0)):
+            layers = random_conv_layers(rng, config, extremes=net % 2 == 1)
+            beats = await bench.load_good(layers, f"good conv network {net}",
+                                          pause=(0.0, 0.3)[net % 2])
+            conv_streams = conv_bad_streams(rng, beats, config,
+                                            args.get("conv_bad", 0) // args["conv_good"])
+            for i, stream in enumerate(conv_streams):
+                reference = bs.loader_outcome(stream.beats, config)
+                dut._log.info("conv stream %d.%d: %s (%d beats, expect %s)", net, i,
+                              stream.label, len(stream.beats), reference.name)
+                await bench.send(stream.beats, pause=0.25 if i % 2 else 0.0)
+                if reference == E.NONE:
+                    bench.good += 1
+                    bench.committed, bench.layer_count = stream_image(stream.beats, config)
+                else:
+                    bench.bad += 1
+                await bench.check(f"conv stream {net}.{i} ({stream.label})", reference, seed)
 
         # a reset in the middle of a stream: the committed network stays, nothing hangs
         for i in range(args["resets"]):
