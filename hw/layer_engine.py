@@ -92,9 +92,13 @@ Ports (``docs/architecture.md``, layer engine contract): ``start`` (descriptor s
 when idle), read ports ``weight``, ``bias``, ``threshold`` (``addr``, ``en``, ``data``:
 :class:`spikepack.hw.memories.ReadPortSignature`, flipped, connected to
 :class:`spikepack.hw.memories.NetworkMemories`), ``act`` (the same signature: the activation
-buffer, entry e holds inputs e*R .. e*R+R-1, input e*R+i at bits i*T ..), ``o`` (index, spikes, potential, last), ``busy``. A descriptor's ``fan_in`` and
-``neurons`` must not exceed ``config.max_fan_in`` and ``config.max_neurons`` (the loader rejects
-such layers): the tile counters are only as wide as those limits need.
+buffer, entry e holds inputs e*R .. e*R+R-1, input e*R+i at bits i*T ..), ``o`` (index,
+channel, pool_first, spikes, potential, last: ``output_layout``; channel and pool_first are
+set in conv layers only), ``busy``. A dense descriptor's ``fan_in`` and ``neurons`` must not
+exceed ``config.max_fan_in`` and ``config.max_neurons``, a conv descriptor's ``fan_in`` (its
+patch) ``config.max_patch`` and its channels ``config.max_channels``, its maps
+``max_map_side`` and ``max_map_words`` (the loader rejects other layers): the tile counters
+are only as wide as those limits need.
 
 Latency and throughput, with the output never stalled (``o.ready`` = 1), in clock edges from
 the descriptor handshake to the last ``o`` handshake (setup cycles and register stages
