@@ -52,6 +52,23 @@ def test_ports_match_network_memories():
         BitstreamLoader(config={"rows": 4})
 
 
+def _directed(config, layers, cases, label):
+    """A scenario that sends each (words, code) of ``cases`` and checks the loader's verdict,
+    the committed network being ``layers`` after a good stream."""
+    async def scenario(ctx, dut):
+        h = Harness(ctx, dut, config, random.Random(2))
+        for i, (words, code) in enumerate(cases):
+            await h.send(words, pause=0.2)
+            if code == E.NONE:
+                h.good += 1
+                h.committed = image_words(layout_network(layers, config))
+                h.layer_count = len(layers)
+            else:
+                h.bad += 1
+            await h.check(f"{label} case {i} ({code.name})", code)
+    return scenario
+
+
 def test_good_streams_load_and_read_back(seed):
     config = small_config()
     rng = np.random.default_rng(seed)
@@ -140,19 +157,7 @@ def test_directed_codes():
     for words, code in cases:
         assert bs.loader_outcome(words, config) == code
 
-    async def scenario(ctx, dut):
-        h = Harness(ctx, dut, config, random.Random(2))
-        for i, (words, code) in enumerate(cases):
-            await h.send(words, pause=0.2)
-            if code == E.NONE:
-                h.good += 1
-                h.committed = image_words(layout_network(layers, config))
-                h.layer_count = len(layers)
-            else:
-                h.bad += 1
-            await h.check(f"directed case {i} ({code.name})", code)
-
-    simulate(config, scenario)
+    simulate(config, _directed(config, layers, cases, "directed"))
 
 
 def test_reset_mid_stream_keeps_the_network(seed):
@@ -365,19 +370,8 @@ def test_conv_directed_codes():
     for i, (words, code) in enumerate(cases):
         assert bs.loader_outcome(words, config) == code, (i, code)
 
-    async def scenario(ctx, dut):
-        h = Harness(ctx, dut, config, random.Random(2))
-        for i, (words, code) in enumerate(cases):
-            await h.send(words, pause=0.2)
-            if code == E.NONE:
-                h.good += 1
-                h.committed = image_words(layout_network(layers, config))
-                h.layer_count = len(layers)
-            else:
-                h.bad += 1
-            await h.check(f"conv directed case {i} ({code.name})", code)
-
-    check_writes_in_bounds(config, simulate(config, scenario))
+    check_writes_in_bounds(config, simulate(config, _directed(config, layers, cases,
+                                                             "conv directed")))
     # conv on hardware without conv
     dense = small_config(conv=False)
     words = bs.words_of(bs.pack_network(random_layers(np.random.default_rng(1), dense,
