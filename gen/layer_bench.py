@@ -42,6 +42,7 @@ import tempfile
 from pathlib import Path
 
 from spikepack.config import HardwareConfig
+from spikepack.fileio import atomic_write_text
 
 DEFAULT_SHAPES = ((32, 32), (64, 64), (128, 64), (256, 256))
 BUILD_ARGS = ("--output-split", "0")   # see tests/test_layer_rtl.py
@@ -264,9 +265,9 @@ def main(argv=None) -> int:
         rows = []
         for mode in modes:
             rows += measure_conv(conv_bench_config(mode))
-        (out / "conv.json").write_text(json.dumps(rows, indent=1))
+        atomic_write_text(out / "conv.json", json.dumps(rows, indent=1))
         table = conv_markdown(rows)
-        (out / "conv.md").write_text("# Conv layers on the layer engine (RTL simulation, "
+        atomic_write_text(out / "conv.md", "# Conv layers on the layer engine (RTL simulation, "
                                      "Verilator)\n\n" + table)
         print(table)
         print(f"wrote {out / 'conv.json'} and {out / 'conv.md'}")
@@ -281,17 +282,17 @@ def main(argv=None) -> int:
                 parser.error(f"shapes {too_big} exceed max_fan_in/max_neurons "
                              f"{config.max_fan_in}/{config.max_neurons}")
             rows += measure(config, args.shapes)
-        (out / "layers.json").write_text(json.dumps(rows, indent=1))
+        atomic_write_text(out / "layers.json", json.dumps(rows, indent=1))
         table = markdown(rows)
-        (out / "layers.md").write_text("# Layer engine cycles (RTL simulation, Verilator)\n\n"
+        atomic_write_text(out / "layers.md", "# Layer engine cycles (RTL simulation, Verilator)\n\n"
                                        + table)
         print(table)
         print(f"wrote {out / 'layers.json'} and {out / 'layers.md'}")
     if args.synth:
         srows = synth_arrays(timesteps=timesteps[0])
-        (out / "arrays.json").write_text(json.dumps(srows, indent=1))
+        atomic_write_text(out / "arrays.json", json.dumps(srows, indent=1))
         stable = synth_markdown(srows)
-        (out / "arrays.md").write_text("# The bare array, synthesized (Yosys)\n\n" + stable)
+        atomic_write_text(out / "arrays.md", "# The bare array, synthesized (Yosys)\n\n" + stable)
         print(stable)
         print(f"wrote {out / 'arrays.json'} and {out / 'arrays.md'}")
     return 0

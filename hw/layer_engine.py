@@ -145,11 +145,11 @@ from spikepack.config import HardwareConfig
 from spikepack.firmware.layout import CONV_FIELDS, DESCRIPTOR_FIELDS
 
 from .array import SpikeArray, load_schedule
-from .patch import OutputBuffer, PatchGenerator, geometry_layout
+from .patch import PatchGenerator, geometry_layout
 from .patch import setup_latency as patch_setup_latency
 from .memories import ReadPortSignature
 from .neuron_common import neuron_class
-from .stream import delay
+from .stream import OutputBuffer, delay
 
 __all__ = ["LayerEngine", "descriptor_layout", "output_layout", "beats_per_tile", "schedule",
            "ideal_cycles", "expected_cycles", "compute_bound", "conv_setup_cycles",

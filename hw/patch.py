@@ -66,6 +66,7 @@ from amaranth.lib.wiring import In, Out
 
 from spikepack.config import HardwareConfig
 from spikepack.firmware.layout import DESCRIPTOR_FIELDS
+from spikepack.hw.stream import OutputBuffer
 
 
 __all__ = ["PatchGenerator", "geometry_layout", "patch_sequence", "setup_latency", "LEVELS"]
@@ -134,39 +135,6 @@ def patch_sequence(*, rows: int, cols: int, in_channels: int, in_height: int, in
                                         yield (iy * W + ix) * CG + cg
                                     else:
                                         yield None
-
-
-class OutputBuffer(wiring.Component):
-    """A two-register skid buffer whose output register is loaded whenever it may change:
-    the same stream behaviour as :class:`spikepack.hw.stream.SkidBuffer` (``i.ready`` a
-    flip-flop, ``o.valid`` and ``o.payload`` registers, one beat a cycle, latency 1), but the
-    output payload's clock enable is ``o.ready | ~o.valid`` (two inputs, whatever ``i`` does)
-    and the spare register's is ``~spare_valid`` (it copies ``i.payload`` whenever it is
-    empty), so a consumer's ``ready`` reaches the payload flip-flops through one gate and
-    ``i.valid`` none of their enables. (The patch generator's tiles, popped by the layer
-    engine's activation reads, and the engine's ``o``.)
-
-    Ports: ``i`` In(stream.Signature(shape)), ``o`` Out(stream.Signature(shape)).
-    Latency: 1 cycle from the ``i`` handshake to ``o.valid``. Throughput: one beat a cycle.
-    """
-
-    def __init__(self, shape):
-        self._shape = shape
-        super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
-
-    def elaborate(self, platform):
-        m = Module()
-        spare = Signal.like(self.i.payload)
-        spare_valid = Signal()
-        load = Signal()                     # the output register takes a value this cycle
-        m.d.comb += [self.i.ready.eq(~spare_valid), load.eq(self.o.ready | ~self.o.valid)]
-        with m.If(~spare_valid):
-            m.d.sync += spare.eq(self.i.payload)
-        with m.If(load):
-            m.d.sync += [self.o.payload.eq(Mux(spare_valid, spare, self.i.payload)),
-                         self.o.valid.eq(spare_valid | self.i.valid)]
-        m.d.sync += spare_valid.eq(~load & (spare_valid | self.i.valid))
-        return m
 
 
 class PatchGenerator(wiring.Component):

@@ -12,15 +12,19 @@ from amaranth import ClockDomain, Module, Signal
 from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
-from spikepack.hw.stream import SkidBuffer, delay, or_all
+from spikepack.hw.stream import OutputBuffer, SkidBuffer, delay, or_all
+
+#: the two skid buffers: the same stream behaviour, different clock enables
+BUFFERS = [SkidBuffer, OutputBuffer]
 
 
+@pytest.mark.parametrize("buffer", BUFFERS)
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_skid_buffer_keeps_order_under_random_handshakes(seed):
+def test_skid_buffer_keeps_order_under_random_handshakes(seed, buffer):
     print(f"seed {seed}")
     rng = random.Random(seed)
     beats = [rng.getrandbits(12) for _ in range(300)]
-    dut = SkidBuffer(12)
+    dut = buffer(12)
     got = []
     ready_trace = []
 
@@ -58,8 +62,9 @@ def test_skid_buffer_keeps_order_under_random_handshakes(seed):
     assert len(got) == len(beats)
 
 
-def test_skid_buffer_full_rate_latency_one_and_registered_ready():
-    dut = SkidBuffer(8)
+@pytest.mark.parametrize("buffer", BUFFERS)
+def test_skid_buffer_full_rate_latency_one_and_registered_ready(buffer):
+    dut = buffer(8)
     log = []
 
     async def tb(ctx):
@@ -119,7 +124,8 @@ def test_delay_and_or_all_refuse_bad_arguments():
     assert or_all([1, 2, 4]) == 7
 
 
-def test_skid_buffer_signature_is_a_stream_pair():
-    dut = SkidBuffer(5)
+@pytest.mark.parametrize("buffer", BUFFERS)
+def test_skid_buffer_signature_is_a_stream_pair(buffer):
+    dut = buffer(5)
     assert dut.signature.members["i"].flow == wiring.In
     assert dut.i.payload.shape().width == 5 and dut.shape == 5
