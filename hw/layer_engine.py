@@ -137,8 +137,8 @@ the decode) sets the pace, about M cycles for the layer whatever R.
 
 from __future__ import annotations
 
-from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, memory, stream, wiring
+from amaranth import Array, Cat, Const, Module, Mux, ResetInserter, Signal, signed, unsigned
+from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from spikepack.config import HardwareConfig
@@ -468,6 +468,19 @@ class LayerEngine(wiring.Component):
             m.d.sync += [positions_m1.eq(patch.positions - 1),
                          positions_one.eq(patch.positions == 1),
                          window_m1.eq(patch.window - 1), window_one.eq(patch.window == 1)]
+            # the values setup2 gives the position and window counters, a layer's kind folded
+            # in a cycle ahead (setup2's fan-out then selects registers only; col_tiles, not
+            # ct_max_zero: a dense layer's setup2 follows setup1 at once)
+            init_pos_left = Signal.like(positions_m1)
+            init_pos_zero = Signal()
+            init_win_left = Signal.like(window_m1)
+            init_win_zero = Signal()
+            init_next_end = Signal()
+            m.d.sync += [init_pos_left.eq(Mux(is_conv, positions_m1, 0)),
+                         init_pos_zero.eq(~is_conv | positions_one),
+                         init_win_left.eq(Mux(is_conv, window_m1, 0)),
+                         init_win_zero.eq(~is_conv | window_one),
+                         init_next_end.eq((col_tiles == 1) & (~is_conv | positions_one))]
         else:
             is_conv = Const(0, 1)
             m.d.sync += setup2.eq(setup1)
@@ -625,8 +638,7 @@ class LayerEngine(wiring.Component):
                 act_rt.eq(0), act_left.eq(rt_max), act_zero.eq(rt_max_zero),
             ]
             if conv:
-                m.d.sync += [pos_left.eq(positions_m1),
-                             pos_zero.eq(~is_conv | positions_one)]
+                m.d.sync += [pos_left.eq(positions_m1), pos_zero.eq(init_pos_zero)]
             else:
                 m.d.sync += pos_zero.eq(1)
 
@@ -931,17 +943,37 @@ class LayerEngine(wiring.Component):
             with m.If(setup2):
                 m.d.sync += [next_base.eq(0), next_left.eq(ct_max), next_zero.eq(ct_max_zero)]
         else:
+            # The slots' sequence (first index, channel, pool_first, layer's last, position's
+            # last) is a generator of its own that runs up to four slots ahead through a FIFO:
+            # a refill pops one, so the counters of positions and windows sit behind a
+            # flip-flop enable (gen_adv) and not behind the output buffer's ready.
             # next_zero: the next slot is its position's last column tile (C_last results)
+            slot = data.StructLayout({"base": idx_bits, "chan": len(next_chan), "first": 1,
+                                      "end": 1, "zero": 1})
+            slot_fifo = ResetInserter(setup2)(fifo.SyncFIFO(width=slot.size, depth=4))
+            m.submodules.slot_fifo = slot_fifo
+            gen_on = Signal()
+            gen_adv = Signal()              # the generator steps: it held < 3 slots a cycle ago
+            with m.If(setup2):
+                m.d.sync += gen_on.eq(1)
+            m.d.sync += gen_adv.eq((gen_on | setup2) & (setup2 | (slot_fifo.level < 3)))
+            nxt = data.View(slot, slot_fifo.r_data)
+            m.d.comb += [
+                slot_fifo.w_en.eq(gen_adv),
+                slot_fifo.w_data.eq(Cat(next_base, next_chan, next_first, next_end, next_zero)),
+                slot_fifo.r_en.eq(refill),
+            ]
             with m.If(take):
                 m.d.sync += [cur_index.eq(cur_index + 1), cur_chan.eq(cur_chan + 1)]
             with m.If(refill):
                 m.d.sync += [
                     cur_has.eq(1), rd_ptr.eq(rd_ptr + 1),
-                    cur_index.eq(next_base), cur_chan.eq(next_chan), cur_first.eq(next_first),
-                    out_zero.eq(next_end),
-                    sel_left.eq(Mux(next_zero, last_sel, C - 1)),
-                    cur_last.eq(Mux(next_zero, last_sel_zero, C == 1)),
+                    cur_index.eq(nxt.base), cur_chan.eq(nxt.chan), cur_first.eq(nxt.first),
+                    out_zero.eq(nxt.end),
+                    sel_left.eq(Mux(nxt.zero, last_sel, C - 1)),
+                    cur_last.eq(Mux(nxt.zero, last_sel_zero, C == 1)),
                 ]
+            with m.If(gen_adv):
                 with m.If(next_zero):
                     # the slot after it starts the next position
                     m.d.sync += [
@@ -971,17 +1003,11 @@ class LayerEngine(wiring.Component):
                 m.d.sync += [
                     next_base.eq(0), next_left.eq(ct_max), next_zero.eq(ct_max_zero),
                     next_chan.eq(0), next_first.eq(1), pos_base.eq(0),
+                    # (a dense layer: one position, no pooling)
+                    s_pos_left.eq(init_pos_left), s_pos_zero.eq(init_pos_zero),
+                    s_win_left.eq(init_win_left), s_win_zero.eq(init_win_zero),
+                    next_end.eq(init_next_end),
                 ]
-                with m.If(is_conv):
-                    m.d.sync += [
-                        s_pos_left.eq(positions_m1), s_pos_zero.eq(positions_one),
-                        s_win_left.eq(window_m1), s_win_zero.eq(window_one),
-                        next_end.eq(ct_max_zero & positions_one),
-                    ]
-                with m.Else():
-                    # a dense layer: one position, no pooling
-                    m.d.sync += [s_pos_left.eq(0), s_pos_zero.eq(1), s_win_left.eq(0),
-                                 s_win_zero.eq(1), next_end.eq(ct_max_zero)]
 
         # credits: slots reserved from a column tile's finishing planes to its last result
         reserved = Signal(range(D + 1))
