@@ -138,7 +138,7 @@ the decode) sets the pace, about M cycles for the layer whatever R.
 from __future__ import annotations
 
 from amaranth import Array, Cat, Const, Module, Mux, ResetInserter, Signal, signed, unsigned
-from amaranth.lib import data, fifo, memory, stream, wiring
+from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from spikepack.config import HardwareConfig
@@ -149,7 +149,7 @@ from .patch import PatchGenerator, geometry_layout
 from .patch import setup_latency as patch_setup_latency
 from .memories import ReadPortSignature
 from .neuron_common import neuron_class
-from .stream import OutputBuffer, delay
+from .stream import OutputBuffer, RunAheadFifo, delay
 
 __all__ = ["LayerEngine", "descriptor_layout", "output_layout", "beats_per_tile", "schedule",
            "ideal_cycles", "expected_cycles", "compute_bound", "conv_setup_cycles",
@@ -412,6 +412,7 @@ class LayerEngine(wiring.Component):
         ct_max = Signal(ct_bits)            # col_tiles - 1
         rt_max_zero = Signal()
         ct_max_zero = Signal()
+        ct_max_one = Signal()               # col_tiles == 2
         empty = Signal()
         fan_zero = Signal()                 # fan_in == 0, at the handshake
         neu_zero = Signal()                 # neurons == 0
@@ -476,6 +477,12 @@ class LayerEngine(wiring.Component):
             init_win_left = Signal.like(window_m1)
             init_win_zero = Signal()
             init_next_end = Signal()
+            init_pos_one = Signal()
+            init_win_one = Signal()
+            window_two = Signal()
+            m.d.sync += [window_two.eq(patch.window == 2),
+                         init_pos_one.eq(is_conv & (patch.positions == 2)),
+                         init_win_one.eq(is_conv & window_two)]
             m.d.sync += [init_pos_left.eq(Mux(is_conv, positions_m1, 0)),
                          init_pos_zero.eq(~is_conv | positions_one),
                          init_win_left.eq(Mux(is_conv, window_m1, 0)),
@@ -488,6 +495,7 @@ class LayerEngine(wiring.Component):
             m.d.sync += [
                 rt_max.eq(row_tiles - 1), ct_max.eq(col_tiles - 1),
                 rt_max_zero.eq(row_tiles == 1), ct_max_zero.eq(col_tiles == 1),
+                ct_max_one.eq(col_tiles == 2),
                 empty.eq(fan_zero | neu_zero),
                 last_sel.eq((neurons - 1)[:max(1, log_c)] if C > 1 else 0),
                 last_sel_zero.eq((neurons - 1)[:max(1, log_c)] == 0 if C > 1 else 1),
@@ -597,9 +605,11 @@ class LayerEngine(wiring.Component):
         else:
             # advance[0] = W: the word of the period is the ahead tile's
             m.d.comb += [w_on.eq(go & off_first & valid[W - adv[0]]), w_addr.eq(tile_base[0])]
-        # (keep: one gate of three registers, the enable of the activation counters as is)
-        a_on = Signal(attrs={"keep": 1})
-        m.d.comb += a_on.eq(go & off_end & valid[W - 1])
+        # a_on = go & off_end & valid[W - 1] (an activation read: the last offset of a period
+        # whose tile W - 1 exists), kept as a flip-flop set from the next values of the three
+        # (below), so that the activation counters and the patch generator's FIFO are enabled
+        # by a register and not through go's fan-out
+        a_on = Signal()
         with m.If(a_on):
             m.d.sync += [act_rt.eq(Mux(act_zero, 0, act_rt + 1)),
                          act_left.eq(Mux(act_zero, rt_max, act_left - 1)),
@@ -642,6 +652,13 @@ class LayerEngine(wiring.Component):
             else:
                 m.d.sync += pos_zero.eq(1)
 
+        off_end_next = Mux(setup2, P == 1, Mux(go, Mux(off_end, P == 1, off == P - 2), off_end))
+        valid_w1_next = Mux(setup2, ~empty if W == 1 else 0,
+                            Mux(go & off_end, next_valid if W == 1 else valid[W - 2],
+                                valid[W - 1]))
+        m.d.sync += a_on.eq(running_next & ~(at_finish_next & ~may_finish_next)
+                            & off_end_next & valid_w1_next)
+
         # --- command register: every read and beat leaves the controller through a register --
         c_plane = Signal()
         c_first = Signal()
@@ -671,9 +688,7 @@ class LayerEngine(wiring.Component):
             pad = is_conv & patch.o.payload.pad
             # (a dense layer's reads pop the idle generator's tiles too: harmless, and one
             # gate less on a_on's fan-out)
-            # (a_on again, not the kept net: the generator's output enable is then one gate of
-            # four registers)
-            m.d.comb += patch.o.ready.eq(go & valid[W - 1] & off_end)
+            m.d.comb += patch.o.ready.eq(a_on)
             m.d.sync += [c_aren.eq(a_on & ~pad), c_azero.eq(a_on & pad),
                          c_aaddr.eq(Mux(is_conv, patch.o.payload.addr, act_rt))]
         else:
@@ -882,7 +897,7 @@ class LayerEngine(wiring.Component):
         take = Signal()
         avail = Signal()                    # a written slot waits (wr_ptr != rd_ptr)
         cur_last = Signal()                 # sel_left == 0, kept as a register
-        refill = Signal()
+        refill = Signal(attrs={"keep": 1})   # (kept: one LUT of four registers)
         m.d.comb += [
             take.eq(cur_has & skid.i.ready),
             refill.eq(avail & (~cur_has | (take & cur_last))),
@@ -908,6 +923,7 @@ class LayerEngine(wiring.Component):
             next_first = Signal()
             next_end = Signal()             # the next slot is the layer's last
             pos_base = Signal(idx_bits)     # storage index of the next slot's pooled position
+            pos_next = Signal(idx_bits)     # pos_base + CG_out*R
             s_pos_left = Signal(len(patch.positions))   # positions after the next slot's
             s_pos_zero = Signal()
             s_win_left = Signal(len(patch.window))      # positions of its window after it
@@ -922,10 +938,15 @@ class LayerEngine(wiring.Component):
                      skid.i.payload.result.eq(t_result), skid.i.payload.last.eq(t_last)]
         # cur moves on take (shift) or refill (load): take | refill reduces to one gate of
         # three registers, written so, as the enable of its C * result_bits flip-flops
+        # (under cur_ce, refill is avail & (~cur_has | cur_last): cur_load, a flip-flop set
+        # from the next values of the three, selects load or shift, so that the output
+        # buffer's ready reaches the C * result_bits flip-flops through their enable only)
         cur_ce = Signal()
+        cur_load = Signal()
+        refill_last = Signal()              # the value cur_last takes on a refill
         m.d.comb += cur_ce.eq((cur_has & skid.i.ready) | (avail & ~cur_has))
         with m.If(cur_ce):
-            m.d.sync += cur.eq(Mux(refill, rd.data, cur >> rbits))
+            m.d.sync += cur.eq(Mux(cur_load, rd.data, cur >> rbits))
         with m.If(take):
             m.d.sync += [sel.eq(sel + 1), sel_left.eq(sel_left - 1), cur_last.eq(sel_left == 1)]
             with m.If(cur_last):
@@ -935,13 +956,13 @@ class LayerEngine(wiring.Component):
                 m.d.sync += [
                     cur_has.eq(1), sel.eq(0), rd_ptr.eq(rd_ptr + 1),
                     out_base.eq(next_base), out_zero.eq(next_zero),
-                    sel_left.eq(Mux(next_zero, last_sel, C - 1)),
-                    cur_last.eq(Mux(next_zero, last_sel_zero, C == 1)),
+                    sel_left.eq(Mux(next_zero, last_sel, C - 1)), cur_last.eq(refill_last),
                     next_base.eq(next_base + C), next_left.eq(next_left - 1),
                     next_zero.eq(next_left == 1),
                 ]
             with m.If(setup2):
                 m.d.sync += [next_base.eq(0), next_left.eq(ct_max), next_zero.eq(ct_max_zero)]
+            m.d.comb += refill_last.eq(Mux(next_zero, last_sel_zero, C == 1))
         else:
             # The slots' sequence (first index, channel, pool_first, layer's last, position's
             # last) is a generator of its own that runs up to four slots ahead through a FIFO:
@@ -950,13 +971,13 @@ class LayerEngine(wiring.Component):
             # next_zero: the next slot is its position's last column tile (C_last results)
             slot = data.StructLayout({"base": idx_bits, "chan": len(next_chan), "first": 1,
                                       "end": 1, "zero": 1})
-            slot_fifo = ResetInserter(setup2)(fifo.SyncFIFO(width=slot.size, depth=4))
+            slot_fifo = ResetInserter(setup2)(RunAheadFifo(width=slot.size, depth=4))
             m.submodules.slot_fifo = slot_fifo
             gen_on = Signal()
             gen_adv = Signal()              # the generator steps: it held < 3 slots a cycle ago
             with m.If(setup2):
                 m.d.sync += gen_on.eq(1)
-            m.d.sync += gen_adv.eq((gen_on | setup2) & (setup2 | (slot_fifo.level < 3)))
+            m.d.sync += gen_adv.eq((gen_on | setup2) & (setup2 | slot_fifo.room))
             nxt = data.View(slot, slot_fifo.r_data)
             m.d.comb += [
                 slot_fifo.w_en.eq(gen_adv),
@@ -970,44 +991,62 @@ class LayerEngine(wiring.Component):
                     cur_has.eq(1), rd_ptr.eq(rd_ptr + 1),
                     cur_index.eq(nxt.base), cur_chan.eq(nxt.chan), cur_first.eq(nxt.first),
                     out_zero.eq(nxt.end),
-                    sel_left.eq(Mux(nxt.zero, last_sel, C - 1)),
-                    cur_last.eq(Mux(nxt.zero, last_sel_zero, C == 1)),
+                    sel_left.eq(Mux(nxt.zero, last_sel, C - 1)), cur_last.eq(refill_last),
                 ]
+            m.d.comb += refill_last.eq(Mux(nxt.zero, last_sel_zero, C == 1))
+            # (each down-counter keeps == 0 and == 1 flags as registers, so that no compare
+            # of a counter sits in front of another flag)
+            next_one = Signal()
+            s_pos_one = Signal()
+            s_win_one = Signal()
             with m.If(gen_adv):
                 with m.If(next_zero):
                     # the slot after it starts the next position
                     m.d.sync += [
-                        next_left.eq(ct_max), next_zero.eq(ct_max_zero), next_chan.eq(0),
-                        s_pos_left.eq(s_pos_left - 1), s_pos_zero.eq(s_pos_left == 1),
-                        next_end.eq(ct_max_zero & (s_pos_left == 1)),
+                        next_left.eq(ct_max), next_zero.eq(ct_max_zero), next_one.eq(ct_max_one),
+                        next_chan.eq(0),
+                        s_pos_left.eq(s_pos_left - 1), s_pos_zero.eq(s_pos_one),
+                        s_pos_one.eq(s_pos_left == 2),
+                        next_end.eq(ct_max_zero & s_pos_one),
                     ]
                     with m.If(s_win_zero):
                         # ... and the next pool window: the next pooled word
                         m.d.sync += [
                             s_win_left.eq(window_m1), s_win_zero.eq(window_one),
-                            next_first.eq(1), pos_base.eq(pos_base + cgr_out),
-                            next_base.eq(pos_base + cgr_out),
+                            s_win_one.eq(window_two),
+                            next_first.eq(1), pos_base.eq(pos_next), next_base.eq(pos_next),
+                            pos_next.eq(pos_next + cgr_out),
                         ]
                     with m.Else():
                         m.d.sync += [
-                            s_win_left.eq(s_win_left - 1), s_win_zero.eq(s_win_left == 1),
+                            s_win_left.eq(s_win_left - 1), s_win_zero.eq(s_win_one),
+                            s_win_one.eq(s_win_left == 2),
                             next_first.eq(0), next_base.eq(pos_base),
                         ]
                 with m.Else():
                     m.d.sync += [
-                        next_left.eq(next_left - 1), next_zero.eq(next_left == 1),
-                        next_end.eq(s_pos_zero & (next_left == 1)),
+                        next_left.eq(next_left - 1), next_zero.eq(next_one),
+                        next_one.eq(next_left == 2),
+                        next_end.eq(s_pos_zero & next_one),
                         next_base.eq(next_base + C), next_chan.eq(next_chan + C),
                     ]
             with m.If(setup2):
                 m.d.sync += [
                     next_base.eq(0), next_left.eq(ct_max), next_zero.eq(ct_max_zero),
-                    next_chan.eq(0), next_first.eq(1), pos_base.eq(0),
+                    next_one.eq(ct_max_one),
+                    next_chan.eq(0), next_first.eq(1), pos_base.eq(0), pos_next.eq(cgr_out),
                     # (a dense layer: one position, no pooling)
                     s_pos_left.eq(init_pos_left), s_pos_zero.eq(init_pos_zero),
+                    s_pos_one.eq(init_pos_one),
                     s_win_left.eq(init_win_left), s_win_zero.eq(init_win_zero),
+                    s_win_one.eq(init_win_one),
                     next_end.eq(init_next_end),
                 ]
+
+        avail_next = Mux(write & ~refill, 1, Mux(refill & ~write, occ[1], occ[0]))
+        has_next = Mux(refill, 1, Mux(take & cur_last, 0, cur_has))
+        last_next = Mux(refill, refill_last, Mux(take, sel_left == 1, cur_last))
+        m.d.sync += cur_load.eq(avail_next & (~has_next | last_next))
 
         # credits: slots reserved from a column tile's finishing planes to its last result
         reserved = Signal(range(D + 1))

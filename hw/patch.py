@@ -37,11 +37,11 @@ the next step (the lowest whose flag is clear) and which loops clear (those insi
 them when every flag is set: the sequence starts again), registered; S2 the terms (a carry
 chain each, no selection); S3 and S4 a registered adder tree (seven terms of the entry, four of
 each coordinate); S5 the entry and the four compares of ``pad``, S6 their OR, registered; then a
-four-entry FIFO (``o`` is its first-word-fall-through read side). S1-S6 move together (``adv``,
-a flip-flop): they hold while the FIFO held 3 or more tiles the cycle before (it can have gained
-at most one since, so a tile leaving S6 always finds room), which keeps ``o.ready`` (the FIFO's
-read enable: its read pointer and level) away from the 140-odd enables of S1-S6 and one tile a
-cycle flowing while the consumer takes one a cycle.
+four-entry :class:`~spikepack.hw.stream.RunAheadFifo` (``o`` is its read side). S1-S6 move
+together (``adv``, a flip-flop): they hold while the FIFO held 3 or more tiles the cycle before
+(it can have gained at most one since, so a tile leaving S6 always finds room), which keeps
+``o.ready`` (the FIFO's read enable: its read pointer and level) away from the 140-odd enables
+of S1-S6 and one tile a cycle flowing while the consumer takes one a cycle.
 
 Ports: ``start`` In(1) (a strobe: ``geometry`` is sampled in its cycle and the generator starts
 over, whatever it was doing), ``geometry`` In(:func:`geometry_layout`) (the descriptor's conv
@@ -64,11 +64,12 @@ high (the generator never runs dry: S1-S6 advance whenever the buffer has room);
 from __future__ import annotations
 
 from amaranth import Cat, Const, Module, Mux, ResetInserter, Signal, signed
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from spikepack.config import HardwareConfig
 from spikepack.firmware.layout import DESCRIPTOR_FIELDS
+from spikepack.hw.stream import RunAheadFifo
 
 
 __all__ = ["PatchGenerator", "geometry_layout", "patch_sequence", "setup_latency", "LEVELS"]
@@ -298,10 +299,10 @@ class PatchGenerator(wiring.Component):
                              top_one[i].eq(maxima[name] == 1)]
 
         # the output FIFO (below); S1-S6 hold while it held 3 or more tiles the cycle before
-        out_fifo = ResetInserter(restart)(fifo.SyncFIFO(width=len(self.o.payload.as_value()),
+        out_fifo = ResetInserter(restart)(RunAheadFifo(width=len(self.o.payload.as_value()),
                                                        depth=4))
         m.submodules.out_fifo = out_fifo
-        room = out_fifo.level < 3
+        room = out_fifo.room
         adv = Signal()                      # S1-S6 move (run and not stalled), a flip-flop
         adv1 = Signal()                     # S1 moves (adv, or the priming step), a flip-flop
         # (run1: run, from the priming step on)
