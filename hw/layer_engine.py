@@ -971,7 +971,10 @@ class LayerEngine(wiring.Component):
             # next_zero: the next slot is its position's last column tile (C_last results)
             slot = data.StructLayout({"base": idx_bits, "chan": len(next_chan), "first": 1,
                                       "end": 1, "zero": 1})
-            slot_fifo = ResetInserter(setup2)(RunAheadFifo(width=slot.size, depth=4))
+            # (read_guard off: a refill needs a written slot, which comes long after the generator
+            # has run ahead)
+            slot_fifo = ResetInserter(setup2)(RunAheadFifo(width=slot.size, depth=4,
+                                                           read_guard=False))
             m.submodules.slot_fifo = slot_fifo
             gen_on = Signal()
             gen_adv = Signal()              # the generator steps: it held < 3 slots a cycle ago

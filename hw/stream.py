@@ -131,19 +131,20 @@ class RunAheadFifo(wiring.Component):
 
     The contract that replaces a write handshake: a producer whose enable for cycle t is a
     register set from ``room`` in cycle t - 1 never overflows it (the level can have grown by
-    one since). A read with ``r_rdy`` low is ignored. ``r_en`` reaches only the read pointer
-    and the level's flip-flops, through one gate.
+    one since). A read with ``r_rdy`` low is ignored, or, with ``read_guard=False``, is the
+    consumer's promise never to make (one gate less behind ``r_en``). ``r_en`` reaches only the
+    read pointer and the level's flip-flops.
 
     Latency: a word written in cycle t is on ``r_data`` with ``r_rdy`` in t + 1. Throughput:
     one write and one read a cycle.
     """
 
-    def __init__(self, *, width: int, depth: int):
+    def __init__(self, *, width: int, depth: int, read_guard: bool = True):
         if not isinstance(width, int) or width < 1:
             raise ValueError(f"width must be a positive integer, not {width!r}")
         if not isinstance(depth, int) or depth < 2 or depth & (depth - 1):
             raise ValueError(f"depth must be a power of two >= 2, not {depth!r}")
-        self._width, self._depth = width, depth
+        self._width, self._depth, self._read_guard = width, depth, bool(read_guard)
         super().__init__({"w_en": In(1), "w_data": In(width), "r_en": In(1),
                           "r_data": Out(width), "r_rdy": Out(1), "room": Out(1)})
 
@@ -165,7 +166,7 @@ class RunAheadFifo(wiring.Component):
         consume = Signal(range(n))
         level = Signal(n)                   # level[k]: more than k words held
         push = self.w_en & ~level[n - 1]
-        pop = self.r_en & level[0]
+        pop = self.r_en & level[0] if self._read_guard else self.r_en
         m.d.comb += [wr.addr.eq(produce), wr.data.eq(self.w_data), wr.en.eq(push),
                      rd.addr.eq(consume), self.r_data.eq(rd.data),
                      self.r_rdy.eq(level[0]), self.room.eq(~level[n - 2])]
