@@ -418,6 +418,7 @@ class LayerEngine(wiring.Component):
         neu_zero = Signal()                 # neurons == 0
         last_sel = Signal(range(max(2, C)))   # (M - 1) mod C: the last column tile's last unit
         last_sel_zero = Signal()
+        last_sel_one = Signal()             # last_sel == 1
         setup1 = Signal()
         setup2 = Signal()
         running = Signal()
@@ -499,6 +500,7 @@ class LayerEngine(wiring.Component):
                 empty.eq(fan_zero | neu_zero),
                 last_sel.eq((neurons - 1)[:max(1, log_c)] if C > 1 else 0),
                 last_sel_zero.eq((neurons - 1)[:max(1, log_c)] == 0 if C > 1 else 1),
+                last_sel_one.eq((neurons - 1)[:max(1, log_c)] == 1 if C > 1 else 0),
             ]
 
         # --- controller ----------------------------------------------------------------------
@@ -897,6 +899,8 @@ class LayerEngine(wiring.Component):
         take = Signal()
         avail = Signal()                    # a written slot waits (wr_ptr != rd_ptr)
         cur_last = Signal()                 # sel_left == 0, kept as a register
+        sel_one = Signal()                  # sel_left == 1, likewise
+        refill_one = Signal()               # the value sel_one takes on a refill
         refill = Signal(attrs={"keep": 1})   # (kept: one LUT of four registers)
         m.d.comb += [
             take.eq(cur_has & skid.i.ready),
@@ -938,17 +942,17 @@ class LayerEngine(wiring.Component):
                      skid.i.payload.result.eq(t_result), skid.i.payload.last.eq(t_last)]
         # cur moves on take (shift) or refill (load): take | refill reduces to one gate of
         # three registers, written so, as the enable of its C * result_bits flip-flops
-        # (under cur_ce, refill is avail & (~cur_has | cur_last): cur_load, a flip-flop set
-        # from the next values of the three, selects load or shift, so that the output
-        # buffer's ready reaches the C * result_bits flip-flops through their enable only)
+        # (the load-or-shift select needs no refill: under cur_ce, ~cur_has means a refill, and
+        # a take of the slot's last result leaves cur empty or refills it, so loading then is
+        # right either way)
         cur_ce = Signal()
-        cur_load = Signal()
         refill_last = Signal()              # the value cur_last takes on a refill
         m.d.comb += cur_ce.eq((cur_has & skid.i.ready) | (avail & ~cur_has))
         with m.If(cur_ce):
-            m.d.sync += cur.eq(Mux(cur_load, rd.data, cur >> rbits))
+            m.d.sync += cur.eq(Mux(~cur_has | cur_last, rd.data, cur >> rbits))
         with m.If(take):
-            m.d.sync += [sel.eq(sel + 1), sel_left.eq(sel_left - 1), cur_last.eq(sel_left == 1)]
+            m.d.sync += [sel.eq(sel + 1), sel_left.eq(sel_left - 1), cur_last.eq(sel_one),
+                         sel_one.eq(sel_left == 2)]
             with m.If(cur_last):
                 m.d.sync += cur_has.eq(0)
         if not conv:
@@ -957,12 +961,14 @@ class LayerEngine(wiring.Component):
                     cur_has.eq(1), sel.eq(0), rd_ptr.eq(rd_ptr + 1),
                     out_base.eq(next_base), out_zero.eq(next_zero),
                     sel_left.eq(Mux(next_zero, last_sel, C - 1)), cur_last.eq(refill_last),
+                    sel_one.eq(refill_one),
                     next_base.eq(next_base + C), next_left.eq(next_left - 1),
                     next_zero.eq(next_left == 1),
                 ]
             with m.If(setup2):
                 m.d.sync += [next_base.eq(0), next_left.eq(ct_max), next_zero.eq(ct_max_zero)]
-            m.d.comb += refill_last.eq(Mux(next_zero, last_sel_zero, C == 1))
+            m.d.comb += [refill_last.eq(Mux(next_zero, last_sel_zero, C == 1)),
+                         refill_one.eq(Mux(next_zero, last_sel_one, C == 2))]
         else:
             # The slots' sequence (first index, channel, pool_first, layer's last, position's
             # last) is a generator of its own that runs up to four slots ahead through a FIFO:
@@ -995,8 +1001,10 @@ class LayerEngine(wiring.Component):
                     cur_index.eq(nxt.base), cur_chan.eq(nxt.chan), cur_first.eq(nxt.first),
                     out_zero.eq(nxt.end),
                     sel_left.eq(Mux(nxt.zero, last_sel, C - 1)), cur_last.eq(refill_last),
+                    sel_one.eq(refill_one),
                 ]
-            m.d.comb += refill_last.eq(Mux(nxt.zero, last_sel_zero, C == 1))
+            m.d.comb += [refill_last.eq(Mux(nxt.zero, last_sel_zero, C == 1)),
+                         refill_one.eq(Mux(nxt.zero, last_sel_one, C == 2))]
             # (each down-counter keeps == 0 and == 1 flags as registers, so that no compare
             # of a counter sits in front of another flag)
             next_one = Signal()
@@ -1045,11 +1053,6 @@ class LayerEngine(wiring.Component):
                     s_win_one.eq(init_win_one),
                     next_end.eq(init_next_end),
                 ]
-
-        avail_next = Mux(write & ~refill, 1, Mux(refill & ~write, occ[1], occ[0]))
-        has_next = Mux(refill, 1, Mux(take & cur_last, 0, cur_has))
-        last_next = Mux(refill, refill_last, Mux(take, sel_left == 1, cur_last))
-        m.d.sync += cur_load.eq(avail_next & (~has_next | last_next))
 
         # credits: slots reserved from a column tile's finishing planes to its last result
         reserved = Signal(range(D + 1))
