@@ -73,16 +73,16 @@ see :mod:`spikepack.hw.memories`), ``error``, ``good_loads`` and ``bad_loads`` s
 from __future__ import annotations
 
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed
+from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from spikepack import limits
 from spikepack.config import DESCRIPTOR_LANES, NEURON_CODES, WORD_BITS, HardwareConfig
 from spikepack.firmware.layout import DESCRIPTOR_FIELDS
 from spikepack.firmware.bitstream_format import (BITSTREAM_MAGIC, FORMAT_VERSION, HEADER_FIELDS,
                                                  HEADER_WORDS, PAYLOAD_OFFSET,
                                                  SECTION_ENTRY_WORDS, SECTION_NAMES, ErrorCode)
+from spikepack.hw.conv_check import FIELDS, ConvChecker, conv_check_cycles
 from spikepack.hw.crc import CrcCheck
 from spikepack.hw.memories import WriteSignature
 from spikepack.hw.stream import or_all
@@ -103,139 +103,6 @@ assert max(ErrorCode) < (1 << ERROR_BITS)
 _L0, _L3, _L4, _L5 = (_SLOT_DESC + lane for lane in (0, 3, 4, 5))
 #: the conv flag's bit in lane 3
 CONV_BIT = 1 << (DESCRIPTOR_FIELDS["conv"][0] % WORD_BITS)
-
-
-def _levels(terms: int) -> int:
-    """Register levels of a pairwise adder tree over ``terms`` partial products."""
-    return max(1, (terms - 1).bit_length())
-
-
-class _Timing:
-    """Builds the conv checker's pipelines and tracks, for each registered value, the cycle
-    (relative to the beat of the descriptor's lane 5, ``b``) from which it holds its final
-    value, given when each captured field is at the latest ready (lane k captured from stage 0:
-    lane 0 at b - 3, lane 3 at b, lane 4 at b + 1, lane 5 at b + 2)."""
-
-    def __init__(self, m: Module):
-        self.m = m
-        self.ready: dict[int, int] = {}
-
-    def at(self, signal, t: int):
-        self.ready[id(signal)] = t
-        return signal
-
-    def t(self, *values) -> int:
-        return max(self.ready[id(v)] for v in values)
-
-    def reg(self, value, shape, name: str, *inputs):
-        r = Signal(shape, name=name)
-        self.m.d.sync += r.eq(value)
-        return self.at(r, self.t(*inputs) + 1)
-
-    def alias(self, value, shape, name: str, *inputs):
-        """``value`` as a named (combinational) signal, ready when its inputs are."""
-        r = Signal(shape, name=name)
-        self.m.d.comb += r.eq(value)
-        return self.at(r, self.t(*inputs))
-
-    def product(self, a, b, name: str):
-        """``a * b`` (unsigned) as a pipelined adder tree: the partial products of the narrower
-        operand's bits, summed pairwise, one adder level a cycle (no multiplier block)."""
-        t0 = self.t(a, b)
-        if len(b) > len(a):
-            a, b = b, a
-        width = len(a) + len(b)
-        terms = [Mux(b[i], a << i, 0) for i in range(len(b))]
-        level = 0
-        while True:
-            pairs = [terms[i:i + 2] for i in range(0, len(terms), 2)]
-            out = []
-            for j, pair in enumerate(pairs):
-                r = Signal(width, name=f"{name}_{level}_{j}")
-                self.m.d.sync += r.eq(sum(pair[1:], pair[0]))
-                out.append(r)
-            terms, level = out, level + 1
-            if len(terms) == 1:
-                return self.at(terms[0], t0 + level)
-
-
-def _conv_checker(m: Module, c: HardwareConfig, cur: dict):
-    """The checks of a conv descriptor's lane 5 that need products (docs/bitstream.md,
-    "Descriptor checks"), as free-running pipelines from the captured fields ``cur``. Returns
-    ``(bad, large, out_words, cycles)``: the BAD_DESCRIPTOR and TOO_LARGE flags of the
-    descriptor (valid from b + 3 + cycles), the stored output map's words (valid from
-    b + 2 + cycles) and ``cycles``, how long lane 5 must wait in stage 0 for them. The products
-    may assume what the earlier lanes' checks guarantee when they passed (C_in, C_out <=
-    max_channels, H, W <= max_map_side); the lane's own fields (kernel up to 15, pooled map up
-    to 255) are taken whole, so a flag is exact whenever no earlier lane faulted."""
-    R = c.rows
-    lr = R.bit_length() - 1
-    tm = _Timing(m)
-    cg_bits = max(1, (-(-c.max_channels // R)).bit_length())
-    h_bits = max(1, c.max_map_side.bit_length())
-    p_bits = max(1, min(255, c.max_map_side + 2 * limits.PAD[1]).bit_length())
-    for name, t in (("n", -3), ("m", -3), ("hp", 0), ("wp", 0), ("cin", 1), ("h", 1), ("w", 1),
-                    ("kh", 2), ("kw", 2), ("sh", 2), ("sw", 2), ("ph", 2), ("pw", 2),
-                    ("qh", 2), ("qw", 2)):
-        tm.at(cur[name], t)
-    words_cap = c.max_map_words // R               # stored words > max_map_words <=> x > this
-    cg_in = tm.reg((cur["cin"] + R - 1) >> lr, cg_bits, "cg_in", cur["cin"])
-    cg_out = tm.reg((cur["m"] + R - 1) >> lr, cg_bits, "cg_out", cur["m"])
-    n_hi = tm.reg(cur["n"] >> lr, 16 - lr, "n_hi", cur["n"])
-    n_odd = tm.reg(cur["n"][:lr] != 0 if lr else 0, 1, "n_odd", cur["n"])
-    # stored input and output maps
-    h = tm.alias(cur["h"][:h_bits], h_bits, "h_side", cur["h"])
-    w = tm.alias(cur["w"][:h_bits], h_bits, "w_side", cur["w"])
-    hw = tm.product(h, w, "in_hw")
-    in_words = tm.product(hw, cg_in, "in_words")
-    in_large = tm.reg(in_words > words_cap, 1, "in_large", in_words)
-    hp = tm.alias(cur["hp"][:p_bits], p_bits, "hp_side", cur["hp"])
-    wp = tm.alias(cur["wp"][:p_bits], p_bits, "wp_side", cur["wp"])
-    hpwp = tm.product(hp, wp, "out_hw")
-    out_groups = tm.product(hpwp, cg_out, "out_words")
-    out_large = tm.reg(out_groups > words_cap, 1, "out_large", out_groups)
-    # the patch: fan-in = K_h K_w ceil(C_in/R) R
-    kk = tm.product(cur["kh"], cur["kw"], "kk")
-    patch = tm.product(kk, cg_in, "patch")
-    n_bad = tm.reg((patch != n_hi) | n_odd, 1, "patch_bad", patch, n_hi, n_odd)
-    # per axis: H + 2p >= K, and H_p = H_out // pool with H_out >= pool, as products:
-    # H_p >= 1 and (H_p k - 1) s <= A < (H_p k + k - 1) s, A = H + 2p - K
-    flags = [n_bad]
-    for axis, side, out, pad, ker, stride, pool in (
-            ("h", h, "hp", "ph", "kh", "sh", "qh"), ("w", w, "wp", "pw", "kw", "sw", "qw")):
-        small = tm.reg((cur[pad] << 1) - cur[ker], signed(6), f"pk_{axis}", cur[pad], cur[ker])
-        a = tm.reg(side + small, signed(h_bits + 2), f"a_{axis}", side, small)
-        x = tm.product(cur[out], cur[pool], f"x_{axis}")
-        lo1 = tm.reg(x - 1, len(x), f"lo1_{axis}", x)
-        hi1 = tm.reg(x + cur[pool] - 1, len(x) + 1, f"hi1_{axis}", x, cur[pool])
-        lo = tm.product(lo1, cur[stride], f"lo_{axis}")
-        hi = tm.product(hi1, cur[stride], f"hi_{axis}")
-        # one comparison a register (a carry chain each); conv_bad ORs them
-        flags += [tm.reg(a < 0, 1, f"kernel_over_{axis}", a),
-                  tm.reg(cur[out] == 0, 1, f"pooled_zero_{axis}", cur[out]),
-                  tm.reg(lo > a, 1, f"pooled_high_{axis}", lo, a),
-                  tm.reg(a >= hi, 1, f"pooled_low_{axis}", a, hi)]
-    bad = tm.reg(or_all(flags), 1, "conv_bad", *flags)
-    large = tm.reg(in_large | out_large, 1, "conv_large", in_large, out_large)
-    cycles = max(0, tm.t(bad) - 3, tm.t(large) - 3, tm.t(out_groups) - 2)
-    return bad, large, out_groups << lr, cycles
-
-
-def conv_check_cycles(config: HardwareConfig) -> int:
-    """F: the extra cycles a conv descriptor's lane 5 waits in stage 0 (``s_axis_tready`` low)
-    while the loader's conv checks compute their products (0 without ``config.conv``)."""
-    if not isinstance(config, HardwareConfig):
-        raise TypeError(f"config must be a HardwareConfig, not {type(config).__name__}")
-    if not config.conv:
-        return 0
-    cur = {name: Signal(width, name=name) for name, width in _CAPTURED.items()}
-    return _conv_checker(Module(), config, cur)[3]
-
-
-#: the descriptor fields the conv checks capture (name: width), by lane: 0: n, m; 3: hp, wp;
-#: 4: cin, h, w; 5: kernel, stride, pad and pool per axis
-_CAPTURED = {"n": 16, "m": 16, "hp": 8, "wp": 8, "cin": 16, "h": 8, "w": 8, "kh": 4, "kw": 4,
-             "sh": 2, "sw": 2, "ph": 3, "pw": 3, "qh": 3, "qw": 3}
 
 
 def _decoder(onehot: Signal, values: list, width: int):
@@ -296,7 +163,7 @@ class BitstreamLoader(wiring.Component):
         section_words = (layers, weight_words, column_words, column_words)
         # the descriptor in progress (captured from stage 0) and the previous layer's output
         # (docs/bitstream.md, "Descriptor checks"; set when a descriptor's lane 5 is in stage 1)
-        cur = {name: Signal(width, name=f"cur_{name}") for name, width in _CAPTURED.items()}
+        cur = {name: Signal(width, name=f"cur_{name}") for name, width in FIELDS.items()}
         cur_conv = Signal()
         words_bits = max(16, c.max_map_words.bit_length()) if c.conv else 16
         prev_words = Signal(words_bits)   # its stored output words (dense: M)
@@ -305,7 +172,10 @@ class BitstreamLoader(wiring.Component):
         adv0 = Signal()                   # the word in stage 0 moves on to stage 1
         beat_l5c = Signal()               # the beat is a conv descriptor's lane 5
         if c.conv:
-            conv_bad, conv_large, conv_out_words, conv_wait = _conv_checker(m, c, cur)
+            m.submodules.conv_check = conv_check = ConvChecker(config=c)
+            m.d.comb += [getattr(conv_check.fields, name).eq(cur[name]) for name in FIELDS]
+            conv_bad, conv_large = conv_check.bad, conv_check.large
+            conv_out_words, conv_wait = conv_check.out_words, conv_check.cycles
         else:
             conv_wait = 0
 
