@@ -77,13 +77,14 @@ from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from spikepack.config import DESCRIPTOR_LANES, NEURON_CODES, WORD_BITS, HardwareConfig
+from spikepack.config import NEURON_CODES, WORD_BITS, HardwareConfig
 from spikepack.firmware.layout import DESCRIPTOR_FIELDS
 from spikepack.firmware.bitstream_format import (BITSTREAM_MAGIC, FORMAT_VERSION, HEADER_FIELDS,
                                                  HEADER_WORDS, PAYLOAD_OFFSET,
                                                  SECTION_ENTRY_WORDS, SECTION_NAMES, ErrorCode)
 from spikepack.hw.conv_check import FIELDS, ConvChecker, conv_check_cycles
 from spikepack.hw.crc import CrcCheck
+from spikepack.hw.frame_tracker import SLOT_DESC, SLOT_OTHER, FrameTracker, desc_slot
 from spikepack.hw.memories import WriteSignature
 from spikepack.hw.stream import or_all
 
@@ -94,13 +95,11 @@ ERROR_BITS = 4
 COUNTER_BITS = 32
 #: cycles after a TLAST beat in which ``s_axis_tready`` is low (until the frame's verdict)
 FRAME_GAP = 5
-_DESCRIPTOR_LANES = DESCRIPTOR_LANES
-# the tracker's one-hot slots: header and table positions 0 .. PAYLOAD_OFFSET - 1, then
-_SLOT_DESC = PAYLOAD_OFFSET                       # descriptor lanes 0 .. 3
-_SLOT_OTHER = _SLOT_DESC + _DESCRIPTOR_LANES      # other payload words, the CRC word and after
+# the tracker's one-hot slots (spikepack.hw.frame_tracker)
+_SLOT_DESC, _SLOT_OTHER = SLOT_DESC, SLOT_OTHER
 
 assert max(ErrorCode) < (1 << ERROR_BITS)
-_L0, _L3, _L4, _L5 = (_SLOT_DESC + lane for lane in (0, 3, 4, 5))
+_L0, _L3, _L4, _L5 = (desc_slot(lane) for lane in (0, 3, 4, 5))
 #: the conv flag's bit in lane 3
 CONV_BIT = 1 << (DESCRIPTOR_FIELDS["conv"][0] % WORD_BITS)
 
@@ -214,112 +213,14 @@ class BitstreamLoader(wiring.Component):
                          dh0.eq(self.s_axis_tdata), du0.eq(self.s_axis_tdata)]
 
         # --- stage 0: what that word is (the frame's structure; no checks) -------------------
-        # This tracker describes the word in stage 0 and advances past it when v0. Faults never
-        # steer it (stage 3 latches them). `slot` (one-hot) names the word's checks: its header
-        # and table position, a descriptor lane, or other (payload, CRC word, after it). Every
-        # register here is enabled by v0 alone and loaded from registers: what a word does to
-        # the tracker is decoded a word ahead into the one-hot do_* registers.
-        slot = Signal(_SLOT_OTHER + 1, init=1)
-        hdr_last = slot[_SLOT_DESC - 1]   # the last table word
-        r_hdr = Signal(init=1)            # header and section table
-        r_payload = Signal()              # the payload sections
-        r_desc = Signal()                 # the descriptor section
-        r_crc = Signal()                  # the CRC word (after it: r_hdr, r_payload low)
-        t_mid = Signal()                  # not at word 0 of a frame
-        t_sec = Signal(2)                 # payload: section t_sec, word t_word, lane t_lane
-        t_sec3 = Signal()                 # t_sec == 3
-        t_word = Signal(c.write_addr_bits)
-        t_word0 = Signal()                # t_word == 0
-        t_left = Signal(range(max(depth.values()) + 1))       # words of the section after t_word
-        t_word_last = Signal()            # t_left == 0
-        t_left1 = Signal()                # t_left == 1
-        t_lane = Signal(c.lane_bits)
-        t_lane_last = Signal()            # t_lane == lanes[t_sec] - 1
-        t_lane_pen = Signal()             # t_lane == lanes[t_sec] - 2
-        do_lane = Signal()                # the word is not its memory word's last lane
-        do_word = Signal()                # ... it is, but not its section's last word
-        do_sec = Signal()                 # ... it is its section's last word
-        do_crc = Signal()                 # ... and the section is the last: the CRC word next
-        do_enter = Signal()               # do_sec, or the last table word: enter a section
-        m.d.comb += self.busy.eq(t_mid | v0 | ~tready_r)
-
-        # sections' t_left, t_word_last, t_left1 on entry (2 and 3 have the same word count):
-        # a queue loaded in the header and shifted on each entry. column_words (word 22) is
-        # captured in its stage 1 and its init a cycle later: in time for the last load, by
-        # word 25 in stage 0, however close the words come.
-        assert section_words[2] is section_words[3]
-        init = [[Signal.like(t_left, name=f"left_init{k}"), Signal(name=f"one_word{k}"),
-                 Signal(name=f"two_words{k}")] for k in range(3)]
-        for k in range(3):
-            m.d.sync += [init[k][0].eq(section_words[k] - 1),
-                         init[k][1].eq(section_words[k] == 1),
-                         init[k][2].eq(section_words[k] == 2)]
-        queue = [[Signal.like(s, name=f"next_{s.name}") for s in init[k]] for k in range(3)]
-
-        def per_section(values, sec):     # a constant of each section, selected by `sec`
-            return Cat(*(values[k % 4] for k in range(4))).bit_select(sec, 1)
-
-        lanes_1 = [n == 1 for n in lanes]
-        lanes_2 = [n == 2 for n in lanes]
-        enter_sec = Mux(r_hdr, 0, t_sec + 1)
-        enter_sec3 = ~r_hdr & (t_sec == 2)
-        entry_left, entry_last, entry_left1 = queue[0]
-        # the next word's memory-word and section ends, by what this word does
-        does = {"lane": do_lane, "word": do_word, "enter": do_enter & ~do_crc}
-        ends_lane = {"lane": t_lane_pen, "word": per_section(lanes_1, t_sec),
-                     "enter": per_section(lanes_1, enter_sec)}
-        ends_word = {"lane": t_word_last, "word": t_left1, "enter": entry_last}
-        in_sec3 = {"lane": t_sec3, "word": t_sec3, "enter": enter_sec3}
-
-        def next_do(lane_end, word_end=False, sec3=False):
-            return or_all(does[k] & (ends_lane[k] if lane_end else ~ends_lane[k])
-                        & ((ends_word[k] if word_end else ~ends_word[k]) if lane_end else 1)
-                        & (in_sec3[k] if sec3 else 1) for k in does)
-
-        with m.If(adv0):
-            m.d.sync += [
-                t_mid.eq(1),
-                slot.eq(Cat(0, slot[:_SLOT_DESC - 1],                 # header and table
-                            hdr_last | slot[_SLOT_OTHER - 1] & ~t_word_last,
-                            slot[_SLOT_DESC:_SLOT_OTHER - 1],         # descriptor lanes
-                            slot[_SLOT_OTHER] | slot[_SLOT_OTHER - 1] & t_word_last)),
-                r_hdr.eq(r_hdr & ~hdr_last),
-                r_payload.eq(hdr_last | r_payload & ~do_crc),
-                r_desc.eq(hdr_last | r_desc & ~do_sec),
-                r_crc.eq(do_crc),
-                do_lane.eq(next_do(False)),
-                do_word.eq(next_do(True)),
-                do_sec.eq(next_do(True, True)),
-                do_crc.eq(next_do(True, True, True)),
-                do_enter.eq(next_do(True, True) | slot[_SLOT_DESC - 2]),
-            ]
-            with m.If(do_enter):
-                m.d.sync += [dst.eq(src) for k in (0, 1) for dst, src in zip(queue[k],
-                                                                              queue[k + 1])]
-            with m.Elif(r_hdr):
-                m.d.sync += [dst.eq(src) for k in range(3) for dst, src in zip(queue[k],
-                                                                               init[k])]
-            with m.If(do_enter):
-                m.d.sync += [t_sec.eq(enter_sec), t_sec3.eq(enter_sec3)]
-            with m.If(do_lane):
-                m.d.sync += [t_lane.eq(t_lane + 1), t_lane_last.eq(t_lane_pen),
-                             t_lane_pen.eq(Cat(*(t_lane == lanes[k] - 3 for k in range(4)))
-                                           .bit_select(t_sec, 1))]
-            with m.Elif(do_word):
-                m.d.sync += [t_lane.eq(0), t_lane_last.eq(per_section(lanes_1, t_sec)),
-                             t_lane_pen.eq(per_section(lanes_2, t_sec)),
-                             t_word.eq(t_word + 1), t_word0.eq(0), t_left.eq(t_left - 1),
-                             t_word_last.eq(t_left1), t_left1.eq(t_left == 2)]
-            with m.Elif(do_enter):
-                m.d.sync += [t_lane.eq(0), t_lane_last.eq(per_section(lanes_1, enter_sec)),
-                             t_lane_pen.eq(per_section(lanes_2, enter_sec)),
-                             t_word.eq(0), t_word0.eq(1), t_left.eq(entry_left),
-                             t_word_last.eq(entry_last), t_left1.eq(entry_left1)]
-        # A TLAST word advances the tracker like any other; it returns to word 0 the cycle
-        # after (no beat can come then: tready is low), a synchronous reset beside the enables.
-        with m.If(ends[1]):
-            m.d.sync += [s.eq(s.init) for s in (slot, r_hdr, r_payload, r_desc, r_crc, t_mid,
-                                               do_lane, do_word, do_sec, do_crc, do_enter)]
+        m.submodules.tracker = tracker = FrameTracker(config=c)
+        frame = tracker.frame
+        slot = frame.slot
+        m.d.comb += [tracker.advance.eq(adv0), tracker.restart.eq(ends[1]),
+                     tracker.sections.layers.eq(layers),
+                     tracker.sections.weight.eq(weight_words),
+                     tracker.sections.column.eq(column_words),
+                     self.busy.eq(frame.mid | v0 | ~tready_r)]
 
         # --- stage 0: the descriptor's fields, captured for the checks of its later lanes -----
         def lane_field(name):             # a descriptor field in its lane's word (d0)
@@ -363,9 +264,9 @@ class BitstreamLoader(wiring.Component):
         caps = {"total": total_words, "layers": layers, "weight": weight_words,
                 "column": column_words}
         cap1 = {name: Signal(name=f"cap_{name}1") for name in caps}
-        sec1 = Signal.like(t_sec)
-        word1 = Signal.like(t_word)
-        lane1 = Signal.like(t_lane)
+        sec1 = Signal.like(frame.sec)
+        word1 = Signal.like(frame.word)
+        lane1 = Signal.like(frame.lane)
 
         # the checks of each slot, in the order of spikepack.firmware.bitstream
         field = {name: i for i, name in enumerate(HEADER_FIELDS)}
@@ -401,7 +302,7 @@ class BitstreamLoader(wiring.Component):
         table[_SLOT_DESC + 1] = {"ge": weight_words, "code": ErrorCode.BAD_DESCRIPTOR}
         table[_SLOT_DESC + 2] = {"ge": column_words, "code": ErrorCode.BAD_DESCRIPTOR}
         if not c.conv:
-            table[_L3] = {"eq": t_word_last, "code": ErrorCode.BAD_DESCRIPTOR}
+            table[_L3] = {"eq": frame.last_word, "code": ErrorCode.BAD_DESCRIPTOR}
             table[_L4] = {"eq": 0, "code": ErrorCode.BAD_DESCRIPTOR}
             table[_L5] = {"eq": 0, "code": ErrorCode.BAD_DESCRIPTOR}
 
@@ -430,8 +331,8 @@ class BitstreamLoader(wiring.Component):
         m.d.sync += opnd1.eq(or_all(slot[i].replicate(opnd_bits) & value
                                   for i, value in limits if value is not None))
         dg1 = Signal(opnd_bits, reset_less=True)              # d1's copy for f_ge (fan-out)
-        m.d.sync += [v1.eq(adv0), l1.eq(tlast), d1.eq(d0), dg1.eq(d0), k_crc1.eq(r_crc),
-                     k_write1.eq(r_payload), sec1.eq(t_sec), word1.eq(t_word), lane1.eq(t_lane)]
+        m.d.sync += [v1.eq(adv0), l1.eq(tlast), d1.eq(d0), dg1.eq(d0), k_crc1.eq(frame.crc),
+                     k_write1.eq(frame.payload), sec1.eq(frame.sec), word1.eq(frame.word), lane1.eq(frame.lane)]
         # comparisons of the word with constants, whatever its checks (the kinds select later):
         # which segments of it are not 0 (bytes, split at opnd_bits; disjoint, so that no
         # flag's LUTs are shared with another's), the fan-in and neurons above their maxima
@@ -454,7 +355,7 @@ class BitstreamLoader(wiring.Component):
         k_l3_1, k_l4_1, k_l5_1, first1, last1 = (Signal(name=n) for n in (
             "k_lane3_1", "k_lane4_1", "k_lane5_1", "first_layer1", "last_layer1"))
         m.d.sync += [k_l3_1.eq(slot[_L3]), k_l4_1.eq(slot[_L4]), k_l5_1.eq(slot[_L5]),
-                     first1.eq(t_word0), last1.eq(t_word_last)]
+                     first1.eq(frame.first_word), last1.eq(frame.last_word)]
         chain_ne, fan_in_large, neurons_large, channels_large = (Signal(name=n) for n in (
             "chain_ne", "fan_in_large", "neurons_large", "channels_large"))
         m.d.sync += [chain_ne.eq(cur["n"] != prev_words),
@@ -488,8 +389,8 @@ class BitstreamLoader(wiring.Component):
                 l3["conv"].eq(conv_field("conv")),
                 # dense: lane 3 is the readout flag; conv: bit 1 and the pooled map only, and
                 # never on the last layer
-                l3["dense_bad"].eq((d0[:8] != t_word_last) | (d0[8:] != 0)),
-                l3["conv_bad"].eq(((d0[:8] & (0xFF ^ CONV_BIT)) != 0) | (d0[24:] != 0) | t_word_last),
+                l3["dense_bad"].eq((d0[:8] != frame.last_word) | (d0[8:] != 0)),
+                l3["conv_bad"].eq(((d0[:8] & (0xFF ^ CONV_BIT)) != 0) | (d0[24:] != 0) | frame.last_word),
                 l4["nonzero"].eq(d0 != 0),
                 *(z.eq(f == 0) for z, f in zip(l4["zero"], sizes)),
                 *(n.eq(f != p) for n, f, p in zip(l4["chain"], sizes, prev_map)),
