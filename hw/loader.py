@@ -73,17 +73,18 @@ see :mod:`spikepack.hw.memories`), ``error``, ``good_loads`` and ``bad_loads`` s
 from __future__ import annotations
 
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed
+from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from spikepack import limits
-from spikepack.config import DESCRIPTOR_LANES, NEURON_CODES, WORD_BITS, HardwareConfig
+from spikepack.config import NEURON_CODES, WORD_BITS, HardwareConfig
 from spikepack.firmware.layout import DESCRIPTOR_FIELDS
 from spikepack.firmware.bitstream_format import (BITSTREAM_MAGIC, FORMAT_VERSION, HEADER_FIELDS,
                                                  HEADER_WORDS, PAYLOAD_OFFSET,
                                                  SECTION_ENTRY_WORDS, SECTION_NAMES, ErrorCode)
+from spikepack.hw.conv_check import FIELDS, ConvChecker, conv_check_cycles
 from spikepack.hw.crc import CrcCheck
+from spikepack.hw.frame_tracker import SLOT_DESC, SLOT_OTHER, FrameTracker, desc_slot
 from spikepack.hw.memories import WriteSignature
 from spikepack.hw.stream import or_all
 
@@ -94,148 +95,13 @@ ERROR_BITS = 4
 COUNTER_BITS = 32
 #: cycles after a TLAST beat in which ``s_axis_tready`` is low (until the frame's verdict)
 FRAME_GAP = 5
-_DESCRIPTOR_LANES = DESCRIPTOR_LANES
-# the tracker's one-hot slots: header and table positions 0 .. PAYLOAD_OFFSET - 1, then
-_SLOT_DESC = PAYLOAD_OFFSET                       # descriptor lanes 0 .. 3
-_SLOT_OTHER = _SLOT_DESC + _DESCRIPTOR_LANES      # other payload words, the CRC word and after
+# the tracker's one-hot slots (spikepack.hw.frame_tracker)
+_SLOT_DESC, _SLOT_OTHER = SLOT_DESC, SLOT_OTHER
 
 assert max(ErrorCode) < (1 << ERROR_BITS)
-_L0, _L3, _L4, _L5 = (_SLOT_DESC + lane for lane in (0, 3, 4, 5))
+_L0, _L3, _L4, _L5 = (desc_slot(lane) for lane in (0, 3, 4, 5))
 #: the conv flag's bit in lane 3
 CONV_BIT = 1 << (DESCRIPTOR_FIELDS["conv"][0] % WORD_BITS)
-
-
-def _levels(terms: int) -> int:
-    """Register levels of a pairwise adder tree over ``terms`` partial products."""
-    return max(1, (terms - 1).bit_length())
-
-
-class _Timing:
-    """Builds the conv checker's pipelines and tracks, for each registered value, the cycle
-    (relative to the beat of the descriptor's lane 5, ``b``) from which it holds its final
-    value, given when each captured field is at the latest ready (lane k captured from stage 0:
-    lane 0 at b - 3, lane 3 at b, lane 4 at b + 1, lane 5 at b + 2)."""
-
-    def __init__(self, m: Module):
-        self.m = m
-        self.ready: dict[int, int] = {}
-
-    def at(self, signal, t: int):
-        self.ready[id(signal)] = t
-        return signal
-
-    def t(self, *values) -> int:
-        return max(self.ready[id(v)] for v in values)
-
-    def reg(self, value, shape, name: str, *inputs):
-        r = Signal(shape, name=name)
-        self.m.d.sync += r.eq(value)
-        return self.at(r, self.t(*inputs) + 1)
-
-    def alias(self, value, shape, name: str, *inputs):
-        """``value`` as a named (combinational) signal, ready when its inputs are."""
-        r = Signal(shape, name=name)
-        self.m.d.comb += r.eq(value)
-        return self.at(r, self.t(*inputs))
-
-    def product(self, a, b, name: str):
-        """``a * b`` (unsigned) as a pipelined adder tree: the partial products of the narrower
-        operand's bits, summed pairwise, one adder level a cycle (no multiplier block)."""
-        t0 = self.t(a, b)
-        if len(b) > len(a):
-            a, b = b, a
-        width = len(a) + len(b)
-        terms = [Mux(b[i], a << i, 0) for i in range(len(b))]
-        level = 0
-        while True:
-            pairs = [terms[i:i + 2] for i in range(0, len(terms), 2)]
-            out = []
-            for j, pair in enumerate(pairs):
-                r = Signal(width, name=f"{name}_{level}_{j}")
-                self.m.d.sync += r.eq(sum(pair[1:], pair[0]))
-                out.append(r)
-            terms, level = out, level + 1
-            if len(terms) == 1:
-                return self.at(terms[0], t0 + level)
-
-
-def _conv_checker(m: Module, c: HardwareConfig, cur: dict):
-    """The checks of a conv descriptor's lane 5 that need products (docs/bitstream.md,
-    "Descriptor checks"), as free-running pipelines from the captured fields ``cur``. Returns
-    ``(bad, large, out_words, cycles)``: the BAD_DESCRIPTOR and TOO_LARGE flags of the
-    descriptor (valid from b + 3 + cycles), the stored output map's words (valid from
-    b + 2 + cycles) and ``cycles``, how long lane 5 must wait in stage 0 for them. The products
-    may assume what the earlier lanes' checks guarantee when they passed (C_in, C_out <=
-    max_channels, H, W <= max_map_side); the lane's own fields (kernel up to 15, pooled map up
-    to 255) are taken whole, so a flag is exact whenever no earlier lane faulted."""
-    R = c.rows
-    lr = R.bit_length() - 1
-    tm = _Timing(m)
-    cg_bits = max(1, (-(-c.max_channels // R)).bit_length())
-    h_bits = max(1, c.max_map_side.bit_length())
-    p_bits = max(1, min(255, c.max_map_side + 2 * limits.PAD[1]).bit_length())
-    for name, t in (("n", -3), ("m", -3), ("hp", 0), ("wp", 0), ("cin", 1), ("h", 1), ("w", 1),
-                    ("kh", 2), ("kw", 2), ("sh", 2), ("sw", 2), ("ph", 2), ("pw", 2),
-                    ("qh", 2), ("qw", 2)):
-        tm.at(cur[name], t)
-    words_cap = c.max_map_words // R               # stored words > max_map_words <=> x > this
-    cg_in = tm.reg((cur["cin"] + R - 1) >> lr, cg_bits, "cg_in", cur["cin"])
-    cg_out = tm.reg((cur["m"] + R - 1) >> lr, cg_bits, "cg_out", cur["m"])
-    n_hi = tm.reg(cur["n"] >> lr, 16 - lr, "n_hi", cur["n"])
-    n_odd = tm.reg(cur["n"][:lr] != 0 if lr else 0, 1, "n_odd", cur["n"])
-    # stored input and output maps
-    h = tm.alias(cur["h"][:h_bits], h_bits, "h_side", cur["h"])
-    w = tm.alias(cur["w"][:h_bits], h_bits, "w_side", cur["w"])
-    hw = tm.product(h, w, "in_hw")
-    in_words = tm.product(hw, cg_in, "in_words")
-    in_large = tm.reg(in_words > words_cap, 1, "in_large", in_words)
-    hp = tm.alias(cur["hp"][:p_bits], p_bits, "hp_side", cur["hp"])
-    wp = tm.alias(cur["wp"][:p_bits], p_bits, "wp_side", cur["wp"])
-    hpwp = tm.product(hp, wp, "out_hw")
-    out_groups = tm.product(hpwp, cg_out, "out_words")
-    out_large = tm.reg(out_groups > words_cap, 1, "out_large", out_groups)
-    # the patch: fan-in = K_h K_w ceil(C_in/R) R
-    kk = tm.product(cur["kh"], cur["kw"], "kk")
-    patch = tm.product(kk, cg_in, "patch")
-    n_bad = tm.reg((patch != n_hi) | n_odd, 1, "patch_bad", patch, n_hi, n_odd)
-    # per axis: H + 2p >= K, and H_p = H_out // pool with H_out >= pool, as products:
-    # H_p >= 1 and (H_p k - 1) s <= A < (H_p k + k - 1) s, A = H + 2p - K
-    flags = [n_bad]
-    for axis, side, out, pad, ker, stride, pool in (
-            ("h", h, "hp", "ph", "kh", "sh", "qh"), ("w", w, "wp", "pw", "kw", "sw", "qw")):
-        small = tm.reg((cur[pad] << 1) - cur[ker], signed(6), f"pk_{axis}", cur[pad], cur[ker])
-        a = tm.reg(side + small, signed(h_bits + 2), f"a_{axis}", side, small)
-        x = tm.product(cur[out], cur[pool], f"x_{axis}")
-        lo1 = tm.reg(x - 1, len(x), f"lo1_{axis}", x)
-        hi1 = tm.reg(x + cur[pool] - 1, len(x) + 1, f"hi1_{axis}", x, cur[pool])
-        lo = tm.product(lo1, cur[stride], f"lo_{axis}")
-        hi = tm.product(hi1, cur[stride], f"hi_{axis}")
-        # one comparison a register (a carry chain each); conv_bad ORs them
-        flags += [tm.reg(a < 0, 1, f"kernel_over_{axis}", a),
-                  tm.reg(cur[out] == 0, 1, f"pooled_zero_{axis}", cur[out]),
-                  tm.reg(lo > a, 1, f"pooled_high_{axis}", lo, a),
-                  tm.reg(a >= hi, 1, f"pooled_low_{axis}", a, hi)]
-    bad = tm.reg(or_all(flags), 1, "conv_bad", *flags)
-    large = tm.reg(in_large | out_large, 1, "conv_large", in_large, out_large)
-    cycles = max(0, tm.t(bad) - 3, tm.t(large) - 3, tm.t(out_groups) - 2)
-    return bad, large, out_groups << lr, cycles
-
-
-def conv_check_cycles(config: HardwareConfig) -> int:
-    """F: the extra cycles a conv descriptor's lane 5 waits in stage 0 (``s_axis_tready`` low)
-    while the loader's conv checks compute their products (0 without ``config.conv``)."""
-    if not isinstance(config, HardwareConfig):
-        raise TypeError(f"config must be a HardwareConfig, not {type(config).__name__}")
-    if not config.conv:
-        return 0
-    cur = {name: Signal(width, name=name) for name, width in _CAPTURED.items()}
-    return _conv_checker(Module(), config, cur)[3]
-
-
-#: the descriptor fields the conv checks capture (name: width), by lane: 0: n, m; 3: hp, wp;
-#: 4: cin, h, w; 5: kernel, stride, pad and pool per axis
-_CAPTURED = {"n": 16, "m": 16, "hp": 8, "wp": 8, "cin": 16, "h": 8, "w": 8, "kh": 4, "kw": 4,
-             "sh": 2, "sw": 2, "ph": 3, "pw": 3, "qh": 3, "qw": 3}
 
 
 def _decoder(onehot: Signal, values: list, width: int):
@@ -296,7 +162,7 @@ class BitstreamLoader(wiring.Component):
         section_words = (layers, weight_words, column_words, column_words)
         # the descriptor in progress (captured from stage 0) and the previous layer's output
         # (docs/bitstream.md, "Descriptor checks"; set when a descriptor's lane 5 is in stage 1)
-        cur = {name: Signal(width, name=f"cur_{name}") for name, width in _CAPTURED.items()}
+        cur = {name: Signal(width, name=f"cur_{name}") for name, width in FIELDS.items()}
         cur_conv = Signal()
         words_bits = max(16, c.max_map_words.bit_length()) if c.conv else 16
         prev_words = Signal(words_bits)   # its stored output words (dense: M)
@@ -305,7 +171,10 @@ class BitstreamLoader(wiring.Component):
         adv0 = Signal()                   # the word in stage 0 moves on to stage 1
         beat_l5c = Signal()               # the beat is a conv descriptor's lane 5
         if c.conv:
-            conv_bad, conv_large, conv_out_words, conv_wait = _conv_checker(m, c, cur)
+            m.submodules.conv_check = conv_check = ConvChecker(config=c)
+            m.d.comb += [getattr(conv_check.fields, name).eq(cur[name]) for name in FIELDS]
+            conv_bad, conv_large = conv_check.bad, conv_check.large
+            conv_out_words, conv_wait = conv_check.out_words, conv_check.cycles
         else:
             conv_wait = 0
 
@@ -344,112 +213,14 @@ class BitstreamLoader(wiring.Component):
                          dh0.eq(self.s_axis_tdata), du0.eq(self.s_axis_tdata)]
 
         # --- stage 0: what that word is (the frame's structure; no checks) -------------------
-        # This tracker describes the word in stage 0 and advances past it when v0. Faults never
-        # steer it (stage 3 latches them). `slot` (one-hot) names the word's checks: its header
-        # and table position, a descriptor lane, or other (payload, CRC word, after it). Every
-        # register here is enabled by v0 alone and loaded from registers: what a word does to
-        # the tracker is decoded a word ahead into the one-hot do_* registers.
-        slot = Signal(_SLOT_OTHER + 1, init=1)
-        hdr_last = slot[_SLOT_DESC - 1]   # the last table word
-        r_hdr = Signal(init=1)            # header and section table
-        r_payload = Signal()              # the payload sections
-        r_desc = Signal()                 # the descriptor section
-        r_crc = Signal()                  # the CRC word (after it: r_hdr, r_payload low)
-        t_mid = Signal()                  # not at word 0 of a frame
-        t_sec = Signal(2)                 # payload: section t_sec, word t_word, lane t_lane
-        t_sec3 = Signal()                 # t_sec == 3
-        t_word = Signal(c.write_addr_bits)
-        t_word0 = Signal()                # t_word == 0
-        t_left = Signal(range(max(depth.values()) + 1))       # words of the section after t_word
-        t_word_last = Signal()            # t_left == 0
-        t_left1 = Signal()                # t_left == 1
-        t_lane = Signal(c.lane_bits)
-        t_lane_last = Signal()            # t_lane == lanes[t_sec] - 1
-        t_lane_pen = Signal()             # t_lane == lanes[t_sec] - 2
-        do_lane = Signal()                # the word is not its memory word's last lane
-        do_word = Signal()                # ... it is, but not its section's last word
-        do_sec = Signal()                 # ... it is its section's last word
-        do_crc = Signal()                 # ... and the section is the last: the CRC word next
-        do_enter = Signal()               # do_sec, or the last table word: enter a section
-        m.d.comb += self.busy.eq(t_mid | v0 | ~tready_r)
-
-        # sections' t_left, t_word_last, t_left1 on entry (2 and 3 have the same word count):
-        # a queue loaded in the header and shifted on each entry. column_words (word 22) is
-        # captured in its stage 1 and its init a cycle later: in time for the last load, by
-        # word 25 in stage 0, however close the words come.
-        assert section_words[2] is section_words[3]
-        init = [[Signal.like(t_left, name=f"left_init{k}"), Signal(name=f"one_word{k}"),
-                 Signal(name=f"two_words{k}")] for k in range(3)]
-        for k in range(3):
-            m.d.sync += [init[k][0].eq(section_words[k] - 1),
-                         init[k][1].eq(section_words[k] == 1),
-                         init[k][2].eq(section_words[k] == 2)]
-        queue = [[Signal.like(s, name=f"next_{s.name}") for s in init[k]] for k in range(3)]
-
-        def per_section(values, sec):     # a constant of each section, selected by `sec`
-            return Cat(*(values[k % 4] for k in range(4))).bit_select(sec, 1)
-
-        lanes_1 = [n == 1 for n in lanes]
-        lanes_2 = [n == 2 for n in lanes]
-        enter_sec = Mux(r_hdr, 0, t_sec + 1)
-        enter_sec3 = ~r_hdr & (t_sec == 2)
-        entry_left, entry_last, entry_left1 = queue[0]
-        # the next word's memory-word and section ends, by what this word does
-        does = {"lane": do_lane, "word": do_word, "enter": do_enter & ~do_crc}
-        ends_lane = {"lane": t_lane_pen, "word": per_section(lanes_1, t_sec),
-                     "enter": per_section(lanes_1, enter_sec)}
-        ends_word = {"lane": t_word_last, "word": t_left1, "enter": entry_last}
-        in_sec3 = {"lane": t_sec3, "word": t_sec3, "enter": enter_sec3}
-
-        def next_do(lane_end, word_end=False, sec3=False):
-            return or_all(does[k] & (ends_lane[k] if lane_end else ~ends_lane[k])
-                        & ((ends_word[k] if word_end else ~ends_word[k]) if lane_end else 1)
-                        & (in_sec3[k] if sec3 else 1) for k in does)
-
-        with m.If(adv0):
-            m.d.sync += [
-                t_mid.eq(1),
-                slot.eq(Cat(0, slot[:_SLOT_DESC - 1],                 # header and table
-                            hdr_last | slot[_SLOT_OTHER - 1] & ~t_word_last,
-                            slot[_SLOT_DESC:_SLOT_OTHER - 1],         # descriptor lanes
-                            slot[_SLOT_OTHER] | slot[_SLOT_OTHER - 1] & t_word_last)),
-                r_hdr.eq(r_hdr & ~hdr_last),
-                r_payload.eq(hdr_last | r_payload & ~do_crc),
-                r_desc.eq(hdr_last | r_desc & ~do_sec),
-                r_crc.eq(do_crc),
-                do_lane.eq(next_do(False)),
-                do_word.eq(next_do(True)),
-                do_sec.eq(next_do(True, True)),
-                do_crc.eq(next_do(True, True, True)),
-                do_enter.eq(next_do(True, True) | slot[_SLOT_DESC - 2]),
-            ]
-            with m.If(do_enter):
-                m.d.sync += [dst.eq(src) for k in (0, 1) for dst, src in zip(queue[k],
-                                                                              queue[k + 1])]
-            with m.Elif(r_hdr):
-                m.d.sync += [dst.eq(src) for k in range(3) for dst, src in zip(queue[k],
-                                                                               init[k])]
-            with m.If(do_enter):
-                m.d.sync += [t_sec.eq(enter_sec), t_sec3.eq(enter_sec3)]
-            with m.If(do_lane):
-                m.d.sync += [t_lane.eq(t_lane + 1), t_lane_last.eq(t_lane_pen),
-                             t_lane_pen.eq(Cat(*(t_lane == lanes[k] - 3 for k in range(4)))
-                                           .bit_select(t_sec, 1))]
-            with m.Elif(do_word):
-                m.d.sync += [t_lane.eq(0), t_lane_last.eq(per_section(lanes_1, t_sec)),
-                             t_lane_pen.eq(per_section(lanes_2, t_sec)),
-                             t_word.eq(t_word + 1), t_word0.eq(0), t_left.eq(t_left - 1),
-                             t_word_last.eq(t_left1), t_left1.eq(t_left == 2)]
-            with m.Elif(do_enter):
-                m.d.sync += [t_lane.eq(0), t_lane_last.eq(per_section(lanes_1, enter_sec)),
-                             t_lane_pen.eq(per_section(lanes_2, enter_sec)),
-                             t_word.eq(0), t_word0.eq(1), t_left.eq(entry_left),
-                             t_word_last.eq(entry_last), t_left1.eq(entry_left1)]
-        # A TLAST word advances the tracker like any other; it returns to word 0 the cycle
-        # after (no beat can come then: tready is low), a synchronous reset beside the enables.
-        with m.If(ends[1]):
-            m.d.sync += [s.eq(s.init) for s in (slot, r_hdr, r_payload, r_desc, r_crc, t_mid,
-                                               do_lane, do_word, do_sec, do_crc, do_enter)]
+        m.submodules.tracker = tracker = FrameTracker(config=c)
+        frame = tracker.frame
+        slot = frame.slot
+        m.d.comb += [tracker.advance.eq(adv0), tracker.restart.eq(ends[1]),
+                     tracker.sections.layers.eq(layers),
+                     tracker.sections.weight.eq(weight_words),
+                     tracker.sections.column.eq(column_words),
+                     self.busy.eq(frame.mid | v0 | ~tready_r)]
 
         # --- stage 0: the descriptor's fields, captured for the checks of its later lanes -----
         def lane_field(name):             # a descriptor field in its lane's word (d0)
@@ -493,9 +264,9 @@ class BitstreamLoader(wiring.Component):
         caps = {"total": total_words, "layers": layers, "weight": weight_words,
                 "column": column_words}
         cap1 = {name: Signal(name=f"cap_{name}1") for name in caps}
-        sec1 = Signal.like(t_sec)
-        word1 = Signal.like(t_word)
-        lane1 = Signal.like(t_lane)
+        sec1 = Signal.like(frame.sec)
+        word1 = Signal.like(frame.word)
+        lane1 = Signal.like(frame.lane)
 
         # the checks of each slot, in the order of spikepack.firmware.bitstream
         field = {name: i for i, name in enumerate(HEADER_FIELDS)}
@@ -531,7 +302,7 @@ class BitstreamLoader(wiring.Component):
         table[_SLOT_DESC + 1] = {"ge": weight_words, "code": ErrorCode.BAD_DESCRIPTOR}
         table[_SLOT_DESC + 2] = {"ge": column_words, "code": ErrorCode.BAD_DESCRIPTOR}
         if not c.conv:
-            table[_L3] = {"eq": t_word_last, "code": ErrorCode.BAD_DESCRIPTOR}
+            table[_L3] = {"eq": frame.last_word, "code": ErrorCode.BAD_DESCRIPTOR}
             table[_L4] = {"eq": 0, "code": ErrorCode.BAD_DESCRIPTOR}
             table[_L5] = {"eq": 0, "code": ErrorCode.BAD_DESCRIPTOR}
 
@@ -560,8 +331,8 @@ class BitstreamLoader(wiring.Component):
         m.d.sync += opnd1.eq(or_all(slot[i].replicate(opnd_bits) & value
                                   for i, value in limits if value is not None))
         dg1 = Signal(opnd_bits, reset_less=True)              # d1's copy for f_ge (fan-out)
-        m.d.sync += [v1.eq(adv0), l1.eq(tlast), d1.eq(d0), dg1.eq(d0), k_crc1.eq(r_crc),
-                     k_write1.eq(r_payload), sec1.eq(t_sec), word1.eq(t_word), lane1.eq(t_lane)]
+        m.d.sync += [v1.eq(adv0), l1.eq(tlast), d1.eq(d0), dg1.eq(d0), k_crc1.eq(frame.crc),
+                     k_write1.eq(frame.payload), sec1.eq(frame.sec), word1.eq(frame.word), lane1.eq(frame.lane)]
         # comparisons of the word with constants, whatever its checks (the kinds select later):
         # which segments of it are not 0 (bytes, split at opnd_bits; disjoint, so that no
         # flag's LUTs are shared with another's), the fan-in and neurons above their maxima
@@ -584,7 +355,7 @@ class BitstreamLoader(wiring.Component):
         k_l3_1, k_l4_1, k_l5_1, first1, last1 = (Signal(name=n) for n in (
             "k_lane3_1", "k_lane4_1", "k_lane5_1", "first_layer1", "last_layer1"))
         m.d.sync += [k_l3_1.eq(slot[_L3]), k_l4_1.eq(slot[_L4]), k_l5_1.eq(slot[_L5]),
-                     first1.eq(t_word0), last1.eq(t_word_last)]
+                     first1.eq(frame.first_word), last1.eq(frame.last_word)]
         chain_ne, fan_in_large, neurons_large, channels_large = (Signal(name=n) for n in (
             "chain_ne", "fan_in_large", "neurons_large", "channels_large"))
         m.d.sync += [chain_ne.eq(cur["n"] != prev_words),
@@ -618,8 +389,8 @@ class BitstreamLoader(wiring.Component):
                 l3["conv"].eq(conv_field("conv")),
                 # dense: lane 3 is the readout flag; conv: bit 1 and the pooled map only, and
                 # never on the last layer
-                l3["dense_bad"].eq((d0[:8] != t_word_last) | (d0[8:] != 0)),
-                l3["conv_bad"].eq(((d0[:8] & (0xFF ^ CONV_BIT)) != 0) | (d0[24:] != 0) | t_word_last),
+                l3["dense_bad"].eq((d0[:8] != frame.last_word) | (d0[8:] != 0)),
+                l3["conv_bad"].eq(((d0[:8] & (0xFF ^ CONV_BIT)) != 0) | (d0[24:] != 0) | frame.last_word),
                 l4["nonzero"].eq(d0 != 0),
                 *(z.eq(f == 0) for z, f in zip(l4["zero"], sizes)),
                 *(n.eq(f != p) for n, f, p in zip(l4["chain"], sizes, prev_map)),
