@@ -55,11 +55,11 @@ class DescriptorCheck(wiring.Component):
     Out(:func:`DescriptorFaultsSignature`): the faults of the stage-2 word; ``conv`` Out(1):
     the descriptor in progress is a conv layer's (from its lane 3 in stage 0 on, a register).
 
-    Latency: a word in stage 0 in cycle ``t`` (advancing in ``t + 1``) has its ``faults`` in
-    cycle ``t + 2``, but a conv descriptor's lane 5, whose product checks need
+    Latency: a word in stage 0 in cycle ``t`` that advances (it is in stage 1 in ``t + 1``) has
+    its ``faults`` in cycle ``t + 2``, but a conv descriptor's lane 5, whose product checks need
     ``F = self.cycles`` (= :func:`~spikepack.hw.conv_check.conv_check_cycles`) more cycles:
-    the loader holds that lane in stage 0 for F cycles (advancing in ``t + 1 + F``), and its
-    ``faults`` are out in ``t + 2 + F``. The fields are captured at the end of each lane's
+    first in stage 0 in cycle ``t``, the loader holds it there F cycles more (it advances in
+    ``t + F``), and its ``faults`` are out in ``t + 2 + F``. The fields are captured at the end of each lane's
     cycles in stage 0 (:data:`~spikepack.hw.conv_check.FIELD_READY` holds for words back to
     back); the previous layer's output is updated when a lane 5 is in stage 1. Throughput: one
     word per cycle, but F cycles more for a conv descriptor's lane 5.

@@ -113,9 +113,9 @@ class HeaderCheck(wiring.Component):
     counts captured from the stage-1 words of the header and table (registers, from the cycle
     after); ``faults`` Out(:func:`HeaderFaultsSignature`): the faults of the stage-2 word.
 
-    Latency: a word in stage 0 in cycle ``t`` (advancing to stage 1 in ``t + 1``) has its
-    ``faults`` in cycle ``t + 2`` (stage 1 decodes which checks apply and compares the word with
-    constants, stage 2 holds a register a check). The table's total is summed and compared over
+    Latency: a word in stage 0 in cycle ``t`` that advances (it is in stage 1 in ``t + 1``) has
+    its ``faults`` in cycle ``t + 2`` (stage 1 decodes which checks apply and compares the word
+    with constants, stage 2 holds a register a check). The table's total is summed and compared over
     the cycles between the table's words (ready 3 cycles after the column words' stage 1, in
     time for the table's last word however close the words come). Throughput: one word per
     cycle.
