@@ -138,9 +138,7 @@ class HeaderCheck(wiring.Component):
         m = Module()
         c = self._config
         d0, slot, half = self.word, self.frame.slot, WORD_BITS // 2
-        specs = c.memories
-        lanes = [specs[name].lanes for name in SECTION_NAMES]
-        depth = {name: specs[name].depth for name in SECTION_NAMES}
+        depth = {name: c.memories[name].depth for name in SECTION_NAMES}
         total_words = Signal(WORD_BITS)
         caps = {"total": total_words, "layers": self.sections.layers,
                 "weight": self.sections.weight, "column": self.sections.column}
@@ -199,25 +197,7 @@ class HeaderCheck(wiring.Component):
                 with m.If(cap1[name]):
                     m.d.sync += target.eq(self.word1)
 
-        # the table's total, summed and compared over the cycles between the table's words:
-        # column_words (word 22) is captured in its stage 1, the comparison (a byte a flag) is
-        # ready 3 cycles later, in time for word 26's stage 1 however close the words come (the
-        # layer count's term, from word 8, has a register more: it shares an adder with the
-        # frame tracker's, off the critical path)
-        assert PAYLOAD_OFFSET - 1 - (HEADER_WORDS + SECTION_ENTRY_WORDS * 2 + 1) >= 4
-
-        def times(x, k):                  # x * k as shifts and adds
-            return sum((x << i) for i in range(k.bit_length()) if (k >> i) & 1) if k else 0
-
-        p_l, p_a, p_b, p_c, p_ab, p_sum = (Signal(24, name=n) for n in (
-            "p_l", "p_a", "p_b", "p_c", "p_ab", "p_sum"))
-        mismatch = [Signal(name=f"total_mismatch{k}") for k in range(4)]
-        m.d.sync += [p_l.eq(times(layers, lanes[0])), p_a.eq(PAYLOAD_OFFSET + 1 + p_l),
-                     p_b.eq(times(weight_words, lanes[1])),
-                     p_c.eq(times(column_words, lanes[2] + lanes[3])),
-                     p_ab.eq(p_a + p_b), p_sum.eq(p_ab + p_c),
-                     *(mismatch[k].eq(total_words[8 * k:8 * k + 8] != p_sum[8 * k:8 * k + 8])
-                       for k in range(4))]
+        mismatch = self._total_mismatch(m, total_words, layers, weight_words, column_words)
 
         # --- stage 2: a register a check (a byte's comparison, or a kind AND a comparison) ---
         k_eq2 = Signal()
@@ -236,3 +216,26 @@ class HeaderCheck(wiring.Component):
                      self.faults.ge.eq(f_high | f_ge), self.faults.total.eq(f_total),
                      self.faults.zero.eq(f_zero), self.faults.desc0.eq(f_desc0)]
         return m
+
+    def _total_mismatch(self, m: Module, total_words, layers, weight_words, column_words):
+        """The table's total against the sum of its section lengths, one flag a byte: summed and
+        compared over the cycles between the table's words. column_words (word 22) is captured
+        in its stage 1, the comparison is ready 3 cycles later, in time for word 26's stage 1
+        however close the words come (the layer count's term, from word 8, has a register more:
+        it shares an adder with the frame tracker's, off the critical path)."""
+        lanes = [self._config.memories[name].lanes for name in SECTION_NAMES]
+        assert PAYLOAD_OFFSET - 1 - (HEADER_WORDS + SECTION_ENTRY_WORDS * 2 + 1) >= 4
+
+        def times(x, k):                  # x * k as shifts and adds
+            return sum((x << i) for i in range(k.bit_length()) if (k >> i) & 1) if k else 0
+
+        p_l, p_a, p_b, p_c, p_ab, p_sum = (Signal(24, name=n) for n in (
+            "p_l", "p_a", "p_b", "p_c", "p_ab", "p_sum"))
+        mismatch = [Signal(name=f"total_mismatch{k}") for k in range(4)]
+        m.d.sync += [p_l.eq(times(layers, lanes[0])), p_a.eq(PAYLOAD_OFFSET + 1 + p_l),
+                     p_b.eq(times(weight_words, lanes[1])),
+                     p_c.eq(times(column_words, lanes[2] + lanes[3])),
+                     p_ab.eq(p_a + p_b), p_sum.eq(p_ab + p_c),
+                     *(mismatch[k].eq(total_words[8 * k:8 * k + 8] != p_sum[8 * k:8 * k + 8])
+                       for k in range(4))]
+        return mismatch
