@@ -603,13 +603,16 @@ class SpikePackModel:
         """The network the hardware runs when packed by ``bitstream.pack(self, config,
         fold=fold)``, as a model (what ``bitstream.parse`` of that bitstream gives back): this
         model, or, when the first layer is folded, the folded K_h x 1 conv reading the folded
-        map (:meth:`hardware_input`) in its place; its golden model equals this one's."""
+        map (:meth:`hardware_input`) in its place; its golden model equals this one's. A folded
+        model has no ``input_encoding`` (the encoding gives this model's input, which is folded
+        after it)."""
         from spikepack.firmware.layout import fold_layers
         f = self.input_fold(config) if fold else None
         if f is None:
             return self
         layers, shape = fold_layers(self.layers, self.input_shape, f)
-        return dataclasses.replace(self, layers=tuple(layers), input_shape=shape)
+        return dataclasses.replace(self, layers=tuple(layers), input_shape=shape,
+                                   input_encoding=None)
 
     def as_golden_layers(self) -> list:
         """The layers as :func:`spikepack.sim.golden.run_network` takes them."""
