@@ -149,21 +149,20 @@ class BitstreamLoader(wiring.Component):
                      beat.eq(self.s_axis_tvalid & self.s_axis_tready)]
         # a conv descriptor's lane 5 waits conv_wait cycles in stage 0 (hold) while the conv
         # checks compute; tready is low meanwhile, and a TLAST it carries waits with it
-        # (hold is a register: it gates every tracker enable)
+        # (hold is a register: it gates every tracker enable). more[j - 1]: more than j cycles
+        # of the hold are left (a thermometer shifting down; no beat comes while it lasts)
         conv_wait = descriptor.cycles
         hold = Signal()                   # stage 0 keeps a conv descriptor's lane 5 (F cycles)
         beat_l5c = Signal()               # the beat is a conv descriptor's lane 5
-        wait = Signal(range(conv_wait + 1))
+        more = [Signal(name=f"hold_more{j}") for j in range(1, conv_wait)]
         if conv_wait:
-            with m.If(beat_l5c):
-                m.d.sync += [wait.eq(conv_wait), hold.eq(1)]
-            with m.Elif(hold):
-                m.d.sync += [wait.eq(wait - 1), hold.eq(wait != 1)]
+            m.d.sync += [hold.eq(beat_l5c | or_all([*more[:1], 0])),
+                         *(r.eq(beat_l5c | or_all([*more[j + 1:j + 2], 0]))
+                           for j, r in enumerate(more))]
         m.d.sync += [ends[0].eq(beat & self.s_axis_tlast | ends[0] & hold),
                      ends[1].eq(ends[0] & ~hold),
                      *(ends[i].eq(ends[i - 1]) for i in range(2, len(ends))),
-                     tready_r.eq(~(beat & self.s_axis_tlast | or_all(ends) | beat_l5c
-                                   | (wait > 1)))]
+                     tready_r.eq(~or_all([beat & self.s_axis_tlast, *ends, beat_l5c, *more[:1]]))]
 
         # --- stage 0: the beat, registered; what it is (the tracker) ----------------------------
         v0 = Signal()
