@@ -59,10 +59,10 @@ class DescriptorCheck(wiring.Component):
     its ``faults`` in cycle ``t + 2``, but a conv descriptor's lane 5, whose product checks need
     ``F = self.cycles`` (= :func:`~spikepack.hw.conv_check.conv_check_cycles`) more cycles:
     first in stage 0 in cycle ``t``, the loader holds it there F cycles more (it advances in
-    ``t + F``), and its ``faults`` are out in ``t + 2 + F``. The fields are captured at the end of each lane's
-    cycles in stage 0 (:data:`~spikepack.hw.conv_check.FIELD_READY` holds for words back to
-    back); the previous layer's output is updated when a lane 5 is in stage 1. Throughput: one
-    word per cycle, but F cycles more for a conv descriptor's lane 5.
+    ``t + F``), and its ``faults`` are out in ``t + 2 + F``. The fields are captured at the end
+    of each lane's cycles in stage 0 (:data:`~spikepack.hw.conv_check.FIELD_READY` holds for
+    words back to back); the previous layer's output is updated when a lane 5 is in stage 1.
+    Throughput: one word per cycle, but F cycles more for a conv descriptor's lane 5.
     """
 
     def __init__(self, *, config: HardwareConfig):

@@ -81,7 +81,8 @@ class FrameVerdict(wiring.Component):
         # when the lanes matched); g_desc: BAD_DESCRIPTOR (a zero size, a descriptor's lanes);
         # g_large: TOO_LARGE (the descriptor maxima, after its other checks). At most one is set.
         w3 = WordSignature(self._config).create(path=("word3",))
-        m.d.sync += [getattr(w3, name).eq(getattr(self.word, name)) for name in w3.signature.members]
+        m.d.sync += [getattr(w3, name).eq(getattr(self.word, name))
+                     for name in w3.signature.members]
         ecode3, fin3 = Signal(ERROR_BITS), Signal()           # fin3: the TLAST word
         m.d.sync += [ecode3.eq(h.code), fin3.eq(self.end)]
         g = {name: Signal(name=f"g_{name}3") for name in ("code", "length", "desc", "large")}

@@ -66,8 +66,9 @@ def draw(rng: np.random.Generator, c: HardwareConfig) -> dict:
     own checks), consistent or with one thing off (kind 0: none; 3: large maps)."""
     kind = int(rng.integers(6))
     big = kind == 3
-    f = {"cin": int(rng.integers(1, c.max_channels + 1)), "m": int(rng.integers(1, c.max_channels + 1)),
-         "h": int(rng.integers(1, c.max_map_side + 1)), "w": int(rng.integers(1, c.max_map_side + 1))}
+    f = {key: int(rng.integers(1, top + 1)) for key, top in (
+        ("cin", c.max_channels), ("m", c.max_channels), ("h", c.max_map_side),
+        ("w", c.max_map_side))}
     if big:
         f.update(cin=c.max_channels, m=c.max_channels, h=c.max_map_side, w=c.max_map_side)
     for axis in "hw":
