@@ -73,7 +73,9 @@ LAST row tile, whose beats finish C neurons) while a registered credit count say
 could fill, and in packed mode also until the units' decode stages have had
 ``cycles_per_neuron(1)`` cycles since the previous column tile. So no combinational path runs
 from ``o.ready`` or the neuron units' state to the array, the memories or the address counters
-(the old design's single stall enable was its critical path). The load schedule's windows hold
+(the old design's single stall enable was its critical path). The result buffer, its credits and
+a conv layer's slot sequence are :class:`spikepack.hw.result_buffer.ResultBuffer` (its
+docstring has their latency and throughput). The load schedule's windows hold
 across a pause (``tests/test_layer_rtl.py`` pauses before nearly every column tile with a 4-slot
 buffer): a pause falls between two periods, where every weight word already read belongs to a
 tile up to the next plane tile, except with one-cycle periods and advance 2, where the word read
@@ -137,8 +139,8 @@ the decode) sets the pace, about M cycles for the layer whatever R.
 
 from __future__ import annotations
 
-from amaranth import Array, Cat, Const, Module, Mux, ResetInserter, Signal, signed, unsigned
-from amaranth.lib import data, memory, stream, wiring
+from amaranth import Array, Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from spikepack.config import HardwareConfig
@@ -149,7 +151,8 @@ from .patch import PatchGenerator, geometry_layout
 from .patch import setup_latency as patch_setup_latency
 from .memories import ReadPortSignature
 from .neuron_common import neuron_class
-from .stream import OutputBuffer, RunAheadFifo, delay
+from .result_buffer import ResultBuffer, counter_bits, output_layout, result_bits
+from .stream import delay
 
 __all__ = ["LayerEngine", "descriptor_layout", "output_layout", "beats_per_tile", "schedule",
            "ideal_cycles", "expected_cycles", "compute_bound", "conv_setup_cycles",
@@ -169,17 +172,6 @@ def descriptor_layout(config: HardwareConfig) -> data.StructLayout:
         for name in ("conv",) + CONV_FIELDS:
             fields[name] = DESCRIPTOR_FIELDS[name][1]
     return data.StructLayout(fields)
-
-
-def output_layout(config: HardwareConfig) -> data.StructLayout:
-    return data.StructLayout({
-        "index": max(16, (config.activation_depth * config.rows).bit_length()),
-        "channel": max(1, (config.max_channels - 1).bit_length()),
-        "pool_first": 1,
-        "spikes": unsigned(config.timesteps),
-        "potential": signed(config.widths.potential),
-        "last": 1,
-    })
 
 
 def beats_per_tile(config: HardwareConfig) -> int:
@@ -357,7 +349,7 @@ class LayerEngine(wiring.Component):
     @property
     def result_bits(self) -> int:
         """Bits kept per neuron result: the spike word (hidden) or the potential (readout)."""
-        return max(self._config.timesteps, self._config.widths.potential)
+        return result_bits(self._config)
 
     def ideal_cycles(self, fan_in: int, neurons: int) -> int:
         return ideal_cycles(self._config, fan_in, neurons)
@@ -401,11 +393,8 @@ class LayerEngine(wiring.Component):
         conv = cfg.conv                     # conv layers possible (a patch generator)
         fan_max = cfg.neuron_fan_in         # max_fan_in, or a conv layer's longest patch
         out_max = max(cfg.max_neurons, cfg.max_channels if conv else 0)
-        rt_bits = max(1, (-(-fan_max // R)).bit_length())
-        ct_bits = max(1, (-(-out_max // C)).bit_length())
-        # neuron indices and bases (conv: storage indices of the pooled map)
-        idx_bits = max(1, (max(cfg.max_neurons, cfg.max_map_words if conv else 0)
-                           + C + R).bit_length())
+        # (idx_bits: neuron indices and bases; conv: storage indices of the pooled map)
+        rt_bits, ct_bits, idx_bits = counter_bits(cfg)
         row_tiles = Signal(rt_bits)
         col_tiles = Signal(ct_bits)
         rt_max = Signal(rt_bits)            # row_tiles - 1
@@ -848,217 +837,30 @@ class LayerEngine(wiring.Component):
         # A column tile's C results arrive together (the units run in lock-step) and take one
         # slot; hidden layers keep the spike words, readout layers the potentials.
         rbits = self.result_bits
-        results = memory.Memory(shape=unsigned(C * rbits), depth=D, init=[])
-        m.submodules.results = results
-        wr = results.write_port()
-        rd = results.read_port(domain="comb")
-        slot_bits = (D - 1).bit_length()
-        wr_ptr = Signal(slot_bits)
-        rd_ptr = Signal(slot_bits)
+        m.submodules.results = results = ResultBuffer(
+            config=cfg, slots=D, pos_bits=len(patch.positions) if conv else 1,
+            win_bits=len(patch.window) if conv else 1)
+        wiring.connect(m, results.o, wiring.flipped(self.o))
         m.d.comb += [
-            wr.en.eq(units[0].o.valid), wr.addr.eq(wr_ptr),
-            wr.data.eq(Cat(Mux(readout, u.o.payload.potential.as_unsigned()[:rbits],
-                               u.o.payload.spikes) for u in units)),
-            rd.addr.eq(rd_ptr),
+            results.start.eq(setup2), results.finish.eq(finish),
+            results.i.valid.eq(units[0].o.valid),
+            results.i.payload.eq(Cat(Mux(readout, u.o.payload.potential.as_unsigned()[:rbits],
+                                         u.o.payload.spikes) for u in units)),
         ]
-        write = units[0].o.valid
-        with m.If(write):
-            m.d.sync += wr_ptr.eq(wr_ptr + 1)
-
-        # o leaves through a two-register skid buffer, so that taking a result from the slot
-        # depends on registers only (o.ready reaches nothing but the buffer's registers; its
-        # output register's enable is o.ready | ~o.valid: OutputBuffer)
-        beat = {"index": idx_bits, "result": rbits, "last": 1}
+        bounds = results.bounds
+        m.d.comb += [bounds.ct_max.eq(ct_max), bounds.ct_max_zero.eq(ct_max_zero),
+                     bounds.ct_max_one.eq(ct_max_one), bounds.last_sel.eq(last_sel),
+                     bounds.last_sel_zero.eq(last_sel_zero)]
         if conv:
-            beat.update({"channel": len(self.o.payload.channel), "pool_first": 1})
-        m.submodules.o_skid = skid = OutputBuffer(data.StructLayout(beat))
-        m.d.comb += [
-            self.o.valid.eq(skid.o.valid),
-            skid.o.ready.eq(self.o.ready),
-            self.o.payload.index.eq(skid.o.payload.index),
-            self.o.payload.spikes.eq(skid.o.payload.result[:T]),
-            self.o.payload.potential.eq(skid.o.payload.result[:len(self.o.payload.potential)]),
-            self.o.payload.last.eq(skid.o.payload.last),
-        ]
-        if conv:
-            m.d.comb += [self.o.payload.channel.eq(skid.o.payload.channel),
-                         self.o.payload.pool_first.eq(skid.o.payload.pool_first)]
-        # The slot being sent is copied into a shift register (no C-way multiplexer between
-        # the LUT-RAM and o); the next slot is copied in as its last result leaves.
-        cur = Signal(C * rbits)
-        cur_has = Signal()
-        sel = Signal(range(max(2, C)))
-        sel_left = Signal.like(sel)         # units of the slot after sel (to its last one)
-        out_base = Signal(idx_bits)         # index of the slot's unit 0
-        out_zero = Signal()                 # the slot is the layer's last column tile
-        next_base = Signal(idx_bits)
-        next_left = Signal(ct_bits)         # column tiles after the next slot's
-        next_zero = Signal()
-        take = Signal()
-        avail = Signal()                    # a written slot waits (wr_ptr != rd_ptr)
-        cur_last = Signal()                 # sel_left == 0, kept as a register
-        refill = Signal(attrs={"keep": 1})   # (kept: one LUT of four registers)
-        m.d.comb += [
-            take.eq(cur_has & skid.i.ready),
-            refill.eq(avail & (~cur_has | (take & cur_last))),
-        ]
-        # the written slots not yet copied out, as a thermometer code (occ[i]: more than i), so
-        # that avail = occ[0] is a register whose next value needs no pointer comparison
-        occ = Signal(D + 1)
-        with m.If(write & ~refill):
-            m.d.sync += occ.eq(Cat(1, occ[:-1]))
-        with m.Elif(refill & ~write):
-            m.d.sync += occ.eq(occ[1:])
-        m.d.comb += avail.eq(occ[0])
-        if conv:
-            # A conv layer's slots: per computed position, its column tiles. The slot's first
-            # index is the storage index of the pooled word of channel ct*C (pooled position
-            # base + ct*C), counted up per result; channel likewise; pool_first marks the
-            # first position of a pool window; the layer's last slot is the last position's
-            # last column tile. A dense layer has one position (the index counts on).
-            cur_index = Signal(idx_bits)
-            cur_chan = Signal(len(self.o.payload.channel))
-            cur_first = Signal()
-            next_chan = Signal(len(self.o.payload.channel))
-            next_first = Signal()
-            next_end = Signal()             # the next slot is the layer's last
-            pos_base = Signal(idx_bits)     # storage index of the next slot's pooled position
-            pos_next = Signal(idx_bits)     # pos_base + CG_out*R
-            s_pos_left = Signal(len(patch.positions))   # positions after the next slot's
-            s_pos_zero = Signal()
-            s_win_left = Signal(len(patch.window))      # positions of its window after it
-            s_win_zero = Signal()
-            t_index, t_last = cur_index, out_zero & cur_last
-            m.d.comb += [skid.i.payload.channel.eq(cur_chan),
-                         skid.i.payload.pool_first.eq(cur_first)]
-        else:
-            t_index, t_last = out_base | sel, out_zero & cur_last
-        t_result = cur[:rbits]
-        m.d.comb += [skid.i.valid.eq(cur_has), skid.i.payload.index.eq(t_index),
-                     skid.i.payload.result.eq(t_result), skid.i.payload.last.eq(t_last)]
-        # cur moves on take (shift) or refill (load): take | refill reduces to one gate of
-        # three registers, written so, as the enable of its C * result_bits flip-flops
-        # (under cur_ce, refill is avail & (~cur_has | cur_last): cur_load, a flip-flop set
-        # from the next values of the three, selects load or shift, so that the output
-        # buffer's ready reaches the C * result_bits flip-flops through their enable only)
-        cur_ce = Signal()
-        cur_load = Signal()
-        refill_last = Signal()              # the value cur_last takes on a refill
-        m.d.comb += cur_ce.eq((cur_has & skid.i.ready) | (avail & ~cur_has))
-        with m.If(cur_ce):
-            m.d.sync += cur.eq(Mux(cur_load, rd.data, cur >> rbits))
-        with m.If(take):
-            m.d.sync += [sel.eq(sel + 1), sel_left.eq(sel_left - 1), cur_last.eq(sel_left == 1)]
-            with m.If(cur_last):
-                m.d.sync += cur_has.eq(0)
-        if not conv:
-            with m.If(refill):
-                m.d.sync += [
-                    cur_has.eq(1), sel.eq(0), rd_ptr.eq(rd_ptr + 1),
-                    out_base.eq(next_base), out_zero.eq(next_zero),
-                    sel_left.eq(Mux(next_zero, last_sel, C - 1)), cur_last.eq(refill_last),
-                    next_base.eq(next_base + C), next_left.eq(next_left - 1),
-                    next_zero.eq(next_left == 1),
-                ]
-            with m.If(setup2):
-                m.d.sync += [next_base.eq(0), next_left.eq(ct_max), next_zero.eq(ct_max_zero)]
-            m.d.comb += refill_last.eq(Mux(next_zero, last_sel_zero, C == 1))
-        else:
-            # The slots' sequence (first index, channel, pool_first, layer's last, position's
-            # last) is a generator of its own that runs up to four slots ahead through a FIFO:
-            # a refill pops one, so the counters of positions and windows sit behind a
-            # flip-flop enable (gen_adv) and not behind the output buffer's ready.
-            # next_zero: the next slot is its position's last column tile (C_last results)
-            slot = data.StructLayout({"base": idx_bits, "chan": len(next_chan), "first": 1,
-                                      "end": 1, "zero": 1})
-            # (read_guard off: a refill needs a written slot, which comes long after the generator
-            # has run ahead)
-            slot_fifo = ResetInserter(setup2)(RunAheadFifo(width=slot.size, depth=4,
-                                                           read_guard=False))
-            m.submodules.slot_fifo = slot_fifo
-            gen_on = Signal()
-            gen_adv = Signal()              # the generator steps: it held < 3 slots a cycle ago
-            with m.If(setup2):
-                m.d.sync += gen_on.eq(1)
-            m.d.sync += gen_adv.eq((gen_on | setup2) & (setup2 | slot_fifo.room))
-            nxt = data.View(slot, slot_fifo.r_data)
             m.d.comb += [
-                slot_fifo.w_en.eq(gen_adv),
-                slot_fifo.w_data.eq(Cat(next_base, next_chan, next_first, next_end, next_zero)),
-                slot_fifo.r_en.eq(refill),
+                bounds.cgr_out.eq(cgr_out), bounds.window_m1.eq(window_m1),
+                bounds.window_one.eq(window_one), bounds.window_two.eq(window_two),
+                bounds.pos_left.eq(init_pos_left), bounds.pos_zero.eq(init_pos_zero),
+                bounds.pos_one.eq(init_pos_one), bounds.win_left.eq(init_win_left),
+                bounds.win_zero.eq(init_win_zero), bounds.win_one.eq(init_win_one),
+                bounds.next_end.eq(init_next_end),
             ]
-            with m.If(take):
-                m.d.sync += [cur_index.eq(cur_index + 1), cur_chan.eq(cur_chan + 1)]
-            with m.If(refill):
-                m.d.sync += [
-                    cur_has.eq(1), rd_ptr.eq(rd_ptr + 1),
-                    cur_index.eq(nxt.base), cur_chan.eq(nxt.chan), cur_first.eq(nxt.first),
-                    out_zero.eq(nxt.end),
-                    sel_left.eq(Mux(nxt.zero, last_sel, C - 1)), cur_last.eq(refill_last),
-                ]
-            m.d.comb += refill_last.eq(Mux(nxt.zero, last_sel_zero, C == 1))
-            # (each down-counter keeps == 0 and == 1 flags as registers, so that no compare
-            # of a counter sits in front of another flag)
-            next_one = Signal()
-            s_pos_one = Signal()
-            s_win_one = Signal()
-            with m.If(gen_adv):
-                with m.If(next_zero):
-                    # the slot after it starts the next position
-                    m.d.sync += [
-                        next_left.eq(ct_max), next_zero.eq(ct_max_zero), next_one.eq(ct_max_one),
-                        next_chan.eq(0),
-                        s_pos_left.eq(s_pos_left - 1), s_pos_zero.eq(s_pos_one),
-                        s_pos_one.eq(s_pos_left == 2),
-                        next_end.eq(ct_max_zero & s_pos_one),
-                    ]
-                    with m.If(s_win_zero):
-                        # ... and the next pool window: the next pooled word
-                        m.d.sync += [
-                            s_win_left.eq(window_m1), s_win_zero.eq(window_one),
-                            s_win_one.eq(window_two),
-                            next_first.eq(1), pos_base.eq(pos_next), next_base.eq(pos_next),
-                            pos_next.eq(pos_next + cgr_out),
-                        ]
-                    with m.Else():
-                        m.d.sync += [
-                            s_win_left.eq(s_win_left - 1), s_win_zero.eq(s_win_one),
-                            s_win_one.eq(s_win_left == 2),
-                            next_first.eq(0), next_base.eq(pos_base),
-                        ]
-                with m.Else():
-                    m.d.sync += [
-                        next_left.eq(next_left - 1), next_zero.eq(next_one),
-                        next_one.eq(next_left == 2),
-                        next_end.eq(s_pos_zero & next_one),
-                        next_base.eq(next_base + C), next_chan.eq(next_chan + C),
-                    ]
-            with m.If(setup2):
-                m.d.sync += [
-                    next_base.eq(0), next_left.eq(ct_max), next_zero.eq(ct_max_zero),
-                    next_one.eq(ct_max_one),
-                    next_chan.eq(0), next_first.eq(1), pos_base.eq(0), pos_next.eq(cgr_out),
-                    # (a dense layer: one position, no pooling)
-                    s_pos_left.eq(init_pos_left), s_pos_zero.eq(init_pos_zero),
-                    s_pos_one.eq(init_pos_one),
-                    s_win_left.eq(init_win_left), s_win_zero.eq(init_win_zero),
-                    s_win_one.eq(init_win_one),
-                    next_end.eq(init_next_end),
-                ]
-
-        avail_next = Mux(write & ~refill, 1, Mux(refill & ~write, occ[1], occ[0]))
-        has_next = Mux(refill, 1, Mux(take & cur_last, 0, cur_has))
-        last_next = Mux(refill, refill_last, Mux(take, sel_left == 1, cur_last))
-        m.d.sync += cur_load.eq(avail_next & (~has_next | last_next))
-
-        # credits: slots reserved from a column tile's finishing planes to its last result
-        reserved = Signal(range(D + 1))
-        freed = Signal()                    # a slot was copied out last cycle
-        m.d.sync += [freed.eq(refill), reserved.eq(reserved + finish - freed)]
-        room = Signal()
-        room_next = Signal()
-        m.d.comb += room_next.eq(reserved < D - 2)   # one cycle stale: two more may be reserved
-        m.d.sync += room.eq(room_next)
+        room, room_next = results.room, results.room_next
         spacing = units[0].cycles_per_neuron(1) if packed else 1
         if spacing > 1:
             cool = Signal(range(spacing))
