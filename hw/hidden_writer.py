@@ -104,11 +104,11 @@ class HiddenWriter(wiring.Component):
                      ob_spikes.eq(b.spikes), ob_parity.eq(self.parity)]
         if self._pooling:
             # The pool read-modify-write over three stages:
-            #   A (ob_*): pool read at ob_channel, registered (q); ob_channel compared with
-            #      the channels of the beats in B and C (registered hits);
-            #   B (pb_*): the running max is q, or the word of the beat in C (hit1) or of the
-            #      beat that left C a cycle ago (hit2): those two are not in the LUT-RAM yet
-            #      when A reads it; word registered into pw_word;
+            #   A (ob_*): pool read at ob_channel, or the word of the beat in C when it has
+            #      the same channel (it is not in the LUT-RAM yet), registered (older);
+            #      ob_channel compared with the channel of the beat in B (registered hit1);
+            #   B (pb_*): the running max is the word of the beat in C (hit1: it was in B when
+            #      A chose) or older; word registered into pw_word;
             #   C (pw_*): pool[pw_channel] <= pw_word (only in conv layers: a dense layer's
             #      channel, its index's low bits, may lie beyond the channels), and the word
             #      goes to the write register.
@@ -136,21 +136,25 @@ class HiddenWriter(wiring.Component):
                     ("write", ob_write), ("index", ob_index), ("fits", ob_fits),
                     ("parity", ob_parity), ("conv", ob_conv), ("channel", ob_channel)))
             pw_word = Signal.like(ob_spikes, name="pw_word", reset_less=True)
-            pw2_word = Signal.like(ob_spikes, name="pw2_word", reset_less=True)
-            q = Signal.like(ob_spikes, name="pool_q", reset_less=True)
-            hit1, hit2 = Signal(name="pool_hit1"), Signal(name="pool_hit2")
+            hit1 = Signal(name="pool_hit1")
             m.d.comb += pool_rd.addr.eq(ob_channel)
-            m.d.sync += [q.eq(pool_rd.data),
-                         hit1.eq(pb_conv & (pb_channel == ob_channel)),
-                         hit2.eq(pw_conv & (pw_channel == ob_channel)),
+            m.d.sync += [hit1.eq(pb_conv & (pb_channel == ob_channel)),
                          pb_write.eq(ob_write), pb_index.eq(ob_index), pb_fits.eq(ob_fits),
                          pb_parity.eq(ob_parity), pb_spikes.eq(ob_spikes), pb_keep.eq(ob_keep),
                          pb_conv.eq(ob_conv), pb_channel.eq(ob_channel)]
-            running = Mux(hit1, pw_word, Mux(hit2, pw2_word, q))
-            word = Mux(pb_keep | (running < pb_spikes), pb_spikes, running)
+            # the running max is pw_word (hit1: the recurrence of back-to-back beats of one
+            # channel) or `older`, chosen from the LUT-RAM's read and the word leaving C while
+            # the beat was in A (registered there); both
+            # maxima with the beat's spikes are formed side by side, the hit picks one
+            older = Signal.like(ob_spikes, name="pool_older", reset_less=True)
+            m.d.sync += older.eq(Mux(pw_conv & (pw_channel == ob_channel), pw_word,
+                                     pool_rd.data))
+            max1 = Mux(pw_word < pb_spikes, pb_spikes, pw_word)
+            max0 = Mux(older < pb_spikes, pb_spikes, older)
+            word = Mux(pb_keep, pb_spikes, Mux(hit1, max1, max0))
             m.d.sync += [pw_write.eq(pb_write), pw_index.eq(pb_index), pw_fits.eq(pb_fits),
                          pw_parity.eq(pb_parity), pw_conv.eq(pb_conv),
-                         pw_channel.eq(pb_channel), pw_word.eq(word), pw2_word.eq(pw_word)]
+                         pw_channel.eq(pb_channel), pw_word.eq(word)]
             m.d.comb += [pool_wr.addr.eq(pw_channel), pool_wr.data.eq(pw_word),
                          pool_wr.en.eq(pw_conv)]
             w_write, index, w_fits, w_parity, w_word = (pw_write, pw_index, pw_fits, pw_parity,

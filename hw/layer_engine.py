@@ -73,7 +73,9 @@ LAST row tile, whose beats finish C neurons) while a registered credit count say
 could fill, and in packed mode also until the units' decode stages have had
 ``cycles_per_neuron(1)`` cycles since the previous column tile. So no combinational path runs
 from ``o.ready`` or the neuron units' state to the array, the memories or the address counters
-(the old design's single stall enable was its critical path). The load schedule's windows hold
+(the old design's single stall enable was its critical path). The result buffer, its credits and
+a conv layer's slot sequence are :class:`spikepack.hw.result_buffer.ResultBuffer` (its
+docstring has their latency and throughput). The load schedule's windows hold
 across a pause (``tests/test_layer_rtl.py`` pauses before nearly every column tile with a 4-slot
 buffer): a pause falls between two periods, where every weight word already read belongs to a
 tile up to the next plane tile, except with one-cycle periods and advance 2, where the word read
@@ -137,8 +139,8 @@ the decode) sets the pace, about M cycles for the layer whatever R.
 
 from __future__ import annotations
 
-from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, memory, stream, wiring
+from amaranth import Array, Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from spikepack.config import HardwareConfig
@@ -149,7 +151,8 @@ from .patch import PatchGenerator, geometry_layout
 from .patch import setup_latency as patch_setup_latency
 from .memories import ReadPortSignature
 from .neuron_common import neuron_class
-from .stream import OutputBuffer, delay
+from .result_buffer import ResultBuffer, counter_bits, output_layout, result_bits
+from .stream import delay
 
 __all__ = ["LayerEngine", "descriptor_layout", "output_layout", "beats_per_tile", "schedule",
            "ideal_cycles", "expected_cycles", "compute_bound", "conv_setup_cycles",
@@ -169,17 +172,6 @@ def descriptor_layout(config: HardwareConfig) -> data.StructLayout:
         for name in ("conv",) + CONV_FIELDS:
             fields[name] = DESCRIPTOR_FIELDS[name][1]
     return data.StructLayout(fields)
-
-
-def output_layout(config: HardwareConfig) -> data.StructLayout:
-    return data.StructLayout({
-        "index": max(16, (config.activation_depth * config.rows).bit_length()),
-        "channel": max(1, (config.max_channels - 1).bit_length()),
-        "pool_first": 1,
-        "spikes": unsigned(config.timesteps),
-        "potential": signed(config.widths.potential),
-        "last": 1,
-    })
 
 
 def beats_per_tile(config: HardwareConfig) -> int:
@@ -357,7 +349,7 @@ class LayerEngine(wiring.Component):
     @property
     def result_bits(self) -> int:
         """Bits kept per neuron result: the spike word (hidden) or the potential (readout)."""
-        return max(self._config.timesteps, self._config.widths.potential)
+        return result_bits(self._config)
 
     def ideal_cycles(self, fan_in: int, neurons: int) -> int:
         return ideal_cycles(self._config, fan_in, neurons)
@@ -401,17 +393,15 @@ class LayerEngine(wiring.Component):
         conv = cfg.conv                     # conv layers possible (a patch generator)
         fan_max = cfg.neuron_fan_in         # max_fan_in, or a conv layer's longest patch
         out_max = max(cfg.max_neurons, cfg.max_channels if conv else 0)
-        rt_bits = max(1, (-(-fan_max // R)).bit_length())
-        ct_bits = max(1, (-(-out_max // C)).bit_length())
-        # neuron indices and bases (conv: storage indices of the pooled map)
-        idx_bits = max(1, (max(cfg.max_neurons, cfg.max_map_words if conv else 0)
-                           + C + R).bit_length())
+        # (idx_bits: neuron indices and bases; conv: storage indices of the pooled map)
+        rt_bits, ct_bits, idx_bits = counter_bits(cfg)
         row_tiles = Signal(rt_bits)
         col_tiles = Signal(ct_bits)
         rt_max = Signal(rt_bits)            # row_tiles - 1
         ct_max = Signal(ct_bits)            # col_tiles - 1
         rt_max_zero = Signal()
         ct_max_zero = Signal()
+        ct_max_one = Signal()               # col_tiles == 2
         empty = Signal()
         fan_zero = Signal()                 # fan_in == 0, at the handshake
         neu_zero = Signal()                 # neurons == 0
@@ -468,6 +458,25 @@ class LayerEngine(wiring.Component):
             m.d.sync += [positions_m1.eq(patch.positions - 1),
                          positions_one.eq(patch.positions == 1),
                          window_m1.eq(patch.window - 1), window_one.eq(patch.window == 1)]
+            # the values setup2 gives the position and window counters, a layer's kind folded
+            # in a cycle ahead (setup2's fan-out then selects registers only; col_tiles, not
+            # ct_max_zero: a dense layer's setup2 follows setup1 at once)
+            init_pos_left = Signal.like(positions_m1)
+            init_pos_zero = Signal()
+            init_win_left = Signal.like(window_m1)
+            init_win_zero = Signal()
+            init_next_end = Signal()
+            init_pos_one = Signal()
+            init_win_one = Signal()
+            window_two = Signal()
+            m.d.sync += [window_two.eq(patch.window == 2),
+                         init_pos_one.eq(is_conv & (patch.positions == 2)),
+                         init_win_one.eq(is_conv & window_two)]
+            m.d.sync += [init_pos_left.eq(Mux(is_conv, positions_m1, 0)),
+                         init_pos_zero.eq(~is_conv | positions_one),
+                         init_win_left.eq(Mux(is_conv, window_m1, 0)),
+                         init_win_zero.eq(~is_conv | window_one),
+                         init_next_end.eq((col_tiles == 1) & (~is_conv | positions_one))]
         else:
             is_conv = Const(0, 1)
             m.d.sync += setup2.eq(setup1)
@@ -475,6 +484,7 @@ class LayerEngine(wiring.Component):
             m.d.sync += [
                 rt_max.eq(row_tiles - 1), ct_max.eq(col_tiles - 1),
                 rt_max_zero.eq(row_tiles == 1), ct_max_zero.eq(col_tiles == 1),
+                ct_max_one.eq(col_tiles == 2),
                 empty.eq(fan_zero | neu_zero),
                 last_sel.eq((neurons - 1)[:max(1, log_c)] if C > 1 else 0),
                 last_sel_zero.eq((neurons - 1)[:max(1, log_c)] == 0 if C > 1 else 1),
@@ -584,9 +594,11 @@ class LayerEngine(wiring.Component):
         else:
             # advance[0] = W: the word of the period is the ahead tile's
             m.d.comb += [w_on.eq(go & off_first & valid[W - adv[0]]), w_addr.eq(tile_base[0])]
-        # (keep: one gate of three registers, the enable of the activation counters as is)
-        a_on = Signal(attrs={"keep": 1})
-        m.d.comb += a_on.eq(go & off_end & valid[W - 1])
+        # a_on = go & off_end & valid[W - 1] (an activation read: the last offset of a period
+        # whose tile W - 1 exists), kept as a flip-flop set from the next values of the three
+        # (below), so that the activation counters and the patch generator's FIFO are enabled
+        # by a register and not through go's fan-out
+        a_on = Signal()
         with m.If(a_on):
             m.d.sync += [act_rt.eq(Mux(act_zero, 0, act_rt + 1)),
                          act_left.eq(Mux(act_zero, rt_max, act_left - 1)),
@@ -625,10 +637,16 @@ class LayerEngine(wiring.Component):
                 act_rt.eq(0), act_left.eq(rt_max), act_zero.eq(rt_max_zero),
             ]
             if conv:
-                m.d.sync += [pos_left.eq(positions_m1),
-                             pos_zero.eq(~is_conv | positions_one)]
+                m.d.sync += [pos_left.eq(positions_m1), pos_zero.eq(init_pos_zero)]
             else:
                 m.d.sync += pos_zero.eq(1)
+
+        off_end_next = Mux(setup2, P == 1, Mux(go, Mux(off_end, P == 1, off == P - 2), off_end))
+        valid_w1_next = Mux(setup2, ~empty if W == 1 else 0,
+                            Mux(go & off_end, next_valid if W == 1 else valid[W - 2],
+                                valid[W - 1]))
+        m.d.sync += a_on.eq(running_next & ~(at_finish_next & ~may_finish_next)
+                            & off_end_next & valid_w1_next)
 
         # --- command register: every read and beat leaves the controller through a register --
         c_plane = Signal()
@@ -659,9 +677,7 @@ class LayerEngine(wiring.Component):
             pad = is_conv & patch.o.payload.pad
             # (a dense layer's reads pop the idle generator's tiles too: harmless, and one
             # gate less on a_on's fan-out)
-            # (a_on again, not the kept net: the generator's output enable is then one gate of
-            # four registers)
-            m.d.comb += patch.o.ready.eq(go & valid[W - 1] & off_end)
+            m.d.comb += patch.o.ready.eq(a_on)
             m.d.sync += [c_aren.eq(a_on & ~pad), c_azero.eq(a_on & pad),
                          c_aaddr.eq(Mux(is_conv, patch.o.payload.addr, act_rt))]
         else:
@@ -821,176 +837,30 @@ class LayerEngine(wiring.Component):
         # A column tile's C results arrive together (the units run in lock-step) and take one
         # slot; hidden layers keep the spike words, readout layers the potentials.
         rbits = self.result_bits
-        results = memory.Memory(shape=unsigned(C * rbits), depth=D, init=[])
-        m.submodules.results = results
-        wr = results.write_port()
-        rd = results.read_port(domain="comb")
-        slot_bits = (D - 1).bit_length()
-        wr_ptr = Signal(slot_bits)
-        rd_ptr = Signal(slot_bits)
+        m.submodules.results = results = ResultBuffer(
+            config=cfg, slots=D, pos_bits=len(patch.positions) if conv else 1,
+            win_bits=len(patch.window) if conv else 1)
+        wiring.connect(m, results.o, wiring.flipped(self.o))
         m.d.comb += [
-            wr.en.eq(units[0].o.valid), wr.addr.eq(wr_ptr),
-            wr.data.eq(Cat(Mux(readout, u.o.payload.potential.as_unsigned()[:rbits],
-                               u.o.payload.spikes) for u in units)),
-            rd.addr.eq(rd_ptr),
+            results.start.eq(setup2), results.finish.eq(finish),
+            results.i.valid.eq(units[0].o.valid),
+            results.i.payload.eq(Cat(Mux(readout, u.o.payload.potential.as_unsigned()[:rbits],
+                                         u.o.payload.spikes) for u in units)),
         ]
-        write = units[0].o.valid
-        with m.If(write):
-            m.d.sync += wr_ptr.eq(wr_ptr + 1)
-
-        # o leaves through a two-register skid buffer, so that taking a result from the slot
-        # depends on registers only (o.ready reaches nothing but the buffer's registers; its
-        # output register's enable is o.ready | ~o.valid: OutputBuffer)
-        beat = {"index": idx_bits, "result": rbits, "last": 1}
+        bounds = results.bounds
+        m.d.comb += [bounds.ct_max.eq(ct_max), bounds.ct_max_zero.eq(ct_max_zero),
+                     bounds.ct_max_one.eq(ct_max_one), bounds.last_sel.eq(last_sel),
+                     bounds.last_sel_zero.eq(last_sel_zero)]
         if conv:
-            beat.update({"channel": len(self.o.payload.channel), "pool_first": 1})
-        m.submodules.o_skid = skid = OutputBuffer(data.StructLayout(beat))
-        m.d.comb += [
-            self.o.valid.eq(skid.o.valid),
-            skid.o.ready.eq(self.o.ready),
-            self.o.payload.index.eq(skid.o.payload.index),
-            self.o.payload.spikes.eq(skid.o.payload.result[:T]),
-            self.o.payload.potential.eq(skid.o.payload.result[:len(self.o.payload.potential)]),
-            self.o.payload.last.eq(skid.o.payload.last),
-        ]
-        if conv:
-            m.d.comb += [self.o.payload.channel.eq(skid.o.payload.channel),
-                         self.o.payload.pool_first.eq(skid.o.payload.pool_first)]
-        # The slot being sent is copied into a shift register (no C-way multiplexer between
-        # the LUT-RAM and o); the next slot is copied in as its last result leaves.
-        cur = Signal(C * rbits)
-        cur_has = Signal()
-        sel = Signal(range(max(2, C)))
-        sel_left = Signal.like(sel)         # units of the slot after sel (to its last one)
-        out_base = Signal(idx_bits)         # index of the slot's unit 0
-        out_zero = Signal()                 # the slot is the layer's last column tile
-        next_base = Signal(idx_bits)
-        next_left = Signal(ct_bits)         # column tiles after the next slot's
-        next_zero = Signal()
-        take = Signal()
-        avail = Signal()                    # a written slot waits (wr_ptr != rd_ptr)
-        cur_last = Signal()                 # sel_left == 0, kept as a register
-        refill = Signal()
-        m.d.comb += [
-            take.eq(cur_has & skid.i.ready),
-            refill.eq(avail & (~cur_has | (take & cur_last))),
-        ]
-        # the written slots not yet copied out, as a thermometer code (occ[i]: more than i), so
-        # that avail = occ[0] is a register whose next value needs no pointer comparison
-        occ = Signal(D + 1)
-        with m.If(write & ~refill):
-            m.d.sync += occ.eq(Cat(1, occ[:-1]))
-        with m.Elif(refill & ~write):
-            m.d.sync += occ.eq(occ[1:])
-        m.d.comb += avail.eq(occ[0])
-        if conv:
-            # A conv layer's slots: per computed position, its column tiles. The slot's first
-            # index is the storage index of the pooled word of channel ct*C (pooled position
-            # base + ct*C), counted up per result; channel likewise; pool_first marks the
-            # first position of a pool window; the layer's last slot is the last position's
-            # last column tile. A dense layer has one position (the index counts on).
-            cur_index = Signal(idx_bits)
-            cur_chan = Signal(len(self.o.payload.channel))
-            cur_first = Signal()
-            next_chan = Signal(len(self.o.payload.channel))
-            next_first = Signal()
-            next_end = Signal()             # the next slot is the layer's last
-            pos_base = Signal(idx_bits)     # storage index of the next slot's pooled position
-            s_pos_left = Signal(len(patch.positions))   # positions after the next slot's
-            s_pos_zero = Signal()
-            s_win_left = Signal(len(patch.window))      # positions of its window after it
-            s_win_zero = Signal()
-            t_index, t_last = cur_index, out_zero & cur_last
-            m.d.comb += [skid.i.payload.channel.eq(cur_chan),
-                         skid.i.payload.pool_first.eq(cur_first)]
-        else:
-            t_index, t_last = out_base | sel, out_zero & cur_last
-        t_result = cur[:rbits]
-        m.d.comb += [skid.i.valid.eq(cur_has), skid.i.payload.index.eq(t_index),
-                     skid.i.payload.result.eq(t_result), skid.i.payload.last.eq(t_last)]
-        # cur moves on take (shift) or refill (load): take | refill reduces to one gate of
-        # three registers, written so, as the enable of its C * result_bits flip-flops
-        cur_ce = Signal()
-        m.d.comb += cur_ce.eq((cur_has & skid.i.ready) | (avail & ~cur_has))
-        with m.If(cur_ce):
-            m.d.sync += cur.eq(Mux(refill, rd.data, cur >> rbits))
-        with m.If(take):
-            m.d.sync += [sel.eq(sel + 1), sel_left.eq(sel_left - 1), cur_last.eq(sel_left == 1)]
-            with m.If(cur_last):
-                m.d.sync += cur_has.eq(0)
-        if not conv:
-            with m.If(refill):
-                m.d.sync += [
-                    cur_has.eq(1), sel.eq(0), rd_ptr.eq(rd_ptr + 1),
-                    out_base.eq(next_base), out_zero.eq(next_zero),
-                    sel_left.eq(Mux(next_zero, last_sel, C - 1)),
-                    cur_last.eq(Mux(next_zero, last_sel_zero, C == 1)),
-                    next_base.eq(next_base + C), next_left.eq(next_left - 1),
-                    next_zero.eq(next_left == 1),
-                ]
-            with m.If(setup2):
-                m.d.sync += [next_base.eq(0), next_left.eq(ct_max), next_zero.eq(ct_max_zero)]
-        else:
-            # next_zero: the next slot is its position's last column tile (C_last results)
-            with m.If(take):
-                m.d.sync += [cur_index.eq(cur_index + 1), cur_chan.eq(cur_chan + 1)]
-            with m.If(refill):
-                m.d.sync += [
-                    cur_has.eq(1), rd_ptr.eq(rd_ptr + 1),
-                    cur_index.eq(next_base), cur_chan.eq(next_chan), cur_first.eq(next_first),
-                    out_zero.eq(next_end),
-                    sel_left.eq(Mux(next_zero, last_sel, C - 1)),
-                    cur_last.eq(Mux(next_zero, last_sel_zero, C == 1)),
-                ]
-                with m.If(next_zero):
-                    # the slot after it starts the next position
-                    m.d.sync += [
-                        next_left.eq(ct_max), next_zero.eq(ct_max_zero), next_chan.eq(0),
-                        s_pos_left.eq(s_pos_left - 1), s_pos_zero.eq(s_pos_left == 1),
-                        next_end.eq(ct_max_zero & (s_pos_left == 1)),
-                    ]
-                    with m.If(s_win_zero):
-                        # ... and the next pool window: the next pooled word
-                        m.d.sync += [
-                            s_win_left.eq(window_m1), s_win_zero.eq(window_one),
-                            next_first.eq(1), pos_base.eq(pos_base + cgr_out),
-                            next_base.eq(pos_base + cgr_out),
-                        ]
-                    with m.Else():
-                        m.d.sync += [
-                            s_win_left.eq(s_win_left - 1), s_win_zero.eq(s_win_left == 1),
-                            next_first.eq(0), next_base.eq(pos_base),
-                        ]
-                with m.Else():
-                    m.d.sync += [
-                        next_left.eq(next_left - 1), next_zero.eq(next_left == 1),
-                        next_end.eq(s_pos_zero & (next_left == 1)),
-                        next_base.eq(next_base + C), next_chan.eq(next_chan + C),
-                    ]
-            with m.If(setup2):
-                m.d.sync += [
-                    next_base.eq(0), next_left.eq(ct_max), next_zero.eq(ct_max_zero),
-                    next_chan.eq(0), next_first.eq(1), pos_base.eq(0),
-                ]
-                with m.If(is_conv):
-                    m.d.sync += [
-                        s_pos_left.eq(positions_m1), s_pos_zero.eq(positions_one),
-                        s_win_left.eq(window_m1), s_win_zero.eq(window_one),
-                        next_end.eq(ct_max_zero & positions_one),
-                    ]
-                with m.Else():
-                    # a dense layer: one position, no pooling
-                    m.d.sync += [s_pos_left.eq(0), s_pos_zero.eq(1), s_win_left.eq(0),
-                                 s_win_zero.eq(1), next_end.eq(ct_max_zero)]
-
-        # credits: slots reserved from a column tile's finishing planes to its last result
-        reserved = Signal(range(D + 1))
-        freed = Signal()                    # a slot was copied out last cycle
-        m.d.sync += [freed.eq(refill), reserved.eq(reserved + finish - freed)]
-        room = Signal()
-        room_next = Signal()
-        m.d.comb += room_next.eq(reserved < D - 2)   # one cycle stale: two more may be reserved
-        m.d.sync += room.eq(room_next)
+            m.d.comb += [
+                bounds.cgr_out.eq(cgr_out), bounds.window_m1.eq(window_m1),
+                bounds.window_one.eq(window_one), bounds.window_two.eq(window_two),
+                bounds.pos_left.eq(init_pos_left), bounds.pos_zero.eq(init_pos_zero),
+                bounds.pos_one.eq(init_pos_one), bounds.win_left.eq(init_win_left),
+                bounds.win_zero.eq(init_win_zero), bounds.win_one.eq(init_win_one),
+                bounds.next_end.eq(init_next_end),
+            ]
+        room, room_next = results.room, results.room_next
         spacing = units[0].cycles_per_neuron(1) if packed else 1
         if spacing > 1:
             cool = Signal(range(spacing))

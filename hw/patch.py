@@ -36,9 +36,12 @@ and a registered ``== 0`` flag per loop, the innermost first), and for S2 which 
 the next step (the lowest whose flag is clear) and which loops clear (those inside it; all of
 them when every flag is set: the sequence starts again), registered; S2 the terms (a carry
 chain each, no selection); S3 and S4 a registered adder tree (seven terms of the entry, four of
-each coordinate); S5 the entry and the four compares of ``pad``, S6 their OR, registered; then a two-register
-skid buffer (:class:`OutputBuffer`) whose registered ``i.ready`` is the stall of S1-S6, so
-``o.ready`` only reaches the buffer's registers, through one gate.
+each coordinate); S5 the entry and the four compares of ``pad``, S6 their OR, registered; then a
+four-entry :class:`~spikepack.hw.stream.RunAheadFifo` (``o`` is its read side). S1-S6 move
+together (``adv``, a flip-flop): they hold while the FIFO held 3 or more tiles the cycle before
+(it can have gained at most one since, so a tile leaving S6 always finds room), which keeps
+``o.ready`` (the FIFO's read enable: its read pointer and level) away from the 140-odd enables
+of S1-S6 and one tile a cycle flowing while the consumer takes one a cycle.
 
 Ports: ``start`` In(1) (a strobe: ``geometry`` is sampled in its cycle and the generator starts
 over, whatever it was doing), ``geometry`` In(:func:`geometry_layout`) (the descriptor's conv
@@ -66,7 +69,7 @@ from amaranth.lib.wiring import In, Out
 
 from spikepack.config import HardwareConfig
 from spikepack.firmware.layout import DESCRIPTOR_FIELDS
-from spikepack.hw.stream import OutputBuffer
+from spikepack.hw.stream import RunAheadFifo
 
 
 __all__ = ["PatchGenerator", "geometry_layout", "patch_sequence", "setup_latency", "LEVELS"]
@@ -295,16 +298,23 @@ class PatchGenerator(wiring.Component):
                 m.d.sync += [top[i].eq(maxima[name]), top_zero[i].eq(maxima[name] == 0),
                              top_one[i].eq(maxima[name] == 1)]
 
-        stall = Signal()                    # S1-S6 hold (the output buffer is full)
-        adv = Signal()                      # S1-S6 move (run and not stalled)
-        adv1 = Signal()                     # S1 moves (adv, or the priming step)
-        # (run1: run, from the priming step on; two gates of registers, not three)
+        # the output FIFO (below); S1-S6 hold while it held 3 or more tiles the cycle before
+        out_fifo = ResetInserter(restart)(RunAheadFifo(width=len(self.o.payload.as_value()),
+                                                       depth=4))
+        m.submodules.out_fifo = out_fifo
+        room = out_fifo.room
+        adv = Signal()                      # S1-S6 move (run and not stalled), a flip-flop
+        adv1 = Signal()                     # S1 moves (adv, or the priming step), a flip-flop
+        # (run1: run, from the priming step on)
         run1 = Signal()
         with m.If(ph_init):
             m.d.sync += run1.eq(1)
         with m.If(restart):
             m.d.sync += run1.eq(0)
-        m.d.comb += [adv.eq(run & ~stall), adv1.eq(run1 & ~stall)]
+        # adv and adv1 from the next values of run and run1 (run: set by ph_prime, run1 by
+        # ph_init, both cleared by restart)
+        m.d.sync += [adv.eq((run | ph_prime) & ~restart & room),
+                     adv1.eq((run1 | ph_init) & ~restart & room)]
 
         # A step: the loops inside the lowest one that is not at its last value start again,
         # that one counts down, the others hold. Every next value is formed from registers
@@ -403,16 +413,13 @@ class PatchGenerator(wiring.Component):
             m.d.sync += filled.eq(0)
         s5_valid = filled[3]                # (S6's tile)
 
-        # --- output buffer: o, and the stall of S1-S6 from its registered ready -------------
-        skid = ResetInserter(restart)(OutputBuffer(self.o.payload.shape()))
-        m.submodules.skid = skid
+        # --- output FIFO: o (first word fall through) ------------------------------------------
         m.d.comb += [
-            skid.i.valid.eq(s5_valid & run),
-            skid.i.payload.addr.eq(s6_addr), skid.i.payload.pad.eq(s6_pad),
-            stall.eq(s5_valid & ~skid.i.ready),
+            out_fifo.w_en.eq(s5_valid & adv),
+            out_fifo.w_data.eq(Cat(s6_addr, s6_pad)),
         ]
-        # (the cycle after a start the output buffer still holds the previous layer's tiles; a
-        # pop then is overridden by its reset)
-        m.d.comb += [self.o.valid.eq(skid.o.valid & ~restart), self.o.payload.eq(skid.o.payload),
-                     skid.o.ready.eq(self.o.ready)]
+        # (the cycle after a start the FIFO still holds the previous layer's tiles; a pop then
+        # is overridden by its reset)
+        m.d.comb += [self.o.valid.eq(out_fifo.r_rdy & ~restart),
+                     self.o.payload.eq(out_fifo.r_data), out_fifo.r_en.eq(self.o.ready)]
         return m

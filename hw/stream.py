@@ -3,6 +3,8 @@ line and a wide OR.
 
 * :class:`SkidBuffer`: cuts every combinational path of a ``stream.Signature`` (``i.ready`` is a
   flip-flop, ``o.valid`` and ``o.payload`` are registers) at full throughput.
+* :class:`RunAheadFifo`: a small FIFO for a producer that runs ahead of its consumer, whose
+  ``r_rdy`` and ``room`` are flip-flops.
 * :func:`delay`: a value through ``cycles`` registers.
 * :func:`or_all`: the OR of a list of values.
 """
@@ -12,11 +14,11 @@ from __future__ import annotations
 import functools
 import operator
 
-from amaranth import Module, Mux, Signal
-from amaranth.lib import stream, wiring
+from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["SkidBuffer", "OutputBuffer", "delay", "or_all"]
+__all__ = ["SkidBuffer", "OutputBuffer", "RunAheadFifo", "delay", "or_all"]
 
 
 def or_all(terms):
@@ -115,3 +117,65 @@ class OutputBuffer(wiring.Component):
     @property
     def shape(self):
         return self._shape
+
+
+class RunAheadFifo(wiring.Component):
+    """A first-word-fall-through FIFO of ``depth`` (a power of two, >= 2) ``width``-bit words
+    for a producer that runs ahead of its consumer (a generator of addresses or of slots),
+    with its level kept as a thermometer code so that the flags are flip-flops.
+
+    Ports (the names of :class:`amaranth.lib.fifo.SyncFIFO`): ``w_en``, ``w_data`` In;
+    ``r_en`` In, ``r_data`` Out (the head word, from the storage's asynchronous read: valid
+    while ``r_rdy``), ``r_rdy`` Out (a flip-flop: the FIFO holds a word); ``room`` Out (a
+    flip-flop: the FIFO holds at most ``depth - 2`` words).
+
+    The contract that replaces a write handshake: a producer whose enable for cycle t is a
+    register set from ``room`` in cycle t - 1 never overflows it (the level can have grown by
+    one since). A read with ``r_rdy`` low is ignored, or, with ``read_guard=False``, is the
+    consumer's promise never to make (one gate less behind ``r_en``). ``r_en`` reaches only the
+    read pointer and the level's flip-flops.
+
+    Latency: a word written in cycle t is on ``r_data`` with ``r_rdy`` in t + 1. Throughput:
+    one write and one read a cycle.
+    """
+
+    def __init__(self, *, width: int, depth: int, read_guard: bool = True):
+        if not isinstance(width, int) or width < 1:
+            raise ValueError(f"width must be a positive integer, not {width!r}")
+        if not isinstance(depth, int) or depth < 2 or depth & (depth - 1):
+            raise ValueError(f"depth must be a power of two >= 2, not {depth!r}")
+        self._width, self._depth, self._read_guard = width, depth, bool(read_guard)
+        super().__init__({"w_en": In(1), "w_data": In(width), "r_en": In(1),
+                          "r_data": Out(width), "r_rdy": Out(1), "room": Out(1)})
+
+    @property
+    def width(self) -> int:
+        return self._width
+
+    @property
+    def depth(self) -> int:
+        return self._depth
+
+    def elaborate(self, platform):
+        m = Module()
+        n = self._depth
+        m.submodules.storage = storage = memory.Memory(shape=self._width, depth=n, init=[])
+        wr = storage.write_port()
+        rd = storage.read_port(domain="comb")
+        produce = Signal(range(n))
+        consume = Signal(range(n))
+        level = Signal(n)                   # level[k]: more than k words held
+        push = self.w_en & ~level[n - 1]
+        pop = self.r_en & level[0] if self._read_guard else self.r_en
+        m.d.comb += [wr.addr.eq(produce), wr.data.eq(self.w_data), wr.en.eq(push),
+                     rd.addr.eq(consume), self.r_data.eq(rd.data),
+                     self.r_rdy.eq(level[0]), self.room.eq(~level[n - 2])]
+        with m.If(push):
+            m.d.sync += produce.eq(produce + 1)
+        with m.If(pop):
+            m.d.sync += consume.eq(consume + 1)
+        with m.If(push & ~pop):
+            m.d.sync += level.eq(Cat(Const(1, 1), level[:-1]))
+        with m.Elif(pop & ~push):
+            m.d.sync += level.eq(level[1:])
+        return m
