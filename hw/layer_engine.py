@@ -74,8 +74,9 @@ could fill, and in packed mode also until the units' decode stages have had
 ``cycles_per_neuron(1)`` cycles since the previous column tile. So no combinational path runs
 from ``o.ready`` or the neuron units' state to the array, the memories or the address counters
 (the old design's single stall enable was its critical path). The result buffer, its credits and
-a conv layer's slot sequence are :class:`spikepack.hw.result_buffer.ResultBuffer` (its
-docstring has their latency and throughput). The load schedule's windows hold
+a conv layer's slot sequence are :class:`spikepack.hw.result_buffer.ResultBuffer`, the reads
+and beats from the command register to the array :class:`spikepack.hw.plane_feed.PlaneFeed`
+(their docstrings have their latency and throughput). The load schedule's windows hold
 across a pause (``tests/test_layer_rtl.py`` pauses before nearly every column tile with a 4-slot
 buffer): a pause falls between two periods, where every weight word already read belongs to a
 tile up to the next plane tile, except with one-cycle periods and advance 2, where the word read
@@ -151,6 +152,7 @@ from .patch import PatchGenerator, geometry_layout
 from .patch import setup_latency as patch_setup_latency
 from .memories import ReadPortSignature
 from .neuron_common import neuron_class
+from .plane_feed import MEMORY_READ_LATENCY, PlaneFeed, command_layout, hold_words
 from .result_buffer import ResultBuffer, counter_bits, output_layout, result_bits
 from .stream import delay
 
@@ -270,10 +272,6 @@ def conv_utilisation(config: HardwareConfig, in_channels: int, kernel, neurons: 
 #: default depth of the result buffer, in column tiles: a LUT-RAM's natural depth, and more
 #: than the ~(B + R + latency + C) / P column tiles in flight on any array that fits
 RESULT_SLOTS = 16
-
-#: read latency of the memories the engine reads (NetworkMemories and the sequencer's activation
-#: buffers): a synchronous read and the block RAM's output register
-MEMORY_READ_LATENCY = 2
 
 #: cycles of the engine's own pipeline stages in the latency: the second setup cycle, the
 #: command register (the controller's decisions reach the memories a cycle later), the memory
@@ -649,14 +647,7 @@ class LayerEngine(wiring.Component):
                             & off_end_next & valid_w1_next)
 
         # --- command register: every read and beat leaves the controller through a register --
-        c_plane = Signal()
-        c_first = Signal()
-        c_tag = Signal(2)                   # [0]: a neuron's last beat, [1]: its first beat
-        c_wren = Signal()
-        c_waddr = Signal(waddr_bits)
-        c_wgroup = Signal(range(max(2, n)))
-        c_aren = Signal()
-        c_aaddr = Signal(self.act_addr_bits)
+        cmd = Signal(command_layout(cfg))
         rt_first = Signal()                 # the plane tile is its column tile's first row tile
         rt_first_d = Signal(span + 1)
         m.d.comb += rt_first.eq(rt_first_d[W])
@@ -666,11 +657,10 @@ class LayerEngine(wiring.Component):
         with m.If(setup2):
             m.d.sync += rt_first_d.eq(1)
         m.d.sync += [
-            c_plane.eq(plane_on), c_first.eq(off_first),
-            c_tag.eq(Cat(plane_last & (off == B - 1), rt_first & off_first)),
-            c_wren.eq(w_on), c_waddr.eq(w_addr), c_wgroup.eq(off if n > 1 else 0),
+            cmd.plane.eq(plane_on), cmd.first.eq(off_first),
+            cmd.tag.eq(Cat(plane_last & (off == B - 1), rt_first & off_first)),
+            cmd.wren.eq(w_on), cmd.waddr.eq(w_addr), cmd.wgroup.eq(off if n > 1 else 0),
         ]
-        c_azero = Signal()                  # the tile's activation word is zero (padding)
         if conv:
             # a conv layer's entries come from the patch generator, one per activation read
             # (a_on takes the tile on its o; padding tiles are not read, their word cleared)
@@ -678,114 +668,42 @@ class LayerEngine(wiring.Component):
             # (a dense layer's reads pop the idle generator's tiles too: harmless, and one
             # gate less on a_on's fan-out)
             m.d.comb += patch.o.ready.eq(a_on)
-            m.d.sync += [c_aren.eq(a_on & ~pad), c_azero.eq(a_on & pad),
-                         c_aaddr.eq(Mux(is_conv, patch.o.payload.addr, act_rt))]
+            m.d.sync += [cmd.aren.eq(a_on & ~pad), cmd.azero.eq(a_on & pad),
+                         cmd.aaddr.eq(Mux(is_conv, patch.o.payload.addr, act_rt))]
         else:
-            m.d.sync += [c_aren.eq(a_on), c_aaddr.eq(act_rt)]
-        # Timing from a decision in cycle t: the command register issues the activation read in
-        # t + 1 (a tile's entry is read one decision ahead of its first plane); its data
-        # arrives Lm = MEMORY_READ_LATENCY cycles later and is registered on entry, and the bit
-        # plane selected from it is registered, so the array sees the planes of decision t in
-        # t + 1 + Lp, Lp = Lm + 1. The serial array's ``first`` (the swap) comes a cycle before
-        # its plane and each weight word is launched the cycle after that (the distances of
-        # the load schedule), i.e. in t + 1 + Lp too: serial weight reads issue Lp - Lw cycles
-        # after the command register and the launch flag follows the read by Lw cycles. Packed
-        # tiles have no swap: a word launches the cycle after the plane of the decision that
-        # read it, so packed weight reads take one more register. Weight, bias and threshold
-        # words are registered on entry as well (the block RAMs' output registers sit in the
-        # RAM rows, far from the array and the units), so they are read Lw = Lm + 1 cycles
-        # before they are used.
-        Lm = MEMORY_READ_LATENCY
-        Lp = Lm + 1        # the activation word is registered once more inside the engine
-        Lw = Lm + 1        # so are the weight, bias and threshold words
-
-        w_delay = Lp - Lw + packed
-        r_wren = delay(m, c_wren, w_delay, name="r_wren")
-        r_waddr = delay(m, c_waddr, w_delay, name="r_waddr")
-        r_wgroup = delay(m, c_wgroup, w_delay, name="r_wgroup")
-        # the weight port reads every cycle (its enable would reach every weight block RAM from
-        # one flip-flop), except where a word must wait for a later launch (below)
-        hold_words = n == 1 and adv[0] >= 2
-        m.d.comb += [
-            self.weight.addr.eq(r_waddr), self.weight.en.eq(r_wren if hold_words else 1),
-            self.act.addr.eq(c_aaddr), self.act.en.eq(c_aren),
-        ]
+            m.d.sync += [cmd.aren.eq(a_on), cmd.aaddr.eq(act_rt)]
         # The pause inserts cycles between two controller decisions, and the schedule's
         # windows hold across it only if a launch falls on the same side of the pause as the
         # planes its window is measured against: a word read at the end of a period (offset
         # P - 1) for a tile up to the next plane tile launches Lw cycles after its read, but
         # with P = 1 and advance 2 the word belongs two tiles ahead, must not overwrite the
         # weight of the tile still waiting, and so launches with the next decision (the memory
-        # holds the word until the next read).
-        if hold_words:
+        # holds the word until the next read: hold_words).
+        if hold_words(cfg):
             launch_pending = Signal()
-            c_launch = Signal()
             with m.If(go):
                 m.d.sync += launch_pending.eq(w_on)
-            m.d.sync += c_launch.eq(go & launch_pending)
-            wl_valid = delay(m, c_launch, Lp - 1 + packed, name="launch")
-            wl_group = Const(0, len(c_wgroup))
-        else:
-            wl_valid = delay(m, r_wren, Lw, name="launch")
-            wl_group = delay(m, r_wgroup, Lw, name="launch_group")
-
-        # the activation word from the sequencer's buffers is registered on entry (it crosses
-        # the chip from their block RAMs)
-        act_in = Signal(R * T, reset_less=True)
-        if conv:
-            # a padding tile's word: cleared in the entry register (the flip-flops' clear)
-            with m.If(delay(m, c_azero, Lm, name="act_zero")):
-                m.d.sync += act_in.eq(0)
-            with m.Else():
-                m.d.sync += act_in.eq(self.act.data)
-        else:
-            m.d.sync += act_in.eq(self.act.data)
-        w_word = Signal(len(array.wdata), reset_less=True)
+            m.d.sync += cmd.launch.eq(go & launch_pending)
+        # Timing from a decision in cycle t: the command register holds it in t + 1, and the
+        # plane feeding (PlaneFeed: the reads, the words' entry registers, the plane register,
+        # the weight launches) presents it to the array Lp = Lm + 1 cycles later, in t + 1 + Lp
+        # (Lm = MEMORY_READ_LATENCY). Weight, bias and threshold words are registered on entry
+        # as well (the block RAMs' output registers sit in the RAM rows, far from the array and
+        # the units), so they are read Lw = Lm + 1 cycles before they are used.
+        Lm = MEMORY_READ_LATENCY
+        Lp = Lm + 1        # the activation word is registered once more inside the engine
+        Lw = Lm + 1        # so are the weight, bias and threshold words
+        m.submodules.feed = feed = PlaneFeed(config=cfg)
+        m.d.comb += feed.cmd.eq(cmd)
+        wiring.connect(m, wiring.flipped(self.weight), feed.weight)
+        wiring.connect(m, wiring.flipped(self.act), feed.act)
+        for name in ("valid", "tag", "wload", "wgroup", "wdata") + (
+                ("words",) if packed else ("plane", "first")):
+            m.d.comb += getattr(array, name).eq(getattr(feed, name))
         b_word = Signal(C * cfg.bias_bits, reset_less=True)
         t_word = Signal(C * cfg.threshold_bits, reset_less=True)
-        m.d.sync += [w_word.eq(self.weight.data[:len(w_word)]),
-                     b_word.eq(self.bias.data[:len(b_word)]),
+        m.d.sync += [b_word.eq(self.bias.data[:len(b_word)]),
                      t_word.eq(self.threshold.data[:len(t_word)])]
-        act_fresh = delay(m, c_aren | c_azero, Lp, name="act_fresh")
-        p_plane = delay(m, c_plane, Lp, name="plane_valid")
-        p_tag = delay(m, c_tag, Lp, name="plane_tag")
-        if packed:
-            # the whole entry (R spike words) is the tile's one beat
-            act_reg = Signal(R * T)
-            with m.If(act_fresh):
-                m.d.sync += act_reg.eq(act_in)
-            p_words = Signal(R * T)
-            m.d.sync += p_words.eq(Mux(act_fresh, act_in, act_reg))
-            m.d.comb += array.words.eq(p_words)
-        else:
-            # A tile's T planes are consecutive decisions, step 1 (word bit T - 1) first, and
-            # its word arrives (act_fresh) with its first plane's selection or, after a pause,
-            # before it: a shift register per row word, loaded when the word arrives and moved
-            # one bit per plane, so that the plane is bit T - 1 of act_in or of the shift
-            # register (no T-way selection between the word and the plane register).
-            plane_sel = delay(m, c_plane, Lp - 1, name="plane_sel")   # a plane is selected this cycle
-            act_sh = Signal(R * T, reset_less=True)
-            p_bits = Signal(R)
-
-            def shifted(word):      # every row word one step on (bit j <- bit j - 1)
-                return Cat(Cat(Const(0, 1), word[r * T:(r + 1) * T - 1]) for r in range(R))
-            with m.If(act_fresh):
-                m.d.sync += act_sh.eq(Mux(plane_sel, shifted(act_in), act_in))
-            with m.Elif(plane_sel):
-                m.d.sync += act_sh.eq(shifted(act_sh))
-            top = Mux(act_fresh, act_in, act_sh)
-            # gated by the plane flag here (the array trusts it: plane_gated)
-            m.d.sync += p_bits.eq(Cat(top[r * T + T - 1] for r in range(R))
-                                  & plane_sel.replicate(R))
-            swap = delay(m, c_plane & c_first, Lp - 1, name="swap")
-            m.d.comb += [array.plane.eq(p_bits), array.first.eq(swap)]
-        m.d.comb += [
-            array.valid.eq(p_plane),
-            array.tag.eq(p_tag),
-            array.wload.eq(wl_valid),
-            array.wgroup.eq(wl_group),
-            array.wdata.eq(w_word),
-        ]
 
         # --- array -> neuron units ------------------------------------------------------------
         # Bias and threshold of a column tile are read so that they arrive with its first beat
@@ -796,7 +714,7 @@ class LayerEngine(wiring.Component):
         # unlike plain register copies, are not merged by synthesis)
         bias_addr = Signal(len(self.bias.addr))
         thr_addr = Signal(len(self.threshold.addr))
-        bias_fire = delay(m, c_plane & c_tag[1], R + Lp - Lw, name="bias_fire")
+        bias_fire = delay(m, cmd.plane & cmd.tag[1], R + Lp - Lw, name="bias_fire")
         m.d.comb += [
             self.bias.addr.eq(bias_addr), self.bias.en.eq(bias_fire),
             self.threshold.addr.eq(thr_addr), self.threshold.en.eq(bias_fire),
