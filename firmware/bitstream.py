@@ -206,12 +206,16 @@ def pack_memory_image(image: NetworkImage, config: HardwareConfig) -> bytes:
     return body + zlib.crc32(body).to_bytes(4, "little")
 
 
-def pack(model, config: HardwareConfig) -> bytes:
+def pack(model, config: HardwareConfig, *, fold: bool = True) -> bytes:
     """Pack a :class:`~spikepack.firmware.model.SpikePackModel` for the hardware ``config``.
 
     The model's T, tau_shift, weight_bits and neuron kind must equal the hardware's
     (:class:`ModelMismatch`), and the network must fit (:class:`LayerTooLarge`); nothing is
-    written otherwise."""
+    written otherwise. With ``fold`` (the default), a first conv layer that
+    :func:`~spikepack.firmware.layout.input_fold` folds is packed as its folded K_h x 1 layer
+    (docs/bitstream.md, "The first layer"): the hardware then reads the folded images,
+    ``model.hardware_input(z, config)``, and :func:`parse` gives back
+    ``model.hardware_model(config)``."""
     config = _check_config(config)
     for name, hw_name in (("timesteps", "timesteps"), ("tau_shift", "tau_shift"),
                           ("weight_bits", "weight_bits"), ("neuron", "neuron")):
@@ -221,7 +225,8 @@ def pack(model, config: HardwareConfig) -> bytes:
                                 f"with {hw_name} = {theirs!r}; convert the model for this "
                                 f"hardware or generate hardware for the model")
     try:
-        layers = model.hardware_layers(config.rows)
+        layers = model.hardware_layers(config.rows,
+                                       fold=model.input_fold(config) if fold else None)
     except LayoutError as e:
         raise LayerTooLarge(f"the network does not fit this hardware: {e}", code=None) from None
     return pack_network(layers, config)

@@ -33,10 +33,19 @@ layer after a map (C, H, W) reads it as stored (channels last, :func:`to_storage
 ``((y*W + x)*CG + cg)*R + r`` holds the model's weight of input ``c*H*W + y*W + x`` (the
 flatten permutation; 0 for c >= C). :func:`descriptor_faults` is the one statement of what a
 descriptor must satisfy, lane by lane (the packer, the parser and the RTL loader's tests use it).
+
+The first layer (``docs/array.md``, "The first layer"): :func:`input_fold` decides whether a
+network's first layer, a conv reading the input image, is run with its K_w kernel columns
+folded into its channels (an :class:`InputFold`): the hardware layer is then the K_h x 1 conv
+(stride (s_h, 1), padding (p_h, 0)) of K_w*C_in channels over the folded input map
+(K_w*C_in, H, W_conv), pixel (y, x) holding channel kx*C_in + c = z[c, y, x*s_w + kx - p_w]
+(spike word 0 outside the image); :func:`hardware_input` folds the images the same way. Same
+products, same sums: the result is integer-identical to the original conv's.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import NamedTuple, Sequence
@@ -48,7 +57,8 @@ from spikepack.config import DESCRIPTOR_LANES, WORD_BITS, HardwareConfig
 __all__ = ["LayoutError", "LayerDescriptor", "DESCRIPTOR_FIELDS", "CONV_FIELDS", "to_storage",
            "from_storage", "storage_words", "NetworkImage", "ConvGeometry", "HardwareLayer",
            "LayerOutput", "descriptor_faults", "hardware_layers", "model_layers",
-           "layout_network", "unpack_network", "words_to_lanes", "lanes_to_words"]
+           "layout_network", "unpack_network", "words_to_lanes", "lanes_to_words", "InputFold",
+           "input_fold", "fold_layers", "hardware_input"]
 
 LANE_MASK = (1 << WORD_BITS) - 1
 READOUT_FLAG = 1
@@ -403,14 +413,149 @@ def _check_range(name: str, a: np.ndarray, lo: int, hi: int) -> None:
         raise LayoutError(f"{name} holds {int(bad)}, outside the hardware's range {lo}..{hi}")
 
 
-def hardware_layers(layers: Sequence, input_shape: Sequence[int], rows: int
-                    ) -> list[HardwareLayer]:
+@dataclass(frozen=True)
+class InputFold:
+    """A first conv layer's kernel columns folded into its channels (docs/array.md, "The first
+    layer"). The input image (C_in, H, W) of spike words becomes the folded map (K_w*C_in, H,
+    W_conv), W_conv = (W + 2 p_w - K_w) // s_w + 1 the conv's output width before pooling:
+
+        folded[kx*C_in + c, y, x] = z[c, y, x*s_w + kx - p_w]    (0 outside 0 .. W-1)
+
+    and the conv (C_out, C_in, K_h, K_w), stride (s_h, s_w), padding (p_h, p_w) becomes the
+    K_h x 1 conv (C_out, K_w*C_in, K_h, 1), stride (s_h, 1), padding (p_h, 0) with weights
+    w'[o, kx*C_in + c, ky, 0] = w[o, c, ky, kx]: output (oy, ox) sums the same products
+    w[o, c, ky, kx] * z[c, oy*s_h + ky - p_h, ox*s_w + kx - p_w] as the original conv."""
+    in_channels: int
+    in_height: int
+    in_width: int
+    kernel_w: int
+    stride_w: int = 1
+    pad_w: int = 0
+
+    @property
+    def in_shape(self) -> tuple[int, int, int]:
+        """(C_in, H, W): the model's input image."""
+        return self.in_channels, self.in_height, self.in_width
+
+    @property
+    def conv_width(self) -> int:
+        """W_conv = (W + 2 p_w - K_w) // s_w + 1, the folded map's width."""
+        return (self.in_width + 2 * self.pad_w - self.kernel_w) // self.stride_w + 1
+
+    @property
+    def channels(self) -> int:
+        """K_w * C_in, the folded map's channels."""
+        return self.kernel_w * self.in_channels
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(K_w*C_in, H, W_conv): the folded map, the hardware's input."""
+        return self.channels, self.in_height, self.conv_width
+
+    def fold_input(self, z) -> np.ndarray:
+        """Images ``(..., C_in, H, W)`` of spike words -> the folded maps ``(..., K_w*C_in, H,
+        W_conv)`` (spike word 0 where a column falls in the zero padding)."""
+        z = np.asarray(z)
+        if z.shape[-3:] != self.in_shape:
+            raise LayoutError(f"images of shape {z.shape} do not end in the folded layer's "
+                              f"input {' x '.join(map(str, self.in_shape))}")
+        padded = np.pad(z, [(0, 0)] * (z.ndim - 1) + [(self.pad_w, self.pad_w)])
+        columns = np.arange(self.conv_width) * self.stride_w
+        return np.concatenate([padded[..., columns + kx] for kx in range(self.kernel_w)],
+                              axis=-3)
+
+    def fold_weights(self, weights) -> np.ndarray:
+        """Conv weights (C_out, C_in, K_h, K_w) -> the folded layer's (C_out, K_w*C_in, K_h, 1):
+        channel kx*C_in + c holds column kx of channel c."""
+        w = np.asarray(weights)
+        C_out, C_in, K_h, K_w = w.shape
+        if (C_in, K_w) != (self.in_channels, self.kernel_w):
+            raise LayoutError(f"conv weights {w.shape} do not match the fold of {C_in} "
+                              f"channels and {K_w} kernel columns")
+        return w.transpose(0, 3, 1, 2).reshape(C_out, K_w * C_in, K_h, 1)
+
+
+def input_fold(layers: Sequence, input_shape: Sequence[int],
+               config: HardwareConfig) -> InputFold | None:
+    """The :class:`InputFold` of a network's first layer on the hardware ``config``, or
+    ``None`` when it is not folded. Folded is layer 0 when it is a conv reading the input
+    image (C_in, H, W) (never a stored hidden map) with K_w > 1 and C_in*K_w <= CG*R
+    (CG = ceil(C_in/R): the folded channels fit the same lane groups), and only when
+
+    * it saves row tiles: K_h*CG < K_h*K_w*CG (always, given K_w > 1);
+    * the folded input map is stored in no more words than the image (W_conv <= W);
+    * the folded layer's descriptor passes every check of the loader on ``config``
+      (:func:`descriptor_faults`: K_w*C_in <= max_channels, W_conv <= max_map_side, the
+      stored maps <= max_map_words, ...), so a network that fits unfolded still fits.
+
+    The max pooling after it (if any) is unchanged, and so is everything after it."""
+    shape = tuple(int(v) for v in input_shape)
+    if not layers or layers[0].kind != "conv" or len(shape) != 3 or not config.conv:
+        return None
+    R = config.rows
+    w = np.asarray(layers[0].weights)
+    C_out, C_in, K_h, K_w = w.shape
+    C, H, W = shape
+    CG = -(-C_in // R)
+    if C != C_in or K_w == 1 or C_in * K_w > CG * R:
+        return None
+    (s_h, s_w), (p_h, p_w) = (tuple(int(v) for v in layers[0].stride),
+                              tuple(int(v) for v in layers[0].padding))
+    fold = InputFold(C_in, H, W, K_w, s_w, p_w)
+    pooled = len(layers) > 1 and layers[1].kind == "maxpool"
+    pool = tuple(int(v) for v in layers[1].window) if pooled else (1, 1)
+    original = ConvGeometry(C_in, H, W, K_h, K_w, s_h, s_w, p_h, p_w, *pool)
+    folded = ConvGeometry(fold.channels, H, fold.conv_width, K_h, 1, s_h, 1, p_h, 0, *pool)
+    if fold.conv_width < 1 or folded.patch(R) >= original.patch(R):
+        return None
+    if storage_words(folded.in_shape, R) > storage_words(original.in_shape, R):
+        return None
+    if (folded.out_height, folded.out_width) != (original.out_height, original.out_width):
+        return None                                       # (never: the same output positions)
+    probe = LayerDescriptor(folded.patch(R), C_out, 0, 0, False, **folded.fields()).to_lanes()
+    for lane in range(DESCRIPTOR_LANES):
+        bad, large = descriptor_faults(probe, lane, rows=R, config=config, index=0,
+                                       last=False, previous=None)
+        if bad or large:
+            return None
+    return fold
+
+
+def fold_layers(layers: Sequence, input_shape: Sequence[int], fold: InputFold | None):
+    """``(layers, input_shape)`` of the network the hardware runs with ``fold`` (``None``:
+    unchanged): layer 0 replaced by the folded K_h x 1 conv (a copy of it made with
+    ``dataclasses.replace``, so of the same class), the input shape by the folded map's."""
+    if fold is None:
+        return list(layers), tuple(input_shape)
+    if tuple(int(v) for v in input_shape) != fold.in_shape or layers[0].kind != "conv":
+        raise LayoutError(f"the fold of a {' x '.join(map(str, fold.in_shape))} image does not "
+                          f"match a network reading {tuple(input_shape)}")
+    first = layers[0]
+    (s_h, _), (p_h, _) = first.stride, first.padding
+    folded = dataclasses.replace(first, weights=fold.fold_weights(first.weights),
+                                 stride=(int(s_h), 1), padding=(int(p_h), 0))
+    return [folded] + list(layers[1:]), fold.shape
+
+
+def hardware_input(z, fold: InputFold | None) -> np.ndarray:
+    """The spike words the hardware reads for images ``z`` of the model's input shape
+    (``(..., C, H, W)`` or ``(..., N)``): the folded maps (:meth:`InputFold.fold_input`) when
+    the first layer is folded (``fold``, from :func:`input_fold`), else ``z`` itself. Fold after
+    encoding: the padding columns are spike word 0."""
+    return np.asarray(z) if fold is None else fold.fold_input(z)
+
+
+def hardware_layers(layers: Sequence, input_shape: Sequence[int], rows: int, *,
+                    fold: InputFold | None = None) -> list[HardwareLayer]:
     """The hardware layers of a model's ``layers`` (objects with ``kind`` "dense", "conv" or
     "maxpool" and the fields of ``firmware.model``'s Layer, ConvLayer, MaxPoolLayer) reading an
     input of ``input_shape`` ((N,) or (C, H, W)) on an array of ``rows`` rows: a conv layer
     with the max pooling after it becomes one conv :class:`HardwareLayer` (weights in patch
     order), a dense layer after a map gets the flatten permutation in its weights, a dense
-    layer after a vector (or first, reading the input as a vector) is unchanged."""
+    layer after a vector (or first, reading the input as a vector) is unchanged. With
+    ``fold`` (:func:`input_fold`), layer 0 is first replaced by its folded layer
+    (:func:`fold_layers`); the network then reads :func:`hardware_input` images."""
+    layers, input_shape = fold_layers(layers, input_shape, fold)
     R = rows
     shape = tuple(int(v) for v in input_shape)
     out: list[HardwareLayer] = []

@@ -30,6 +30,7 @@ presence and type of every field, every shape, every dtype and every range, and 
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import zipfile
@@ -575,13 +576,43 @@ class SpikePackModel:
                                      f"dense layer tuples; use hardware_layers(rows)")
         return [(layer.weights, layer.bias, layer.threshold) for layer in self.layers]
 
-    def hardware_layers(self, rows: int) -> list:
+    def hardware_layers(self, rows: int, *, fold=None) -> list:
         """The hardware layers on an array of ``rows`` rows
         (:func:`spikepack.firmware.layout.hardware_layers`): a conv layer with the max pooling
         after it is one layer laid out in patch order, a dense layer after a map reads it as
-        stored (the flatten permutation in its weights); what ``layout_network`` takes."""
+        stored (the flatten permutation in its weights); what ``layout_network`` takes. With
+        ``fold`` (:meth:`input_fold`), the first layer is folded."""
         from spikepack.firmware.layout import hardware_layers
-        return hardware_layers(self.layers, self.input_shape, rows)
+        return hardware_layers(self.layers, self.input_shape, rows, fold=fold)
+
+    def input_fold(self, config):
+        """The first layer's :class:`~spikepack.firmware.layout.InputFold` on the hardware
+        ``config`` (``None``: not folded), as ``bitstream.pack`` applies it
+        (:func:`spikepack.firmware.layout.input_fold`)."""
+        from spikepack.firmware.layout import input_fold
+        return input_fold(self.layers, self.input_shape, config)
+
+    def hardware_input(self, z, config, *, fold: bool = True) -> np.ndarray:
+        """Spike words ``(..., *input_shape)`` -> what the hardware packed by
+        ``bitstream.pack(self, config, fold=fold)`` reads: the folded maps when its first
+        layer is folded (:func:`spikepack.firmware.layout.hardware_input`), else ``z``."""
+        from spikepack.firmware.layout import hardware_input
+        return hardware_input(z, self.input_fold(config) if fold else None)
+
+    def hardware_model(self, config, *, fold: bool = True) -> "SpikePackModel":
+        """The network the hardware runs when packed by ``bitstream.pack(self, config,
+        fold=fold)``, as a model (what ``bitstream.parse`` of that bitstream gives back): this
+        model, or, when the first layer is folded, the folded K_h x 1 conv reading the folded
+        map (:meth:`hardware_input`) in its place; its golden model equals this one's. A folded
+        model has no ``input_encoding`` (the encoding gives this model's input, which is folded
+        after it)."""
+        from spikepack.firmware.layout import fold_layers
+        f = self.input_fold(config) if fold else None
+        if f is None:
+            return self
+        layers, shape = fold_layers(self.layers, self.input_shape, f)
+        return dataclasses.replace(self, layers=tuple(layers), input_shape=shape,
+                                   input_encoding=None)
 
     def as_golden_layers(self) -> list:
         """The layers as :func:`spikepack.sim.golden.run_network` takes them."""

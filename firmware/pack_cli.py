@@ -26,6 +26,11 @@ def add_arguments(parser) -> None:
                           help="the target's hardware configuration (instead of a manifest)")
     parser.add_argument("-o", "--output", metavar="OUT.bin", required=True,
                         help="bitstream file to write")
+    parser.add_argument("--no-fold", dest="fold", action="store_false",
+                        help="keep a first conv layer as it is (default: fold its kernel "
+                             "columns into its channels when that saves row tiles and fits, "
+                             "docs/bitstream.md 'The first layer'; the hardware then reads the "
+                             "folded images: 'spikepack run --model')")
 
 
 def hardware_config(args) -> HardwareConfig:
@@ -45,7 +50,8 @@ def main(args) -> int:
         raise CommandError(f"cannot write {os_error_reason(e)}") from None
     config = hardware_config(args)              # ConfigError / ManifestError: exit 2
     model = SpikePackModel.load(args.model)     # ModelFormatError: exit 2
-    data = pack(model, config)                  # BitstreamError (model does not fit): exit 2
+    fold = getattr(args, "fold", True)
+    data = pack(model, config, fold=fold)       # BitstreamError (model does not fit): exit 2
     try:
         write_files(out.parent, {out.name: data})
     except OSError as e:
@@ -58,4 +64,9 @@ def main(args) -> int:
     print(f"wrote {out}: {len(data)} bytes ({len(data) // 4} words), {len(model.layers)} layers "
           f"({shape}){merged}, hardware signature 0x{config.signature:08x}, CRC-32 "
           f"0x{stream.crc:08x}")
+    folded = model.input_fold(config) if fold else None
+    if folded is not None:
+        print(f"first layer folded: the hardware reads each {' x '.join(map(str, folded.in_shape))} "
+              f"image as the {' x '.join(map(str, folded.shape))} map of "
+              f"firmware.layout.hardware_input ('spikepack run --model {args.model}' folds them)")
     return 0

@@ -111,7 +111,15 @@ def run_demo(out: Path, *, timesteps: int, tau_shift: int, weight_bits: int, hid
     if limit:
         z, labels = z[:limit], labels[:limit]
     t0 = time.perf_counter()
-    run = run_inference(out / "hw", data, z, work_dir=out / "run", engine=engine)
+    fold = model.input_fold(config)
+    if fold is not None:
+        print(f"   first layer folded (docs/array.md, 'The first layer'): the hardware reads "
+              f"the {' x '.join(map(str, fold.in_shape))} images as "
+              f"{' x '.join(map(str, fold.shape))} maps")
+    report["first_layer_folded"] = fold is not None
+    # the model's images, folded for the hardware as pack folded the first layer; every output
+    # checked against the model's own golden model
+    run = run_inference(out / "hw", data, z, work_dir=out / "run", engine=engine, model=model)
     rtl_pred = run.logits.argmax(axis=1)
     golden_pred = run.golden.argmax(axis=1)
     report.update({

@@ -18,6 +18,12 @@ the RTL benches prove (``sim/benches/driver_bench.py``: the digits network loade
 bit-exactly through the protocol) is the very code that drives a board; only the bus
 underneath differs. A bus's five methods are listed in :mod:`spikepack.protocol`.
 
+Images go to :meth:`Driver.run_images` as spike words in the order ``s_axis_in`` carries them
+(:func:`spikepack.protocol.stream_words`). A bitstream whose first conv layer ``spikepack pack``
+folded (docs/bitstream.md, "The first layer") reads the folded map: pass the model's fold,
+``stream_words(image, R, fold=model.input_fold(config))`` (the same fold ``bitstream.pack``
+applied, from the model and the configuration alone).
+
 Nothing here needs cocotb or pynq at import time; both are imported by the bus that uses them.
 """
 

@@ -52,11 +52,17 @@ STREAMS = {"load": "s_axis_load", "in": "s_axis_in", "out": "m_axis_out"}
 
 # --- stream formats ------------------------------------------------------------------------------
 
-def stream_words(image, rows: int | None = None) -> np.ndarray:
+def stream_words(image, rows: int | None = None, fold=None) -> np.ndarray:
     """One image as ``s_axis_in`` carries it: a vector of spike words as it is, a (C, H, W) map
     in storage order (:func:`spikepack.firmware.layout.to_storage` with ``rows`` = R: channels
-    last, zeros in the padding lanes; the convolution contract, docs/architecture.md)."""
+    last, zeros in the padding lanes; the convolution contract, docs/architecture.md). With
+    ``fold``, the :class:`~spikepack.firmware.layout.InputFold` of a bitstream whose first
+    layer was folded (``model.input_fold(config)``; docs/bitstream.md, "The first layer"), the
+    model's image is folded first (:func:`spikepack.firmware.layout.hardware_input`)."""
     z = np.asarray(image)
+    if fold is not None:
+        from spikepack.firmware.layout import hardware_input
+        z = hardware_input(z, fold)
     if z.ndim == 3:
         if rows is None:
             raise ValueError("an image (C, H, W) needs rows (R) for its storage order")

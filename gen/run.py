@@ -11,7 +11,12 @@ are collected from the output port. Two engines run the same protocol:
   framework of the protocol and regression benches (also under Icarus Verilog).
 
 Every output is compared with the golden model of the network that the bitstream itself carries
-(parsed back from the bytes), so the check does not depend on the model file. Each run works in
+(parsed back from the bytes), so the check does not depend on the model file. A bitstream whose
+first layer ``bitstream.pack`` folded (docs/bitstream.md, "The first layer") carries the folded
+K_h x 1 layer, so its network reads the folded map: give the model it was packed from
+(``--model``, ``run_inference(model=...)``) to run the model's own images; they are then folded
+for the hardware (``firmware.layout.hardware_input``) and the model's golden model is the
+reference. Each run works in
 its own fresh folder under ``--work``, so concurrent runs never read each other's files; the
 compiled simulators are shared through the build cache.
 """
@@ -33,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["RunResult", "RunError", "InputsError", "load_inputs", "check_verilog",
-           "run_inference", "add_arguments", "main", "ENGINES"]
+           "run_inference", "input_fold_of", "add_arguments", "main", "ENGINES"]
 
 ENGINES = ("native", "cocotb")
 
@@ -195,12 +200,36 @@ def _timeout_cycles(config, model) -> int:
     return 8 * image_cycles + 20_000
 
 
+def input_fold_of(model, config, bitstream: bytes):
+    """The :class:`~spikepack.firmware.layout.InputFold` with which ``bitstream`` was packed
+    from ``model`` for ``config`` (``None``: its first layer is not folded), or
+    :class:`RunError` when the bitstream is not ``bitstream.pack(model, config)`` with or
+    without folding."""
+    from spikepack.firmware.bitstream import BitstreamError, pack
+    try:
+        if pack(model, config) == bytes(bitstream):
+            return model.input_fold(config)
+        if pack(model, config, fold=False) == bytes(bitstream):
+            return None
+    except BitstreamError as e:
+        raise RunError(f"the model does not fit this hardware: {e}") from None
+    raise RunError("the bitstream is not the packing of the given model for this hardware "
+                   "('spikepack pack' the model for it, or run without the model)")
+
+
 def run_inference(hw_dir: str | Path, bitstream: bytes, z: np.ndarray, *, work_dir: str | Path,
                   seed: int | None = None, pauses: bool = False, progress: bool = True,
                   simulator: str = "verilator", engine: str = "native",
-                  keep_work: bool = False) -> RunResult:
+                  keep_work: bool = False, model=None) -> RunResult:
     """Simulate ``z`` (S, N0), or (S, C, H, W) images of a conv network (sent in storage
     order), through the accelerator in ``hw_dir`` loaded with ``bitstream``.
+
+    Without ``model``, ``z`` is the input of the network the bitstream carries (a folded
+    first layer's folded maps) and that network's golden model is the reference. With
+    ``model`` (the :class:`~spikepack.firmware.model.SpikePackModel` the bitstream was packed
+    from, :func:`input_fold_of`), ``z`` is the model's input: folded for the hardware when the
+    bitstream's first layer is (``firmware.layout.hardware_input``), checked against the
+    model's own golden model.
 
     ``engine``: "native" (C++ harness) or "cocotb" (``simulator`` "verilator", or "icarus" for
     Icarus Verilog). The run works in a fresh folder inside ``work_dir``, removed afterwards
@@ -221,15 +250,21 @@ def run_inference(hw_dir: str | Path, bitstream: bytes, z: np.ndarray, *, work_d
     hw_dir = Path(hw_dir).resolve()            # the simulators run in their own directories
     manifest, config = load_manifest(hw_dir)
     verilog_path = check_verilog(hw_dir, manifest)
-    model = parse(bitstream, config)            # rejects a bad bitstream before simulating
-    shape = tuple(model.input_shape)
+    carried = parse(bitstream, config)          # rejects a bad bitstream before simulating
+    fold = None if model is None else input_fold_of(model, config, bitstream)
+    reference = carried if model is None else model
+    shape = tuple(reference.input_shape)
     if len(shape) == 3 and z.ndim == 2 and z.shape[1] == int(np.prod(shape)):
         z = z.reshape((len(z),) + shape)        # a map flattened in (c, y, x) order
     if tuple(z.shape[1:]) != shape:
         raise RunError(f"inputs of shape {z.shape} do not fit the network's input "
-                       f"{' x '.join(map(str, shape))}")
-    # the golden model of the network the bitstream carries (conv and pooling layers included)
-    logits_golden, _ = model.forward(z)
+                       f"{' x '.join(map(str, shape))}{_fold_hint(carried, model)}")
+    # the golden model of the model (or of the network the bitstream carries; conv and pooling
+    # layers included); the hardware reads the folded images of a folded first layer
+    logits_golden, _ = reference.forward(z)
+    from spikepack.firmware.layout import hardware_input
+    z = hardware_input(z, fold)
+    model = carried
     seed = runner.bench_seed() if seed is None else int(seed)
     timeout_cycles = _timeout_cycles(config, model)
     verilog = verilog_path.read_text()
@@ -258,6 +293,16 @@ def run_inference(hw_dir: str | Path, bitstream: bytes, z: np.ndarray, *, work_d
                      wall_seconds=result["wall_seconds"], registers=result.get("registers", {}),
                      engine=engine, cycles_simulated=int(result.get("cycles_simulated", 0)),
                      sim_seconds=float(result.get("sim_wall_seconds", 0.0)), bad_frames=bad)
+
+
+def _fold_hint(carried, model) -> str:
+    """A hint for inputs that do not fit a bitstream whose first layer may be folded."""
+    first = carried.layers[0]
+    if model is None and first.kind == "conv" and first.kernel[1] == 1:
+        return (" (if the bitstream's first layer was folded by 'spikepack pack', it reads the "
+                "folded map: give --model, the model it was packed from, to run the model's "
+                "images)")
+    return ""
 
 
 def _run_native(verilog, manifest, bitstream, z, work, seed, pauses, progress, timeout_cycles):
@@ -379,6 +424,11 @@ def add_arguments(parser) -> None:
                         help=".npz with z (images, N0) input spike words (a conv network: "
                              "(images, C, H, W)) and optional labels (class indices), or .npy "
                              "holding z")
+    parser.add_argument("--model", default=None, metavar="MODEL.npz",
+                        help="the model the bitstream was packed from: the inputs are its "
+                             "images (folded for the hardware when 'spikepack pack' folded the "
+                             "first layer) and its golden model is the reference (default: the "
+                             "network the bitstream carries, reading its own input)")
     parser.add_argument("--limit", type=int, default=None, metavar="N",
                         help="run only the first N images (N >= 1)")
     parser.add_argument("--engine", choices=ENGINES, default="native",
@@ -420,6 +470,7 @@ def main(args) -> int:
     from spikepack.accelerator import ManifestError, load_manifest
     from spikepack.fileio import atomic_write_text
     from spikepack.firmware.bitstream import BitstreamError, parse
+    from spikepack.firmware.model import ModelFormatError, SpikePackModel
     from spikepack.sim.native import HardwareFault, NativeError
     from spikepack.sim.toolchain import ToolchainError
 
@@ -436,16 +487,30 @@ def main(args) -> int:
         except OSError as e:
             raise RunError(f"{args.weights}: cannot read the bitstream ({e.strerror})") from None
         model = parse(data, config)
-        z, labels = load_inputs(args.inputs, model.input_shape, config.timesteps,
-                                classes=model.classes)
-    except (ManifestError, BitstreamError, InputsError, RunError) as e:
+        given = None
+        if args.model is not None:
+            try:
+                given = SpikePackModel.load(args.model)
+            except OSError as e:
+                raise RunError(f"{args.model}: cannot read the model "
+                               f"({e.strerror or e})") from None
+            input_fold_of(given, config, data)  # RunError: not the model's bitstream
+            model = given
+        try:
+            z, labels = load_inputs(args.inputs, model.input_shape, config.timesteps,
+                                    classes=model.classes)
+        except InputsError as e:
+            hint = _fold_hint(model, None) if given is None else ""
+            raise InputsError(f"{e}{hint}") from None
+    except (ManifestError, BitstreamError, InputsError, RunError, ModelFormatError) as e:
         return _fail(str(e))
     if args.limit is not None:
         z = z[:args.limit]
         labels = None if labels is None else labels[:args.limit]
     try:
         result = run_inference(args.hw, data, z, work_dir=args.work, seed=args.seed,
-                               pauses=args.pauses, simulator=args.simulator, engine=args.engine)
+                               pauses=args.pauses, simulator=args.simulator, engine=args.engine,
+                               model=given)
     except (RunError, ManifestError, BitstreamError) as e:
         return _fail(str(e))
     except (NativeError, ToolchainError) as e:

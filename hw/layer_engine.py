@@ -73,7 +73,10 @@ LAST row tile, whose beats finish C neurons) while a registered credit count say
 could fill, and in packed mode also until the units' decode stages have had
 ``cycles_per_neuron(1)`` cycles since the previous column tile. So no combinational path runs
 from ``o.ready`` or the neuron units' state to the array, the memories or the address counters
-(the old design's single stall enable was its critical path). The load schedule's windows hold
+(the old design's single stall enable was its critical path). The result buffer, its credits and
+a conv layer's slot sequence are :class:`spikepack.hw.result_buffer.ResultBuffer`, the reads
+and beats from the command register to the array :class:`spikepack.hw.plane_feed.PlaneFeed`
+(their docstrings have their latency and throughput). The load schedule's windows hold
 across a pause (``tests/test_layer_rtl.py`` pauses before nearly every column tile with a 4-slot
 buffer): a pause falls between two periods, where every weight word already read belongs to a
 tile up to the next plane tile, except with one-cycle periods and advance 2, where the word read
@@ -137,8 +140,8 @@ the decode) sets the pace, about M cycles for the layer whatever R.
 
 from __future__ import annotations
 
-from amaranth import Array, Cat, Const, Module, Mux, ResetInserter, Signal, signed, unsigned
-from amaranth.lib import data, memory, stream, wiring
+from amaranth import Array, Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from spikepack.config import HardwareConfig
@@ -149,7 +152,9 @@ from .patch import PatchGenerator, geometry_layout
 from .patch import setup_latency as patch_setup_latency
 from .memories import ReadPortSignature
 from .neuron_common import neuron_class
-from .stream import OutputBuffer, RunAheadFifo, delay
+from .plane_feed import MEMORY_READ_LATENCY, PlaneFeed, command_layout, hold_words
+from .result_buffer import ResultBuffer, counter_bits, output_layout, result_bits
+from .stream import delay
 
 __all__ = ["LayerEngine", "descriptor_layout", "output_layout", "beats_per_tile", "schedule",
            "ideal_cycles", "expected_cycles", "compute_bound", "conv_setup_cycles",
@@ -169,17 +174,6 @@ def descriptor_layout(config: HardwareConfig) -> data.StructLayout:
         for name in ("conv",) + CONV_FIELDS:
             fields[name] = DESCRIPTOR_FIELDS[name][1]
     return data.StructLayout(fields)
-
-
-def output_layout(config: HardwareConfig) -> data.StructLayout:
-    return data.StructLayout({
-        "index": max(16, (config.activation_depth * config.rows).bit_length()),
-        "channel": max(1, (config.max_channels - 1).bit_length()),
-        "pool_first": 1,
-        "spikes": unsigned(config.timesteps),
-        "potential": signed(config.widths.potential),
-        "last": 1,
-    })
 
 
 def beats_per_tile(config: HardwareConfig) -> int:
@@ -279,10 +273,6 @@ def conv_utilisation(config: HardwareConfig, in_channels: int, kernel, neurons: 
 #: than the ~(B + R + latency + C) / P column tiles in flight on any array that fits
 RESULT_SLOTS = 16
 
-#: read latency of the memories the engine reads (NetworkMemories and the sequencer's activation
-#: buffers): a synchronous read and the block RAM's output register
-MEMORY_READ_LATENCY = 2
-
 #: cycles of the engine's own pipeline stages in the latency: the second setup cycle, the
 #: command register (the controller's decisions reach the memories a cycle later), the memory
 #: read, the activation word's entry register and the plane register
@@ -357,7 +347,7 @@ class LayerEngine(wiring.Component):
     @property
     def result_bits(self) -> int:
         """Bits kept per neuron result: the spike word (hidden) or the potential (readout)."""
-        return max(self._config.timesteps, self._config.widths.potential)
+        return result_bits(self._config)
 
     def ideal_cycles(self, fan_in: int, neurons: int) -> int:
         return ideal_cycles(self._config, fan_in, neurons)
@@ -401,11 +391,8 @@ class LayerEngine(wiring.Component):
         conv = cfg.conv                     # conv layers possible (a patch generator)
         fan_max = cfg.neuron_fan_in         # max_fan_in, or a conv layer's longest patch
         out_max = max(cfg.max_neurons, cfg.max_channels if conv else 0)
-        rt_bits = max(1, (-(-fan_max // R)).bit_length())
-        ct_bits = max(1, (-(-out_max // C)).bit_length())
-        # neuron indices and bases (conv: storage indices of the pooled map)
-        idx_bits = max(1, (max(cfg.max_neurons, cfg.max_map_words if conv else 0)
-                           + C + R).bit_length())
+        # (idx_bits: neuron indices and bases; conv: storage indices of the pooled map)
+        rt_bits, ct_bits, idx_bits = counter_bits(cfg)
         row_tiles = Signal(rt_bits)
         col_tiles = Signal(ct_bits)
         rt_max = Signal(rt_bits)            # row_tiles - 1
@@ -418,7 +405,6 @@ class LayerEngine(wiring.Component):
         neu_zero = Signal()                 # neurons == 0
         last_sel = Signal(range(max(2, C)))   # (M - 1) mod C: the last column tile's last unit
         last_sel_zero = Signal()
-        last_sel_one = Signal()             # last_sel == 1
         setup1 = Signal()
         setup2 = Signal()
         running = Signal()
@@ -500,7 +486,6 @@ class LayerEngine(wiring.Component):
                 empty.eq(fan_zero | neu_zero),
                 last_sel.eq((neurons - 1)[:max(1, log_c)] if C > 1 else 0),
                 last_sel_zero.eq((neurons - 1)[:max(1, log_c)] == 0 if C > 1 else 1),
-                last_sel_one.eq((neurons - 1)[:max(1, log_c)] == 1 if C > 1 else 0),
             ]
 
         # --- controller ----------------------------------------------------------------------
@@ -662,14 +647,7 @@ class LayerEngine(wiring.Component):
                             & off_end_next & valid_w1_next)
 
         # --- command register: every read and beat leaves the controller through a register --
-        c_plane = Signal()
-        c_first = Signal()
-        c_tag = Signal(2)                   # [0]: a neuron's last beat, [1]: its first beat
-        c_wren = Signal()
-        c_waddr = Signal(waddr_bits)
-        c_wgroup = Signal(range(max(2, n)))
-        c_aren = Signal()
-        c_aaddr = Signal(self.act_addr_bits)
+        cmd = Signal(command_layout(cfg))
         rt_first = Signal()                 # the plane tile is its column tile's first row tile
         rt_first_d = Signal(span + 1)
         m.d.comb += rt_first.eq(rt_first_d[W])
@@ -679,11 +657,10 @@ class LayerEngine(wiring.Component):
         with m.If(setup2):
             m.d.sync += rt_first_d.eq(1)
         m.d.sync += [
-            c_plane.eq(plane_on), c_first.eq(off_first),
-            c_tag.eq(Cat(plane_last & (off == B - 1), rt_first & off_first)),
-            c_wren.eq(w_on), c_waddr.eq(w_addr), c_wgroup.eq(off if n > 1 else 0),
+            cmd.plane.eq(plane_on), cmd.first.eq(off_first),
+            cmd.tag.eq(Cat(plane_last & (off == B - 1), rt_first & off_first)),
+            cmd.wren.eq(w_on), cmd.waddr.eq(w_addr), cmd.wgroup.eq(off if n > 1 else 0),
         ]
-        c_azero = Signal()                  # the tile's activation word is zero (padding)
         if conv:
             # a conv layer's entries come from the patch generator, one per activation read
             # (a_on takes the tile on its o; padding tiles are not read, their word cleared)
@@ -691,114 +668,42 @@ class LayerEngine(wiring.Component):
             # (a dense layer's reads pop the idle generator's tiles too: harmless, and one
             # gate less on a_on's fan-out)
             m.d.comb += patch.o.ready.eq(a_on)
-            m.d.sync += [c_aren.eq(a_on & ~pad), c_azero.eq(a_on & pad),
-                         c_aaddr.eq(Mux(is_conv, patch.o.payload.addr, act_rt))]
+            m.d.sync += [cmd.aren.eq(a_on & ~pad), cmd.azero.eq(a_on & pad),
+                         cmd.aaddr.eq(Mux(is_conv, patch.o.payload.addr, act_rt))]
         else:
-            m.d.sync += [c_aren.eq(a_on), c_aaddr.eq(act_rt)]
-        # Timing from a decision in cycle t: the command register issues the activation read in
-        # t + 1 (a tile's entry is read one decision ahead of its first plane); its data
-        # arrives Lm = MEMORY_READ_LATENCY cycles later and is registered on entry, and the bit
-        # plane selected from it is registered, so the array sees the planes of decision t in
-        # t + 1 + Lp, Lp = Lm + 1. The serial array's ``first`` (the swap) comes a cycle before
-        # its plane and each weight word is launched the cycle after that (the distances of
-        # the load schedule), i.e. in t + 1 + Lp too: serial weight reads issue Lp - Lw cycles
-        # after the command register and the launch flag follows the read by Lw cycles. Packed
-        # tiles have no swap: a word launches the cycle after the plane of the decision that
-        # read it, so packed weight reads take one more register. Weight, bias and threshold
-        # words are registered on entry as well (the block RAMs' output registers sit in the
-        # RAM rows, far from the array and the units), so they are read Lw = Lm + 1 cycles
-        # before they are used.
-        Lm = MEMORY_READ_LATENCY
-        Lp = Lm + 1        # the activation word is registered once more inside the engine
-        Lw = Lm + 1        # so are the weight, bias and threshold words
-
-        w_delay = Lp - Lw + packed
-        r_wren = delay(m, c_wren, w_delay, name="r_wren")
-        r_waddr = delay(m, c_waddr, w_delay, name="r_waddr")
-        r_wgroup = delay(m, c_wgroup, w_delay, name="r_wgroup")
-        # the weight port reads every cycle (its enable would reach every weight block RAM from
-        # one flip-flop), except where a word must wait for a later launch (below)
-        hold_words = n == 1 and adv[0] >= 2
-        m.d.comb += [
-            self.weight.addr.eq(r_waddr), self.weight.en.eq(r_wren if hold_words else 1),
-            self.act.addr.eq(c_aaddr), self.act.en.eq(c_aren),
-        ]
+            m.d.sync += [cmd.aren.eq(a_on), cmd.aaddr.eq(act_rt)]
         # The pause inserts cycles between two controller decisions, and the schedule's
         # windows hold across it only if a launch falls on the same side of the pause as the
         # planes its window is measured against: a word read at the end of a period (offset
         # P - 1) for a tile up to the next plane tile launches Lw cycles after its read, but
         # with P = 1 and advance 2 the word belongs two tiles ahead, must not overwrite the
         # weight of the tile still waiting, and so launches with the next decision (the memory
-        # holds the word until the next read).
-        if hold_words:
+        # holds the word until the next read: hold_words).
+        if hold_words(cfg):
             launch_pending = Signal()
-            c_launch = Signal()
             with m.If(go):
                 m.d.sync += launch_pending.eq(w_on)
-            m.d.sync += c_launch.eq(go & launch_pending)
-            wl_valid = delay(m, c_launch, Lp - 1 + packed, name="launch")
-            wl_group = Const(0, len(c_wgroup))
-        else:
-            wl_valid = delay(m, r_wren, Lw, name="launch")
-            wl_group = delay(m, r_wgroup, Lw, name="launch_group")
-
-        # the activation word from the sequencer's buffers is registered on entry (it crosses
-        # the chip from their block RAMs)
-        act_in = Signal(R * T, reset_less=True)
-        if conv:
-            # a padding tile's word: cleared in the entry register (the flip-flops' clear)
-            with m.If(delay(m, c_azero, Lm, name="act_zero")):
-                m.d.sync += act_in.eq(0)
-            with m.Else():
-                m.d.sync += act_in.eq(self.act.data)
-        else:
-            m.d.sync += act_in.eq(self.act.data)
-        w_word = Signal(len(array.wdata), reset_less=True)
+            m.d.sync += cmd.launch.eq(go & launch_pending)
+        # Timing from a decision in cycle t: the command register holds it in t + 1, and the
+        # plane feeding (PlaneFeed: the reads, the words' entry registers, the plane register,
+        # the weight launches) presents it to the array Lp = Lm + 1 cycles later, in t + 1 + Lp
+        # (Lm = MEMORY_READ_LATENCY). Weight, bias and threshold words are registered on entry
+        # as well (the block RAMs' output registers sit in the RAM rows, far from the array and
+        # the units), so they are read Lw = Lm + 1 cycles before they are used.
+        Lm = MEMORY_READ_LATENCY
+        Lp = Lm + 1        # the activation word is registered once more inside the engine
+        Lw = Lm + 1        # so are the weight, bias and threshold words
+        m.submodules.feed = feed = PlaneFeed(config=cfg)
+        m.d.comb += feed.cmd.eq(cmd)
+        wiring.connect(m, wiring.flipped(self.weight), feed.weight)
+        wiring.connect(m, wiring.flipped(self.act), feed.act)
+        for name in ("valid", "tag", "wload", "wgroup", "wdata") + (
+                ("words",) if packed else ("plane", "first")):
+            m.d.comb += getattr(array, name).eq(getattr(feed, name))
         b_word = Signal(C * cfg.bias_bits, reset_less=True)
         t_word = Signal(C * cfg.threshold_bits, reset_less=True)
-        m.d.sync += [w_word.eq(self.weight.data[:len(w_word)]),
-                     b_word.eq(self.bias.data[:len(b_word)]),
+        m.d.sync += [b_word.eq(self.bias.data[:len(b_word)]),
                      t_word.eq(self.threshold.data[:len(t_word)])]
-        act_fresh = delay(m, c_aren | c_azero, Lp, name="act_fresh")
-        p_plane = delay(m, c_plane, Lp, name="plane_valid")
-        p_tag = delay(m, c_tag, Lp, name="plane_tag")
-        if packed:
-            # the whole entry (R spike words) is the tile's one beat
-            act_reg = Signal(R * T)
-            with m.If(act_fresh):
-                m.d.sync += act_reg.eq(act_in)
-            p_words = Signal(R * T)
-            m.d.sync += p_words.eq(Mux(act_fresh, act_in, act_reg))
-            m.d.comb += array.words.eq(p_words)
-        else:
-            # A tile's T planes are consecutive decisions, step 1 (word bit T - 1) first, and
-            # its word arrives (act_fresh) with its first plane's selection or, after a pause,
-            # before it: a shift register per row word, loaded when the word arrives and moved
-            # one bit per plane, so that the plane is bit T - 1 of act_in or of the shift
-            # register (no T-way selection between the word and the plane register).
-            plane_sel = delay(m, c_plane, Lp - 1, name="plane_sel")   # a plane is selected this cycle
-            act_sh = Signal(R * T, reset_less=True)
-            p_bits = Signal(R)
-
-            def shifted(word):      # every row word one step on (bit j <- bit j - 1)
-                return Cat(Cat(Const(0, 1), word[r * T:(r + 1) * T - 1]) for r in range(R))
-            with m.If(act_fresh):
-                m.d.sync += act_sh.eq(Mux(plane_sel, shifted(act_in), act_in))
-            with m.Elif(plane_sel):
-                m.d.sync += act_sh.eq(shifted(act_sh))
-            top = Mux(act_fresh, act_in, act_sh)
-            # gated by the plane flag here (the array trusts it: plane_gated)
-            m.d.sync += p_bits.eq(Cat(top[r * T + T - 1] for r in range(R))
-                                  & plane_sel.replicate(R))
-            swap = delay(m, c_plane & c_first, Lp - 1, name="swap")
-            m.d.comb += [array.plane.eq(p_bits), array.first.eq(swap)]
-        m.d.comb += [
-            array.valid.eq(p_plane),
-            array.tag.eq(p_tag),
-            array.wload.eq(wl_valid),
-            array.wgroup.eq(wl_group),
-            array.wdata.eq(w_word),
-        ]
 
         # --- array -> neuron units ------------------------------------------------------------
         # Bias and threshold of a column tile are read so that they arrive with its first beat
@@ -809,7 +714,7 @@ class LayerEngine(wiring.Component):
         # unlike plain register copies, are not merged by synthesis)
         bias_addr = Signal(len(self.bias.addr))
         thr_addr = Signal(len(self.threshold.addr))
-        bias_fire = delay(m, c_plane & c_tag[1], R + Lp - Lw, name="bias_fire")
+        bias_fire = delay(m, cmd.plane & cmd.tag[1], R + Lp - Lw, name="bias_fire")
         m.d.comb += [
             self.bias.addr.eq(bias_addr), self.bias.en.eq(bias_fire),
             self.threshold.addr.eq(thr_addr), self.threshold.en.eq(bias_fire),
@@ -850,218 +755,30 @@ class LayerEngine(wiring.Component):
         # A column tile's C results arrive together (the units run in lock-step) and take one
         # slot; hidden layers keep the spike words, readout layers the potentials.
         rbits = self.result_bits
-        results = memory.Memory(shape=unsigned(C * rbits), depth=D, init=[])
-        m.submodules.results = results
-        wr = results.write_port()
-        rd = results.read_port(domain="comb")
-        slot_bits = (D - 1).bit_length()
-        wr_ptr = Signal(slot_bits)
-        rd_ptr = Signal(slot_bits)
+        m.submodules.results = results = ResultBuffer(
+            config=cfg, slots=D, pos_bits=len(patch.positions) if conv else 1,
+            win_bits=len(patch.window) if conv else 1)
+        wiring.connect(m, results.o, wiring.flipped(self.o))
         m.d.comb += [
-            wr.en.eq(units[0].o.valid), wr.addr.eq(wr_ptr),
-            wr.data.eq(Cat(Mux(readout, u.o.payload.potential.as_unsigned()[:rbits],
-                               u.o.payload.spikes) for u in units)),
-            rd.addr.eq(rd_ptr),
+            results.start.eq(setup2), results.finish.eq(finish),
+            results.i.valid.eq(units[0].o.valid),
+            results.i.payload.eq(Cat(Mux(readout, u.o.payload.potential.as_unsigned()[:rbits],
+                                         u.o.payload.spikes) for u in units)),
         ]
-        write = units[0].o.valid
-        with m.If(write):
-            m.d.sync += wr_ptr.eq(wr_ptr + 1)
-
-        # o leaves through a two-register skid buffer, so that taking a result from the slot
-        # depends on registers only (o.ready reaches nothing but the buffer's registers; its
-        # output register's enable is o.ready | ~o.valid: OutputBuffer)
-        beat = {"index": idx_bits, "result": rbits, "last": 1}
+        bounds = results.bounds
+        m.d.comb += [bounds.ct_max.eq(ct_max), bounds.ct_max_zero.eq(ct_max_zero),
+                     bounds.ct_max_one.eq(ct_max_one), bounds.last_sel.eq(last_sel),
+                     bounds.last_sel_zero.eq(last_sel_zero)]
         if conv:
-            beat.update({"channel": len(self.o.payload.channel), "pool_first": 1})
-        m.submodules.o_skid = skid = OutputBuffer(data.StructLayout(beat))
-        m.d.comb += [
-            self.o.valid.eq(skid.o.valid),
-            skid.o.ready.eq(self.o.ready),
-            self.o.payload.index.eq(skid.o.payload.index),
-            self.o.payload.spikes.eq(skid.o.payload.result[:T]),
-            self.o.payload.potential.eq(skid.o.payload.result[:len(self.o.payload.potential)]),
-            self.o.payload.last.eq(skid.o.payload.last),
-        ]
-        if conv:
-            m.d.comb += [self.o.payload.channel.eq(skid.o.payload.channel),
-                         self.o.payload.pool_first.eq(skid.o.payload.pool_first)]
-        # The slot being sent is copied into a shift register (no C-way multiplexer between
-        # the LUT-RAM and o); the next slot is copied in as its last result leaves.
-        cur = Signal(C * rbits)
-        cur_has = Signal()
-        sel = Signal(range(max(2, C)))
-        sel_left = Signal.like(sel)         # units of the slot after sel (to its last one)
-        out_base = Signal(idx_bits)         # index of the slot's unit 0
-        out_zero = Signal()                 # the slot is the layer's last column tile
-        next_base = Signal(idx_bits)
-        next_left = Signal(ct_bits)         # column tiles after the next slot's
-        next_zero = Signal()
-        take = Signal()
-        avail = Signal()                    # a written slot waits (wr_ptr != rd_ptr)
-        cur_last = Signal()                 # sel_left == 0, kept as a register
-        sel_one = Signal()                  # sel_left == 1, likewise
-        refill_one = Signal()               # the value sel_one takes on a refill
-        refill = Signal(attrs={"keep": 1})   # (kept: one LUT of four registers)
-        m.d.comb += [
-            take.eq(cur_has & skid.i.ready),
-            refill.eq(avail & (~cur_has | (take & cur_last))),
-        ]
-        # the written slots not yet copied out, as a thermometer code (occ[i]: more than i), so
-        # that avail = occ[0] is a register whose next value needs no pointer comparison
-        occ = Signal(D + 1)
-        with m.If(write & ~refill):
-            m.d.sync += occ.eq(Cat(1, occ[:-1]))
-        with m.Elif(refill & ~write):
-            m.d.sync += occ.eq(occ[1:])
-        m.d.comb += avail.eq(occ[0])
-        if conv:
-            # A conv layer's slots: per computed position, its column tiles. The slot's first
-            # index is the storage index of the pooled word of channel ct*C (pooled position
-            # base + ct*C), counted up per result; channel likewise; pool_first marks the
-            # first position of a pool window; the layer's last slot is the last position's
-            # last column tile. A dense layer has one position (the index counts on).
-            cur_index = Signal(idx_bits)
-            cur_chan = Signal(len(self.o.payload.channel))
-            cur_first = Signal()
-            next_chan = Signal(len(self.o.payload.channel))
-            next_first = Signal()
-            next_end = Signal()             # the next slot is the layer's last
-            pos_base = Signal(idx_bits)     # storage index of the next slot's pooled position
-            pos_next = Signal(idx_bits)     # pos_base + CG_out*R
-            s_pos_left = Signal(len(patch.positions))   # positions after the next slot's
-            s_pos_zero = Signal()
-            s_win_left = Signal(len(patch.window))      # positions of its window after it
-            s_win_zero = Signal()
-            t_index, t_last = cur_index, out_zero & cur_last
-            m.d.comb += [skid.i.payload.channel.eq(cur_chan),
-                         skid.i.payload.pool_first.eq(cur_first)]
-        else:
-            t_index, t_last = out_base | sel, out_zero & cur_last
-        t_result = cur[:rbits]
-        m.d.comb += [skid.i.valid.eq(cur_has), skid.i.payload.index.eq(t_index),
-                     skid.i.payload.result.eq(t_result), skid.i.payload.last.eq(t_last)]
-        # cur moves on take (shift) or refill (load): take | refill reduces to one gate of
-        # three registers, written so, as the enable of its C * result_bits flip-flops
-        # (the load-or-shift select needs no refill: under cur_ce, ~cur_has means a refill, and
-        # a take of the slot's last result leaves cur empty or refills it, so loading then is
-        # right either way)
-        cur_ce = Signal()
-        refill_last = Signal()              # the value cur_last takes on a refill
-        m.d.comb += cur_ce.eq((cur_has & skid.i.ready) | (avail & ~cur_has))
-        with m.If(cur_ce):
-            m.d.sync += cur.eq(Mux(~cur_has | cur_last, rd.data, cur >> rbits))
-        with m.If(take):
-            m.d.sync += [sel.eq(sel + 1), sel_left.eq(sel_left - 1), cur_last.eq(sel_one),
-                         sel_one.eq(sel_left == 2)]
-            with m.If(cur_last):
-                m.d.sync += cur_has.eq(0)
-        if not conv:
-            with m.If(refill):
-                m.d.sync += [
-                    cur_has.eq(1), sel.eq(0), rd_ptr.eq(rd_ptr + 1),
-                    out_base.eq(next_base), out_zero.eq(next_zero),
-                    sel_left.eq(Mux(next_zero, last_sel, C - 1)), cur_last.eq(refill_last),
-                    sel_one.eq(refill_one),
-                    next_base.eq(next_base + C), next_left.eq(next_left - 1),
-                    next_zero.eq(next_left == 1),
-                ]
-            with m.If(setup2):
-                m.d.sync += [next_base.eq(0), next_left.eq(ct_max), next_zero.eq(ct_max_zero)]
-            m.d.comb += [refill_last.eq(Mux(next_zero, last_sel_zero, C == 1)),
-                         refill_one.eq(Mux(next_zero, last_sel_one, C == 2))]
-        else:
-            # The slots' sequence (first index, channel, pool_first, layer's last, position's
-            # last) is a generator of its own that runs up to four slots ahead through a FIFO:
-            # a refill pops one, so the counters of positions and windows sit behind a
-            # flip-flop enable (gen_adv) and not behind the output buffer's ready.
-            # next_zero: the next slot is its position's last column tile (C_last results)
-            slot = data.StructLayout({"base": idx_bits, "chan": len(next_chan), "first": 1,
-                                      "end": 1, "zero": 1})
-            # (read_guard off: a refill needs a written slot, which comes long after the generator
-            # has run ahead)
-            slot_fifo = ResetInserter(setup2)(RunAheadFifo(width=slot.size, depth=4,
-                                                           read_guard=False))
-            m.submodules.slot_fifo = slot_fifo
-            gen_on = Signal()
-            gen_adv = Signal()              # the generator steps: it held < 3 slots a cycle ago
-            with m.If(setup2):
-                m.d.sync += gen_on.eq(1)
-            m.d.sync += gen_adv.eq((gen_on | setup2) & (setup2 | slot_fifo.room))
-            nxt = data.View(slot, slot_fifo.r_data)
             m.d.comb += [
-                slot_fifo.w_en.eq(gen_adv),
-                slot_fifo.w_data.eq(Cat(next_base, next_chan, next_first, next_end, next_zero)),
-                slot_fifo.r_en.eq(refill),
+                bounds.cgr_out.eq(cgr_out), bounds.window_m1.eq(window_m1),
+                bounds.window_one.eq(window_one), bounds.window_two.eq(window_two),
+                bounds.pos_left.eq(init_pos_left), bounds.pos_zero.eq(init_pos_zero),
+                bounds.pos_one.eq(init_pos_one), bounds.win_left.eq(init_win_left),
+                bounds.win_zero.eq(init_win_zero), bounds.win_one.eq(init_win_one),
+                bounds.next_end.eq(init_next_end),
             ]
-            with m.If(take):
-                m.d.sync += [cur_index.eq(cur_index + 1), cur_chan.eq(cur_chan + 1)]
-            with m.If(refill):
-                m.d.sync += [
-                    cur_has.eq(1), rd_ptr.eq(rd_ptr + 1),
-                    cur_index.eq(nxt.base), cur_chan.eq(nxt.chan), cur_first.eq(nxt.first),
-                    out_zero.eq(nxt.end),
-                    sel_left.eq(Mux(nxt.zero, last_sel, C - 1)), cur_last.eq(refill_last),
-                    sel_one.eq(refill_one),
-                ]
-            m.d.comb += [refill_last.eq(Mux(nxt.zero, last_sel_zero, C == 1)),
-                         refill_one.eq(Mux(nxt.zero, last_sel_one, C == 2))]
-            # (each down-counter keeps == 0 and == 1 flags as registers, so that no compare
-            # of a counter sits in front of another flag)
-            next_one = Signal()
-            s_pos_one = Signal()
-            s_win_one = Signal()
-            with m.If(gen_adv):
-                with m.If(next_zero):
-                    # the slot after it starts the next position
-                    m.d.sync += [
-                        next_left.eq(ct_max), next_zero.eq(ct_max_zero), next_one.eq(ct_max_one),
-                        next_chan.eq(0),
-                        s_pos_left.eq(s_pos_left - 1), s_pos_zero.eq(s_pos_one),
-                        s_pos_one.eq(s_pos_left == 2),
-                        next_end.eq(ct_max_zero & s_pos_one),
-                    ]
-                    with m.If(s_win_zero):
-                        # ... and the next pool window: the next pooled word
-                        m.d.sync += [
-                            s_win_left.eq(window_m1), s_win_zero.eq(window_one),
-                            s_win_one.eq(window_two),
-                            next_first.eq(1), pos_base.eq(pos_next), next_base.eq(pos_next),
-                            pos_next.eq(pos_next + cgr_out),
-                        ]
-                    with m.Else():
-                        m.d.sync += [
-                            s_win_left.eq(s_win_left - 1), s_win_zero.eq(s_win_one),
-                            s_win_one.eq(s_win_left == 2),
-                            next_first.eq(0), next_base.eq(pos_base),
-                        ]
-                with m.Else():
-                    m.d.sync += [
-                        next_left.eq(next_left - 1), next_zero.eq(next_one),
-                        next_one.eq(next_left == 2),
-                        next_end.eq(s_pos_zero & next_one),
-                        next_base.eq(next_base + C), next_chan.eq(next_chan + C),
-                    ]
-            with m.If(setup2):
-                m.d.sync += [
-                    next_base.eq(0), next_left.eq(ct_max), next_zero.eq(ct_max_zero),
-                    next_one.eq(ct_max_one),
-                    next_chan.eq(0), next_first.eq(1), pos_base.eq(0), pos_next.eq(cgr_out),
-                    # (a dense layer: one position, no pooling)
-                    s_pos_left.eq(init_pos_left), s_pos_zero.eq(init_pos_zero),
-                    s_pos_one.eq(init_pos_one),
-                    s_win_left.eq(init_win_left), s_win_zero.eq(init_win_zero),
-                    s_win_one.eq(init_win_one),
-                    next_end.eq(init_next_end),
-                ]
-
-        # credits: slots reserved from a column tile's finishing planes to its last result
-        reserved = Signal(range(D + 1))
-        freed = Signal()                    # a slot was copied out last cycle
-        m.d.sync += [freed.eq(refill), reserved.eq(reserved + finish - freed)]
-        room = Signal()
-        room_next = Signal()
-        m.d.comb += room_next.eq(reserved < D - 2)   # one cycle stale: two more may be reserved
-        m.d.sync += room.eq(room_next)
+        room, room_next = results.room, results.room_next
         spacing = units[0].cycles_per_neuron(1) if packed else 1
         if spacing > 1:
             cool = Signal(range(spacing))

@@ -38,16 +38,22 @@ Ports:
   high from the cycle after a frame's first beat until its verdict is out (the cycle before
   ``error`` and the counters show it).
 
-Pipeline (a beat in cycle ``t``): stage 0 registers the beat (cycle ``t+1``; a tracker of the
-frame's structure says what the word is), stage 1 decodes which checks apply (``t+2``), stage 2
-holds each check's comparison (``t+3``), stage 3 the word's fault by code group and the CRC
-check (``t+4``), and stage 4 the frame's verdict and the write port (``t+5``).
+Pipeline (a beat in cycle ``t``): stage 0 registers the beat (cycle ``t+1``; the
+:class:`~spikepack.hw.frame_tracker.FrameTracker` says what the word is), stage 1 decodes which
+checks apply (``t+2``), stage 2 holds each check's comparison (``t+3``;
+:class:`~spikepack.hw.header_check.HeaderCheck` for the checks by slot,
+:class:`~spikepack.hw.descriptor_check.DescriptorCheck` for a descriptor's lanes 3-5), stage 3
+the word's fault by code group and the CRC check (``t+4``; :class:`~spikepack.hw.crc.CrcCheck`),
+and stage 4 the frame's verdict and the write port (``t+5``;
+:class:`~spikepack.hw.frame_verdict.FrameVerdict`). This module holds the handshake, the stage
+registers and the wiring.
 
 Conv descriptors (with ``config.conv``): the checks that need products (the patch
 K_h K_w ceil(C_in/R) R against the fan-in, the pooled map as (H_p k - 1) s <= H + 2p - K <
 (H_p k + k - 1) s with H_p >= 1, H + 2p >= K, the stored input and output maps against
 max_map_words, the output map's words for the next layer's chain) are free-running pipelines
-of adder trees, one adder level a cycle, from the descriptor's fields captured in stage 0. A
+of adder trees, one adder level a cycle, from the descriptor's fields captured in stage 0
+(:class:`~spikepack.hw.conv_check.ConvChecker`). A
 conv descriptor's lane 5 waits ``F = conv_check_cycles(config)`` extra cycles in stage 0
 (``s_axis_tready`` low from the cycle after its beat), so that their flags join its own
 checks in stage 3 and the first fault in stream order is the parser's; a TLAST on that lane
@@ -72,189 +78,31 @@ see :mod:`spikepack.hw.memories`), ``error``, ``good_loads`` and ``bad_loads`` s
 
 from __future__ import annotations
 
-
-from amaranth import Cat, Const, Module, Mux, Signal, signed
+from amaranth import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from spikepack import limits
-from spikepack.config import DESCRIPTOR_LANES, NEURON_CODES, WORD_BITS, HardwareConfig
-from spikepack.firmware.layout import DESCRIPTOR_FIELDS
-from spikepack.firmware.bitstream_format import (BITSTREAM_MAGIC, FORMAT_VERSION, HEADER_FIELDS,
-                                                 HEADER_WORDS, PAYLOAD_OFFSET,
-                                                 SECTION_ENTRY_WORDS, SECTION_NAMES, ErrorCode)
+from spikepack.config import WORD_BITS, HardwareConfig
+from spikepack.firmware.bitstream_format import ErrorCode
+from spikepack.hw.conv_check import conv_check_cycles
 from spikepack.hw.crc import CrcCheck
+from spikepack.hw.descriptor_check import DescriptorCheck
+from spikepack.hw.frame_tracker import FrameTracker, desc_slot
+from spikepack.hw.frame_verdict import COUNTER_BITS, FrameVerdict, WordSignature
+from spikepack.hw.header_check import ERROR_BITS, HeaderCheck
 from spikepack.hw.memories import WriteSignature
 from spikepack.hw.stream import or_all
 
 __all__ = ["BitstreamLoader", "ErrorCode", "ERROR_BITS", "COUNTER_BITS",
            "FRAME_GAP", "conv_check_cycles"]
 
-ERROR_BITS = 4
-COUNTER_BITS = 32
 #: cycles after a TLAST beat in which ``s_axis_tready`` is low (until the frame's verdict)
 FRAME_GAP = 5
-_DESCRIPTOR_LANES = DESCRIPTOR_LANES
-# the tracker's one-hot slots: header and table positions 0 .. PAYLOAD_OFFSET - 1, then
-_SLOT_DESC = PAYLOAD_OFFSET                       # descriptor lanes 0 .. 3
-_SLOT_OTHER = _SLOT_DESC + _DESCRIPTOR_LANES      # other payload words, the CRC word and after
-
-assert max(ErrorCode) < (1 << ERROR_BITS)
-_L0, _L3, _L4, _L5 = (_SLOT_DESC + lane for lane in (0, 3, 4, 5))
-#: the conv flag's bit in lane 3
-CONV_BIT = 1 << (DESCRIPTOR_FIELDS["conv"][0] % WORD_BITS)
-
-
-def _levels(terms: int) -> int:
-    """Register levels of a pairwise adder tree over ``terms`` partial products."""
-    return max(1, (terms - 1).bit_length())
-
-
-class _Timing:
-    """Builds the conv checker's pipelines and tracks, for each registered value, the cycle
-    (relative to the beat of the descriptor's lane 5, ``b``) from which it holds its final
-    value, given when each captured field is at the latest ready (lane k captured from stage 0:
-    lane 0 at b - 3, lane 3 at b, lane 4 at b + 1, lane 5 at b + 2)."""
-
-    def __init__(self, m: Module):
-        self.m = m
-        self.ready: dict[int, int] = {}
-
-    def at(self, signal, t: int):
-        self.ready[id(signal)] = t
-        return signal
-
-    def t(self, *values) -> int:
-        return max(self.ready[id(v)] for v in values)
-
-    def reg(self, value, shape, name: str, *inputs):
-        r = Signal(shape, name=name)
-        self.m.d.sync += r.eq(value)
-        return self.at(r, self.t(*inputs) + 1)
-
-    def alias(self, value, shape, name: str, *inputs):
-        """``value`` as a named (combinational) signal, ready when its inputs are."""
-        r = Signal(shape, name=name)
-        self.m.d.comb += r.eq(value)
-        return self.at(r, self.t(*inputs))
-
-    def product(self, a, b, name: str):
-        """``a * b`` (unsigned) as a pipelined adder tree: the partial products of the narrower
-        operand's bits, summed pairwise, one adder level a cycle (no multiplier block)."""
-        t0 = self.t(a, b)
-        if len(b) > len(a):
-            a, b = b, a
-        width = len(a) + len(b)
-        terms = [Mux(b[i], a << i, 0) for i in range(len(b))]
-        level = 0
-        while True:
-            pairs = [terms[i:i + 2] for i in range(0, len(terms), 2)]
-            out = []
-            for j, pair in enumerate(pairs):
-                r = Signal(width, name=f"{name}_{level}_{j}")
-                self.m.d.sync += r.eq(sum(pair[1:], pair[0]))
-                out.append(r)
-            terms, level = out, level + 1
-            if len(terms) == 1:
-                return self.at(terms[0], t0 + level)
-
-
-def _conv_checker(m: Module, c: HardwareConfig, cur: dict):
-    """The checks of a conv descriptor's lane 5 that need products (docs/bitstream.md,
-    "Descriptor checks"), as free-running pipelines from the captured fields ``cur``. Returns
-    ``(bad, large, out_words, cycles)``: the BAD_DESCRIPTOR and TOO_LARGE flags of the
-    descriptor (valid from b + 3 + cycles), the stored output map's words (valid from
-    b + 2 + cycles) and ``cycles``, how long lane 5 must wait in stage 0 for them. The products
-    may assume what the earlier lanes' checks guarantee when they passed (C_in, C_out <=
-    max_channels, H, W <= max_map_side); the lane's own fields (kernel up to 15, pooled map up
-    to 255) are taken whole, so a flag is exact whenever no earlier lane faulted."""
-    R = c.rows
-    lr = R.bit_length() - 1
-    tm = _Timing(m)
-    cg_bits = max(1, (-(-c.max_channels // R)).bit_length())
-    h_bits = max(1, c.max_map_side.bit_length())
-    p_bits = max(1, min(255, c.max_map_side + 2 * limits.PAD[1]).bit_length())
-    for name, t in (("n", -3), ("m", -3), ("hp", 0), ("wp", 0), ("cin", 1), ("h", 1), ("w", 1),
-                    ("kh", 2), ("kw", 2), ("sh", 2), ("sw", 2), ("ph", 2), ("pw", 2),
-                    ("qh", 2), ("qw", 2)):
-        tm.at(cur[name], t)
-    words_cap = c.max_map_words // R               # stored words > max_map_words <=> x > this
-    cg_in = tm.reg((cur["cin"] + R - 1) >> lr, cg_bits, "cg_in", cur["cin"])
-    cg_out = tm.reg((cur["m"] + R - 1) >> lr, cg_bits, "cg_out", cur["m"])
-    n_hi = tm.reg(cur["n"] >> lr, 16 - lr, "n_hi", cur["n"])
-    n_odd = tm.reg(cur["n"][:lr] != 0 if lr else 0, 1, "n_odd", cur["n"])
-    # stored input and output maps
-    h = tm.alias(cur["h"][:h_bits], h_bits, "h_side", cur["h"])
-    w = tm.alias(cur["w"][:h_bits], h_bits, "w_side", cur["w"])
-    hw = tm.product(h, w, "in_hw")
-    in_words = tm.product(hw, cg_in, "in_words")
-    in_large = tm.reg(in_words > words_cap, 1, "in_large", in_words)
-    hp = tm.alias(cur["hp"][:p_bits], p_bits, "hp_side", cur["hp"])
-    wp = tm.alias(cur["wp"][:p_bits], p_bits, "wp_side", cur["wp"])
-    hpwp = tm.product(hp, wp, "out_hw")
-    out_groups = tm.product(hpwp, cg_out, "out_words")
-    out_large = tm.reg(out_groups > words_cap, 1, "out_large", out_groups)
-    # the patch: fan-in = K_h K_w ceil(C_in/R) R
-    kk = tm.product(cur["kh"], cur["kw"], "kk")
-    patch = tm.product(kk, cg_in, "patch")
-    n_bad = tm.reg((patch != n_hi) | n_odd, 1, "patch_bad", patch, n_hi, n_odd)
-    # per axis: H + 2p >= K, and H_p = H_out // pool with H_out >= pool, as products:
-    # H_p >= 1 and (H_p k - 1) s <= A < (H_p k + k - 1) s, A = H + 2p - K
-    flags = [n_bad]
-    for axis, side, out, pad, ker, stride, pool in (
-            ("h", h, "hp", "ph", "kh", "sh", "qh"), ("w", w, "wp", "pw", "kw", "sw", "qw")):
-        small = tm.reg((cur[pad] << 1) - cur[ker], signed(6), f"pk_{axis}", cur[pad], cur[ker])
-        a = tm.reg(side + small, signed(h_bits + 2), f"a_{axis}", side, small)
-        x = tm.product(cur[out], cur[pool], f"x_{axis}")
-        lo1 = tm.reg(x - 1, len(x), f"lo1_{axis}", x)
-        hi1 = tm.reg(x + cur[pool] - 1, len(x) + 1, f"hi1_{axis}", x, cur[pool])
-        lo = tm.product(lo1, cur[stride], f"lo_{axis}")
-        hi = tm.product(hi1, cur[stride], f"hi_{axis}")
-        # one comparison a register (a carry chain each); conv_bad ORs them
-        flags += [tm.reg(a < 0, 1, f"kernel_over_{axis}", a),
-                  tm.reg(cur[out] == 0, 1, f"pooled_zero_{axis}", cur[out]),
-                  tm.reg(lo > a, 1, f"pooled_high_{axis}", lo, a),
-                  tm.reg(a >= hi, 1, f"pooled_low_{axis}", a, hi)]
-    bad = tm.reg(or_all(flags), 1, "conv_bad", *flags)
-    large = tm.reg(in_large | out_large, 1, "conv_large", in_large, out_large)
-    cycles = max(0, tm.t(bad) - 3, tm.t(large) - 3, tm.t(out_groups) - 2)
-    return bad, large, out_groups << lr, cycles
-
-
-def conv_check_cycles(config: HardwareConfig) -> int:
-    """F: the extra cycles a conv descriptor's lane 5 waits in stage 0 (``s_axis_tready`` low)
-    while the loader's conv checks compute their products (0 without ``config.conv``)."""
-    if not isinstance(config, HardwareConfig):
-        raise TypeError(f"config must be a HardwareConfig, not {type(config).__name__}")
-    if not config.conv:
-        return 0
-    cur = {name: Signal(width, name=name) for name, width in _CAPTURED.items()}
-    return _conv_checker(Module(), config, cur)[3]
-
-
-#: the descriptor fields the conv checks capture (name: width), by lane: 0: n, m; 3: hp, wp;
-#: 4: cin, h, w; 5: kernel, stride, pad and pool per axis
-_CAPTURED = {"n": 16, "m": 16, "hp": 8, "wp": 8, "cin": 16, "h": 8, "w": 8, "kh": 4, "kw": 4,
-             "sh": 2, "sw": 2, "ph": 3, "pw": 3, "qh": 3, "qw": 3}
-
-
-def _decoder(onehot: Signal, values: list, width: int):
-    """``values[i]`` where bit ``i`` of ``onehot`` is set (``None``: any value will do). Each
-    bit is an OR of the one-hot bits where it is 1, or a NOR of those where it is 0, whichever
-    has fewer inputs: two LUT levels at most (a decoder of a binary index is a 5-input function
-    per bit, which the synthesizer chains through shared LUTs)."""
-    bits = []
-    for bit in range(width):
-        ones = [i for i, v in enumerate(values) if v is not None and (int(v) >> bit) & 1]
-        zeros = [i for i, v in enumerate(values) if v is not None and not (int(v) >> bit) & 1]
-        if len(ones) <= len(zeros):
-            bits.append(Cat(*(onehot[i] for i in ones)).any() if ones else Const(0))
-        else:
-            bits.append(~Cat(*(onehot[i] for i in zeros)).any() if zeros else Const(1))
-    return Cat(*bits)
 
 
 class BitstreamLoader(wiring.Component):
+    """The bitstream loader (ports, pipeline, latency and throughput: the module docstring)."""
+
     def __init__(self, *, config: HardwareConfig):
         if not isinstance(config, HardwareConfig):
             raise TypeError(f"config must be a HardwareConfig, not {type(config).__name__}")
@@ -279,35 +127,17 @@ class BitstreamLoader(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         c = self._config
-        specs = c.memories
-        lanes = [specs[name].lanes for name in SECTION_NAMES]
-        depth = {name: specs[name].depth for name in SECTION_NAMES}
-        fixed = {"timesteps": c.timesteps, "tau_shift": c.tau_shift,
-                 "weight_bits": c.weight_bits, "neuron": NEURON_CODES[c.neuron],
-                 "rows": c.rows, "cols": c.cols, "rows_per_word": c.rows_per_word,
-                 "bias_bits": c.bias_bits, "threshold_bits": c.threshold_bits}
-        half = WORD_BITS // 2
-
-        # values taken from the stream (captured in stage 1)
-        total_words = Signal(WORD_BITS)
-        layers = Signal(c.layer_count_bits)
-        weight_words = Signal(range(depth["weight"] + 1))
-        column_words = Signal(range(depth["bias"] + 1))
-        section_words = (layers, weight_words, column_words, column_words)
-        # the descriptor in progress (captured from stage 0) and the previous layer's output
-        # (docs/bitstream.md, "Descriptor checks"; set when a descriptor's lane 5 is in stage 1)
-        cur = {name: Signal(width, name=f"cur_{name}") for name, width in _CAPTURED.items()}
-        cur_conv = Signal()
-        words_bits = max(16, c.max_map_words.bit_length()) if c.conv else 16
-        prev_words = Signal(words_bits)   # its stored output words (dense: M)
-        prev_map = [Signal(16, name="prev_c"), Signal(8, name="prev_h"), Signal(8, name="prev_w")]
-        hold = Signal()                   # stage 0 keeps a conv descriptor's lane 5 (F cycles)
-        adv0 = Signal()                   # the word in stage 0 moves on to stage 1
-        beat_l5c = Signal()               # the beat is a conv descriptor's lane 5
-        if c.conv:
-            conv_bad, conv_large, conv_out_words, conv_wait = _conv_checker(m, c, cur)
-        else:
-            conv_wait = 0
+        m.submodules.tracker = tracker = FrameTracker(config=c)
+        m.submodules.header = header = HeaderCheck(config=c)
+        m.submodules.descriptor = descriptor = DescriptorCheck(config=c)
+        m.submodules.crc = crc = CrcCheck()
+        m.submodules.verdict = verdict = FrameVerdict(config=c)
+        frame = tracker.frame
+        wiring.connect(m, tracker.frame, header.frame, descriptor.frame)
+        wiring.connect(m, header.sections, tracker.sections)
+        wiring.connect(m, header.faults, verdict.header)
+        wiring.connect(m, descriptor.faults, verdict.descriptor)
+        wiring.connect(m, wiring.flipped(self.write), verdict.write)
 
         # --- the handshake: tready is a register (and ~commit_pending) ------------------------
         # tready_r is low for FRAME_GAP cycles after every TLAST beat: until the frame's verdict
@@ -319,472 +149,62 @@ class BitstreamLoader(wiring.Component):
                      beat.eq(self.s_axis_tvalid & self.s_axis_tready)]
         # a conv descriptor's lane 5 waits conv_wait cycles in stage 0 (hold) while the conv
         # checks compute; tready is low meanwhile, and a TLAST it carries waits with it
-        # (hold is a register: it gates every tracker enable)
-        wait = Signal(range(conv_wait + 1))
+        # (hold is a register: it gates every tracker enable). more[j - 1]: more than j cycles
+        # of the hold are left (a thermometer shifting down; no beat comes while it lasts)
+        conv_wait = descriptor.cycles
+        hold = Signal()                   # stage 0 keeps a conv descriptor's lane 5 (F cycles)
+        beat_l5c = Signal()               # the beat is a conv descriptor's lane 5
+        more = [Signal(name=f"hold_more{j}") for j in range(1, conv_wait)]
         if conv_wait:
-            with m.If(beat_l5c):
-                m.d.sync += [wait.eq(conv_wait), hold.eq(1)]
-            with m.Elif(hold):
-                m.d.sync += [wait.eq(wait - 1), hold.eq(wait != 1)]
+            m.d.sync += [hold.eq(beat_l5c | or_all([*more[:1], 0])),
+                         *(r.eq(beat_l5c | or_all([*more[j + 1:j + 2], 0]))
+                           for j, r in enumerate(more))]
         m.d.sync += [ends[0].eq(beat & self.s_axis_tlast | ends[0] & hold),
                      ends[1].eq(ends[0] & ~hold),
                      *(ends[i].eq(ends[i - 1]) for i in range(2, len(ends))),
-                     tready_r.eq(~(beat & self.s_axis_tlast | or_all(ends) | beat_l5c
-                                   | (wait > 1)))]
+                     tready_r.eq(~or_all([beat & self.s_axis_tlast, *ends, beat_l5c, *more[:1]]))]
 
-        # --- stage 0: the beat, registered ----------------------------------------------------
+        # --- stage 0: the beat, registered; what it is (the tracker) ----------------------------
         v0 = Signal()
         tlast = Signal()
         d0 = Signal(WORD_BITS)
         dh0 = Signal(WORD_BITS, reset_less=True)              # copies of d0 for the CRC terms
         du0 = Signal(WORD_BITS, init=(1 << WORD_BITS) - 1)    # (fan-out; distinct: not merged)
+        adv0 = Signal()                   # the word in stage 0 moves on to stage 1
         m.d.comb += adv0.eq(v0 & ~hold)
         with m.If(~hold):
             m.d.sync += [v0.eq(beat), tlast.eq(self.s_axis_tlast), d0.eq(self.s_axis_tdata),
                          dh0.eq(self.s_axis_tdata), du0.eq(self.s_axis_tdata)]
-
-        # --- stage 0: what that word is (the frame's structure; no checks) -------------------
-        # This tracker describes the word in stage 0 and advances past it when v0. Faults never
-        # steer it (stage 3 latches them). `slot` (one-hot) names the word's checks: its header
-        # and table position, a descriptor lane, or other (payload, CRC word, after it). Every
-        # register here is enabled by v0 alone and loaded from registers: what a word does to
-        # the tracker is decoded a word ahead into the one-hot do_* registers.
-        slot = Signal(_SLOT_OTHER + 1, init=1)
-        hdr_last = slot[_SLOT_DESC - 1]   # the last table word
-        r_hdr = Signal(init=1)            # header and section table
-        r_payload = Signal()              # the payload sections
-        r_desc = Signal()                 # the descriptor section
-        r_crc = Signal()                  # the CRC word (after it: r_hdr, r_payload low)
-        t_mid = Signal()                  # not at word 0 of a frame
-        t_sec = Signal(2)                 # payload: section t_sec, word t_word, lane t_lane
-        t_sec3 = Signal()                 # t_sec == 3
-        t_word = Signal(c.write_addr_bits)
-        t_word0 = Signal()                # t_word == 0
-        t_left = Signal(range(max(depth.values()) + 1))       # words of the section after t_word
-        t_word_last = Signal()            # t_left == 0
-        t_left1 = Signal()                # t_left == 1
-        t_lane = Signal(c.lane_bits)
-        t_lane_last = Signal()            # t_lane == lanes[t_sec] - 1
-        t_lane_pen = Signal()             # t_lane == lanes[t_sec] - 2
-        do_lane = Signal()                # the word is not its memory word's last lane
-        do_word = Signal()                # ... it is, but not its section's last word
-        do_sec = Signal()                 # ... it is its section's last word
-        do_crc = Signal()                 # ... and the section is the last: the CRC word next
-        do_enter = Signal()               # do_sec, or the last table word: enter a section
-        m.d.comb += self.busy.eq(t_mid | v0 | ~tready_r)
-
-        # sections' t_left, t_word_last, t_left1 on entry (2 and 3 have the same word count):
-        # a queue loaded in the header and shifted on each entry. column_words (word 22) is
-        # captured in its stage 1 and its init a cycle later: in time for the last load, by
-        # word 25 in stage 0, however close the words come.
-        assert section_words[2] is section_words[3]
-        init = [[Signal.like(t_left, name=f"left_init{k}"), Signal(name=f"one_word{k}"),
-                 Signal(name=f"two_words{k}")] for k in range(3)]
-        for k in range(3):
-            m.d.sync += [init[k][0].eq(section_words[k] - 1),
-                         init[k][1].eq(section_words[k] == 1),
-                         init[k][2].eq(section_words[k] == 2)]
-        queue = [[Signal.like(s, name=f"next_{s.name}") for s in init[k]] for k in range(3)]
-
-        def per_section(values, sec):     # a constant of each section, selected by `sec`
-            return Cat(*(values[k % 4] for k in range(4))).bit_select(sec, 1)
-
-        lanes_1 = [n == 1 for n in lanes]
-        lanes_2 = [n == 2 for n in lanes]
-        enter_sec = Mux(r_hdr, 0, t_sec + 1)
-        enter_sec3 = ~r_hdr & (t_sec == 2)
-        entry_left, entry_last, entry_left1 = queue[0]
-        # the next word's memory-word and section ends, by what this word does
-        does = {"lane": do_lane, "word": do_word, "enter": do_enter & ~do_crc}
-        ends_lane = {"lane": t_lane_pen, "word": per_section(lanes_1, t_sec),
-                     "enter": per_section(lanes_1, enter_sec)}
-        ends_word = {"lane": t_word_last, "word": t_left1, "enter": entry_last}
-        in_sec3 = {"lane": t_sec3, "word": t_sec3, "enter": enter_sec3}
-
-        def next_do(lane_end, word_end=False, sec3=False):
-            return or_all(does[k] & (ends_lane[k] if lane_end else ~ends_lane[k])
-                        & ((ends_word[k] if word_end else ~ends_word[k]) if lane_end else 1)
-                        & (in_sec3[k] if sec3 else 1) for k in does)
-
-        with m.If(adv0):
-            m.d.sync += [
-                t_mid.eq(1),
-                slot.eq(Cat(0, slot[:_SLOT_DESC - 1],                 # header and table
-                            hdr_last | slot[_SLOT_OTHER - 1] & ~t_word_last,
-                            slot[_SLOT_DESC:_SLOT_OTHER - 1],         # descriptor lanes
-                            slot[_SLOT_OTHER] | slot[_SLOT_OTHER - 1] & t_word_last)),
-                r_hdr.eq(r_hdr & ~hdr_last),
-                r_payload.eq(hdr_last | r_payload & ~do_crc),
-                r_desc.eq(hdr_last | r_desc & ~do_sec),
-                r_crc.eq(do_crc),
-                do_lane.eq(next_do(False)),
-                do_word.eq(next_do(True)),
-                do_sec.eq(next_do(True, True)),
-                do_crc.eq(next_do(True, True, True)),
-                do_enter.eq(next_do(True, True) | slot[_SLOT_DESC - 2]),
-            ]
-            with m.If(do_enter):
-                m.d.sync += [dst.eq(src) for k in (0, 1) for dst, src in zip(queue[k],
-                                                                              queue[k + 1])]
-            with m.Elif(r_hdr):
-                m.d.sync += [dst.eq(src) for k in range(3) for dst, src in zip(queue[k],
-                                                                               init[k])]
-            with m.If(do_enter):
-                m.d.sync += [t_sec.eq(enter_sec), t_sec3.eq(enter_sec3)]
-            with m.If(do_lane):
-                m.d.sync += [t_lane.eq(t_lane + 1), t_lane_last.eq(t_lane_pen),
-                             t_lane_pen.eq(Cat(*(t_lane == lanes[k] - 3 for k in range(4)))
-                                           .bit_select(t_sec, 1))]
-            with m.Elif(do_word):
-                m.d.sync += [t_lane.eq(0), t_lane_last.eq(per_section(lanes_1, t_sec)),
-                             t_lane_pen.eq(per_section(lanes_2, t_sec)),
-                             t_word.eq(t_word + 1), t_word0.eq(0), t_left.eq(t_left - 1),
-                             t_word_last.eq(t_left1), t_left1.eq(t_left == 2)]
-            with m.Elif(do_enter):
-                m.d.sync += [t_lane.eq(0), t_lane_last.eq(per_section(lanes_1, enter_sec)),
-                             t_lane_pen.eq(per_section(lanes_2, enter_sec)),
-                             t_word.eq(0), t_word0.eq(1), t_left.eq(entry_left),
-                             t_word_last.eq(entry_last), t_left1.eq(entry_left1)]
         # A TLAST word advances the tracker like any other; it returns to word 0 the cycle
-        # after (no beat can come then: tready is low), a synchronous reset beside the enables.
-        with m.If(ends[1]):
-            m.d.sync += [s.eq(s.init) for s in (slot, r_hdr, r_payload, r_desc, r_crc, t_mid,
-                                               do_lane, do_word, do_sec, do_crc, do_enter)]
-
-        # --- stage 0: the descriptor's fields, captured for the checks of its later lanes -----
-        def lane_field(name):             # a descriptor field in its lane's word (d0)
-            offset, width = DESCRIPTOR_FIELDS[name]
-            return d0[offset % WORD_BITS:offset % WORD_BITS + width]
-
-        lane_fields = {_L0: {"n": "fan_in", "m": "neurons"},
-                       _L3: {"hp": "out_height", "wp": "out_width"},
-                       _L4: {"cin": "in_channels", "h": "in_height", "w": "in_width"},
-                       _L5: {"kh": "kernel_h", "kw": "kernel_w", "sh": "stride_h",
-                             "sw": "stride_w", "ph": "pad_h", "pw": "pad_w", "qh": "pool_h",
-                             "qw": "pool_w"}}
-        for index, names in lane_fields.items():
-            if index != _L0 and not c.conv:
-                continue
-            with m.If(v0 & slot[index]):
-                m.d.sync += [cur[key].eq(lane_field(name)) for key, name in names.items()]
-                if index == _L3:
-                    m.d.sync += cur_conv.eq(lane_field("conv"))
+        # after (no beat can come then: tready is low).
+        m.d.comb += [tracker.advance.eq(adv0), tracker.restart.eq(ends[1]),
+                     self.busy.eq(frame.mid | v0 | ~tready_r)]
         # the beat is lane 5 of a conv descriptor: the stage-0 word is lane 4, or stage 0 is
-        # empty and the tracker expects lane 5 (cur_conv, from lane 3, is in place by then)
-        m.d.comb += beat_l5c.eq(beat & cur_conv & Mux(v0, slot[_L4], slot[_L5]) if conv_wait
-                                else 0)
+        # empty and the tracker expects lane 5 (descriptor.conv, from lane 3, is in place then)
+        m.d.comb += beat_l5c.eq(beat & descriptor.conv
+                                & Mux(v0, frame.slot[desc_slot(4)], frame.slot[desc_slot(5)])
+                                if conv_wait else 0)
 
-        # --- stage 1: the word, and which checks apply to it (decoded from the slot) ----------
-        # A check is one of: the word equals exp1 (k_eq: a constant of the slot, or the layer
-        # count, column words or readout flag: exp1 ORs the one-hot slot's bits AND their
-        # values); it is below opnd1 (k_ge: maxima, descriptor bases); plus the special ones
-        # (range: also not 0; total: the table's sum; desc0: descriptor lane 0).
-        v1 = Signal()
-        l1 = Signal()
-        d1 = Signal(WORD_BITS)
-        exp1 = Signal(WORD_BITS)
-        ecode1 = Signal(ERROR_BITS)       # the code of a k_eq or k_ge fault of the slot
-        opnd_bits = max(depth["weight"] + 1, depth["bias"] + 1, c.max_layers + 1).bit_length()
-        opnd1 = Signal(opnd_bits)
-        kinds = ("eq", "total", "range", "ge", "desc0")
-        k1 = {name: Signal(name=f"k_{name}1") for name in kinds}
-        k_crc1 = Signal()
-        k_write1 = Signal()
-        caps = {"total": total_words, "layers": layers, "weight": weight_words,
-                "column": column_words}
-        cap1 = {name: Signal(name=f"cap_{name}1") for name in caps}
-        sec1 = Signal.like(t_sec)
-        word1 = Signal.like(t_word)
-        lane1 = Signal.like(t_lane)
-
-        # the checks of each slot, in the order of spikepack.firmware.bitstream
-        field = {name: i for i, name in enumerate(HEADER_FIELDS)}
-        table = [{} for _ in range(_SLOT_OTHER + 1)]
-        for name, index in field.items():
-            if name == "total_words":
-                table[index] = {"cap": "total"}
-            elif name == "layer_count":
-                table[index] = {"cap": "layers", "range": c.max_layers + 1,
-                                "code": ErrorCode.TOO_LARGE}
-            else:
-                value, error = {"magic": (BITSTREAM_MAGIC, ErrorCode.BAD_MAGIC),
-                                "version": (FORMAT_VERSION, ErrorCode.BAD_VERSION),
-                                "signature": (c.signature, ErrorCode.BAD_SIGNATURE),
-                                "section_count": (len(SECTION_NAMES), ErrorCode.BAD_SECTION),
-                                }.get(name, (fixed.get(name), ErrorCode.BAD_HEADER))
-                table[index] = {"eq": value, "code": error}
-        for k, name in enumerate(SECTION_NAMES):
-            base = HEADER_WORDS + SECTION_ENTRY_WORDS * k
-            table[base] = {"eq": k, "code": ErrorCode.BAD_SECTION}
-            if name == "descriptor":
-                table[base + 1] = {"eq": layers, "code": ErrorCode.BAD_LENGTH}
-            elif name == "threshold":
-                table[base + 1] = {"eq": column_words, "code": ErrorCode.BAD_LENGTH}
-            else:
-                table[base + 1] = {"cap": ("weight", "column")[k - 1], "range": depth[name] + 1,
-                                   "code": ErrorCode.TOO_LARGE}
-            table[base + 2] = {"eq": lanes[k], "code": ErrorCode.BAD_SECTION}
-        table[PAYLOAD_OFFSET - 1]["total"] = True
-        # descriptor lanes: 0 sizes, 1 weight base, 2 column base; without conv, 3 the readout
-        # flag and 4, 5 zero (with conv, lanes 3-5 have checks of their own, below)
-        table[_SLOT_DESC + 0] = {"desc0": True}
-        table[_SLOT_DESC + 1] = {"ge": weight_words, "code": ErrorCode.BAD_DESCRIPTOR}
-        table[_SLOT_DESC + 2] = {"ge": column_words, "code": ErrorCode.BAD_DESCRIPTOR}
-        if not c.conv:
-            table[_L3] = {"eq": t_word_last, "code": ErrorCode.BAD_DESCRIPTOR}
-            table[_L4] = {"eq": 0, "code": ErrorCode.BAD_DESCRIPTOR}
-            table[_L5] = {"eq": 0, "code": ErrorCode.BAD_DESCRIPTOR}
-
-        def constant(value):
-            return None if isinstance(value, Signal) else value
-
-        fields = [(ecode1, lambda e: e.get("code")), (k1["eq"], lambda e: "eq" in e),
-                  (k1["total"], lambda e: "total" in e), (k1["range"], lambda e: "range" in e),
-                  (k1["ge"], lambda e: "range" in e or "ge" in e),
-                  (k1["desc0"], lambda e: "desc0" in e),
-                  *((cap1[name], lambda e, name=name: e.get("cap") == name) for name in caps)]
-        for target, of in fields:
-            m.d.sync += target.eq(_decoder(slot, [of(entry) for entry in table], len(target)))
-        variables = [(i, e["eq"]) for i, e in enumerate(table)
-                     if "eq" in e and constant(e["eq"]) is None]
-        # The decoder's part must be 0 at the slots whose value is ORed in from the stream
-        # (not "any value"): where most constants have a bit set, the decoder computes it as a
-        # NOR of the zeros, which is 1 at every slot it is not told about, and would set that
-        # bit of the layer count, column words or readout flag (a configuration-dependent
-        # refusal of good streams, issue 12).
-        m.d.sync += exp1.eq(_decoder(slot, [0 if "eq" in e and constant(e["eq"]) is None
-                                            else constant(e.get("eq")) for e in table],
-                                     WORD_BITS)
-                            | or_all(slot[i].replicate(WORD_BITS) & value for i, value in variables))
-        limits = [(i, e.get("range", e.get("ge"))) for i, e in enumerate(table)]
-        m.d.sync += opnd1.eq(or_all(slot[i].replicate(opnd_bits) & value
-                                  for i, value in limits if value is not None))
-        dg1 = Signal(opnd_bits, reset_less=True)              # d1's copy for f_ge (fan-out)
-        m.d.sync += [v1.eq(adv0), l1.eq(tlast), d1.eq(d0), dg1.eq(d0), k_crc1.eq(r_crc),
-                     k_write1.eq(r_payload), sec1.eq(t_sec), word1.eq(t_word), lane1.eq(t_lane)]
-        # comparisons of the word with constants, whatever its checks (the kinds select later):
-        # which segments of it are not 0 (bytes, split at opnd_bits; disjoint, so that no
-        # flag's LUTs are shared with another's), the fan-in and neurons above their maxima
-        cuts = sorted({*range(0, WORD_BITS + 1, 8), opnd_bits})
-        segments = list(zip(cuts, cuts[1:]))
-        nonzero1 = [Signal(name=f"nonzero{a}_1") for a, _ in segments]
-        m.d.sync += [flag.eq(d0[a:b] != 0) for flag, (a, b) in zip(nonzero1, segments)]
-        zero1 = [~or_all(f for f, (a, _) in zip(nonzero1, segments) if a < half),
-                 ~or_all(f for f, (a, _) in zip(nonzero1, segments) if a >= half)]
-        high1 = or_all(f for f, (a, _) in zip(nonzero1, segments) if a >= opnd_bits)
-
-        with m.If(v1):
+        # --- stages 1 and 2: the word and what it is, carried; the checks -----------------------
+        w1 = WordSignature(c).create(path=("word1",))
+        w2 = WordSignature(c).create(path=("word2",))
+        m.d.sync += [w1.valid.eq(adv0), w1.last.eq(tlast), w1.data.eq(d0), w1.crc.eq(frame.crc),
+                     w1.write.eq(frame.payload), w1.sec.eq(frame.sec), w1.word.eq(frame.word),
+                     w1.lane.eq(frame.lane),
+                     *(getattr(w2, name).eq(getattr(w1, name)) for name in w1.signature.members)]
+        with m.If(w1.valid):
             m.d.sync += self.words_received.eq(self.words_received + 1)
-            for name, target in caps.items():
-                with m.If(cap1[name]):
-                    m.d.sync += target.eq(d1)
+        m.d.comb += [header.word.eq(d0), header.valid1.eq(w1.valid), header.word1.eq(w1.data),
+                     descriptor.word.eq(d0), descriptor.valid.eq(v0),
+                     descriptor.valid1.eq(w1.valid)]
+        # CRC-32: the word's terms from its stage-0 copies; stage 2 advances it (TLAST resets it)
+        m.d.comb += [crc.h_word.eq(dh0), crc.u_word.eq(du0), crc.valid.eq(w2.valid),
+                     crc.last.eq(w2.last)]
 
-        # descriptor lanes 3-5, stage 1: the lane's comparisons (from stage 0), which lane it is,
-        # and the descriptor's registered comparisons (from its captured fields)
-        k_l3_1, k_l4_1, k_l5_1, first1, last1 = (Signal(name=n) for n in (
-            "k_lane3_1", "k_lane4_1", "k_lane5_1", "first_layer1", "last_layer1"))
-        m.d.sync += [k_l3_1.eq(slot[_L3]), k_l4_1.eq(slot[_L4]), k_l5_1.eq(slot[_L5]),
-                     first1.eq(t_word0), last1.eq(t_word_last)]
-        chain_ne, fan_in_large, neurons_large, channels_large = (Signal(name=n) for n in (
-            "chain_ne", "fan_in_large", "neurons_large", "channels_large"))
-        m.d.sync += [chain_ne.eq(cur["n"] != prev_words),
-                     fan_in_large.eq(cur["n"] > c.max_fan_in),
-                     neurons_large.eq(cur["m"] > c.max_neurons),
-                     channels_large.eq(cur["m"] > c.max_channels)]
-        # a descriptor's lane 5 in stage 1: its output becomes the previous layer's (stage 0
-        # may already hold the next descriptor's lane 0, captured at the end of this cycle)
-        with m.If(v1 & k_l5_1):
-            if c.conv:
-                m.d.sync += [prev_words.eq(Mux(cur_conv, conv_out_words, cur["m"])),
-                             prev_map[0].eq(cur["m"]),
-                             prev_map[1].eq(Mux(cur_conv, cur["hp"], 1)),
-                             prev_map[2].eq(Mux(cur_conv, cur["wp"], 1))]
-            else:
-                m.d.sync += prev_words.eq(cur["m"])
-        if c.conv:
-            def conv_field(name):         # a conv field of the stage-0 word (its lane's bits)
-                offset, width = DESCRIPTOR_FIELDS[name]
-                return d0[offset % WORD_BITS:offset % WORD_BITS + width]
-
-            l3 = {n: Signal(name=f"lane3_{n}1") for n in ("conv", "dense_bad", "conv_bad")}
-            l4 = {"nonzero": Signal(name="lane4_nonzero1"),
-                  **{n: [Signal(name=f"lane4_{n}{k}_1") for k in range(3)]
-                     for n in ("zero", "chain", "large")}}      # a flag a field
-            l5 = {n: Signal(name=f"lane5_{n}1") for n in ("nonzero", "bad", "large")}
-            kernel = [conv_field("kernel_h"), conv_field("kernel_w")]
-            pads = [conv_field("pad_h"), conv_field("pad_w")]
-            sizes = [conv_field(n) for n in ("in_channels", "in_height", "in_width")]
-            m.d.sync += [
-                l3["conv"].eq(conv_field("conv")),
-                # dense: lane 3 is the readout flag; conv: bit 1 and the pooled map only, and
-                # never on the last layer
-                l3["dense_bad"].eq((d0[:8] != t_word_last) | (d0[8:] != 0)),
-                l3["conv_bad"].eq(((d0[:8] & (0xFF ^ CONV_BIT)) != 0) | (d0[24:] != 0) | t_word_last),
-                l4["nonzero"].eq(d0 != 0),
-                *(z.eq(f == 0) for z, f in zip(l4["zero"], sizes)),
-                *(n.eq(f != p) for n, f, p in zip(l4["chain"], sizes, prev_map)),
-                *(g.eq(f > top) for g, f, top in zip(l4["large"], sizes, (
-                    c.max_channels, c.max_map_side, c.max_map_side))),
-                l5["nonzero"].eq(d0 != 0),
-                l5["bad"].eq(or_all([d0[24:] != 0, *(k == 0 for k in kernel),
-                                     *(conv_field(n) == 0 for n in ("stride_h", "stride_w",
-                                                                    "pool_h", "pool_w")),
-                                     *(p >= k for p, k in zip(pads, kernel))])),
-                l5["large"].eq(or_all(k > c.max_kernel for k in kernel)),
-            ]
-
-        # the table's total, summed and compared over the cycles between the table's words:
-        # column_words (word 22) is captured in its stage 1, the comparison (a byte a flag) is
-        # ready 3 cycles later, in time for word 26's stage 1 however close the words come
-        assert PAYLOAD_OFFSET - 1 - (HEADER_WORDS + SECTION_ENTRY_WORDS * 2 + 1) >= 4
-
-        def times(x, k):                  # x * k as shifts and adds
-            return sum((x << i) for i in range(k.bit_length()) if (k >> i) & 1) if k else 0
-
-        p_a = Signal(24)
-        p_b = Signal(24)
-        p_c = Signal(24)
-        p_ab = Signal(24)
-        p_sum = Signal(24)
-        mismatch = [Signal(name=f"total_mismatch{k}") for k in range(4)]
-        m.d.sync += [p_a.eq(PAYLOAD_OFFSET + 1 + times(layers, lanes[0])),
-                     p_b.eq(times(weight_words, lanes[1])),
-                     p_c.eq(times(column_words, lanes[2] + lanes[3])),
-                     p_ab.eq(p_a + p_b), p_sum.eq(p_ab + p_c),
-                     *(mismatch[k].eq(total_words[8 * k:8 * k + 8] != p_sum[8 * k:8 * k + 8])
-                       for k in range(4))]
-
-        # CRC-32 (spikepack.hw.crc.CrcCheck): the word's terms from its stage-0 copies
-        m.submodules.crc = crc = CrcCheck()
-        m.d.comb += [crc.h_word.eq(dh0), crc.u_word.eq(du0)]
-
-        # --- stage 2: the word's checks, each a register (a byte's comparison, or a kind AND a
-        # comparison made in stage 1) ------------------------------------------------------------
-        def carried(n, *fields):
-            """The word's fields of the previous stage, registered into stage ``n``."""
-            out = []
-            for f in fields:
-                r = Signal.like(f, name=f"{f.name[:-1]}{n}")
-                m.d.sync += r.eq(f)
-                out.append(r)
-            return out
-
-        v2, l2, d2, ecode2, k_crc2, k_write2, sec2, word2, lane2 = carried(
-            2, v1, l1, d1, ecode1, k_crc1, k_write1, sec1, word1, lane1)
-
-        def differ(name, a, b):
-            """Registered ``a != b``, one flag a byte (its kind applies in stage 3)."""
-            out = []
-            for i, start in enumerate(range(0, len(a), 8)):
-                flag = Signal(name=f"{name}{i}_2")
-                m.d.sync += flag.eq(a[start:start + 8] != b[start:start + 8])
-                out.append(flag)
-            return out
-
-        k_eq2 = Signal()
-        m.d.sync += k_eq2.eq(k1["eq"])
-        ne_exp = differ("ne_exp", d1, exp1)
-        f_ge = Signal()                   # below opnd1 (its high bits: f_high)
-        f_high = Signal()
-        f_total = Signal()
-        f_zero = Signal()                 # a range of 0
-        f_desc0 = Signal()                # descriptor lane 0: fan-in or neurons 0
-        # descriptor lanes 3-5: malformed (BAD_DESCRIPTOR) or too large (TOO_LARGE); k5c2: a
-        # conv descriptor's lane 5, whose product checks join in stage 3
-        f_lane_desc = Signal()
-        f_lane_large = Signal()
-        k5c2 = Signal()
-        dense_chain = ~first1 & chain_ne
-        dense_large = fan_in_large | neurons_large
-        if c.conv:
-            m.d.sync += [
-                f_lane_desc.eq(k_l3_1 & Mux(l3["conv"], l3["conv_bad"],
-                                            l3["dense_bad"] | dense_chain)
-                               | k_l4_1 & Mux(cur_conv, or_all(l4["zero"])
-                                              | ~first1 & or_all(l4["chain"]), l4["nonzero"])
-                               | k_l5_1 & Mux(cur_conv, l5["bad"], l5["nonzero"])),
-                f_lane_large.eq(k_l3_1 & Mux(l3["conv"], channels_large, dense_large)
-                                | cur_conv & (k_l4_1 & or_all(l4["large"])
-                                              | k_l5_1 & l5["large"])),
-                k5c2.eq(k_l5_1 & cur_conv)]
-        else:
-            m.d.sync += [f_lane_desc.eq(k_l3_1 & dense_chain),
-                         f_lane_large.eq(k_l3_1 & dense_large)]
-        m.d.sync += [f_ge.eq(k1["ge"] & (dg1 >= opnd1)),
-                     f_high.eq(k1["ge"] & high1),
-                     f_total.eq(k1["total"] & or_all(mismatch)),
-                     f_zero.eq(k1["range"] & zero1[0] & zero1[1]),
-                     f_desc0.eq(k1["desc0"] & (zero1[0] | zero1[1]))]
-
-        # CRC-32, stage 2: the word in stage 2 advances the register (TLAST resets it); in stage
-        # 3 a flag a byte says whether it is the frame's right CRC word
-        m.d.comb += [crc.valid.eq(v2), crc.last.eq(l2)]
-        crc_ok3 = list(crc.ok)
-
-        # --- stage 3: the word's fault, by code group -----------------------------------------
-        # g_code: ecode (k_eq, k_ge); g_length: BAD_LENGTH (a zero range, or the total when the
-        # lanes matched); g_desc: BAD_DESCRIPTOR (a zero size, the chain); g_large: TOO_LARGE
-        # (the descriptor maxima, after its other checks). At most one is set.
-        v3, l3, d3, ecode3, k_crc3, k_write3, sec3, word3, lane3 = carried(
-            3, v2, l2, d2, ecode2, k_crc2, k_write2, sec2, word2, lane2)
-        g = {name: Signal(name=f"g_{name}3") for name in ("code", "length", "desc", "large")}
-        fault3 = Signal()                 # any of them
-        f_eq = k_eq2 & or_all(ne_exp)
-        desc_fault = f_desc0 | f_lane_desc
-        large_fault = f_lane_large
-        if c.conv:
-            desc_fault = desc_fault | k5c2 & conv_bad
-            large_fault = large_fault | k5c2 & conv_large
-        m.d.sync += [g["code"].eq(f_eq | f_high | f_ge),
-                     g["length"].eq(f_total & ~f_eq | f_zero),
-                     g["desc"].eq(desc_fault),
-                     g["large"].eq(large_fault & ~desc_fault & ~f_eq),
-                     fault3.eq(or_all([f_eq, f_high, f_ge, f_total, f_zero, desc_fault,
-                                       large_fault]))]
-
-        # --- stage 4: the frame's verdict, and the write port ---------------------------------
-        # `faulted` marks a frame whose fault was found (from the word after it on; cleared by
-        # its TLAST word), so that it writes nothing more and cannot commit. code4: the word's
-        # code, its checks' (by group), else the CRC word's (EXTRA_WORDS if it matched without
-        # TLAST), else TRUNCATED if it carries TLAST; the frame's first one is latched from it.
-        fin3 = ends[3]                    # v3 & l3: the TLAST word
-        faulted = Signal()
-        crc_ok = Cat(*crc_ok3).all()
-        good = ~faulted & ~fault3 & k_crc3 & crc_ok
-        group_code = ((ecode3 & g["code"].replicate(ERROR_BITS))
-                      | Mux(g["length"], ErrorCode.BAD_LENGTH, 0)
-                      | Mux(g["desc"], ErrorCode.BAD_DESCRIPTOR, 0)
-                      | Mux(g["large"], ErrorCode.TOO_LARGE, 0))
-        code4 = Signal(ERROR_BITS)
-        capture4 = Signal()               # code4 is the frame's first fault
-        faulted4 = Signal()               # the frame ending in stage 4 had faulted before
-        fin_bad = Signal()                # ... and is bad
-        m.d.sync += [
-            code4.eq(Mux(fault3, group_code,
-                         Mux(k_crc3, Mux(crc_ok, Mux(l3, ErrorCode.NONE, ErrorCode.EXTRA_WORDS),
-                                         ErrorCode.CRC_MISMATCH),
-                             ErrorCode.TRUNCATED))),
-            capture4.eq(v3 & ~l3 & ~faulted & (fault3 | k_crc3)),
-            faulted4.eq(faulted),
-            self.write.commit.eq(fin3 & good), fin_bad.eq(fin3 & ~good),
-            self.write.commit_layers.eq(layers),
-            self.write.en.eq(v3 & k_write3 & ~faulted & ~fault3),
-            self.write.mem.eq(sec3), self.write.addr.eq(word3), self.write.lane.eq(lane3),
-            self.write.data.eq(d3),
-        ]
-        with m.If(fin3):
-            m.d.sync += faulted.eq(0)
-        with m.Elif(v3 & (fault3 | k_crc3)):
-            m.d.sync += faulted.eq(1)
-        first_code = Signal(ERROR_BITS)
-        with m.If(capture4):
-            m.d.sync += first_code.eq(code4)
-
-        # --- status ---------------------------------------------------------------------------
-        with m.If(self.write.commit):
-            m.d.sync += self.good_loads.eq(self.good_loads + 1)
-        with m.If(fin_bad):
-            m.d.sync += self.bad_loads.eq(self.bad_loads + 1)
-        with m.If(self.write.commit | fin_bad):
-            m.d.sync += self.error.eq(Mux(faulted4, first_code, code4))
+        # --- stages 3 and 4: the verdict, the write port and the status ---------------------
+        wiring.connect(m, w2, verdict.word)
+        m.d.comb += [verdict.end.eq(ends[2]), verdict.crc_ok.eq(crc.ok),
+                     verdict.layers.eq(header.sections.layers),
+                     self.error.eq(verdict.error), self.good_loads.eq(verdict.good_loads),
+                     self.bad_loads.eq(verdict.bad_loads)]
         return m

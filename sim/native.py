@@ -235,7 +235,9 @@ def pack_inputs(z: np.ndarray, timesteps: int, *, rows: int | None = None) -> np
     (:func:`spikepack.protocol.input_beats`, the format every bench sends). Images of a conv
     network, (S, C, H, W), are sent in storage order (:func:`spikepack.protocol.stream_words`
     with ``rows`` = R: channels last, zeros in the padding lanes; the convolution contract, docs/architecture.md),
-    N0 = H * W * ceil(C / R) * R words."""
+    N0 = H * W * ceil(C / R) * R words. ``z`` is what the hardware reads: for a bitstream whose
+    first layer was folded, the folded maps (``firmware.layout.hardware_input``; ``spikepack
+    run --model`` folds the model's images before calling this)."""
     z = np.asarray(z)
     if z.ndim == 4:
         if rows is None:

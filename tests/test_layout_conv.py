@@ -196,22 +196,27 @@ def test_conv_models_pack_parse_back_and_compute_the_golden_network():
     seed, rng = _seeded()
     for i, (config, model) in enumerate(_cases(rng, 30)):
         what = f"case {i} (seed {seed}): {config} {[l.kind for l in model.layers]}"
-        data = bs.pack(model, config)
+        fold = bool(rng.random() < 0.5)       # the first layer folded where it can, or not
+        data = bs.pack(model, config, fold=fold)
         assert bs.loader_outcome(bs.words_of(data), config) == bs.ErrorCode.NONE, what
         back = bs.parse(data, config)
-        assert back.input_shape == model.input_shape, what
+        carried = model.hardware_model(config, fold=fold)   # the model itself unless folded
+        assert back.input_shape == carried.input_shape, what
         # a 1 x 1 max pooling is no pooling: the descriptor has none to give back
-        assert back.layers == tuple(l for l in model.layers
+        assert back.layers == tuple(l for l in carried.layers
                                     if not (l.kind == "maxpool" and l.window == (1, 1))), what
-        assert bs.pack(back, config) == data, what
-        # the layout's hardware layers, run as the hardware does on stored maps
-        image = layout_network(model.hardware_layers(config.rows), config)
+        assert bs.pack(back, config, fold=fold) == data, what
+        # the layout's hardware layers, run as the hardware does on stored maps (the images
+        # folded as the first layer is: firmware.layout.hardware_input)
+        image = layout_network(model.hardware_layers(
+            config.rows, fold=model.input_fold(config) if fold else None), config)
         hw = unpack_network(image, config)
         z = random_images(rng, 4, model.input_shape, config.timesteps)
         want, _ = model.forward(z)
+        zh = model.hardware_input(z, config, fold=fold)
         for s in range(len(z)):
-            stored = to_storage(z[s], config.rows) if model.layers[0].kind == "conv" \
-                else z[s].reshape(-1)
+            stored = to_storage(zh[s], config.rows) if model.layers[0].kind == "conv" \
+                else zh[s].reshape(-1)
             got = hardware_forward(stored, hw, config)
             assert np.array_equal(got, want[s]), f"{what}: image {s}: {got} != {want[s]}"
 

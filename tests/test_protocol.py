@@ -70,6 +70,18 @@ def test_a_map_needs_rows_for_its_storage_order():
     assert stream_words([1, 2]).tolist() == [1, 2]                      # a vector as it is
 
 
+def test_a_folded_first_layer_streams_the_folded_map():
+    """With the model's fold (docs/bitstream.md, "The first layer"), an image goes out as its
+    folded map in storage order: pixel (y, x) channel kx*C + c = z[c, y, x + kx - 1], 0 at
+    the edges."""
+    from spikepack.firmware.layout import InputFold
+    image = np.arange(1 * 2 * 3).reshape(1, 2, 3) + 1
+    fold = InputFold(1, 2, 3, kernel_w=3, stride_w=1, pad_w=1)
+    words = stream_words(image, 4, fold=fold).reshape(2, 3, 4)         # (y, x, lanes)
+    assert words[0].tolist() == [[0, 1, 2, 0], [1, 2, 3, 0], [2, 3, 0, 0]]
+    assert words[1].tolist() == [[0, 4, 5, 0], [4, 5, 6, 0], [5, 6, 0, 0]]
+
+
 @given(data=st.data())
 def test_potential_unpacking_matches_the_bench(manifest, data):
     m, config = manifest

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from spikepack.accelerator import TOP_NAME, load_manifest
 from spikepack.cli import main as cli
-from spikepack.run import run_inference
+from spikepack.run import RunError, run_inference
 from spikepack.sim import native
 from spikepack.sim.runner import BUILD_ROOT, bench_seed
 
@@ -226,15 +226,19 @@ def test_native_64_bit_outputs_are_bit_exact(tmp_path):
 
 @pytest.mark.rtl
 @pytest.mark.xdist_group("top-conv")
-def test_run_conv_network_on_both_engines(tmp_path):
+def test_run_conv_network_on_both_engines(tmp_path, capsys):
     """A random conv network with max pooling (``spikepack.sim.benches.stimulus.random_plan``, a
-    format-v2 model) packed for a small conv accelerator and run by ``spikepack run`` on both
-    engines: images (S, C, H, W) go out in storage order; outputs bit-exact with the golden
-    model the bitstream carries; the CLI takes an inputs file of flattened (c, y, x) images."""
+    format-v2 model, its first layer one that folds: docs/array.md, "The first layer") packed
+    for a small conv accelerator and run by ``spikepack run`` on both engines: images
+    (S, C, H, W) go out in storage order; the native engine runs the folded bitstream on the
+    model's images (``model=``: folded for the hardware, checked against the model's golden
+    model), the cocotb engine the bitstream packed unfolded; outputs bit-exact. The CLI takes
+    an inputs file of flattened (c, y, x) images with ``--model``, and refuses them in one line
+    without it (the folded bitstream reads the folded map), naming ``--model``."""
     from spikepack.accelerator import generate_accelerator
     from spikepack.config import HardwareConfig
     from spikepack.firmware.bitstream import pack
-    from spikepack.sim.benches.stimulus import conv_model, random_images, random_plan
+    from spikepack.sim.benches.stimulus import conv_model, foldable_plan, random_images
 
     seed = bench_seed()
     print(f"seed {seed}")
@@ -242,20 +246,39 @@ def test_run_conv_network_on_both_engines(tmp_path):
     config = HardwareConfig(rows=4, cols=4, timesteps=4, max_fan_in=64, max_neurons=32,
                             max_layers=4, weight_depth=256, max_channels=8, max_map_side=8,
                             max_map_words=256, max_kernel=5)
-    plan = random_plan(rng, config, max_cycles=4000)
+    plan = foldable_plan(rng, config, max_cycles=4000)
     model = conv_model(rng, config, plan)
+    assert model.input_fold(config) is not None, f"seed {seed}: {plan} does not fold"
     generate_accelerator(config, tmp_path / "hw")
     data = pack(model, config)
     z = random_images(rng, 5, model.input_shape, config.timesteps)
-    for engine in ("native", "cocotb"):
-        result = run_inference(tmp_path / "hw", data, z, seed=seed, engine=engine,
+    for engine, bitstream in (("native", data), ("cocotb", pack(model, config, fold=False))):
+        result = run_inference(tmp_path / "hw", bitstream, z, seed=seed, engine=engine,
                                pauses=engine == "native", work_dir=BUILD_ROOT / "test-native",
-                               progress=False)
+                               progress=False, model=model)
         assert result.mismatched_images == [], \
             f"seed {seed}, {plan}, {engine}: {_first_mismatch(result)}"
         assert np.array_equal(result.golden, model.forward(z)[0])
+    # without the model, the folded bitstream's own network reads the folded maps
+    folded = run_inference(tmp_path / "hw", data, model.hardware_input(z[:2], config),
+                           seed=seed, work_dir=BUILD_ROOT / "test-native", progress=False)
+    assert folded.mismatched_images == [] and np.array_equal(folded.logits, result.logits[:2])
+    with pytest.raises(RunError, match="give --model"):
+        run_inference(tmp_path / "hw", data, z, work_dir=BUILD_ROOT / "test-native",
+                      progress=False)
+    with pytest.raises(RunError, match="not the packing of the given model"):
+        run_inference(tmp_path / "hw", pack(conv_model(rng, config, plan), config), z, model=model,
+                      work_dir=BUILD_ROOT / "test-native", progress=False)
     (tmp_path / "weights.bin").write_bytes(data)
+    model.save(tmp_path / "model.npz")
+    np.savez(tmp_path / "images.npz", z=z)
     np.savez(tmp_path / "inputs.npz", z=z.reshape(len(z), -1))
-    assert cli(["run", "--hw", str(tmp_path / "hw"), "--weights", str(tmp_path / "weights.bin"),
-                "--inputs", str(tmp_path / "inputs.npz"), "--work",
-                str(BUILD_ROOT / "test-native")]) == 0
+    argv = ["run", "--hw", str(tmp_path / "hw"), "--weights", str(tmp_path / "weights.bin"),
+            "--work", str(BUILD_ROOT / "test-native"), "--inputs"]
+    capsys.readouterr()
+    # (a flattened file is not refused when its length happens to be the folded map's:
+    # without the model the run takes the inputs as the bitstream's network's)
+    assert cli(argv + [str(tmp_path / "images.npz")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--model" in err, err
+    assert cli(argv + [str(tmp_path / "inputs.npz"), "--model", str(tmp_path / "model.npz")]) == 0

@@ -104,7 +104,10 @@ if cocotb is not None:
                          for _ in range(int(args.get("networks", 2)))]
             for n, net in enumerate(networks):
                 what = f"network {n} {describe(net)}"
-                await sy.load_network(net, what)
+                # the first layer folded where the rule allows (network 0) and unfolded
+                # (network 1, packed with fold=False): docs/array.md, "The first layer"
+                await sy.load_network(net, what, fold=n != 1)
+                tally["folded"] = tally.get("folded", 0) + (sy.fold is not None)
                 tally["networks"] += 1
                 await sy.infer(random_images(rng, n_images, input_shape(net), sy.T), what)
 

@@ -9,9 +9,10 @@ cocotb), used by the system and regression benches (:mod:`spikepack.sim.benches.
   :func:`fitting_network`;
 * conv networks (docs/architecture.md, "Convolution contract"): :func:`random_plan` and the plan's geometry (:func:`plan_shapes`,
   :func:`plan_layers`, :func:`plan_needs`, :func:`plan_fits`, :func:`plan_cycles`),
+  :func:`foldable_plan` (its first layer folds: docs/array.md, "The first layer"),
   :func:`conv_model`;
 * networks of either kind: :func:`is_model`, :func:`input_shape`, :func:`classes`,
-  :func:`hardware_layers`, :func:`describe`, :func:`pack_net`;
+  :func:`hardware_layers`, :func:`describe`, :func:`pack_net`, :func:`net_fold`;
 * images: :func:`random_images`;
 * regression cases: :func:`draw_case` (:data:`COST_LIMITS`, :func:`inference_cycles`,
   :func:`conv_limits`).
@@ -28,9 +29,10 @@ from spikepack.sim.golden import global_potential, lif_layer, spikepack_layer, s
 
 __all__ = ["random_sizes", "random_network", "extreme_network", "fitting_network",
            "random_images", "plan_shapes", "plan_layers", "layer_cycles", "plan_cycles",
-           "plan_weight_words", "plan_needs", "plan_fits", "random_plan", "conv_model",
+           "plan_weight_words", "plan_needs", "plan_fits", "random_plan", "foldable_plan",
+           "conv_model",
            "is_model", "input_shape", "classes", "hardware_layers", "model_plan", "describe",
-           "pack_net", "COST_LIMITS", "DENSE_ONLY", "inference_cycles", "draw_case",
+           "pack_net", "net_fold", "COST_LIMITS", "DENSE_ONLY", "inference_cycles", "draw_case",
            "conv_limits"]
 
 
@@ -355,6 +357,27 @@ def conv_model(rng: np.random.Generator, config: HardwareConfig, plan, *, extrem
                           metadata={"plan": plan})
 
 
+def foldable_plan(rng: np.random.Generator, config: HardwareConfig, *,
+                  max_cycles: int | None = None, tries: int = 400):
+    """A :func:`random_plan` for ``config`` whose first conv layer folds on it
+    (:func:`~spikepack.firmware.layout.input_fold`: K_w > 1, C_in*K_w within the same lane
+    groups, the folded layer within the limits), or the last plan drawn when none does in
+    ``tries`` draws (e.g. R = 2 with kernels 1/3/5: C_in*K_w never fits a lane group)."""
+    from spikepack.firmware.layout import input_fold
+    from spikepack.firmware.model import ConvLayer, MaxPoolLayer
+    for _ in range(tries):
+        plan = random_plan(rng, config, max_cycles=max_cycles)
+        first, C_in = plan["convs"][0], plan["input"][0]
+        out = first["out"]
+        conv = ConvLayer(weights=np.zeros((out, C_in, *first["kernel"]), dtype=np.int64),
+                         bias=np.zeros(out, dtype=np.int64), threshold=np.ones(out, dtype=np.int64),
+                         stride=tuple(first["stride"]), padding=tuple(first["padding"]))
+        if input_fold([conv, MaxPoolLayer(window=tuple(first["pool"]))], plan["input"],
+                      config) is not None:
+            return plan
+    return plan
+
+
 # --- networks of either kind: dense layer tuples or a SpikePackModel ------------------------------
 
 def is_model(net) -> bool:
@@ -402,10 +425,19 @@ def describe(net) -> str:
 
 
 
-def pack_net(net, config: HardwareConfig) -> bytes:
-    """The bitstream of ``net``: ``bitstream.pack`` for a model, ``pack_network`` for tuples."""
+def pack_net(net, config: HardwareConfig, *, fold: bool = True) -> bytes:
+    """The bitstream of ``net``: ``bitstream.pack`` for a model (its first layer folded when
+    ``fold`` and :func:`~spikepack.firmware.layout.input_fold` allow), ``pack_network`` for
+    tuples."""
     from spikepack.firmware import bitstream as bs
-    return bs.pack(net, config) if is_model(net) else bs.pack_network(net, config)
+    return bs.pack(net, config, fold=fold) if is_model(net) else bs.pack_network(net, config)
+
+
+def net_fold(net, config: HardwareConfig, *, fold: bool = True):
+    """The :class:`~spikepack.firmware.layout.InputFold` of ``pack_net(net, config,
+    fold=fold)`` (``None``: the first layer is not folded, or ``net`` is dense tuples): what
+    ``firmware.layout.hardware_input`` folds the images with before they are sent."""
+    return net.input_fold(config) if fold and is_model(net) else None
 
 
 

@@ -21,10 +21,12 @@ import random
 import numpy as np
 
 from spikepack.config import HardwareConfig, input_words_per_beat
+from spikepack.firmware.layout import hardware_input
 from spikepack.protocol import RegisterMap, input_beats, stream_words
 from spikepack.sim.benches.stimulus import (classes, conv_model, describe, fitting_network,
                                             hardware_layers, input_shape, is_model, layer_cycles,
-                                            pack_net, random_images, random_plan, random_sizes)
+                                            foldable_plan, net_fold, pack_net, random_images,
+                                            random_plan, random_sizes)
 from spikepack.sim.golden import run_network
 
 __all__ = ["expected_constants", "golden_logits", "config_from_args"]
@@ -110,6 +112,8 @@ if cocotb is not None:
                              prng=random.Random(self.seed), clock_ns=CLOCK_NS, quiet=True)
             self.T = self.config.timesteps
             self.network = None            # layers of the committed network
+            #: the committed network's first-layer fold (None: its images are sent as they are)
+            self.fold = None
             self.good = self.bad = self.words = 0
             self.images_done = 0
             #: optional dict of tallies (outputs, mismatches, first_mismatch) that check updates
@@ -146,11 +150,14 @@ if cocotb is not None:
                     break
             await ClockCycles(self.dut.clk, 4)
 
-        async def load_network(self, layers, what):
-            beats = bs.words_of(pack_net(layers, self.config))
+        async def load_network(self, layers, what, *, fold=True):
+            """Load ``layers`` (packed with its first layer folded when ``fold`` and the rule
+            allow: :func:`net_fold`), check the loader's verdict and the layer count."""
+            beats = bs.words_of(pack_net(layers, self.config, fold=fold))
             await self.send_bitstream(beats)
             self.good += 1
             self.network = layers
+            self.fold = net_fold(layers, self.config, fold=fold)
             await self.check_loader(E.NONE, what)
             st = await self.status()
             count = len(hardware_layers(layers, self.config.rows))
@@ -176,8 +183,10 @@ if cocotb is not None:
 
         # inference
         async def send_images(self, images):
+            """The committed network's images (its model's input), folded for the hardware
+            when its first layer is (``firmware.layout.hardware_input``)."""
             for z in images:
-                await self.send_image(z, self.config.rows, self.T)
+                await self.send_image(hardware_input(z, self.fold), self.config.rows, self.T)
 
         async def receive(self, count, timeout_us=2000):
             frames = []
@@ -280,6 +289,7 @@ if cocotb is not None:
                     break
             sy.good += 1
             sy.network = other
+            sy.fold = net_fold(other, sy.config)
             await sy.check_loader(E.NONE, f"{what}: the load across the reset")
         else:
             z = random_images(rng, 1, input_shape(net), sy.T)
@@ -461,10 +471,12 @@ if cocotb is not None:
         assert idle <= first_image + 2 * count + 8, \
             f"the pipeline drains between images: {idle} idle cycles in {elapsed}"
 
-    def _count(counted, c, net, images):
-        """Add an inference batch to the activity counters the registers must show."""
+    def _count(counted, c, net, images, fold=None):
+        """Add an inference batch to the activity counters the registers must show (the input
+        beats of the images as sent: folded with ``fold``, the network's first-layer fold)."""
         K = input_words_per_beat(c.timesteps)
-        counted["in"] += len(images) * math.ceil(len(stream_words(images[0], c.rows)) / K)
+        sent = stream_words(hardware_input(images[0], fold), c.rows)
+        counted["in"] += len(images) * math.ceil(len(sent) / K)
         counted["out"] += len(images) * classes(net)
         counted["layers"] += len(images) * len(hardware_layers(net, c.rows))
         counted["images"] += len(images)
@@ -479,7 +491,10 @@ if cocotb is not None:
         (``run_network``); one with every value at an end of its range; a dense network
         between them (the sequencer switches between conv and dense layers); back-to-back
         images of a conv network; the activity counters count hardware layers (a pooling
-        merges into its conv) and stored input words."""
+        merges into its conv) and stored input words. The first layer runs folded
+        (docs/array.md, "The first layer": network 0 is drawn until its first layer folds
+        on this configuration, if any plan's can) and unfolded (network 1 packed with
+        ``fold=False``; the others as the packer decides), the folded images sent."""
         sy = System(dut)
         await sy.start()
         c, rng = sy.config, sy.rng
@@ -487,20 +502,31 @@ if cocotb is not None:
         budget = sy.args.get("conv_cycles", 6000)
         await sy.write("CONTROL", 0b1001)                     # RUN, clear counters
         sy.traffic()
-        networks = [conv_model(rng, c, random_plan(rng, c, max_cycles=budget))
-                    for _ in range(sy.args.get("networks", 3))]
+        plans = [foldable_plan(rng, c, max_cycles=budget)] + [
+            random_plan(rng, c, max_cycles=budget)
+            for _ in range(sy.args.get("networks", 3) - 1)]
+        networks = [conv_model(rng, c, plan) for plan in plans]
         networks.append(conv_model(rng, c, random_plan(rng, c, max_cycles=budget),
                                    extreme=True))
         networks.insert(2, fitting_network(rng, c, random_sizes(rng, c)))
         counted = {"in": 0, "out": 0, "layers": 0, "images": 0}
+        folded = []
         for n, net in enumerate(networks):
             what = f"network {n} {describe(net)}"
-            await sy.load_network(net, what)
+            await sy.load_network(net, what, fold=n != 1)
+            what += " (first layer folded)" if sy.fold is not None else ""
+            folded.append(sy.fold is not None)
             images = random_images(rng, n_images, input_shape(net), sy.T)
             await sy.infer(images, what)
             dut._log.warning(f"{what}: {len(images)} images bit-exact, last inference "
                              f"{await sy.read('CYCLES_LAST')} cycles")
-            _count(counted, c, net, images)
+            _count(counted, c, net, images, sy.fold)
+        assert not folded[1], "network 1 was packed unfolded"
+        if networks[0].input_fold(c) is None:
+            dut._log.warning(f"no drawn plan's first layer folds on this configuration "
+                             f"(R = {c.rows}): every first layer ran unfolded")
+        else:
+            assert folded[0], "network 0's first layer folds but was not folded"
         for name, key in (("IN_BEATS", "in"), ("OUT_BEATS", "out"), ("LAYERS_RUN", "layers"),
                           ("INFERENCES", "images")):
             assert await sy.read(name) == counted[key], f"{name} != {counted[key]}"
@@ -555,6 +581,7 @@ if cocotb is not None:
         st = await sy.status()
         assert st["commit_pending"] == 0 and st["layers"] == len(net_b) and st["busy"] == 0, st
         sy.network = net_b
+        sy.fold = net_fold(net_b, c)
         assert await sy.read("INFERENCES") == 1
         # the ignored START did not arm: the next image waits for its own START
         img_b = random_images(rng, 3, _network_sizes(net_b)[0], sy.T)
