@@ -76,7 +76,8 @@ from ``o.ready`` or the neuron units' state to the array, the memories or the ad
 (the old design's single stall enable was its critical path). The result buffer, its credits and
 a conv layer's slot sequence are :class:`spikepack.hw.result_buffer.ResultBuffer`, the
 descriptor handshake and the setup cycles (with the patch generator)
-:class:`spikepack.hw.layer_setup.LayerSetup`, the reads
+:class:`spikepack.hw.layer_setup.LayerSetup`, the bias and threshold reads
+:class:`spikepack.hw.column_params.ColumnParams`, the reads
 and beats from the command register to the array :class:`spikepack.hw.plane_feed.PlaneFeed`
 (their docstrings have their latency and throughput). The load schedule's windows hold
 across a pause (``tests/test_layer_rtl.py`` pauses before nearly every column tile with a 4-slot
@@ -149,6 +150,7 @@ from amaranth.lib.wiring import In, Out
 from spikepack.config import HardwareConfig
 
 from .array import SpikeArray, load_schedule
+from .column_params import ColumnParams
 from .layer_setup import LayerSetup, descriptor_layout
 from .patch import setup_latency as patch_setup_latency
 from .memories import ReadPortSignature
@@ -592,43 +594,19 @@ class LayerEngine(wiring.Component):
         for name in ("valid", "tag", "wload", "wgroup", "wdata") + (
                 ("words",) if packed else ("plane", "first")):
             m.d.comb += getattr(array, name).eq(getattr(feed, name))
-        b_word = Signal(C * cfg.bias_bits, reset_less=True)
-        t_word = Signal(C * cfg.threshold_bits, reset_less=True)
-        m.d.sync += [b_word.eq(self.bias.data[:len(b_word)]),
-                     t_word.eq(self.threshold.data[:len(t_word)])]
 
         # --- array -> neuron units ------------------------------------------------------------
         # Bias and threshold of a column tile are read so that they arrive with its first beat
         # out of the array (R cycles after its plane): they stay on the units' inputs for every
         # beat of its neurons. The read enable is the command register's first-beat flag
         # delayed by R registers.
-        # two address counters, one per memory (each reaches several block RAMs; counters,
-        # unlike plain register copies, are not merged by synthesis)
-        bias_addr = Signal(len(self.bias.addr))
-        thr_addr = Signal(len(self.threshold.addr))
-        bias_fire = delay(m, cmd.plane & cmd.tag[1], R + Lp - Lw, name="bias_fire")
-        m.d.comb += [
-            self.bias.addr.eq(bias_addr), self.bias.en.eq(bias_fire),
-            self.threshold.addr.eq(thr_addr), self.threshold.en.eq(bias_fire),
-        ]
-        if conv:
-            # column_base + ct: back to column_base after a position's last column tile
-            b_left = Signal(ct_bits)        # column tiles after the one being read
-            b_zero = Signal()
-            with m.If(bias_fire):
-                with m.If(b_zero):
-                    m.d.sync += [bias_addr.eq(cbase), thr_addr.eq(cbase),
-                                 b_left.eq(ct_max), b_zero.eq(ct_max_zero)]
-                with m.Else():
-                    m.d.sync += [bias_addr.eq(bias_addr + 1), thr_addr.eq(thr_addr + 1),
-                                 b_left.eq(b_left - 1), b_zero.eq(b_left == 1)]
-            with m.If(setup2):
-                m.d.sync += [b_left.eq(ct_max), b_zero.eq(ct_max_zero)]
-        else:
-            with m.If(bias_fire):
-                m.d.sync += [bias_addr.eq(bias_addr + 1), thr_addr.eq(thr_addr + 1)]
-        with m.If(setup1):
-            m.d.sync += [bias_addr.eq(cbase), thr_addr.eq(cbase)]
+        m.submodules.params = params = ColumnParams(config=cfg, lead=R + Lp - Lw)
+        wiring.connect(m, wiring.flipped(self.bias), params.bias)
+        wiring.connect(m, wiring.flipped(self.threshold), params.threshold)
+        m.d.comb += [params.first.eq(cmd.plane & cmd.tag[1]), params.setup1.eq(setup1),
+                     params.setup2.eq(setup2), params.cbase.eq(cbase), params.ct_max.eq(ct_max),
+                     params.ct_max_zero.eq(ct_max_zero)]
+        b_word, t_word = params.bias_words, params.threshold_words
 
         bb, tb = cfg.bias_bits, cfg.threshold_bits
         for c, unit in enumerate(units):
