@@ -74,7 +74,10 @@ could fill, and in packed mode also until the units' decode stages have had
 ``cycles_per_neuron(1)`` cycles since the previous column tile. So no combinational path runs
 from ``o.ready`` or the neuron units' state to the array, the memories or the address counters
 (the old design's single stall enable was its critical path). The result buffer, its credits and
-a conv layer's slot sequence are :class:`spikepack.hw.result_buffer.ResultBuffer`, the reads
+a conv layer's slot sequence are :class:`spikepack.hw.result_buffer.ResultBuffer`, the
+descriptor handshake and the setup cycles (with the patch generator)
+:class:`spikepack.hw.layer_setup.LayerSetup`, the bias and threshold reads
+:class:`spikepack.hw.column_params.ColumnParams`, the reads
 and beats from the command register to the array :class:`spikepack.hw.plane_feed.PlaneFeed`
 (their docstrings have their latency and throughput). The load schedule's windows hold
 across a pause (``tests/test_layer_rtl.py`` pauses before nearly every column tile with a 4-slot
@@ -145,10 +148,10 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from spikepack.config import HardwareConfig
-from spikepack.firmware.layout import CONV_FIELDS, DESCRIPTOR_FIELDS
 
 from .array import SpikeArray, load_schedule
-from .patch import PatchGenerator, geometry_layout
+from .column_params import ColumnParams
+from .layer_setup import LayerSetup, descriptor_layout
 from .patch import setup_latency as patch_setup_latency
 from .memories import ReadPortSignature
 from .neuron_common import neuron_class
@@ -159,21 +162,6 @@ from .stream import delay
 __all__ = ["LayerEngine", "descriptor_layout", "output_layout", "beats_per_tile", "schedule",
            "ideal_cycles", "expected_cycles", "compute_bound", "conv_setup_cycles",
            "conv_ideal_cycles", "conv_expected_cycles", "conv_compute_bound", "conv_utilisation"]
-
-
-def descriptor_layout(config: HardwareConfig) -> data.StructLayout:
-    mems = config.memories
-    fields = {
-        "fan_in": 16,
-        "neurons": 16,
-        "weight_base": mems["weight"].addr_bits,
-        "column_base": mems["bias"].addr_bits,
-        "readout": 1,
-    }
-    if config.conv:
-        for name in ("conv",) + CONV_FIELDS:
-            fields[name] = DESCRIPTOR_FIELDS[name][1]
-    return data.StructLayout(fields)
 
 
 def beats_per_tile(config: HardwareConfig) -> int:
@@ -367,7 +355,6 @@ class LayerEngine(wiring.Component):
         sched = self._schedule
         P, W, adv = sched.period, sched.warmup, sched.advance
         span = W + sched.tail               # periods from a tile's first read to its last
-        log_r, log_c = (R - 1).bit_length(), (C - 1).bit_length()
         waddr_bits = len(self.weight.addr)
         D = self.result_slots
 
@@ -379,114 +366,21 @@ class LayerEngine(wiring.Component):
         for c, unit in enumerate(units):
             m.submodules[f"neuron{c}"] = unit
 
-        # --- descriptor: handshake, then two setup cycles that derive the loop bounds --------
-        busy = Signal()
-        neurons = Signal(16)
-        wbase = Signal(waddr_bits)
-        cbase = Signal(len(self.bias.addr))
-        readout = Signal()
-        # tile counters sized by the configuration's limits (fan_in <= max_fan_in and
-        # neurons <= max_neurons is the descriptor's contract; the loader rejects larger
-        # layers): short counters, short carry chains
+        # --- descriptor: handshake, then the setup cycles that register the loop bounds ------
         conv = cfg.conv                     # conv layers possible (a patch generator)
-        fan_max = cfg.neuron_fan_in         # max_fan_in, or a conv layer's longest patch
-        out_max = max(cfg.max_neurons, cfg.max_channels if conv else 0)
-        # (idx_bits: neuron indices and bases; conv: storage indices of the pooled map)
         rt_bits, ct_bits, idx_bits = counter_bits(cfg)
-        row_tiles = Signal(rt_bits)
-        col_tiles = Signal(ct_bits)
-        rt_max = Signal(rt_bits)            # row_tiles - 1
-        ct_max = Signal(ct_bits)            # col_tiles - 1
-        rt_max_zero = Signal()
-        ct_max_zero = Signal()
-        ct_max_one = Signal()               # col_tiles == 2
-        empty = Signal()
-        fan_zero = Signal()                 # fan_in == 0, at the handshake
-        neu_zero = Signal()                 # neurons == 0
-        last_sel = Signal(range(max(2, C)))   # (M - 1) mod C: the last column tile's last unit
-        last_sel_zero = Signal()
-        setup1 = Signal()
-        setup2 = Signal()
-        running = Signal()
-        m.d.comb += [self.busy.eq(busy), self.start.ready.eq(~busy)]
-
-        with m.If(self.start.valid & self.start.ready):
-            p = self.start.payload
-            m.d.sync += [
-                busy.eq(1), setup1.eq(1),
-                neurons.eq(p.neurons), wbase.eq(p.weight_base), cbase.eq(p.column_base),
-                readout.eq(p.readout),
-                row_tiles.eq((p.fan_in + R - 1) >> log_r),
-                col_tiles.eq((p.neurons + C - 1) >> log_c),
-                # (the bits a descriptor within the limits can set)
-                fan_zero.eq(p.fan_in[:fan_max.bit_length()] == 0),
-                neu_zero.eq(p.neurons[:out_max.bit_length()] == 0),
-            ]
-        m.d.sync += setup1.eq(self.start.valid & self.start.ready)
+        m.submodules.setup = setup = LayerSetup(config=cfg)
+        wiring.connect(m, wiring.flipped(self.start), setup.start)
+        m.d.comb += [self.busy.eq(setup.busy),
+                     setup.done.eq(self.o.valid & self.o.ready & self.o.payload.last)]
+        setup1, setup2, lay = setup.setup1, setup.setup2, setup.layer
+        wbase, cbase, readout, is_conv = lay.wbase, lay.cbase, lay.readout, lay.is_conv
+        rt_max, rt_max_zero, empty = lay.rt_max, lay.rt_max_zero, lay.empty
+        running = Signal()                  # the controller runs (from setup2 to the last tile)
+        ct_max, ct_max_zero = lay.results.ct_max, lay.results.ct_max_zero
         if conv:
-            # A conv layer waits in setup for the patch generator's first tile (its products
-            # take setup cycles): the controller starts setup_latency - 1 cycles later than a
-            # dense layer's (conv_setup_cycles).
-            patch = PatchGenerator(config=cfg)
-            m.submodules.patch = patch
-            is_conv = Signal()              # the layer is a conv layer
-            wait_patch = Signal()
-            handshake = self.start.valid & self.start.ready
-            # (every descriptor starts the generator: a dense layer ignores it, and the
-            # handshake reaches the geometry registers' enables through no further gate)
-            m.d.comb += patch.start.eq(handshake)
-            for name in geometry_layout().members:
-                m.d.comb += getattr(patch.geometry, name).eq(getattr(self.start.payload, name))
-            with m.If(handshake):
-                m.d.sync += is_conv.eq(self.start.payload.conv)
-            with m.If(setup1 & is_conv):
-                m.d.sync += wait_patch.eq(1)
-            with m.If(wait_patch & patch.o.valid):
-                m.d.sync += wait_patch.eq(0)
-            m.d.sync += setup2.eq((setup1 & ~is_conv) | (wait_patch & patch.o.valid))
-            cgr_out = Signal(idx_bits)      # CG_out*R: the stored words of a pooled pixel
-            with m.If(setup1):
-                m.d.sync += cgr_out.eq(((neurons + R - 1) >> log_r) << log_r)
-            # the generator's positions and pool window less one, registered (they are valid
-            # long before its first tile)
-            positions_m1 = Signal(len(patch.positions))
-            positions_one = Signal()
-            window_m1 = Signal(len(patch.window))
-            window_one = Signal()
-            m.d.sync += [positions_m1.eq(patch.positions - 1),
-                         positions_one.eq(patch.positions == 1),
-                         window_m1.eq(patch.window - 1), window_one.eq(patch.window == 1)]
-            # the values setup2 gives the position and window counters, a layer's kind folded
-            # in a cycle ahead (setup2's fan-out then selects registers only; col_tiles, not
-            # ct_max_zero: a dense layer's setup2 follows setup1 at once)
-            init_pos_left = Signal.like(positions_m1)
-            init_pos_zero = Signal()
-            init_win_left = Signal.like(window_m1)
-            init_win_zero = Signal()
-            init_next_end = Signal()
-            init_pos_one = Signal()
-            init_win_one = Signal()
-            window_two = Signal()
-            m.d.sync += [window_two.eq(patch.window == 2),
-                         init_pos_one.eq(is_conv & (patch.positions == 2)),
-                         init_win_one.eq(is_conv & window_two)]
-            m.d.sync += [init_pos_left.eq(Mux(is_conv, positions_m1, 0)),
-                         init_pos_zero.eq(~is_conv | positions_one),
-                         init_win_left.eq(Mux(is_conv, window_m1, 0)),
-                         init_win_zero.eq(~is_conv | window_one),
-                         init_next_end.eq((col_tiles == 1) & (~is_conv | positions_one))]
-        else:
-            is_conv = Const(0, 1)
-            m.d.sync += setup2.eq(setup1)
-        with m.If(setup1):
-            m.d.sync += [
-                rt_max.eq(row_tiles - 1), ct_max.eq(col_tiles - 1),
-                rt_max_zero.eq(row_tiles == 1), ct_max_zero.eq(col_tiles == 1),
-                ct_max_one.eq(col_tiles == 2),
-                empty.eq(fan_zero | neu_zero),
-                last_sel.eq((neurons - 1)[:max(1, log_c)] if C > 1 else 0),
-                last_sel_zero.eq((neurons - 1)[:max(1, log_c)] == 0 if C > 1 else 1),
-            ]
+            patch = setup.tiles             # the patch generator's tiles
+            positions_m1, init_pos_zero = lay.positions_m1, lay.results.pos_zero
 
         # --- controller ----------------------------------------------------------------------
         # Period pm (pm = 0, 1, ...) presents the planes of tile pm - W, reads weight group q of
@@ -501,7 +395,7 @@ class LayerEngine(wiring.Component):
         rt_zero = Signal()
         ct_zero = Signal()
         # conv: computed output positions after the ahead tile's (a dense layer has one)
-        pos_left = Signal(len(patch.positions)) if conv else None
+        pos_left = Signal.like(positions_m1) if conv else None
         pos_zero = Signal()
         off = Signal(range(max(2, P)))
         # weight_base + (tile number of pm - d within its position) * n, d = 0 .. span: the
@@ -664,12 +558,12 @@ class LayerEngine(wiring.Component):
         if conv:
             # a conv layer's entries come from the patch generator, one per activation read
             # (a_on takes the tile on its o; padding tiles are not read, their word cleared)
-            pad = is_conv & patch.o.payload.pad
+            pad = is_conv & patch.payload.pad
             # (a dense layer's reads pop the idle generator's tiles too: harmless, and one
             # gate less on a_on's fan-out)
-            m.d.comb += patch.o.ready.eq(a_on)
+            m.d.comb += patch.ready.eq(a_on)
             m.d.sync += [cmd.aren.eq(a_on & ~pad), cmd.azero.eq(a_on & pad),
-                         cmd.aaddr.eq(Mux(is_conv, patch.o.payload.addr, act_rt))]
+                         cmd.aaddr.eq(Mux(is_conv, patch.payload.addr, act_rt))]
         else:
             m.d.sync += [cmd.aren.eq(a_on), cmd.aaddr.eq(act_rt)]
         # The pause inserts cycles between two controller decisions, and the schedule's
@@ -700,43 +594,19 @@ class LayerEngine(wiring.Component):
         for name in ("valid", "tag", "wload", "wgroup", "wdata") + (
                 ("words",) if packed else ("plane", "first")):
             m.d.comb += getattr(array, name).eq(getattr(feed, name))
-        b_word = Signal(C * cfg.bias_bits, reset_less=True)
-        t_word = Signal(C * cfg.threshold_bits, reset_less=True)
-        m.d.sync += [b_word.eq(self.bias.data[:len(b_word)]),
-                     t_word.eq(self.threshold.data[:len(t_word)])]
 
         # --- array -> neuron units ------------------------------------------------------------
         # Bias and threshold of a column tile are read so that they arrive with its first beat
         # out of the array (R cycles after its plane): they stay on the units' inputs for every
         # beat of its neurons. The read enable is the command register's first-beat flag
         # delayed by R registers.
-        # two address counters, one per memory (each reaches several block RAMs; counters,
-        # unlike plain register copies, are not merged by synthesis)
-        bias_addr = Signal(len(self.bias.addr))
-        thr_addr = Signal(len(self.threshold.addr))
-        bias_fire = delay(m, cmd.plane & cmd.tag[1], R + Lp - Lw, name="bias_fire")
-        m.d.comb += [
-            self.bias.addr.eq(bias_addr), self.bias.en.eq(bias_fire),
-            self.threshold.addr.eq(thr_addr), self.threshold.en.eq(bias_fire),
-        ]
-        if conv:
-            # column_base + ct: back to column_base after a position's last column tile
-            b_left = Signal(ct_bits)        # column tiles after the one being read
-            b_zero = Signal()
-            with m.If(bias_fire):
-                with m.If(b_zero):
-                    m.d.sync += [bias_addr.eq(cbase), thr_addr.eq(cbase),
-                                 b_left.eq(ct_max), b_zero.eq(ct_max_zero)]
-                with m.Else():
-                    m.d.sync += [bias_addr.eq(bias_addr + 1), thr_addr.eq(thr_addr + 1),
-                                 b_left.eq(b_left - 1), b_zero.eq(b_left == 1)]
-            with m.If(setup2):
-                m.d.sync += [b_left.eq(ct_max), b_zero.eq(ct_max_zero)]
-        else:
-            with m.If(bias_fire):
-                m.d.sync += [bias_addr.eq(bias_addr + 1), thr_addr.eq(thr_addr + 1)]
-        with m.If(setup1):
-            m.d.sync += [bias_addr.eq(cbase), thr_addr.eq(cbase)]
+        m.submodules.params = params = ColumnParams(config=cfg, lead=R + Lp - Lw)
+        wiring.connect(m, wiring.flipped(self.bias), params.bias)
+        wiring.connect(m, wiring.flipped(self.threshold), params.threshold)
+        m.d.comb += [params.first.eq(cmd.plane & cmd.tag[1]), params.setup1.eq(setup1),
+                     params.setup2.eq(setup2), params.cbase.eq(cbase), params.ct_max.eq(ct_max),
+                     params.ct_max_zero.eq(ct_max_zero)]
+        b_word, t_word = params.bias_words, params.threshold_words
 
         bb, tb = cfg.bias_bits, cfg.threshold_bits
         for c, unit in enumerate(units):
@@ -756,28 +626,15 @@ class LayerEngine(wiring.Component):
         # slot; hidden layers keep the spike words, readout layers the potentials.
         rbits = self.result_bits
         m.submodules.results = results = ResultBuffer(
-            config=cfg, slots=D, pos_bits=len(patch.positions) if conv else 1,
-            win_bits=len(patch.window) if conv else 1)
+            config=cfg, slots=D, pos_bits=len(lay.results.pos_left) if conv else 1,
+            win_bits=len(lay.results.win_left) if conv else 1)
         wiring.connect(m, results.o, wiring.flipped(self.o))
         m.d.comb += [
-            results.start.eq(setup2), results.finish.eq(finish),
+            results.start.eq(setup2), results.finish.eq(finish), results.bounds.eq(lay.results),
             results.i.valid.eq(units[0].o.valid),
             results.i.payload.eq(Cat(Mux(readout, u.o.payload.potential.as_unsigned()[:rbits],
                                          u.o.payload.spikes) for u in units)),
         ]
-        bounds = results.bounds
-        m.d.comb += [bounds.ct_max.eq(ct_max), bounds.ct_max_zero.eq(ct_max_zero),
-                     bounds.ct_max_one.eq(ct_max_one), bounds.last_sel.eq(last_sel),
-                     bounds.last_sel_zero.eq(last_sel_zero)]
-        if conv:
-            m.d.comb += [
-                bounds.cgr_out.eq(cgr_out), bounds.window_m1.eq(window_m1),
-                bounds.window_one.eq(window_one), bounds.window_two.eq(window_two),
-                bounds.pos_left.eq(init_pos_left), bounds.pos_zero.eq(init_pos_zero),
-                bounds.pos_one.eq(init_pos_one), bounds.win_left.eq(init_win_left),
-                bounds.win_zero.eq(init_win_zero), bounds.win_one.eq(init_win_one),
-                bounds.next_end.eq(init_next_end),
-            ]
         room, room_next = results.room, results.room_next
         spacing = units[0].cycles_per_neuron(1) if packed else 1
         if spacing > 1:
@@ -797,10 +654,4 @@ class LayerEngine(wiring.Component):
         else:
             m.d.comb += [may_finish.eq(room), may_finish_next.eq(room_next)]
 
-        # busy falls with the handshake of the last beat; an empty layer (N or M = 0) finishes
-        # at once
-        with m.If(self.o.valid & self.o.ready & self.o.payload.last):
-            m.d.sync += busy.eq(0)
-        with m.If(setup2 & empty):
-            m.d.sync += busy.eq(0)
         return m
