@@ -625,7 +625,7 @@ class LayerEngine(wiring.Component):
         # A column tile's C results arrive together (the units run in lock-step) and take one
         # slot; hidden layers keep the spike words, readout layers the potentials.
         rbits = self.result_bits
-        m.submodules.results = results = ResultBuffer(
+        m.submodules.result_buffer = results = ResultBuffer(
             config=cfg, slots=D, pos_bits=len(lay.results.pos_left) if conv else 1,
             win_bits=len(lay.results.win_left) if conv else 1)
         wiring.connect(m, results.o, wiring.flipped(self.o))
