@@ -108,13 +108,14 @@ class PatchSetup(wiring.Component):
     Out(:func:`bounds_signature`), ``steps`` Out(:func:`steps_layout`), ``positions``,
     ``window`` Out.
 
-    Latency: from ``start`` in cycle t, ``restart`` is high in t + 1; CG, CT in t + 2; the
-    three multiply phases end in t + 5 + S0 + S1 + S2 (:func:`phase_steps`: a load cycle and
-    S_i steps each), when the origin cycle sets ``org``, ``ix0``, ``iy0`` and ``bounds``
-    (valid from t + 6 + S0 + S1 + S2, as are the products, ``positions`` and ``window``);
-    ``init`` is high in t + 6 + S0 + S1 + S2; ``adv1`` from t + 7 + S0 + S1 + S2 and ``adv``
-    from t + 8 + S0 + S1 + S2 whenever ``room`` was high the cycle before. Throughput: one
-    setup per ``start``; then ``adv`` and ``adv1`` once a cycle while ``room``.
+    Latency: from ``start`` in cycle t (S = S0 + S1 + S2, :func:`phase_steps`), ``restart``
+    is high in t + 1; CG, CT are set in t + 2; the three multiply phases (a load cycle and S_i
+    steps each) end in t + 4 + S; the origin cycle t + 5 + S sets ``org``, ``ix0``, ``iy0``
+    and ``bounds``, valid (as are the products, ``positions`` and ``window``) from t + 6 + S
+    until the next ``start``; ``init`` is high in t + 6 + S; ``adv1`` from t + 7 + S and
+    ``adv`` from t + 8 + S in every cycle after one with ``room`` (a running setup's ``adv``
+    and ``adv1`` are still high in t + 1: they are registered). Throughput: one setup per
+    ``start``; then ``adv`` and ``adv1`` once a cycle while ``room``.
     """
 
     def __init__(self, *, config: HardwareConfig):
