@@ -41,8 +41,8 @@ class PatchLoops(wiring.Component):
 
     def __init__(self, *, config: HardwareConfig):
         self._config = config
-        super().__init__({"control": In(control_signature()), "bounds": In(bounds_signature(config)),
-                          "step": Out(step_signature())})
+        super().__init__({"control": In(control_signature()),
+                          "bounds": In(bounds_signature(config)), "step": Out(step_signature())})
 
     def elaborate(self, platform):
         m = Module()

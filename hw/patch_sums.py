@@ -36,7 +36,8 @@ class PatchSums(wiring.Component):
     Out(:func:`tile_layout`): S6's tile (``valid``: S6 holds one; it moves on with ``adv``).
 
     Latency: the tile of the step on ``step`` in a cycle with ``adv`` is on ``tile`` 5 ``adv``
-    cycles later (S2, S3, S4, S5, S6); ``valid`` from the fourth ``adv`` after ``restart`` on (S3-S6 full).
+    cycles later (S2, S3, S4, S5, S6); ``valid`` from the fourth ``adv`` after ``restart`` on
+    (S3-S6 full).
     Throughput: one tile a cycle (every ``adv``).
     """
 

@@ -45,7 +45,8 @@ def _geometry(rng):
         g = {"K_h": rng.randint(1, 5), "K_w": rng.randint(1, 5), "s_h": rng.randint(1, 3),
              "s_w": rng.randint(1, 3), "H": rng.randint(1, 12), "W": rng.randint(1, 12),
              "C_in": rng.randint(1, 20), "C_out": rng.randint(1, 20)}
-        g["p_h"], g["p_w"] = rng.randint(0, min(2, g["K_h"] - 1)), rng.randint(0, min(2, g["K_w"] - 1))
+        g["p_h"] = rng.randint(0, min(2, g["K_h"] - 1))
+        g["p_w"] = rng.randint(0, min(2, g["K_w"] - 1))
         H_out = (g["H"] + 2 * g["p_h"] - g["K_h"]) // g["s_h"] + 1
         W_out = (g["W"] + 2 * g["p_w"] - g["K_w"]) // g["s_w"] + 1
         if H_out < 1 or W_out < 1:
