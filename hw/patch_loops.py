@@ -65,13 +65,16 @@ class PatchLoops(wiring.Component):
             zero_step.append(Mux(inner[i], Mux(zero[i], bd.top_zero[i], one[i]), zero[i]))
         with m.If(adv1):
             m.d.sync += [zero[i].eq(zero_step[i]) for i in range(n_lv)]
-            m.d.sync += [inner[i + 1].eq(Cat(*zero_step[:i + 1]).all()) for i in range(n_lv)]
             m.d.sync += [move.eq(Cat(*(inner[i] & ~zero[i] for i in range(n_lv)))),
                          reset.eq(Cat(*inner[1:]))]
         m.d.comb += inner[0].eq(1)
         with m.If(init):
             for i in range(n_lv):
                 m.d.sync += [left[i].eq(top[i]), zero[i].eq(bd.top_zero[i]),
-                             one[i].eq(bd.top_one[i]), inner[i + 1].eq(bd.top_zero[:i + 1].all())]
+                             one[i].eq(bd.top_one[i])]
+        # (init and adv1 never meet: adv1 follows init by a cycle at the earliest)
+        with m.If(adv1 | init):
+            m.d.sync += [inner[i + 1].eq(Mux(init, bd.top_zero[:i + 1].all(),
+                                             Cat(*zero_step[:i + 1]).all())) for i in range(n_lv)]
         m.d.comb += [self.step.move.eq(move), self.step.reset.eq(reset)]
         return m
