@@ -1,13 +1,16 @@
 """``python -m spikepack.fmax``: place and route single blocks for their Fmax, fast.
 
     python -m spikepack.fmax [--config default] [--freq 250] [--seed 1] block [block ...]
+    python -m spikepack.fmax --depth [--config default] block [block ...]
 
 Synthesizes each named block of :func:`spikepack.report.blocks` (``top``, ``layer_engine``,
 ``array``, ``spikepack_unit``, ``lif_unit``, ``loader``, ``sequencer``, ``memories``,
 ``registers``) with ``synth_ecp5``, places and routes it out of context on the LFE5U-85F speed 8
 with nextpnr-ecp5 (the part of ``make report``), and prints its Fmax and critical path, one line
 per net with the cumulative delay, so that timing work on one block does not wait for the whole
-report. Work files go to ``build/fmax/<config>/<block>``.
+report. Work files go to ``build/fmax/<config>/<block>``. With ``--depth`` it stops after
+synthesis and prints :mod:`spikepack.logic_depth`'s report instead (every register input ranked by
+the LUT levels and fan-out in front of it: a minute, and no seed).
 """
 
 from __future__ import annotations
@@ -64,7 +67,23 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", default="build/fmax")
     parser.add_argument("--full-path", action="store_true", help="print every element of the path")
+    parser.add_argument("--depth", type=int, nargs="?", const=30, default=None, metavar="ROWS",
+                        help="synthesize only and print the ROWS (30) deepest register inputs")
     args = parser.parse_args(argv)
+    if args.depth is not None:
+        from spikepack.logic_depth import depth_report, format_rows
+        table = blocks(CONFIGS[args.config])
+        for block in args.blocks:
+            if block not in table:
+                print(f"python -m spikepack.fmax: unknown block {block!r}; known: {sorted(table)}",
+                      file=sys.stderr)
+                return 2
+            work = Path(args.out) / args.config / block
+            res = synthesize_component(table[block][0](), block, family="ecp5", keep_dir=work)
+            print(f"{block}: {res.as_row().get('lut')} LUT4, {res.as_row().get('ff')} FF; "
+                  f"deepest register inputs (score: LUT levels + 0.02 per sink of each net)")
+            print(format_rows(depth_report(work / "netlist.json"), args.depth))
+        return 0
     worst = None
     for block in args.blocks:
         r = block_fmax(args.config, block, freq=args.freq, seed=args.seed, out=Path(args.out))
