@@ -89,8 +89,8 @@ class OutputBuffer(wiring.Component):
     output payload's clock enable is ``o.ready | ~o.valid`` (two inputs, whatever ``i`` does)
     and the spare register's is ``~spare_valid`` (it copies ``i.payload`` whenever it is
     empty), so a consumer's ``ready`` reaches the payload flip-flops through one gate and
-    ``i.valid`` none of their enables. (Used for the patch generator's tiles, popped by the layer
-    engine's activation reads, and for the engine's ``o``.)
+    ``i.valid`` none of their enables. (Used for the engine's ``o``, in
+    :class:`spikepack.hw.result_buffer.ResultBuffer`.)
 
     Ports: ``i`` In(stream.Signature(shape)), ``o`` Out(stream.Signature(shape)).
     Latency: 1 cycle from the ``i`` handshake to ``o.valid``. Throughput: one beat a cycle.
