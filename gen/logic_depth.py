@@ -129,5 +129,21 @@ def format_rows(rows, limit: int = 30, width: int = 220) -> str:
     return "\n".join(out)
 
 
+def main(argv=None) -> int:
+    """``python -m spikepack.logic_depth NETLIST.json [ROWS]``: the report of a netlist."""
+    argv = sys.argv[1:] if argv is None else argv
+    if not 1 <= len(argv) <= 2 or (len(argv) == 2 and not argv[1].isdigit()):
+        print("usage: python -m spikepack.logic_depth NETLIST.json [ROWS]", file=sys.stderr)
+        return 2
+    try:
+        rows = depth_report(argv[0])
+    except (OSError, ValueError, KeyError, StopIteration) as e:
+        print(f"spikepack.logic_depth: {argv[0]}: not a readable synth_ecp5 netlist "
+              f"({type(e).__name__}: {e})", file=sys.stderr)
+        return 1
+    print(format_rows(rows, int(argv[1]) if len(argv) > 1 else 30))
+    return 0
+
+
 if __name__ == "__main__":
-    print(format_rows(depth_report(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else 30))
+    sys.exit(main())

@@ -36,3 +36,14 @@ def test_a_wide_cone_ranks_above_a_narrow_one(tmp_path):
     assert deep.score >= 2.0 > shallow.score >= 1.0, (deep, shallow)
     assert deep.score > shallow.score
     assert deep.path[-1][0].startswith("src_reg"), deep.path
+
+
+def test_a_bad_netlist_is_one_line_and_exit_1(tmp_path, capsys):
+    from spikepack.logic_depth import main
+    bad = tmp_path / "netlist.json"
+    bad.write_text("{not json")
+    assert main([str(bad)]) == 1
+    assert main([str(tmp_path / "missing.json")]) == 1
+    assert main([]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and all("Traceback" not in line for line in err), err
