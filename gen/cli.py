@@ -169,18 +169,43 @@ def _sigterm_raises():
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def _signals_for_the_main_thread():
+    """Block SIGINT and SIGTERM while the command's libraries load. Threads that a library
+    starts at import (OpenBLAS's pool under numpy) inherit the mask of the importing thread, so
+    the kernel can then deliver those signals only to the main thread, where Python runs its
+    handlers. Delivered to a pool thread, a signal left the main thread asleep in a blocking
+    read (a FIFO, a pipe) for good. A signal that arrives meanwhile waits and is delivered when
+    the block ends."""
+    wanted = {signal.SIGINT, signal.SIGTERM}
+    try:
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, wanted)
+    except (AttributeError, OSError):                   # no POSIX threads: nothing to steer
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``); return the exit status."""
     debug = os.environ.get("SPIKEPACK_DEBUG", "0") not in ("", "0")
     prefix = "spikepack"
     try:
         with _sigterm_raises():
+            with _signals_for_the_main_thread():
+                import numpy  # noqa: F401  (every command needs it; its thread pool starts here)
+                parser = build_parser()                # imports the commands' modules
             try:
-                args = build_parser().parse_args(argv)
+                args = parser.parse_args(argv)
             except SystemExit as e:                       # --help, --version, usage errors
                 return e.code if isinstance(e.code, int) else EXIT_USAGE
             prefix = f"spikepack {args.command}"
-            return int(importlib.import_module(args._module).main(args) or 0)
+            with _signals_for_the_main_thread():
+                module = importlib.import_module(args._module)
+            return int(module.main(args) or 0)
     except KeyboardInterrupt:
         print(f"{prefix}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

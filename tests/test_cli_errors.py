@@ -478,14 +478,15 @@ def test_ctrl_c_while_writing_leaves_nothing(files, tmp_path, monkeypatch, capsy
     assert list(tmp_path.iterdir()) == []
 
 
-def _blocked_on_fifo(tmp_path, argv):
+def _blocked_on_fifo(tmp_path, argv, env=None):
     """Start ``python -m spikepack argv`` reading the FIFO ``tmp_path/fifo`` and return once it
     is blocked in that read (a writer can open a FIFO only while a reader has it open)."""
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     proc = subprocess.Popen([sys.executable, "-m", "spikepack",
                              *[str(a).replace("FIFO", str(fifo)) for a in argv]],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**ENV, **(env or {})})
     deadline = time.monotonic() + 120
     while True:
         try:
@@ -516,6 +517,29 @@ def test_a_signal_mid_command_is_one_line(tmp_path, sig, code, word, argv, comma
     assert proc.returncode == code, stderr
     assert stderr == f"spikepack {command}: {word}\n"
     assert not out.exists()
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads Linux's /proc")
+def test_signals_reach_only_the_main_thread(tmp_path):
+    """OpenBLAS (under numpy) starts a thread pool at import. A SIGTERM the kernel hands to a
+    pool thread leaves the main thread asleep in its read for good (the signal test above then
+    hung about one run in 16): every thread but the main one must block SIGINT and SIGTERM."""
+    proc, writer = _blocked_on_fifo(tmp_path, ["inspect", "FIFO"],
+                                    env={"OPENBLAS_NUM_THREADS": "2"})   # a pool on any machine
+    try:
+        masks = {}
+        for task in Path(f"/proc/{proc.pid}/task").iterdir():
+            status = (task / "status").read_text()
+            masks[int(task.name)] = int(status.split("SigBlk:")[1].split()[0], 16)
+    finally:
+        proc.kill()
+        proc.communicate()
+        os.close(writer)
+    others = {tid: mask for tid, mask in masks.items() if tid != proc.pid}
+    assert others, f"no thread besides the main one: {masks}"
+    wanted = (1 << (signal.SIGINT - 1)) | (1 << (signal.SIGTERM - 1))
+    assert all(mask & wanted == wanted for mask in others.values()), masks
+    assert masks[proc.pid] & wanted == 0, masks
 
 
 @pytest.mark.rtl
