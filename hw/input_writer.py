@@ -7,10 +7,11 @@ words (entry e: words e*R .. e*R+R-1, word e*R+i at bits i*T ..), one memory wit
 Vivado would split into one RAM per column): the write register keeps the words already
 written to the entry, which arrive in stream order.
 
-A beat goes into a beat register (through a one-entry skid register when the beat register
-cannot take it, so ``i.ready`` is a flip-flop) and is written from there, one entry a cycle, in
-as many cycles as buffer entries it touches (``K / R`` when R divides K, otherwise
-``ceil(K/R)`` or ``ceil(K/R) + 1``), through a write register stage.
+A beat goes into a beat register (through a one-entry skid register,
+:class:`~spikepack.hw.stream.SkidEntry`, when the beat register cannot take it, so ``i.ready``
+is a flip-flop) and is written from there, one entry a cycle, in as many cycles as buffer
+entries it touches (``K / R`` when R divides K, otherwise ``ceil(K/R)`` or ``ceil(K/R) + 1``),
+through a write register stage.
 
 Latency: an entry loaded into the beat register at the edge ending cycle t is written at the
 edge ending t + 2. Throughput: the next beat enters in the cycle in which the current one's
@@ -33,6 +34,8 @@ from math import gcd
 from amaranth import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
+
+from spikepack.hw.stream import SkidEntry
 
 __all__ = ["InputWriter", "input_beat_layout"]
 
@@ -133,27 +136,19 @@ class InputWriter(wiring.Component):
         ldok = Signal()                     # the beat register takes a beat this cycle
         m.d.comb += ldok.eq(space & (~bvalid | cyc_last & ~blast))
 
-        # skid entry: holds a beat that arrived while the beat register could not take it, so
-        # i.ready is a flip-flop
-        skid_in, skid_in_data, skid_in_last = (Signal(name="skid_in"),
-                                               Signal(K * T, name="skid_in_data"),
-                                               Signal(name="skid_in_last"))
-        i = self.i
-        load = Signal()                     # into the beat register, from skid_in or i
-        m.d.comb += [i.ready.eq(~skid_in),
-                     self.beat.eq(i.valid & ~skid_in),
-                     self.stall.eq(i.valid & skid_in),
-                     load.eq(ldok & (skid_in | i.valid))]
-        m.d.sync += skid_in.eq((skid_in | i.valid) & ~ldok)
-        with m.If(~skid_in):                # (unused unless skid_in rises)
-            m.d.sync += [skid_in_data.eq(i.payload.data[:K * T]),
-                         skid_in_last.eq(i.payload.last)]
-        words = Mux(skid_in, skid_in_data, i.payload.data[:K * T])
-        in_last = Mux(skid_in, skid_in_last, i.payload.last)
+        # skid entry (stream.SkidEntry): holds a beat that arrived while the beat register
+        # could not take it, so i.ready is a flip-flop
+        m.submodules.skid = skid = SkidEntry(input_beat_layout())
+        wiring.connect(m, wiring.flipped(self.i), skid.i)
+        load = Signal()                     # into the beat register, from the skid entry or i
+        m.d.comb += [skid.o.ready.eq(ldok), load.eq(ldok & skid.o.valid),
+                     self.beat.eq(self.i.valid & self.i.ready),
+                     self.stall.eq(self.i.valid & ~self.i.ready)]
+        words, in_last = skid.o.payload.data[:K * T], skid.o.payload.last
 
         # when the beat register may take a beat it takes whatever is offered (maybe nothing)
         with m.If(ldok):
-            m.d.sync += [bvalid.eq(skid_in | i.valid), blast.eq(in_last)]
+            m.d.sync += [bvalid.eq(skid.o.valid), blast.eq(in_last)]
             with m.Switch(q):
                 for qv in range(NQ):
                     pos = qv * g

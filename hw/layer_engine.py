@@ -76,7 +76,9 @@ from ``o.ready`` or the neuron units' state to the array, the memories or the ad
 (the old design's single stall enable was its critical path). The result buffer, its credits and
 a conv layer's slot sequence are :class:`spikepack.hw.result_buffer.ResultBuffer`, the
 descriptor handshake and the setup cycles (with the patch generator)
-:class:`spikepack.hw.layer_setup.LayerSetup`, the bias and threshold reads
+:class:`spikepack.hw.layer_setup.LayerSetup`, the controller (the tile schedule, the pause,
+the cooldown and the command register) :class:`spikepack.hw.tile_control.TileController`, the
+bias and threshold reads
 :class:`spikepack.hw.column_params.ColumnParams`, the reads
 and beats from the command register to the array :class:`spikepack.hw.plane_feed.PlaneFeed`
 (their docstrings have their latency and throughput). The load schedule's windows hold
@@ -143,8 +145,8 @@ the decode) sets the pace, about M cycles for the layer whatever R.
 
 from __future__ import annotations
 
-from amaranth import Array, Cat, Const, Module, Mux, Signal
-from amaranth.lib import data, stream, wiring
+from amaranth import Cat, Module, Mux
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from spikepack.config import HardwareConfig
@@ -155,9 +157,9 @@ from .layer_setup import LayerSetup, descriptor_layout
 from .patch import setup_latency as patch_setup_latency
 from .memories import ReadPortSignature
 from .neuron_common import neuron_class
-from .plane_feed import MEMORY_READ_LATENCY, PlaneFeed, command_layout, hold_words
-from .result_buffer import ResultBuffer, counter_bits, output_layout, result_bits
-from .stream import delay
+from .plane_feed import MEMORY_READ_LATENCY, PlaneFeed
+from .result_buffer import ResultBuffer, output_layout, result_bits
+from .tile_control import TileController
 
 __all__ = ["LayerEngine", "descriptor_layout", "output_layout", "beats_per_tile", "schedule",
            "ideal_cycles", "expected_cycles", "compute_bound", "conv_setup_cycles",
@@ -348,15 +350,8 @@ class LayerEngine(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self._config
-        R, C, T, g = cfg.rows, cfg.cols, cfg.timesteps, cfg.rows_per_word
-        n = R // g
+        R, C = cfg.rows, cfg.cols
         packed = cfg.pe_mode == "packed"
-        B = self.beats
-        sched = self._schedule
-        P, W, adv = sched.period, sched.warmup, sched.advance
-        span = W + sched.tail               # periods from a tile's first read to its last
-        waddr_bits = len(self.weight.addr)
-        D = self.result_slots
 
         # The array runs every cycle (an invalid beat is a bubble); only the controller pauses.
         array = SpikeArray.from_config(cfg, tag_bits=2, plane_gated=True)
@@ -368,216 +363,27 @@ class LayerEngine(wiring.Component):
 
         # --- descriptor: handshake, then the setup cycles that register the loop bounds ------
         conv = cfg.conv                     # conv layers possible (a patch generator)
-        rt_bits, ct_bits, idx_bits = counter_bits(cfg)
         m.submodules.setup = setup = LayerSetup(config=cfg)
         wiring.connect(m, wiring.flipped(self.start), setup.start)
         m.d.comb += [self.busy.eq(setup.busy),
                      setup.done.eq(self.o.valid & self.o.ready & self.o.payload.last)]
         setup1, setup2, lay = setup.setup1, setup.setup2, setup.layer
-        wbase, cbase, readout, is_conv = lay.wbase, lay.cbase, lay.readout, lay.is_conv
-        rt_max, rt_max_zero, empty = lay.rt_max, lay.rt_max_zero, lay.empty
-        running = Signal()                  # the controller runs (from setup2 to the last tile)
-        ct_max, ct_max_zero = lay.results.ct_max, lay.results.ct_max_zero
+        readout = lay.readout
+        pos_bits = len(lay.results.pos_left) if conv else 1
+        win_bits = len(lay.results.win_left) if conv else 1
+
+        # --- tile controller: one decision a cycle, through the command register ------------
+        # (packed: a finish waits until the units' decode stages have had cycles_per_neuron(1)
+        # cycles since the previous column tile)
+        m.submodules.control = control = TileController(
+            config=cfg, pos_bits=pos_bits, win_bits=win_bits,
+            spacing=units[0].cycles_per_neuron(1) if packed else 1)
+        m.d.comb += [control.setup1.eq(setup1), control.setup2.eq(setup2),
+                     control.layer.eq(lay)]
         if conv:
-            patch = setup.tiles             # the patch generator's tiles
-            positions_m1, init_pos_zero = lay.positions_m1, lay.results.pos_zero
+            wiring.connect(m, setup.tiles, control.tiles)
+        cmd, finish = control.cmd, control.finish
 
-        # --- controller ----------------------------------------------------------------------
-        # Period pm (pm = 0, 1, ...) presents the planes of tile pm - W, reads weight group q of
-        # tile pm - W + advance[q] at offset q and the activation entry of tile pm - W + 1 at
-        # offset P - 1. valid[d] says tile pm - d exists (0 <= pm - d < K) and lastrt[d] that it
-        # is the last row tile of its column tile: per-period shift registers, so that no
-        # decision compares tile numbers. The "ahead" tile pm is tracked by down-counters.
-        valid = Signal(span + 1)
-        lastrt = Signal(span + 1)
-        rt_left = Signal(rt_bits)           # of the ahead tile: row tiles after it
-        ct_left = Signal(ct_bits)
-        rt_zero = Signal()
-        ct_zero = Signal()
-        # conv: computed output positions after the ahead tile's (a dense layer has one)
-        pos_left = Signal.like(positions_m1) if conv else None
-        pos_zero = Signal()
-        off = Signal(range(max(2, P)))
-        # weight_base + (tile number of pm - d within its position) * n, d = 0 .. span: the
-        # first word of tile pm - d (tile_base[0]: the ahead tile's; mod 2**bits)
-        tile_base = [Signal(waddr_bits, name=f"tile_base{d}") for d in range(span + 1 if n > 1 else 1)]
-        act_rt = Signal(self.act_addr_bits)   # row tile of the next activation read
-        act_left = Signal(rt_bits)          # row tiles after it
-        act_zero = Signal()                 # act_left == 0
-        may_finish = Signal()               # the serializer's credit and cooldown allow it
-
-        plane_tile = valid[W]
-        plane_last = lastrt[W]
-        # off == 0 and off == P - 1, kept as registers that move with off (they gate the
-        # clock enables of every counter)
-        off_first = Signal(init=1)
-        off_end = Signal(init=int(P == 1))
-        # The one pause: the planes of a column tile's last row tile (the beats that finish C
-        # neurons) wait until the result buffer has a slot (and, packed, the units' decode
-        # stages have had time). Registers only, so the pause is cheap to compute.
-        go = Signal()
-        finish = Signal()
-        # at_finish = off_first & plane_tile & plane_last, kept as a register (set as the period
-        # before ends), so that go is one gate from registers in front of its fan-out
-        at_finish = Signal()
-        # go itself is a register too: go_next is go computed from the next values of the
-        # registers it depends on (running, at_finish and, below, the credit and cooldown)
-        running_next = Signal()
-        at_finish_next = Signal()
-        may_finish_next = Signal()
-        m.d.comb += [running_next.eq(running), at_finish_next.eq(at_finish)]
-        # what the period's end will decide, from registers that only change at period ends:
-        # with P >= 2 they can be registered a cycle ahead, which keeps go's next value to a
-        # few inputs
-        # rt_zero & ct_zero, kept as a register: the ahead tile is its position's last (conv)
-        # or the layer's last tile (dense: with pos_zero always set)
-        ahead_wrap = Signal()
-        next_valid = valid[0] & ~(ahead_wrap & pos_zero)
-        fin_soon = Signal()                 # the next plane tile finishes a column tile
-        any_soon = Signal()                 # a tile is in flight after the period's end
-        if P >= 2:
-            m.d.sync += [fin_soon.eq(valid[W - 1] & lastrt[W - 1]),
-                         any_soon.eq(Cat(next_valid, valid[:-1]).any())]
-        else:
-            m.d.comb += [fin_soon.eq(valid[W - 1] & lastrt[W - 1]),
-                         any_soon.eq(Cat(next_valid, valid[:-1]).any())]
-        with m.If(go):
-            m.d.comb += at_finish_next.eq((off_end if P > 1 else 1) & fin_soon)
-        m.d.sync += [
-            running.eq(running_next), at_finish.eq(at_finish_next),
-            go.eq(running_next & ~(at_finish_next & ~may_finish_next)),
-        ]
-        m.d.comb += finish.eq(go & at_finish)
-
-        plane_on = Signal()
-        m.d.comb += plane_on.eq(go & plane_tile & (off < B))
-        w_on = Signal()
-        w_addr = Signal(waddr_bits)
-        # The weights of the tile after the ahead one start n words after the ahead tile's, or
-        # at weight_base again when the ahead tile is its position's last (conv: the same
-        # tiles at every position; dense: past the layer's end, never read).
-        # (base_inc = tile_base[0] + n, kept as a register: no adder in front of the selections)
-        base_next = Signal(waddr_bits)
-        base_inc = Signal(waddr_bits)
-        wbase_n = Signal(waddr_bits)
-        with m.If(setup1):
-            m.d.sync += wbase_n.eq(wbase + n)
-        m.d.comb += base_next.eq(Mux(ahead_wrap, wbase, base_inc))
-        with m.If(go & off_end):
-            m.d.sync += [tile_base[0].eq(base_next),
-                         base_inc.eq(Mux(ahead_wrap, wbase_n, base_inc + n))] + [
-                tile_base[d].eq(tile_base[d - 1]) for d in range(1, len(tile_base))]
-        with m.If(setup2):
-            m.d.sync += [tile_base[0].eq(wbase), base_inc.eq(wbase_n)]
-        if n > 1:
-            w_ok = Array(valid[W - a] for a in adv)
-            # word q of a period is group q of tile pm - W + advance[q]: the first word of that
-            # tile (w_tile, a register selected a cycle ahead: the next offset's tile base, at a
-            # period's end the next ahead tile's, advance[0] = W) plus q, added on the way
-            # into the command register
-            w_tile = Signal(waddr_bits)
-            w_next = Array(tile_base[W - adv[q + 1]] if q + 1 < n else Const(0, waddr_bits)
-                           for q in range(P))
-            with m.If(go):
-                m.d.sync += w_tile.eq(Mux(off_end, base_next, w_next[off]))
-            with m.If(setup2):
-                m.d.sync += w_tile.eq(wbase)
-            m.d.comb += [w_on.eq(go & (off < n) & w_ok[off]), w_addr.eq(w_tile + off)]
-        else:
-            # advance[0] = W: the word of the period is the ahead tile's
-            m.d.comb += [w_on.eq(go & off_first & valid[W - adv[0]]), w_addr.eq(tile_base[0])]
-        # a_on = go & off_end & valid[W - 1] (an activation read: the last offset of a period
-        # whose tile W - 1 exists), kept as a flip-flop set from the next values of the three
-        # (below), so that the activation counters and the patch generator's FIFO are enabled
-        # by a register and not through go's fan-out
-        a_on = Signal()
-        with m.If(a_on):
-            m.d.sync += [act_rt.eq(Mux(act_zero, 0, act_rt + 1)),
-                         act_left.eq(Mux(act_zero, rt_max, act_left - 1)),
-                         act_zero.eq(Mux(act_zero, rt_max_zero, act_left == 1))]
-
-        with m.If(go):
-            with m.If(off_end):
-                # the next ahead tile, pm + 1
-                m.d.comb += running_next.eq(any_soon)
-                m.d.sync += [
-                    off.eq(0), off_first.eq(1), off_end.eq(P == 1),
-                    valid.eq(Cat(next_valid, valid[:-1])),
-                    lastrt.eq(Cat(Mux(rt_zero, rt_max_zero, rt_left == 1), lastrt[:-1])),
-                    rt_left.eq(Mux(rt_zero, rt_max, rt_left - 1)),
-                    rt_zero.eq(Mux(rt_zero, rt_max_zero, rt_left == 1)),
-                ]
-                rt_zero_next = Mux(rt_zero, rt_max_zero, rt_left == 1)
-                ct_zero_next = Mux(rt_zero, Mux(ct_zero, ct_max_zero, ct_left == 1), ct_zero)
-                m.d.sync += ahead_wrap.eq(rt_zero_next & ct_zero_next)
-                with m.If(rt_zero):
-                    m.d.sync += [ct_left.eq(Mux(ct_zero, ct_max, ct_left - 1)),
-                                 ct_zero.eq(Mux(ct_zero, ct_max_zero, ct_left == 1))]
-                    if conv:
-                        with m.If(ct_zero):
-                            m.d.sync += [pos_left.eq(pos_left - 1), pos_zero.eq(pos_left == 1)]
-            with m.Else():
-                m.d.sync += [off.eq(off + 1), off_first.eq(0), off_end.eq(off == P - 2)]
-        with m.If(setup2):
-            m.d.comb += [running_next.eq(~empty), at_finish_next.eq(0)]
-            m.d.sync += [
-                valid.eq(~empty), lastrt.eq(rt_max_zero),
-                rt_left.eq(rt_max), rt_zero.eq(rt_max_zero),
-                ct_left.eq(ct_max), ct_zero.eq(ct_max_zero),
-                ahead_wrap.eq(rt_max_zero & ct_max_zero),
-                off.eq(0), off_first.eq(1), off_end.eq(P == 1),
-                act_rt.eq(0), act_left.eq(rt_max), act_zero.eq(rt_max_zero),
-            ]
-            if conv:
-                m.d.sync += [pos_left.eq(positions_m1), pos_zero.eq(init_pos_zero)]
-            else:
-                m.d.sync += pos_zero.eq(1)
-
-        off_end_next = Mux(setup2, P == 1, Mux(go, Mux(off_end, P == 1, off == P - 2), off_end))
-        valid_w1_next = Mux(setup2, ~empty if W == 1 else 0,
-                            Mux(go & off_end, next_valid if W == 1 else valid[W - 2],
-                                valid[W - 1]))
-        m.d.sync += a_on.eq(running_next & ~(at_finish_next & ~may_finish_next)
-                            & off_end_next & valid_w1_next)
-
-        # --- command register: every read and beat leaves the controller through a register --
-        cmd = Signal(command_layout(cfg))
-        rt_first = Signal()                 # the plane tile is its column tile's first row tile
-        rt_first_d = Signal(span + 1)
-        m.d.comb += rt_first.eq(rt_first_d[W])
-        with m.If(go & off_end):
-            # lastrt shifted: a tile is first when the one before it was last (or it is tile 0)
-            m.d.sync += rt_first_d.eq(Cat(lastrt[0] | ~valid[0], rt_first_d[:-1]))
-        with m.If(setup2):
-            m.d.sync += rt_first_d.eq(1)
-        m.d.sync += [
-            cmd.plane.eq(plane_on), cmd.first.eq(off_first),
-            cmd.tag.eq(Cat(plane_last & (off == B - 1), rt_first & off_first)),
-            cmd.wren.eq(w_on), cmd.waddr.eq(w_addr), cmd.wgroup.eq(off if n > 1 else 0),
-        ]
-        if conv:
-            # a conv layer's entries come from the patch generator, one per activation read
-            # (a_on takes the tile on its o; padding tiles are not read, their word cleared)
-            pad = is_conv & patch.payload.pad
-            # (a dense layer's reads pop the idle generator's tiles too: harmless, and one
-            # gate less on a_on's fan-out)
-            m.d.comb += patch.ready.eq(a_on)
-            m.d.sync += [cmd.aren.eq(a_on & ~pad), cmd.azero.eq(a_on & pad),
-                         cmd.aaddr.eq(Mux(is_conv, patch.payload.addr, act_rt))]
-        else:
-            m.d.sync += [cmd.aren.eq(a_on), cmd.aaddr.eq(act_rt)]
-        # The pause inserts cycles between two controller decisions, and the schedule's
-        # windows hold across it only if a launch falls on the same side of the pause as the
-        # planes its window is measured against: a word read at the end of a period (offset
-        # P - 1) for a tile up to the next plane tile launches Lw cycles after its read, but
-        # with P = 1 and advance 2 the word belongs two tiles ahead, must not overwrite the
-        # weight of the tile still waiting, and so launches with the next decision (the memory
-        # holds the word until the next read: hold_words).
-        if hold_words(cfg):
-            launch_pending = Signal()
-            with m.If(go):
-                m.d.sync += launch_pending.eq(w_on)
-            m.d.sync += cmd.launch.eq(go & launch_pending)
         # Timing from a decision in cycle t: the command register holds it in t + 1, and the
         # plane feeding (PlaneFeed: the reads, the words' entry registers, the plane register,
         # the weight launches) presents it to the array Lp = Lm + 1 cycles later, in t + 1 + Lp
@@ -604,8 +410,9 @@ class LayerEngine(wiring.Component):
         wiring.connect(m, wiring.flipped(self.bias), params.bias)
         wiring.connect(m, wiring.flipped(self.threshold), params.threshold)
         m.d.comb += [params.first.eq(cmd.plane & cmd.tag[1]), params.setup1.eq(setup1),
-                     params.setup2.eq(setup2), params.cbase.eq(cbase), params.ct_max.eq(ct_max),
-                     params.ct_max_zero.eq(ct_max_zero)]
+                     params.setup2.eq(setup2), params.cbase.eq(lay.cbase),
+                     params.ct_max.eq(lay.results.ct_max),
+                     params.ct_max_zero.eq(lay.results.ct_max_zero)]
         b_word, t_word = params.bias_words, params.threshold_words
 
         bb, tb = cfg.bias_bits, cfg.threshold_bits
@@ -626,8 +433,7 @@ class LayerEngine(wiring.Component):
         # slot; hidden layers keep the spike words, readout layers the potentials.
         rbits = self.result_bits
         m.submodules.result_buffer = results = ResultBuffer(
-            config=cfg, slots=D, pos_bits=len(lay.results.pos_left) if conv else 1,
-            win_bits=len(lay.results.win_left) if conv else 1)
+            config=cfg, slots=self.result_slots, pos_bits=pos_bits, win_bits=win_bits)
         wiring.connect(m, results.o, wiring.flipped(self.o))
         m.d.comb += [
             results.start.eq(setup2), results.finish.eq(finish), results.bounds.eq(lay.results),
@@ -635,23 +441,6 @@ class LayerEngine(wiring.Component):
             results.i.payload.eq(Cat(Mux(readout, u.o.payload.potential.as_unsigned()[:rbits],
                                          u.o.payload.spikes) for u in units)),
         ]
-        room, room_next = results.room, results.room_next
-        spacing = units[0].cycles_per_neuron(1) if packed else 1
-        if spacing > 1:
-            cool = Signal(range(spacing))
-            cool_zero = Signal(init=1)          # cool == 0, as a register
-            cool_zero_next = Signal()
-            m.d.comb += cool_zero_next.eq(cool_zero)
-            with m.If(finish):
-                m.d.sync += cool.eq(spacing - 1)
-                m.d.comb += cool_zero_next.eq(0)
-            with m.Elif(~cool_zero):
-                m.d.sync += cool.eq(cool - 1)
-                m.d.comb += cool_zero_next.eq(cool == 1)
-            m.d.sync += cool_zero.eq(cool_zero_next)
-            m.d.comb += [may_finish.eq(room & cool_zero),
-                         may_finish_next.eq(room_next & cool_zero_next)]
-        else:
-            m.d.comb += [may_finish.eq(room), may_finish_next.eq(room_next)]
+        m.d.comb += control.room_next.eq(results.room_next)
 
         return m

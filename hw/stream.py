@@ -3,6 +3,8 @@ line and a wide OR.
 
 * :class:`SkidBuffer`: cuts every combinational path of a ``stream.Signature`` (``i.ready`` is a
   flip-flop, ``o.valid`` and ``o.payload`` are registers) at full throughput.
+* :class:`SkidEntry`: cuts only the ``ready`` path of a stream (``i.ready`` is a flip-flop),
+  for a consumer that takes beats straight from it in their cycle.
 * :class:`RunAheadFifo`: a small FIFO for a producer that runs ahead of its consumer, whose
   ``r_rdy`` and ``room`` are flip-flops.
 * :func:`delay`: a value through ``cycles`` registers.
@@ -18,7 +20,7 @@ from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["SkidBuffer", "OutputBuffer", "RunAheadFifo", "delay", "or_all"]
+__all__ = ["SkidBuffer", "SkidEntry", "OutputBuffer", "RunAheadFifo", "delay", "or_all"]
 
 
 def or_all(terms):
@@ -79,6 +81,39 @@ class SkidBuffer(wiring.Component):
                              self.o.payload.eq(skid_payload)]
             with m.Else():
                 m.d.sync += self.o.valid.eq(0)
+        return m
+
+
+class SkidEntry(wiring.Component):
+    """A one-entry skid register in front of a consumer that decides every cycle whether it
+    takes a beat (``o.ready``): ``i.ready`` is a flip-flop (the entry is empty), so the
+    consumer's decision never reaches the producer in the same cycle; ``o.valid`` and
+    ``o.payload`` come from the entry when it is full, else straight from ``i`` (one
+    multiplexer). A beat offered while the entry is empty and not taken goes into it; the entry
+    copies ``i.payload`` whenever it is empty.
+
+    Ports: ``i`` In(stream.Signature(shape)), ``o`` Out(stream.Signature(shape)).
+    Latency: 0 cycles (a beat taken on ``i`` is on ``o`` in the same cycle). Throughput: one
+    beat a cycle (``i.ready`` stays high while ``o.ready`` is high). Storage: one payload.
+    """
+
+    def __init__(self, shape):
+        self._shape = shape
+        super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
+
+    @property
+    def shape(self):
+        return self._shape
+
+    def elaborate(self, platform):
+        m = Module()
+        full = Signal()
+        entry = Signal.like(self.i.payload)
+        m.d.comb += [self.i.ready.eq(~full), self.o.valid.eq(full | self.i.valid),
+                     self.o.payload.eq(Mux(full, entry, self.i.payload))]
+        m.d.sync += full.eq((full | self.i.valid) & ~self.o.ready)
+        with m.If(~full):                   # (unused unless full rises)
+            m.d.sync += entry.eq(self.i.payload)
         return m
 
 

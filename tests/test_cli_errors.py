@@ -478,6 +478,14 @@ def test_ctrl_c_while_writing_leaves_nothing(files, tmp_path, monkeypatch, capsy
     assert list(tmp_path.iterdir()) == []
 
 
+def _default_sigint():
+    """Popen's preexec_fn: SIGINT back to its default action in the child, as a shell starts a
+    command. pytest-xdist's workers ignore SIGINT and a child inherits an ignored signal, so
+    Python would never raise KeyboardInterrupt there and every Ctrl-C test below would fail
+    under ``make test`` while passing alone."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _blocked_on_fifo(tmp_path, argv, env=None):
     """Start ``python -m spikepack argv`` reading the FIFO ``tmp_path/fifo`` and return once it
     is blocked in that read (a writer can open a FIFO only while a reader has it open)."""
@@ -486,7 +494,7 @@ def _blocked_on_fifo(tmp_path, argv, env=None):
     proc = subprocess.Popen([sys.executable, "-m", "spikepack",
                              *[str(a).replace("FIFO", str(fifo)) for a in argv]],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**ENV, **(env or {})})
+                            env={**ENV, **(env or {})}, preexec_fn=_default_sigint)
     deadline = time.monotonic() + 120
     while True:
         try:
@@ -557,6 +565,7 @@ def test_an_interrupted_build_is_rebuilt_not_reused(tmp_path, monkeypatch):
     build_root = tmp_path / "build"
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=_default_sigint,
                             env={**ENV, "SPIKEPACK_BUILD": str(build_root)})
     deadline = time.monotonic() + 300
     log = None
@@ -597,7 +606,8 @@ def test_ctrl_c_during_the_build_of_spikepack_run(files, tmp_path, engine):
                              str(tmp_path / "inputs.npz"), "--work", str(tmp_path / "work"),
                              "--engine", engine],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, env={**ENV, "SPIKEPACK_BUILD": str(build_root)})
+                            start_new_session=True, preexec_fn=_default_sigint,
+                            env={**ENV, "SPIKEPACK_BUILD": str(build_root)})
     deadline = time.monotonic() + 300
     log = None
     while time.monotonic() < deadline and proc.poll() is None:

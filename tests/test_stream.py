@@ -1,7 +1,8 @@
 # amaranth: UnusedElaboratable=no
 """Amaranth-simulator tests of the stream helpers (``spikepack.hw.stream``): the skid buffer
 passes every beat once and in order under random valid/ready, at one beat a cycle with latency 1,
-and its ``i.ready`` is a flip-flop; the delay line delays by exactly its length."""
+and its ``i.ready`` is a flip-flop; the skid entry does the same with latency 0, cycle by cycle as
+a model of its docstring says; the delay line delays by exactly its length."""
 
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ from amaranth import ClockDomain, Module, Signal
 from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
-from spikepack.hw.stream import OutputBuffer, SkidBuffer, delay, or_all
+from spikepack.hw.stream import OutputBuffer, SkidBuffer, SkidEntry, delay, or_all
+from spikepack.sim.runner import bench_seed
 
 #: the two skid buffers: the same stream behaviour, different clock enables
 BUFFERS = [SkidBuffer, OutputBuffer]
 
 
-@pytest.mark.parametrize("buffer", BUFFERS)
+@pytest.mark.parametrize("buffer", BUFFERS + [SkidEntry])
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_skid_buffer_keeps_order_under_random_handshakes(seed, buffer):
     print(f"seed {seed}")
@@ -124,7 +126,47 @@ def test_delay_and_or_all_refuse_bad_arguments():
     assert or_all([1, 2, 4]) == 7
 
 
-@pytest.mark.parametrize("buffer", BUFFERS)
+def test_skid_entry_follows_its_model_cycle_by_cycle():
+    """Random valid, payload and ready against a model of the docstring: ``o`` shows the held
+    beat while the entry is full, else ``i`` as it is (latency 0); the entry fills with a beat
+    offered and not taken; ``i.ready`` is ``~full`` and does not move with ``o.ready`` in its
+    cycle."""
+    seed = bench_seed()
+    print(f"seed {seed} (SPIKEPACK_SEED={seed} reproduces the handshakes)")
+    rng = random.Random(seed)
+    dut = SkidEntry(10)
+    seen = {"filled": 0, "through": 0}
+
+    async def tb(ctx):
+        full, held = False, 0
+        for cycle in range(3000):
+            valid, payload = rng.random() < 0.7, rng.getrandbits(10)
+            ctx.set(dut.i.valid, valid)
+            ctx.set(dut.i.payload, payload)
+            ctx.set(dut.o.ready, 0)
+            ready_before = ctx.get(dut.i.ready)
+            ready = rng.random() < 0.6
+            ctx.set(dut.o.ready, ready)
+            assert ctx.get(dut.i.ready) == ready_before == (not full), f"seed {seed}: {cycle}"
+            assert ctx.get(dut.o.valid) == (full or valid), f"seed {seed}: cycle {cycle}"
+            if full or valid:
+                want = held if full else payload
+                assert ctx.get(dut.o.payload) == want, f"seed {seed}: cycle {cycle}: payload"
+            seen["through"] += valid and not full and ready
+            if not full:
+                held = payload
+            full = (full or valid) and not ready
+            seen["filled"] += full
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    assert min(seen.values()) > 300, f"seed {seed}: {seen}"
+
+
+@pytest.mark.parametrize("buffer", BUFFERS + [SkidEntry])
 def test_skid_buffer_signature_is_a_stream_pair(buffer):
     dut = buffer(5)
     assert dut.signature.members["i"].flow == wiring.In
