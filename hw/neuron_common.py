@@ -19,7 +19,7 @@ Widths come from :func:`spikepack.sim.golden.layer_widths`, so nothing that fits
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from types import SimpleNamespace
 
 from amaranth import Module, Mux, Signal, signed, unsigned
@@ -30,7 +30,7 @@ from spikepack import limits
 from spikepack.limits import check_int
 from spikepack.sim.golden import Widths, layer_widths, packed_max
 
-__all__ = ["INPUT_MODES", "NeuronParams", "check_neuron_params", "neuron_input_layout",
+__all__ = ["INPUT_MODES", "FAULTS", "NeuronParams", "check_neuron_params", "checked_params", "neuron_input_layout",
            "neuron_output_layout", "NeuronBase", "neuron_class", "add_output_stage"]
 
 #: A unit's input modes are the PE modes whose columns feed it.
@@ -100,6 +100,19 @@ def check_neuron_params(*, timesteps, tau_shift, weight_bits, fan_in, rows, bias
                           threshold_bits, input_mode)
     params.widths  # raises WidthError for a configuration beyond 48 bits
     return params
+
+
+def checked_params(params) -> NeuronParams:
+    """``params`` if it is a :class:`NeuronParams` within the limits (checked again, so that a
+    hand-made one cannot pass), else ``TypeError`` / ``ValueError``: the check of the units'
+    components, which take the unit's parameters whole."""
+    if not isinstance(params, NeuronParams):
+        raise TypeError(f"params must be a NeuronParams, not {type(params).__name__}")
+    return check_neuron_params(**asdict(params))
+
+
+#: the units' test faults (``_fault=``): "compare_ge" fires on ``>=`` instead of ``>``
+FAULTS = (None, "compare_ge")
 
 
 def neuron_input_layout(params: NeuronParams) -> data.StructLayout:

@@ -8,9 +8,9 @@ from __future__ import annotations
 from amaranth import Cat, Module
 from amaranth.lib import wiring
 
+from .neuron_common import FAULTS as _FAULTS
 from .neuron_common import NeuronBase, add_output_stage
 from .spikepack_acc import CarrySaveAccumulator
-from .spikepack_beat import FAULTS as _FAULTS
 from .spikepack_beat import SpikePackBeat, addend_bits
 from .spikepack_decode import DecodeControl, DecodeDatapath, accumulator_bits, decode_bits
 

@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from amaranth import C, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .neuron_common import NeuronParams, check_neuron_params, neuron_input_layout
+from .neuron_common import FAULTS, NeuronParams, checked_params, neuron_input_layout
 
-__all__ = ["AddendSignature", "SpikePackBeat", "addend_bits", "checked_params", "FAULTS"]
-
-#: the unit's test faults (``SpikePackNeuron(_fault=...)``)
-FAULTS = (None, "compare_ge")
-
-
-def checked_params(params) -> NeuronParams:
-    """``params`` if it is a :class:`NeuronParams` within the limits (checked again, so that a
-    hand-made one cannot pass), else ``TypeError`` / ``ValueError``."""
-    if not isinstance(params, NeuronParams):
-        raise TypeError(f"params must be a NeuronParams, not {type(params).__name__}")
-    return check_neuron_params(**asdict(params))
+__all__ = ["AddendSignature", "SpikePackBeat", "addend_bits"]
 
 
 def addend_bits(params: NeuronParams) -> int:

@@ -11,8 +11,7 @@ from spikepack import limits
 from spikepack.limits import check_int
 from spikepack.sim.golden import signed_bits
 
-from .neuron_common import NeuronParams
-from .spikepack_beat import checked_params
+from .neuron_common import NeuronParams, checked_params
 
 __all__ = ["StepSignature", "DecodeControl", "DecodeDatapath", "accumulator_bits",
            "decode_bits"]
