@@ -59,6 +59,14 @@ class LIFNeuron(NeuronBase):
     only (neither ``i.valid`` nor ``o.ready``). ``o.valid`` holds with a stable payload until
     ``o.ready``.
 
+    **Components** (elaborate only wires them): the integration
+    :class:`~spikepack.hw.lif_buffer.StepCurrentBuffer`, the control
+    :class:`~spikepack.hw.lif_control.LIFControl` (``i.ready``, ``adv``, the step flags, the
+    record), R and D :class:`~spikepack.hw.lif_dynamics.LIFDrive`, U
+    :class:`~spikepack.hw.lif_dynamics.LIFMembrane`, and
+    :func:`~spikepack.hw.neuron_common.add_output_stage`. (None is shared with the SpikePack
+    unit: its integration is a per-step buffer, not one accumulator.)
+
     ``_fault`` (private, for tests only): "compare_ge" fires on ``v >= theta``.
     """
 
