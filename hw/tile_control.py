@@ -44,7 +44,8 @@ class TileController(wiring.Component):
     registers they depend on (no decision compares tile numbers: per-period shift registers and
     down-counters).
 
-    Ports: ``setup1``, ``setup2`` In(1) and ``layer`` In(:func:`~spikepack.hw.layer_setup.layer_layout`)
+    Ports: ``setup1``, ``setup2`` In(1) and ``layer``
+    In(:func:`~spikepack.hw.layer_setup.layer_layout`)
     (:class:`~spikepack.hw.layer_setup.LayerSetup`'s; the weight base is taken at ``setup1``,
     the rest at ``setup2``), ``tiles`` (conv configurations) In(stream of
     :func:`~spikepack.hw.patch_sums.tile_layout`, always valid once ``setup2`` came),
