@@ -15,7 +15,7 @@ from amaranth.lib.wiring import In, Out
 from spikepack.config import HardwareConfig
 
 from .array import load_schedule
-from .layer_setup import layer_layout
+from .layer_setup import LayerSignature
 from .patch_sums import tile_layout
 from .plane_feed import command_layout, hold_words
 from .result_buffer import counter_bits
@@ -44,10 +44,9 @@ class TileController(wiring.Component):
     registers they depend on (no decision compares tile numbers: per-period shift registers and
     down-counters).
 
-    Ports: ``setup1``, ``setup2`` In(1) and ``layer``
-    In(:func:`~spikepack.hw.layer_setup.layer_layout`)
-    (:class:`~spikepack.hw.layer_setup.LayerSetup`'s; the weight base is taken at ``setup1``,
-    the rest at ``setup2``), ``tiles`` (conv configurations) In(stream of
+    Ports: ``bounds`` In(:class:`~spikepack.hw.layer_setup.LayerSignature`: ``setup1``,
+    ``setup2``, ``layer``; :class:`~spikepack.hw.layer_setup.LayerSetup`'s, the weight base
+    taken at ``setup1``, the rest at ``setup2``), ``tiles`` (conv configurations) In(stream of
     :func:`~spikepack.hw.patch_sums.tile_layout`, always valid once ``setup2`` came),
     ``room_next`` In(1) (the result buffer's), ``cmd`` Out(``command_layout``), ``finish``
     Out(1).
@@ -72,8 +71,7 @@ class TileController(wiring.Component):
         self._schedule = load_schedule(rows=config.rows, rows_per_word=config.rows_per_word,
                                        beats=1 if config.pe_mode == "packed" else config.timesteps)
         members = {
-            "setup1": In(1), "setup2": In(1),
-            "layer": In(layer_layout(config, pos_bits=pos_bits, win_bits=win_bits)),
+            "bounds": In(LayerSignature(config, pos_bits=pos_bits, win_bits=win_bits)),
             "room_next": In(1),
             "cmd": Out(command_layout(config)), "finish": Out(1),
         }
@@ -88,12 +86,12 @@ class TileController(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        cfg, lay = self._config, self.layer
+        cfg, lay = self._config, self.bounds.layer
         sched = self._schedule
         P, W = sched.period, sched.warmup
         span = W + sched.tail               # periods from a tile's first read to its last
         rt_bits, ct_bits, _ = counter_bits(cfg)
-        setup2, finish, empty = self.setup2, self.finish, lay.empty
+        setup2, finish, empty = self.bounds.setup2, self.finish, lay.empty
 
         # Period pm (pm = 0, 1, ...) presents the planes of tile pm - W, reads weight group q of
         # tile pm - W + advance[q] at offset q and the activation entry of tile pm - W + 1 at
@@ -175,7 +173,7 @@ class TileController(wiring.Component):
     def _periods(self, m, t):
         """The end of each period (``go`` at its last offset) moves the offset to 0, shifts
         ``valid``/``lastrt`` and steps the ahead tile's counters; ``setup2`` starts them."""
-        lay, setup2, conv = self.layer, self.setup2, self._config.conv
+        lay, setup2, conv = self.bounds.layer, self.bounds.setup2, self._config.conv
         P = self._schedule.period
         rt_max, rt_max_zero, empty = lay.rt_max, lay.rt_max_zero, lay.empty
         ct_max, ct_max_zero = lay.results.ct_max, lay.results.ct_max_zero
@@ -243,13 +241,13 @@ class TileController(wiring.Component):
     def _weights(self, m, t):
         """The weight read of each decision: (w_on, w_addr), the address from the per-period
         shift register of tile bases."""
-        cfg, setup1, setup2 = self._config, self.setup1, self.setup2
+        cfg, setup1, setup2 = self._config, self.bounds.setup1, self.bounds.setup2
         sched = self._schedule
         P, W, adv = sched.period, sched.warmup, sched.advance
         span = W + sched.tail
         n = cfg.rows // cfg.rows_per_word
         waddr_bits = len(self.cmd.waddr)
-        wbase = self.layer.wbase
+        wbase = self.bounds.layer.wbase
         go, off, off_first, off_end, valid = t.go, t.off, t.off_first, t.off_end, t.valid
         ahead_wrap = t.ahead_wrap
         # weight_base + (tile number of pm - d within its position) * n, d = 0 .. span: the
@@ -296,7 +294,7 @@ class TileController(wiring.Component):
     def _command(self, m, t, a_on, w_on, w_addr):
         """The command register: every read and beat leaves the controller through it (with the
         activation counters and, conv, the patch tiles the activation reads pop)."""
-        cfg, cmd, lay, setup2 = self._config, self.cmd, self.layer, self.setup2
+        cfg, cmd, lay, setup2 = self._config, self.cmd, self.bounds.layer, self.bounds.setup2
         sched = self._schedule
         W = sched.warmup
         span = W + sched.tail

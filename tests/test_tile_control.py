@@ -177,8 +177,9 @@ def run(config, layers, spacing, room_p, seed):
             where = (f"seed {seed}, cycle {t}, layer {layer} "
                      f"{layers[layer] if layer is not None else ''}")
             for name, value in drive.get(t, {}).items():
-                target = (dut.layer.results if name in ("ct_max", "ct_max_zero", "pos_zero")
-                          else dut.layer) if name not in ("setup1", "setup2") else dut
+                b = dut.bounds
+                target = (b.layer.results if name in ("ct_max", "ct_max_zero", "pos_zero")
+                          else b.layer) if name not in ("setup1", "setup2") else b
                 ctx.set(getattr(target, name), value)
             ctx.set(dut.room_next, room[t])
             if config.conv:
