@@ -367,7 +367,7 @@ class LayerEngine(wiring.Component):
         wiring.connect(m, wiring.flipped(self.start), setup.start)
         m.d.comb += [self.busy.eq(setup.busy),
                      setup.done.eq(self.o.valid & self.o.ready & self.o.payload.last)]
-        setup1, setup2, lay = setup.setup1, setup.setup2, setup.layer
+        setup1, setup2, lay = setup.bounds.setup1, setup.bounds.setup2, setup.bounds.layer
         readout = lay.readout
         pos_bits = len(lay.results.pos_left) if conv else 1
         win_bits = len(lay.results.win_left) if conv else 1
@@ -378,8 +378,7 @@ class LayerEngine(wiring.Component):
         m.submodules.control = control = TileController(
             config=cfg, pos_bits=pos_bits, win_bits=win_bits,
             spacing=units[0].cycles_per_neuron(1) if packed else 1)
-        m.d.comb += [control.setup1.eq(setup1), control.setup2.eq(setup2),
-                     control.layer.eq(lay)]
+        wiring.connect(m, setup.bounds, control.bounds)
         if conv:
             wiring.connect(m, setup.tiles, control.tiles)
         cmd, finish = control.cmd, control.finish

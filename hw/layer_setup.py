@@ -16,7 +16,7 @@ from spikepack.firmware.layout import CONV_FIELDS, DESCRIPTOR_FIELDS
 from .patch import PatchGenerator, geometry_layout
 from .result_buffer import bounds_layout, counter_bits
 
-__all__ = ["LayerSetup", "descriptor_layout", "layer_layout"]
+__all__ = ["LayerSetup", "LayerSignature", "descriptor_layout", "layer_layout"]
 
 
 def descriptor_layout(config: HardwareConfig) -> data.StructLayout:
@@ -52,6 +52,25 @@ def layer_layout(config: HardwareConfig, *, pos_bits: int = 1,
     })
 
 
+class LayerSignature(wiring.Signature):
+    """A layer's setup as its producer (:class:`LayerSetup`) sees it: ``setup1`` and ``setup2``
+    Out(1), the setup cycles (``setup1``: the weight and column bases are valid; ``setup2``:
+    all of ``layer``), and ``layer`` Out(:func:`layer_layout`), valid until the next
+    ``setup1``. A consumer's member is its flip (``In(LayerSignature(...))``)."""
+
+    def __init__(self, config: HardwareConfig, *, pos_bits: int = 1, win_bits: int = 1):
+        self._args = (config, pos_bits, win_bits)
+        super().__init__({"setup1": Out(1), "setup2": Out(1),
+                          "layer": Out(layer_layout(config, pos_bits=pos_bits,
+                                                    win_bits=win_bits))})
+
+    def __eq__(self, other):
+        return type(other) is type(self) and other._args == self._args
+
+    def __hash__(self):
+        return hash(self._args)
+
+
 class LayerSetup(wiring.Component):
     """Accepts a descriptor when idle and registers the layer's bounds for the controller and
     the result buffer.
@@ -67,7 +86,7 @@ class LayerSetup(wiring.Component):
     ``setup2``.
 
     Ports: ``start`` In(stream of ``descriptor_layout``), ``done`` In(1), ``busy`` Out(1),
-    ``setup1``/``setup2`` Out(1), ``layer`` Out(``layer_layout``), ``tiles`` (conv
+    ``bounds`` Out(:class:`LayerSignature`: ``setup1``/``setup2``, ``layer``), ``tiles`` (conv
     configurations) Out(stream of the patch generator's tiles: addr, pad).
 
     Latency: bounds valid 2 cycles after the handshake (dense), L_patch + 1 (conv).
@@ -83,8 +102,8 @@ class LayerSetup(wiring.Component):
         win_bits = len(self._patch.window) if config.conv else 1
         members = {
             "start": In(stream.Signature(descriptor_layout(config))), "done": In(1),
-            "busy": Out(1), "setup1": Out(1), "setup2": Out(1),
-            "layer": Out(layer_layout(config, pos_bits=pos_bits, win_bits=win_bits)),
+            "busy": Out(1),
+            "bounds": Out(LayerSignature(config, pos_bits=pos_bits, win_bits=win_bits)),
         }
         if config.conv:
             members["tiles"] = Out(self._patch.o.signature)
@@ -92,7 +111,7 @@ class LayerSetup(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        cfg, lay, res = self._config, self.layer, self.layer.results
+        cfg, lay, res = self._config, self.bounds.layer, self.bounds.layer.results
         R, C, conv = cfg.rows, cfg.cols, cfg.conv
         log_r, log_c = (R - 1).bit_length(), (C - 1).bit_length()
         # tile counters sized by the configuration's limits (fan_in <= max_fan_in and
@@ -101,7 +120,7 @@ class LayerSetup(wiring.Component):
         fan_max = cfg.neuron_fan_in         # max_fan_in, or a conv layer's longest patch
         out_max = max(cfg.max_neurons, cfg.max_channels if conv else 0)
         rt_bits, ct_bits, idx_bits = counter_bits(cfg)
-        busy, setup1, setup2 = Signal(), self.setup1, self.setup2
+        busy, setup1, setup2 = Signal(), self.bounds.setup1, self.bounds.setup2
         neurons = Signal(16)
         row_tiles, col_tiles = Signal(rt_bits), Signal(ct_bits)
         fan_zero = Signal()                 # fan_in == 0, at the handshake
@@ -145,8 +164,8 @@ class LayerSetup(wiring.Component):
     def _conv_setup(self, m, handshake, neurons, col_tiles):
         """A conv layer waits in setup for the patch generator's first tile (its products take
         setup cycles): setup2 comes setup_latency - 1 cycles later than a dense layer's."""
-        R, lay, res = self._config.rows, self.layer, self.layer.results
-        setup1, setup2 = self.setup1, self.setup2
+        R, lay, res = self._config.rows, self.bounds.layer, self.bounds.layer.results
+        setup1, setup2 = self.bounds.setup1, self.bounds.setup2
         m.submodules.patch = patch = self._patch
         wiring.connect(m, patch.o, wiring.flipped(self.tiles))
         is_conv = lay.is_conv               # the layer is a conv layer

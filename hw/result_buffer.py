@@ -17,7 +17,7 @@ from amaranth.lib.wiring import In, Out
 
 from spikepack.config import HardwareConfig
 
-from .stream import OutputBuffer, RunAheadFifo
+from .stream import RunAheadFifo, SkidBuffer
 
 __all__ = ["ResultBuffer", "ConvSlots", "output_layout", "bounds_layout", "slot_layout",
            "counter_bits", "result_bits"]
@@ -193,7 +193,7 @@ class ResultBuffer(wiring.Component):
     slot with ``finish`` before it computes the tile). The slot being sent is copied into a
     shift register ``cur`` (no C-way multiplexer between the LUT-RAM and ``o``), the next slot
     copied in (a *refill*) as its last result leaves; the results leave through
-    :class:`spikepack.hw.stream.OutputBuffer`, so ``o.ready`` reaches only that buffer's
+    :class:`spikepack.hw.stream.SkidBuffer`, so ``o.ready`` reaches only that buffer's
     registers. Results of neurons beyond M (the last column tile's units after ``last_sel``)
     are dropped. Dense layers: ``index`` counts from 0; conv layers: the slots' first indices,
     channels, pool_first and the layer's end come from :class:`ConvSlots`.
@@ -249,7 +249,7 @@ class ResultBuffer(wiring.Component):
         beat = {"index": idx_bits, "result": rbits, "last": 1}
         if conv:
             beat.update({"channel": len(self.o.payload.channel), "pool_first": 1})
-        m.submodules.o_skid = skid = OutputBuffer(data.StructLayout(beat))
+        m.submodules.o_skid = skid = SkidBuffer(data.StructLayout(beat))
         m.d.comb += [
             self.o.valid.eq(skid.o.valid), skid.o.ready.eq(self.o.ready),
             self.o.payload.index.eq(skid.o.payload.index),

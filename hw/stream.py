@@ -20,7 +20,7 @@ from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["SkidBuffer", "SkidEntry", "OutputBuffer", "RunAheadFifo", "delay", "or_all"]
+__all__ = ["SkidBuffer", "SkidEntry", "RunAheadFifo", "delay", "or_all"]
 
 
 def or_all(terms):
@@ -48,10 +48,14 @@ class SkidBuffer(wiring.Component):
 
     Ports: ``i`` In(stream.Signature(shape)), ``o`` Out(stream.Signature(shape)).
 
-    ``i.ready`` is a flip-flop (the skid register is empty), ``o.valid`` and ``o.payload`` are
-    registers, so no combinational path crosses the buffer in either direction. A beat taken on
-    ``i`` goes to the output register when that is free or leaving in the same cycle, else to
-    the skid register, from which it moves to the output register when ``o.ready`` rises.
+    ``i.ready`` is a flip-flop (the spare register is empty), ``o.valid`` and ``o.payload`` are
+    registers, so no combinational path crosses the buffer in either direction. The output
+    register is loaded whenever it may change, ``o.ready | ~o.valid`` (two inputs, whatever
+    ``i`` does), with the spare register's payload when that holds a beat, else with
+    ``i.payload``; the spare register copies ``i.payload`` whenever it is empty and keeps it
+    when a beat is taken that the output register cannot. So a consumer's ``ready`` reaches the
+    payload flip-flops through one gate and ``i.valid`` none of their enables (``o.payload``
+    while ``o.valid`` is low is whatever ``i`` offered).
 
     Latency: 1 cycle from the ``i`` handshake to ``o.valid``. Throughput: one beat per cycle
     (``i.ready`` stays high while ``o.ready`` is high). Storage: two payloads.
@@ -67,20 +71,16 @@ class SkidBuffer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        skid_valid = Signal()
-        skid_payload = Signal.like(self.i.payload)
-        m.d.comb += self.i.ready.eq(~skid_valid)
-        with m.If(self.i.valid & self.i.ready):
-            with m.If(self.o.valid & ~self.o.ready):
-                m.d.sync += [skid_valid.eq(1), skid_payload.eq(self.i.payload)]
-            with m.Else():
-                m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(self.i.payload)]
-        with m.Elif(self.o.ready):
-            with m.If(skid_valid):
-                m.d.sync += [skid_valid.eq(0), self.o.valid.eq(1),
-                             self.o.payload.eq(skid_payload)]
-            with m.Else():
-                m.d.sync += self.o.valid.eq(0)
+        spare = Signal.like(self.i.payload)
+        spare_valid = Signal()
+        load = Signal()                     # the output register takes a value this cycle
+        m.d.comb += [self.i.ready.eq(~spare_valid), load.eq(self.o.ready | ~self.o.valid)]
+        with m.If(~spare_valid):
+            m.d.sync += spare.eq(self.i.payload)
+        with m.If(load):
+            m.d.sync += [self.o.payload.eq(Mux(spare_valid, spare, self.i.payload)),
+                         self.o.valid.eq(spare_valid | self.i.valid)]
+        m.d.sync += spare_valid.eq(~load & (spare_valid | self.i.valid))
         return m
 
 
@@ -115,43 +115,6 @@ class SkidEntry(wiring.Component):
         with m.If(~full):                   # (unused unless full rises)
             m.d.sync += entry.eq(self.i.payload)
         return m
-
-
-class OutputBuffer(wiring.Component):
-    """A two-register skid buffer whose output register is loaded whenever it may change:
-    the same stream behaviour as :class:`spikepack.hw.stream.SkidBuffer` (``i.ready`` a
-    flip-flop, ``o.valid`` and ``o.payload`` registers, one beat a cycle, latency 1), but the
-    output payload's clock enable is ``o.ready | ~o.valid`` (two inputs, whatever ``i`` does)
-    and the spare register's is ``~spare_valid`` (it copies ``i.payload`` whenever it is
-    empty), so a consumer's ``ready`` reaches the payload flip-flops through one gate and
-    ``i.valid`` none of their enables. (Used for the engine's ``o``, in
-    :class:`spikepack.hw.result_buffer.ResultBuffer`.)
-
-    Ports: ``i`` In(stream.Signature(shape)), ``o`` Out(stream.Signature(shape)).
-    Latency: 1 cycle from the ``i`` handshake to ``o.valid``. Throughput: one beat a cycle.
-    """
-
-    def __init__(self, shape):
-        self._shape = shape
-        super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
-
-    def elaborate(self, platform):
-        m = Module()
-        spare = Signal.like(self.i.payload)
-        spare_valid = Signal()
-        load = Signal()                     # the output register takes a value this cycle
-        m.d.comb += [self.i.ready.eq(~spare_valid), load.eq(self.o.ready | ~self.o.valid)]
-        with m.If(~spare_valid):
-            m.d.sync += spare.eq(self.i.payload)
-        with m.If(load):
-            m.d.sync += [self.o.payload.eq(Mux(spare_valid, spare, self.i.payload)),
-                         self.o.valid.eq(spare_valid | self.i.valid)]
-        m.d.sync += spare_valid.eq(~load & (spare_valid | self.i.valid))
-        return m
-
-    @property
-    def shape(self):
-        return self._shape
 
 
 class RunAheadFifo(wiring.Component):

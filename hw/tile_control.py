@@ -6,6 +6,8 @@ the neuron units' decode stages are still busy with the previous column tile."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -13,7 +15,7 @@ from amaranth.lib.wiring import In, Out
 from spikepack.config import HardwareConfig
 
 from .array import load_schedule
-from .layer_setup import layer_layout
+from .layer_setup import LayerSignature
 from .patch_sums import tile_layout
 from .plane_feed import command_layout, hold_words
 from .result_buffer import counter_bits
@@ -42,9 +44,9 @@ class TileController(wiring.Component):
     registers they depend on (no decision compares tile numbers: per-period shift registers and
     down-counters).
 
-    Ports: ``setup1``, ``setup2`` In(1) and ``layer`` In(:func:`~spikepack.hw.layer_setup.layer_layout`)
-    (:class:`~spikepack.hw.layer_setup.LayerSetup`'s; the weight base is taken at ``setup1``,
-    the rest at ``setup2``), ``tiles`` (conv configurations) In(stream of
+    Ports: ``bounds`` In(:class:`~spikepack.hw.layer_setup.LayerSignature`: ``setup1``,
+    ``setup2``, ``layer``; :class:`~spikepack.hw.layer_setup.LayerSetup`'s, the weight base
+    taken at ``setup1``, the rest at ``setup2``), ``tiles`` (conv configurations) In(stream of
     :func:`~spikepack.hw.patch_sums.tile_layout`, always valid once ``setup2`` came),
     ``room_next`` In(1) (the result buffer's), ``cmd`` Out(``command_layout``), ``finish``
     Out(1).
@@ -69,8 +71,7 @@ class TileController(wiring.Component):
         self._schedule = load_schedule(rows=config.rows, rows_per_word=config.rows_per_word,
                                        beats=1 if config.pe_mode == "packed" else config.timesteps)
         members = {
-            "setup1": In(1), "setup2": In(1),
-            "layer": In(layer_layout(config, pos_bits=pos_bits, win_bits=win_bits)),
+            "bounds": In(LayerSignature(config, pos_bits=pos_bits, win_bits=win_bits)),
             "room_next": In(1),
             "cmd": Out(command_layout(config)), "finish": Out(1),
         }
@@ -85,113 +86,79 @@ class TileController(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        cfg, lay = self._config, self.layer
+        cfg, lay = self._config, self.bounds.layer
         sched = self._schedule
         P, W = sched.period, sched.warmup
         span = W + sched.tail               # periods from a tile's first read to its last
-        conv = cfg.conv
         rt_bits, ct_bits, _ = counter_bits(cfg)
-        setup2, finish = self.setup2, self.finish
-        rt_max, rt_max_zero, empty = lay.rt_max, lay.rt_max_zero, lay.empty
-        ct_max, ct_max_zero = lay.results.ct_max, lay.results.ct_max_zero
+        setup2, finish, empty = self.bounds.setup2, self.finish, lay.empty
 
         # Period pm (pm = 0, 1, ...) presents the planes of tile pm - W, reads weight group q of
         # tile pm - W + advance[q] at offset q and the activation entry of tile pm - W + 1 at
         # offset P - 1. valid[d] says tile pm - d exists (0 <= pm - d < K) and lastrt[d] that it
         # is the last row tile of its column tile: per-period shift registers, so that no
         # decision compares tile numbers. The "ahead" tile pm is tracked by down-counters.
-        running = Signal()                  # the controller runs (from setup2 to the last tile)
-        valid = Signal(span + 1)
-        lastrt = Signal(span + 1)
-        rt_left = Signal(rt_bits)           # of the ahead tile: row tiles after it
-        ct_left = Signal(ct_bits)
-        rt_zero = Signal()
-        ct_zero = Signal()
+        t = SimpleNamespace()               # the controller's state, shared with the helpers
+        t.running = Signal()                # the controller runs (from setup2 to the last tile)
+        t.valid = Signal(span + 1)
+        t.lastrt = Signal(span + 1)
+        t.rt_left = Signal(rt_bits)         # of the ahead tile: row tiles after it
+        t.ct_left = Signal(ct_bits)
+        t.rt_zero = Signal()
+        t.ct_zero = Signal()
         # conv: computed output positions after the ahead tile's (a dense layer has one)
-        pos_left = Signal.like(lay.positions_m1) if conv else None
-        pos_zero = Signal()
-        off = Signal(range(max(2, P)))
+        t.pos_left = Signal.like(lay.positions_m1, name="pos_left") if cfg.conv else None
+        t.pos_zero = Signal()
+        t.off = Signal(range(max(2, P)))
         # off == 0 and off == P - 1, kept as registers that move with off (they gate the
         # clock enables of every counter)
-        off_first = Signal(init=1)
-        off_end = Signal(init=int(P == 1))
+        t.off_first = Signal(init=1)
+        t.off_end = Signal(init=int(P == 1))
         # The one pause: the planes of a column tile's last row tile (the beats that finish C
         # neurons) wait until the result buffer has a slot (and, packed, the units' decode
         # stages have had time). Registers only, so the pause is cheap to compute.
-        go = Signal()
+        t.go = go = Signal()
         # at_finish = off_first & plane_tile & plane_last, kept as a register (set as the period
         # before ends), so that go is one gate from registers in front of its fan-out
         at_finish = Signal()
         # go itself is a register too: go_next is go computed from the next values of the
         # registers it depends on (running, at_finish and the credit and cooldown)
-        running_next = Signal()
+        t.running_next = running_next = Signal()
         at_finish_next = Signal()
         may_finish_next = self._cooldown(m)
-        m.d.comb += [running_next.eq(running), at_finish_next.eq(at_finish)]
+        m.d.comb += [running_next.eq(t.running), at_finish_next.eq(at_finish)]
         # what the period's end will decide, from registers that only change at period ends:
         # with P >= 2 they can be registered a cycle ahead, which keeps go's next value to a
         # few inputs
         # rt_zero & ct_zero, kept as a register: the ahead tile is its position's last (conv)
         # or the layer's last tile (dense: with pos_zero always set)
-        ahead_wrap = Signal()
-        next_valid = valid[0] & ~(ahead_wrap & pos_zero)
+        t.ahead_wrap = Signal()
+        t.next_valid = next_valid = t.valid[0] & ~(t.ahead_wrap & t.pos_zero)
         fin_soon = Signal()                 # the next plane tile finishes a column tile
-        any_soon = Signal()                 # a tile is in flight after the period's end
+        t.any_soon = Signal()               # a tile is in flight after the period's end
+        soon = [fin_soon.eq(t.valid[W - 1] & t.lastrt[W - 1]),
+                t.any_soon.eq(Cat(next_valid, t.valid[:-1]).any())]
         if P >= 2:
-            m.d.sync += [fin_soon.eq(valid[W - 1] & lastrt[W - 1]),
-                         any_soon.eq(Cat(next_valid, valid[:-1]).any())]
+            m.d.sync += soon
         else:
-            m.d.comb += [fin_soon.eq(valid[W - 1] & lastrt[W - 1]),
-                         any_soon.eq(Cat(next_valid, valid[:-1]).any())]
+            m.d.comb += soon
         with m.If(go):
-            m.d.comb += at_finish_next.eq((off_end if P > 1 else 1) & fin_soon)
+            m.d.comb += at_finish_next.eq((t.off_end if P > 1 else 1) & fin_soon)
         m.d.sync += [
-            running.eq(running_next), at_finish.eq(at_finish_next),
+            t.running.eq(running_next), at_finish.eq(at_finish_next),
             go.eq(running_next & ~(at_finish_next & ~may_finish_next)),
         ]
         m.d.comb += finish.eq(go & at_finish)
-
-        with m.If(go):
-            with m.If(off_end):
-                # the next ahead tile, pm + 1
-                m.d.comb += running_next.eq(any_soon)
-                m.d.sync += [
-                    off.eq(0), off_first.eq(1), off_end.eq(P == 1),
-                    valid.eq(Cat(next_valid, valid[:-1])),
-                    lastrt.eq(Cat(Mux(rt_zero, rt_max_zero, rt_left == 1), lastrt[:-1])),
-                    rt_left.eq(Mux(rt_zero, rt_max, rt_left - 1)),
-                    rt_zero.eq(Mux(rt_zero, rt_max_zero, rt_left == 1)),
-                ]
-                rt_zero_next = Mux(rt_zero, rt_max_zero, rt_left == 1)
-                ct_zero_next = Mux(rt_zero, Mux(ct_zero, ct_max_zero, ct_left == 1), ct_zero)
-                m.d.sync += ahead_wrap.eq(rt_zero_next & ct_zero_next)
-                with m.If(rt_zero):
-                    m.d.sync += [ct_left.eq(Mux(ct_zero, ct_max, ct_left - 1)),
-                                 ct_zero.eq(Mux(ct_zero, ct_max_zero, ct_left == 1))]
-                    if conv:
-                        with m.If(ct_zero):
-                            m.d.sync += [pos_left.eq(pos_left - 1), pos_zero.eq(pos_left == 1)]
-            with m.Else():
-                m.d.sync += [off.eq(off + 1), off_first.eq(0), off_end.eq(off == P - 2)]
+        self._periods(m, t)
         with m.If(setup2):
-            m.d.comb += [running_next.eq(~empty), at_finish_next.eq(0)]
-            m.d.sync += [
-                valid.eq(~empty), lastrt.eq(rt_max_zero),
-                rt_left.eq(rt_max), rt_zero.eq(rt_max_zero),
-                ct_left.eq(ct_max), ct_zero.eq(ct_max_zero),
-                ahead_wrap.eq(rt_max_zero & ct_max_zero),
-                off.eq(0), off_first.eq(1), off_end.eq(P == 1),
-            ]
-            if conv:
-                m.d.sync += [pos_left.eq(lay.positions_m1), pos_zero.eq(lay.results.pos_zero)]
-            else:
-                m.d.sync += pos_zero.eq(1)
+            m.d.comb += at_finish_next.eq(0)
 
         # a_on = go & off_end & valid[W - 1] (an activation read: the last offset of a period
         # whose tile W - 1 exists), kept as a flip-flop set from the next values of the three,
         # so that the activation counters and the patch generator's FIFO are enabled by a
         # register and not through go's fan-out
         a_on = Signal()
+        off, off_end, valid = t.off, t.off_end, t.valid
         off_end_next = Mux(setup2, P == 1, Mux(go, Mux(off_end, P == 1, off == P - 2), off_end))
         valid_w1_next = Mux(setup2, ~empty if W == 1 else 0,
                             Mux(go & off_end, next_valid if W == 1 else valid[W - 2],
@@ -199,9 +166,55 @@ class TileController(wiring.Component):
         m.d.sync += a_on.eq(running_next & ~(at_finish_next & ~may_finish_next)
                             & off_end_next & valid_w1_next)
 
-        w_on, w_addr = self._weights(m, go, off, off_first, off_end, valid, ahead_wrap)
-        self._command(m, go, off, off_first, off_end, valid, lastrt, a_on, w_on, w_addr)
+        w_on, w_addr = self._weights(m, t)
+        self._command(m, t, a_on, w_on, w_addr)
         return m
+
+    def _periods(self, m, t):
+        """The end of each period (``go`` at its last offset) moves the offset to 0, shifts
+        ``valid``/``lastrt`` and steps the ahead tile's counters; ``setup2`` starts them."""
+        lay, setup2, conv = self.bounds.layer, self.bounds.setup2, self._config.conv
+        P = self._schedule.period
+        rt_max, rt_max_zero, empty = lay.rt_max, lay.rt_max_zero, lay.empty
+        ct_max, ct_max_zero = lay.results.ct_max, lay.results.ct_max_zero
+        valid, lastrt, off = t.valid, t.lastrt, t.off
+        rt_left, rt_zero, ct_left, ct_zero = t.rt_left, t.rt_zero, t.ct_left, t.ct_zero
+        pos_left, pos_zero = t.pos_left, t.pos_zero
+        with m.If(t.go):
+            with m.If(t.off_end):
+                # the next ahead tile, pm + 1
+                m.d.comb += t.running_next.eq(t.any_soon)
+                m.d.sync += [
+                    off.eq(0), t.off_first.eq(1), t.off_end.eq(P == 1),
+                    valid.eq(Cat(t.next_valid, valid[:-1])),
+                    lastrt.eq(Cat(Mux(rt_zero, rt_max_zero, rt_left == 1), lastrt[:-1])),
+                    rt_left.eq(Mux(rt_zero, rt_max, rt_left - 1)),
+                    rt_zero.eq(Mux(rt_zero, rt_max_zero, rt_left == 1)),
+                ]
+                rt_zero_next = Mux(rt_zero, rt_max_zero, rt_left == 1)
+                ct_zero_next = Mux(rt_zero, Mux(ct_zero, ct_max_zero, ct_left == 1), ct_zero)
+                m.d.sync += t.ahead_wrap.eq(rt_zero_next & ct_zero_next)
+                with m.If(rt_zero):
+                    m.d.sync += [ct_left.eq(Mux(ct_zero, ct_max, ct_left - 1)),
+                                 ct_zero.eq(Mux(ct_zero, ct_max_zero, ct_left == 1))]
+                    if conv:
+                        with m.If(ct_zero):
+                            m.d.sync += [pos_left.eq(pos_left - 1), pos_zero.eq(pos_left == 1)]
+            with m.Else():
+                m.d.sync += [off.eq(off + 1), t.off_first.eq(0), t.off_end.eq(off == P - 2)]
+        with m.If(setup2):
+            m.d.comb += t.running_next.eq(~empty)
+            m.d.sync += [
+                valid.eq(~empty), lastrt.eq(rt_max_zero),
+                rt_left.eq(rt_max), rt_zero.eq(rt_max_zero),
+                ct_left.eq(ct_max), ct_zero.eq(ct_max_zero),
+                t.ahead_wrap.eq(rt_max_zero & ct_max_zero),
+                off.eq(0), t.off_first.eq(1), t.off_end.eq(P == 1),
+            ]
+            if conv:
+                m.d.sync += [pos_left.eq(lay.positions_m1), pos_zero.eq(lay.results.pos_zero)]
+            else:
+                m.d.sync += pos_zero.eq(1)
 
     def _cooldown(self, m):
         """may_finish_next: the result buffer's credit and (``spacing`` > 1, packed) the units'
@@ -225,16 +238,18 @@ class TileController(wiring.Component):
         m.d.comb += may_finish_next.eq(self.room_next & cool_zero_next)
         return may_finish_next
 
-    def _weights(self, m, go, off, off_first, off_end, valid, ahead_wrap):
+    def _weights(self, m, t):
         """The weight read of each decision: (w_on, w_addr), the address from the per-period
         shift register of tile bases."""
-        cfg, setup1, setup2 = self._config, self.setup1, self.setup2
+        cfg, setup1, setup2 = self._config, self.bounds.setup1, self.bounds.setup2
         sched = self._schedule
         P, W, adv = sched.period, sched.warmup, sched.advance
         span = W + sched.tail
         n = cfg.rows // cfg.rows_per_word
         waddr_bits = len(self.cmd.waddr)
-        wbase = self.layer.wbase
+        wbase = self.bounds.layer.wbase
+        go, off, off_first, off_end, valid = t.go, t.off, t.off_first, t.off_end, t.valid
+        ahead_wrap = t.ahead_wrap
         # weight_base + (tile number of pm - d within its position) * n, d = 0 .. span: the
         # first word of tile pm - d (tile_base[0]: the ahead tile's; mod 2**bits)
         tile_base = [Signal(waddr_bits, name=f"tile_base{d}")
@@ -276,10 +291,10 @@ class TileController(wiring.Component):
             m.d.comb += [w_on.eq(go & off_first & valid[W - adv[0]]), w_addr.eq(tile_base[0])]
         return w_on, w_addr
 
-    def _command(self, m, go, off, off_first, off_end, valid, lastrt, a_on, w_on, w_addr):
+    def _command(self, m, t, a_on, w_on, w_addr):
         """The command register: every read and beat leaves the controller through it (with the
         activation counters and, conv, the patch tiles the activation reads pop)."""
-        cfg, cmd, lay, setup2 = self._config, self.cmd, self.layer, self.setup2
+        cfg, cmd, lay, setup2 = self._config, self.cmd, self.bounds.layer, self.bounds.setup2
         sched = self._schedule
         W = sched.warmup
         span = W + sched.tail
@@ -287,6 +302,8 @@ class TileController(wiring.Component):
         B = 1 if cfg.pe_mode == "packed" else cfg.timesteps
         rt_bits = counter_bits(cfg)[0]
         rt_max, rt_max_zero = lay.rt_max, lay.rt_max_zero
+        go, off, off_first, off_end = t.go, t.off, t.off_first, t.off_end
+        valid, lastrt = t.valid, t.lastrt
         plane_tile, plane_last = valid[W], lastrt[W]
         plane_on = Signal()
         m.d.comb += plane_on.eq(go & plane_tile & (off < B))

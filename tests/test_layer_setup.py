@@ -103,8 +103,8 @@ def test_setup_timing_and_bounds(name, seed):
             # among them, stay: the patch generator reads neurons after its start)
             ctx.set(dut.start.payload.fan_in, rng.getrandbits(16))
             cycle = 1
-            assert ctx.get(dut.setup1) and ctx.get(dut.busy), where
-            while not ctx.get(dut.setup2):
+            assert ctx.get(dut.bounds.setup1) and ctx.get(dut.busy), where
+            while not ctx.get(dut.bounds.setup2):
                 assert ctx.get(dut.busy) and not ctx.get(dut.start.ready), where
                 await ctx.tick()
                 cycle += 1
@@ -114,9 +114,9 @@ def test_setup_timing_and_bounds(name, seed):
             want = expected_layer(config, d)
             got_res = want.pop("results", {})
             for field, value in want.items():
-                assert ctx.get(getattr(dut.layer, field)) == value, f"{where}: {field}"
+                assert ctx.get(getattr(dut.bounds.layer, field)) == value, f"{where}: {field}"
             for field, value in got_res.items():
-                assert ctx.get(getattr(dut.layer.results, field)) == value, \
+                assert ctx.get(getattr(dut.bounds.layer.results, field)) == value, \
                     f"{where}: results.{field}"
             await ctx.tick()
             if want["empty"]:

@@ -13,11 +13,10 @@ from amaranth import ClockDomain, Module, Signal
 from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
-from spikepack.hw.stream import OutputBuffer, SkidBuffer, SkidEntry, delay, or_all
+from spikepack.hw.stream import SkidBuffer, SkidEntry, delay, or_all
 from spikepack.sim.runner import bench_seed
 
-#: the two skid buffers: the same stream behaviour, different clock enables
-BUFFERS = [SkidBuffer, OutputBuffer]
+BUFFERS = [SkidBuffer]
 
 
 @pytest.mark.parametrize("buffer", BUFFERS + [SkidEntry])

@@ -84,7 +84,8 @@ def decisions(config, layer):
             d["first"] = int(q == 0)
             if exists(j) and q < B:
                 rt = (j % K) % G
-                d.update(plane=1, tag=int(rt == G - 1 and q == B - 1) | int(rt == 0 and q == 0) << 1)
+                d.update(plane=1,
+                         tag=int(rt == G - 1 and q == B - 1) | int(rt == 0 and q == 0) << 1)
                 d["finish"] = rt == G - 1 and q == 0
             wq = q if n > 1 else 0
             if (n > 1 and q < n) or (n == 1 and q == 0):
@@ -173,10 +174,12 @@ def run(config, layers, spacing, room_p, seed):
         popped, layer = 0, None
         for t in range(cycles):
             layer = layer_at.get(t, layer)
-            where = f"seed {seed}, cycle {t}, layer {layer} {layers[layer] if layer is not None else ''}"
+            where = (f"seed {seed}, cycle {t}, layer {layer} "
+                     f"{layers[layer] if layer is not None else ''}")
             for name, value in drive.get(t, {}).items():
-                target = (dut.layer.results if name in ("ct_max", "ct_max_zero", "pos_zero")
-                          else dut.layer) if name not in ("setup1", "setup2") else dut
+                b = dut.bounds
+                target = (b.layer.results if name in ("ct_max", "ct_max_zero", "pos_zero")
+                          else b.layer) if name not in ("setup1", "setup2") else b
                 ctx.set(getattr(target, name), value)
             ctx.set(dut.room_next, room[t])
             if config.conv:
@@ -252,7 +255,8 @@ def check_formulas(config, layers, marks, last_plane, spacing, seed):
                                              f"command {got} cycles after the handshake, the "
                                              f"formula says {formula - after}")
         else:
-            assert got >= formula - after, f"seed {seed}: layer {i} {layer}: faster than the formula"
+            assert got >= formula - after, \
+                f"seed {seed}: layer {i} {layer}: faster than the formula"
 
 
 @pytest.mark.parametrize("name", CONFIGS)
