@@ -27,7 +27,8 @@ def step_signature() -> wiring.Signature:
 class PatchLoops(wiring.Component):
     """S1: a down-counter per loop (``left``) with registered ``== 0`` and ``== 1`` flags, and the
     registered prefix AND of the ``== 0`` flags (``inner``), so that no AND chain sits between the
-    stall and the counters' enables.
+    stall and the counters' enables; the wrap (every loop at its last value) is the last prefix
+    AND with the last loop's flag, one gate of two registers.
 
     Ports: ``control`` In(:func:`~spikepack.hw.patch_setup.control_signature`: ``init`` loads
     the bounds, ``adv1`` takes a step), ``bounds`` In(:func:`~spikepack.hw.patch_setup.
@@ -52,8 +53,12 @@ class PatchLoops(wiring.Component):
         left = [Signal(len(top[i]), name=f"left_{name}") for i, name in enumerate(LEVELS)]
         zero = [Signal(name=f"zero_{name}") for name in LEVELS]     # left == 0
         one = [Signal(name=f"one_{name}") for name in LEVELS]       # left == 1
-        # inner[i]: loops 0 .. i-1 are all at their last value (loop i moves at the next step)
-        inner = [Signal(name=f"inner_{name}") for name in LEVELS] + [Signal(name="inner_all")]
+        # inner[i]: loops 0 .. i-1 are all at their last value (loop i moves at the next step).
+        # inner[i + 1] == inner[i] & zero[i] always (init and every step keep it), so "every
+        # loop at its last value" is inner[-1] & zero[-1], two registers: a register of its own
+        # would need the AND of all eight loops' next flags, the widest function here (it was
+        # the top's critical path at two of three nextpnr seeds)
+        inner = [Signal(name=f"inner_{name}") for name in LEVELS]
         move, reset = Signal(n_lv), Signal(n_lv)
         # every next value is formed from registers (as if the step happened) and taken with
         # adv1: the flags' next values are a tree of ANDs over per-loop terms
@@ -66,7 +71,7 @@ class PatchLoops(wiring.Component):
         with m.If(adv1):
             m.d.sync += [zero[i].eq(zero_step[i]) for i in range(n_lv)]
             m.d.sync += [move.eq(Cat(*(inner[i] & ~zero[i] for i in range(n_lv)))),
-                         reset.eq(Cat(*inner[1:]))]
+                         reset.eq(Cat(*inner[1:], inner[-1] & zero[-1]))]
         m.d.comb += inner[0].eq(1)
         with m.If(init):
             for i in range(n_lv):
@@ -75,6 +80,7 @@ class PatchLoops(wiring.Component):
         # (init and adv1 never meet: adv1 follows init by a cycle at the earliest)
         with m.If(adv1 | init):
             m.d.sync += [inner[i + 1].eq(Mux(init, bd.top_zero[:i + 1].all(),
-                                             Cat(*zero_step[:i + 1]).all())) for i in range(n_lv)]
+                                             Cat(*zero_step[:i + 1]).all()))
+                         for i in range(n_lv - 1)]
         m.d.comb += [self.step.move.eq(move), self.step.reset.eq(reset)]
         return m
