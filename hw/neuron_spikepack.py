@@ -83,8 +83,9 @@ class SpikePackNeuron(NeuronBase):
 
     **Reset**: the reset of the unit's clock domain (in the top, the core domain's registered
     ``rst | SOFT_RESET``) restarts acc at -1 and abandons any neuron in flight. acc reads
-    ``ResetSignal()`` itself (see the comment at acc), so reset the unit through its domain:
-    an ``amaranth.hdl.ResetInserter`` around it would not reach acc.
+    ``ResetSignal()`` itself (see :class:`~spikepack.hw.spikepack_acc.CarrySaveAccumulator`),
+    so reset the unit through its domain: an ``amaranth.hdl.ResetInserter`` around it would not
+    reach acc.
 
     **Decode stage** (no membrane register, no multiplier, no level register): one W-bit
     register X (:attr:`decode_bits`) and the threshold theta. It loads X = acc, with a flag
