@@ -17,26 +17,40 @@ from spikepack.hw.memories import MEMORY_INDEX, MEMORY_NAMES, READ_LATENCY, Netw
 CONFIG = HardwareConfig(rows=4, cols=4, timesteps=2, weight_bits=8, bias_bits=12,
                         threshold_bits=10, max_fan_in=16, max_neurons=16, max_layers=4,
                         weight_depth=16)
+#: four lanes of bias and threshold: the write data registers are one per pair of lanes
+WIDE = HardwareConfig(rows=8, cols=8, timesteps=4, weight_bits=4, bias_bits=16,
+                      threshold_bits=16, max_fan_in=16, max_neurons=16, max_layers=4,
+                      weight_depth=16, conv=False)
+CONFIGS = {"narrow": CONFIG, "wide": WIDE}
 
 
-def _random_image(rng):
+def _random_image(rng, config=CONFIG):
     """name -> {address: word} for every address of every memory (one bank)."""
-    specs = CONFIG.memories
+    specs = config.memories
     return {name: {a: rng.getrandbits(specs[name].word_bits) for a in range(specs[name].depth)}
             for name in MEMORY_NAMES}
 
 
-async def _write_image(ctx, dut, image):
-    specs = CONFIG.memories
-    for name, words in image.items():
-        for addr, word in words.items():
-            for lane in range(specs[name].lanes):
-                ctx.set(dut.write.mem, MEMORY_INDEX[name])
-                ctx.set(dut.write.addr, addr)
-                ctx.set(dut.write.lane, lane)
-                ctx.set(dut.write.data, (word >> (32 * lane)) & 0xFFFFFFFF)
-                ctx.set(dut.write.en, 1)
-                await ctx.tick()
+async def _write_image(ctx, dut, image, rng=None, config=CONFIG):
+    """Every lane word of ``image``; with ``rng``, in a random order with idle cycles between
+    (each lane's RAM must write its own word whatever the other lanes did before)."""
+    specs = config.memories
+    writes = [(name, addr, lane, (word >> (32 * lane)) & 0xFFFFFFFF)
+              for name, words in image.items() for addr, word in words.items()
+              for lane in range(specs[name].lanes)]
+    if rng is not None:
+        rng.shuffle(writes)
+    for name, addr, lane, data in writes:
+        ctx.set(dut.write.mem, MEMORY_INDEX[name])
+        ctx.set(dut.write.addr, addr)
+        ctx.set(dut.write.lane, lane)
+        ctx.set(dut.write.data, data)
+        ctx.set(dut.write.en, 1)
+        await ctx.tick()
+        if rng is not None and rng.random() < 0.2:
+            ctx.set(dut.write.en, 0)
+            ctx.set(dut.write.data, rng.getrandbits(32))
+            await ctx.tick()
     ctx.set(dut.write.en, 0)
 
 
@@ -63,16 +77,18 @@ async def _check_bank(ctx, dut, image, rng, seed, what):
             assert ctx.get(getattr(dut, name).data) == words[addr]
 
 
+@pytest.mark.parametrize("name", sorted(CONFIGS))
 @pytest.mark.parametrize("seed", [1, 2])
-def test_banks_commit_and_reads(seed):
+def test_banks_commit_and_reads(seed, name):
     print(f"seed {seed}")
     rng = random.Random(seed)
-    first, second = _random_image(rng), _random_image(rng)
-    dut = NetworkMemories(config=CONFIG)
+    config = CONFIGS[name]
+    first, second = _random_image(rng, config), _random_image(rng, config)
+    dut = NetworkMemories(config=config)
 
     async def tb(ctx):
         assert ctx.get(dut.layer_count) == 0
-        await _write_image(ctx, dut, first)
+        await _write_image(ctx, dut, first, rng, config)
         ctx.set(dut.write.commit_layers, 3)
         ctx.set(dut.write.commit, 1)
         await ctx.tick()
@@ -82,7 +98,7 @@ def test_banks_commit_and_reads(seed):
         assert ctx.get(dut.layer_count) == 3 and not ctx.get(dut.write.commit_pending)
         await _check_bank(ctx, dut, first, rng, seed, "first network")
         # the next network goes to the shadow bank: the active one reads unchanged
-        await _write_image(ctx, dut, second)
+        await _write_image(ctx, dut, second, rng, config)
         await _check_bank(ctx, dut, first, rng, seed, "first network while loading the second")
         # a commit while hold is high waits
         ctx.set(dut.hold, 1)
