@@ -176,25 +176,10 @@ class NetworkMemories(wiring.Component):
             selected = self.write.en & (self.write.mem == MEMORY_INDEX[name])
             rdata = []
             # the write port is registered here, next to the block RAMs (a lane's write enable
-            # and address per lane, the data once per pair of lanes): the loader's write signals
-            # would otherwise cross the chip to every RAM in the cycle they are decided. One data
-            # register for four lanes' RAMs, which the placer spreads, had a 3.9 ns route to one
-            # of them (the top's critical path at nextpnr seed 1). A pair's copy loads only when
-            # one of its lanes is written (then its RAM writes that data at the next edge), so
-            # the copies are different logic and synthesis keeps them apart.
-            wdata_q = []
-            for pair in range(0, spec.lanes, 2):
-                q = Signal(WORD_BITS, reset_less=True, name=f"{name}_wdata{pair // 2}")
-                if name == "descriptor":    # (small, in LUTs: one copy)
-                    if pair == 0:
-                        m.d.sync += q.eq(self.write.data)
-                    else:
-                        q = wdata_q[0]
-                else:
-                    with m.If(selected & ((self.write.lane == pair) |
-                                          (self.write.lane == pair + 1))):
-                        m.d.sync += q.eq(self.write.data)
-                wdata_q += [q, q]
+            # and address per lane, the data once per memory): the loader's write signals would
+            # otherwise cross the chip to every RAM in the cycle they are decided
+            wdata_q = Signal(WORD_BITS, reset_less=True, name=f"{name}_wdata")
+            m.d.sync += wdata_q.eq(self.write.data)
             for lane in range(spec.lanes):
                 # A per-lane copy of the bank bit (a toggle, so the copies are not the same
                 # logic and the synthesizer does not merge them back into one flip-flop).
@@ -225,7 +210,7 @@ class NetworkMemories(wiring.Component):
                     we_q.eq(selected & (self.write.lane == lane)),
                     waddr_q.eq(_bank_addr(~bank, self.write.addr[:spec.addr_bits], spec.addr_bits)),
                 ]
-                m.d.comb += [wr.addr.eq(waddr_q), wr.data.eq(wdata_q[lane]), wr.en.eq(we_q)]
+                m.d.comb += [wr.addr.eq(waddr_q), wr.data.eq(wdata_q), wr.en.eq(we_q)]
                 # the read data's register right behind the RAM: the block RAM's own output
                 # register (Vivado absorbs it; spikepack.synth packs it into ECP5 DP16KDs),
                 # without which a block RAM read takes more than a 250 MHz cycle by itself
