@@ -10,6 +10,7 @@ import random
 import numpy as np
 import pytest
 
+from spikepack.sim.runner import bench_seed
 from spikepack.config import WORD_BITS, ConfigError, HardwareConfig
 from spikepack.sim import golden
 from spikepack.config import DESCRIPTOR_LANES
@@ -17,7 +18,7 @@ from spikepack.firmware.layout import DESCRIPTOR_FIELDS
 from spikepack.sim.configspace import (CONV_LIMITS, FIELD_RANGES, column_words_needed,
                                        random_config, weight_words_needed)
 
-SEED = random.SystemRandom().getrandbits(32)
+SEED = bench_seed()     # SPIKEPACK_SEED replays a run
 DRAWS = 3000
 FULL = dict(fan_in_limit=1 << 16, neurons_limit=1 << 16, layers_limit=256, depth_limit=1 << 20,
             channels_limit=1 << 12, map_side_limit=255, map_words_limit=1 << 20)

@@ -18,6 +18,7 @@ from amaranth import Elaboratable, Module, Signal
 from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
+from spikepack.sim.runner import bench_seed
 from spikepack.firmware import bitstream as bs
 from spikepack.firmware.bitstream_format import ErrorCode as E
 from spikepack.hw.descriptor_check import DescriptorCheck
@@ -28,7 +29,7 @@ from spikepack.sim.benches.loader import (conv_config, random_layers, small_conf
 
 from test_header_check import first_fault, streams
 
-SEED = random.SystemRandom().getrandbits(32)
+SEED = bench_seed()     # SPIKEPACK_SEED replays a run
 CONFIGS = {"small": small_config(), "dense": small_config(conv=False, max_layers=4),
            "conv": conv_config(), "conv_r8": conv_config(rows=8, cols=2, max_fan_in=256,
                                                          max_map_words=400, max_channels=12)}

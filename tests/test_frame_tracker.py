@@ -12,12 +12,13 @@ import random
 import pytest
 from amaranth.sim import Simulator
 
+from spikepack.sim.runner import bench_seed
 from spikepack.config import HardwareConfig
 from spikepack.firmware.bitstream_format import PAYLOAD_OFFSET, SECTION_NAMES
 from spikepack.hw.frame_tracker import SLOT_OTHER, FrameTracker, desc_slot
 from spikepack.sim.benches.loader import conv_config, small_config
 
-SEED = random.SystemRandom().getrandbits(32)
+SEED = bench_seed()     # SPIKEPACK_SEED replays a run
 CONFIGS = {"small": small_config(), "conv": conv_config(), "default": HardwareConfig(),
            "one_lane": small_config(rows=2, cols=2, weight_bits=4, bias_bits=8,
                                     threshold_bits=8)}

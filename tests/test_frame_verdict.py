@@ -11,11 +11,12 @@ import random
 import pytest
 from amaranth.sim import Simulator
 
+from spikepack.sim.runner import bench_seed
 from spikepack.firmware.bitstream_format import ErrorCode as E
 from spikepack.hw.frame_verdict import FrameVerdict
 from spikepack.sim.benches.loader import small_config
 
-SEED = random.SystemRandom().getrandbits(32)
+SEED = bench_seed()     # SPIKEPACK_SEED replays a run
 #: the fault combinations the checks produce for one word (header: eq, ge with the slot's code,
 #: total, zero, desc0; descriptor: desc, large), with the word's code by the docstring's groups
 CODES = [E.BAD_MAGIC, E.BAD_VERSION, E.BAD_SIGNATURE, E.BAD_HEADER, E.BAD_SECTION,

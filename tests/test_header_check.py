@@ -18,6 +18,7 @@ from amaranth import Elaboratable, Module, Signal
 from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
+from spikepack.sim.runner import bench_seed
 from spikepack.firmware import bitstream as bs
 from spikepack.firmware.bitstream_format import PAYLOAD_OFFSET, ErrorCode as E
 from spikepack.hw.frame_tracker import FrameTracker, desc_slot
@@ -25,7 +26,7 @@ from spikepack.hw.header_check import HeaderCheck
 from spikepack.sim.benches.loader import (bad_streams, conv_bad_streams, conv_config,
                                           random_conv_layers, random_layers, small_config)
 
-SEED = random.SystemRandom().getrandbits(32)
+SEED = bench_seed()     # SPIKEPACK_SEED replays a run
 CONFIGS = {"small": small_config(), "dense": small_config(conv=False, max_layers=4),
            "conv": conv_config()}
 
@@ -82,6 +83,11 @@ def first_fault(beats, config) -> tuple[int, E]:
     return lo, at(lo)
 
 
+#: the codes the header check must reach in every run
+WANTED = {E.BAD_MAGIC, E.BAD_VERSION, E.BAD_SIGNATURE, E.BAD_HEADER, E.BAD_SECTION, E.BAD_LENGTH,
+          E.TOO_LARGE}
+
+
 def grouped(faults: dict) -> E | None:
     """The code of a word's header faults, grouped as FrameVerdict groups them."""
     if faults["eq"] or faults["ge"]:
@@ -117,6 +123,12 @@ def test_faults_are_the_parsers(name, seed):
     prng = random.Random(seed)
     dut = Front(config)
     frames = streams(rng, config, 60)
+    # 60 streams miss a code now and then (BAD_SECTION about one run in 30): draw on until the
+    # parser's verdicts (the golden twin, not the hardware) hold every code the end asserts
+    for _ in range(20):
+        if {first_fault(beats, config)[1] for beats in frames} >= WANTED:
+            break
+        frames += streams(rng, config, 10)
     codes = set()
     checked_slots = set(range(PAYLOAD_OFFSET)) | {desc_slot(k) for k in range(3)}
     if not config.conv:           # lane 3: the readout flag here, the chain and maxima not
@@ -164,5 +176,4 @@ def test_faults_are_the_parsers(name, seed):
     sim.add_testbench(bench)
     sim.run()
     # the header check reached its codes (the draws make each far more likely than not)
-    assert codes >= {E.BAD_MAGIC, E.BAD_VERSION, E.BAD_SIGNATURE, E.BAD_HEADER, E.BAD_SECTION,
-                     E.BAD_LENGTH, E.TOO_LARGE}, codes
+    assert codes >= WANTED, (codes, seed)

@@ -18,6 +18,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
+from spikepack.sim.runner import bench_seed
 from spikepack.firmware import bitstream as bs
 from spikepack.firmware.layout import layout_network
 from spikepack.hw.loader import FRAME_GAP, BitstreamLoader, conv_check_cycles
@@ -30,7 +31,7 @@ from spikepack.sim.benches.loader import (Harness, bad_streams, check_writes_in_
                                           with_descriptor)
 
 E = bs.ErrorCode
-SEED = random.SystemRandom().getrandbits(32)
+SEED = bench_seed()     # SPIKEPACK_SEED replays a run
 # test_ports_match_network_memories builds components only to compare their signatures
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 

@@ -21,10 +21,11 @@ from amaranth.sim import Simulator
 from spikepack.hw.array import SpikeArray, load_schedule
 from spikepack.hw.pe import ProcessingElement
 from spikepack.sim import golden
+from spikepack.sim.runner import bench_seed
 
 
 def _seed():
-    seed = random.SystemRandom().getrandbits(32)
+    seed = bench_seed()
     print(f"seed {seed}")
     return seed
 
