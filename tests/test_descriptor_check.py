@@ -76,9 +76,13 @@ def test_faults_are_the_parsers(name, seed):
     dut = Front(config)
     F = dut.check.cycles
     frames = streams(rng, config, 100, conv_bad=12)
-    # directed: a dense layer's fan-in that breaks the chain, or is above max_fan_in
+    # directed: a dense layer's fan-in that breaks the chain (BAD_DESCRIPTOR, which comes
+    # before the size check, even at max_fan_in + 1), and TOO_LARGE on every seed: fan-in
+    # above max_fan_in on layer 0 (no chain to break), neurons above max_neurons on the last
     good = bs.words_of(bs.pack_network(random_layers(rng, config, sizes=[3, 4, 5]), config))
     frames += [with_descriptor(good, 1, fan_in=fan_in) for fan_in in (3, 5, config.max_fan_in + 1)]
+    frames += [with_descriptor(good, 0, fan_in=config.max_fan_in + 1),
+               with_descriptor(good, 1, neurons=config.max_neurons + 1)]
     codes = set()
     lanes = {desc_slot(k) for k in (3, 4, 5)}
     alone = lanes if config.conv else set()          # the lanes whose checks are its alone
