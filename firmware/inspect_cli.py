@@ -12,7 +12,7 @@ import zlib
 from pathlib import Path
 
 from spikepack.firmware import bitstream as bs
-from spikepack.fileio import os_error_reason
+from spikepack.fileio import os_error_reason, read_bytes
 
 
 def add_arguments(parser) -> None:
@@ -82,7 +82,7 @@ def main(args) -> int:
     from spikepack.firmware.pack_cli import hardware_config
     path = Path(args.file)
     try:
-        data = path.read_bytes()
+        data = read_bytes(path)
     except OSError as e:
         raise CommandError(f"cannot read {os_error_reason(e)}") from None
     if not data:

@@ -734,9 +734,10 @@ class SpikePackModel:
     @classmethod
     def load(cls, path: str | Path) -> "SpikePackModel":
         """Read and check a model file; raise :class:`ModelFormatError` naming the problem."""
+        from spikepack.fileio import read_bytes
         path = Path(path)
         try:
-            data = path.read_bytes()
+            data = read_bytes(path)
         except FileNotFoundError:
             raise ModelFormatError(f"{path}: no such model file") from None
         except OSError as e:

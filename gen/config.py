@@ -294,9 +294,10 @@ def load_config(path: str | Path) -> HardwareConfig:
     """Read a TOML hardware configuration; raise :class:`ConfigError` naming what is wrong
     (missing or unreadable file, not UTF-8 text, TOML syntax, unknown field, bad value)."""
     import tomllib
+    from spikepack.fileio import read_bytes
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        raw = read_bytes(path)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
     except IsADirectoryError:

@@ -468,7 +468,7 @@ def _fail(message: str, code: int = 2) -> int:
 
 def main(args) -> int:
     from spikepack.accelerator import ManifestError, load_manifest
-    from spikepack.fileio import atomic_write_text
+    from spikepack.fileio import atomic_write_text, read_bytes
     from spikepack.firmware.bitstream import BitstreamError, parse
     from spikepack.firmware.model import ModelFormatError, SpikePackModel
     from spikepack.sim.native import HardwareFault, NativeError
@@ -483,7 +483,7 @@ def main(args) -> int:
         manifest, config = load_manifest(args.hw)
         check_verilog(Path(args.hw), manifest)
         try:
-            data = Path(args.weights).read_bytes()
+            data = read_bytes(args.weights)
         except OSError as e:
             raise RunError(f"{args.weights}: cannot read the bitstream ({e.strerror})") from None
         model = parse(data, config)

@@ -1,0 +1,67 @@
+"""spikepack.fileio.read_bytes, the one way commands read an input file: the same bytes and the
+same errors as Path.read_bytes for regular files, missing files and folders, and every byte of
+a FIFO whose writer sends in pieces with pauses (the path that polls beside the signal wakeup
+pipe). That a signal always interrupts the FIFO read is test_cli_errors'
+test_a_signal_mid_command_is_one_line, in a real process."""
+
+import os
+import random
+import threading
+import time
+
+import pytest
+
+from spikepack.fileio import read_bytes
+
+SEED = random.SystemRandom().randrange(2**32)
+
+
+@pytest.fixture
+def rng():
+    print(f"seed {SEED}")
+    return random.Random(SEED)
+
+
+def test_a_regular_file_reads_as_path_read_bytes(tmp_path, rng):
+    data = rng.randbytes(rng.randrange(0, 300_000))
+    (tmp_path / "f").write_bytes(data)
+    assert read_bytes(tmp_path / "f") == data
+    assert read_bytes(str(tmp_path / "f")) == data
+
+
+def test_a_missing_file_and_a_folder_raise_as_path_read_bytes(tmp_path):
+    with pytest.raises(FileNotFoundError) as e:
+        read_bytes(tmp_path / "absent")
+    assert e.value.filename == str(tmp_path / "absent")
+    with pytest.raises(IsADirectoryError) as e:
+        read_bytes(tmp_path)
+    assert e.value.filename == str(tmp_path)
+
+
+def test_a_fifo_gives_every_byte_its_writer_sends(tmp_path, rng):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    pieces = [rng.randbytes(rng.choice([0, 1, 100, 70_000, 200_000])) for _ in range(6)]
+
+    def writer():
+        with open(fifo, "wb", buffering=0) as f:
+            for piece in pieces:
+                f.write(piece)
+                time.sleep(rng.choice([0, 0.02]))
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        got = read_bytes(fifo)
+    finally:
+        thread.join(timeout=60)
+    want = b"".join(pieces)
+    assert len(got) == len(want) and got == want, f"seed {SEED}"
+
+
+def test_a_fifo_whose_writer_sends_nothing_is_empty(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    thread = threading.Thread(target=lambda: open(fifo, "wb").close())
+    thread.start()
+    assert read_bytes(fifo) == b""
+    thread.join(timeout=60)
