@@ -102,6 +102,17 @@ class HiddenWriter(wiring.Component):
         m.d.sync += [ob_write.eq(self.valid), ob_index.eq(b.index),
                      ob_fits.eq((b.index >> LR) < depth),
                      ob_spikes.eq(b.spikes), ob_parity.eq(self.parity)]
+        # the write register's lanes, decoded from the beat's lane bits as it enters (one LUT
+        # a flag, valid left out: it arrives late, through the sequencer's run state) and
+        # carried with it: the word's lane (set) and the lanes above it (clear). Each lane's
+        # enable is then one LUT of flip-flops (the write, the fit and its flag); decoded in
+        # front of the write register it was four LUT levels, the critical path of the
+        # dense-only top at three of nextpnr seeds 1-8
+        in_lane = b.index[:LR] if LR else Const(0, 1)
+        ob_set, ob_clear = Signal(R, name="ob_lane_set"), Signal(R, name="ob_lane_clear")
+        m.d.sync += [ob_set.eq(Cat(in_lane == lane for lane in range(R))),
+                     ob_clear.eq(Cat(in_lane < lane if lane else Const(0, 1)
+                                     for lane in range(R)))]
         if self._pooling:
             # The pool read-modify-write over three stages:
             #   A (ob_*): pool read at ob_channel, or the word of the beat in C when it has
@@ -138,6 +149,10 @@ class HiddenWriter(wiring.Component):
             pw_word = Signal.like(ob_spikes, name="pw_word", reset_less=True)
             hit1 = Signal(name="pool_hit1")
             m.d.comb += pool_rd.addr.eq(ob_channel)
+            pb_set, pb_clear = Signal(R, name="pb_lane_set"), Signal(R, name="pb_lane_clear")
+            pw_set, pw_clear = Signal(R, name="pw_lane_set"), Signal(R, name="pw_lane_clear")
+            m.d.sync += [pb_set.eq(ob_set), pb_clear.eq(ob_clear),
+                         pw_set.eq(pb_set), pw_clear.eq(pb_clear)]
             m.d.sync += [hit1.eq(pb_conv & (pb_channel == ob_channel)),
                          pb_write.eq(ob_write), pb_index.eq(ob_index), pb_fits.eq(ob_fits),
                          pb_parity.eq(ob_parity), pb_spikes.eq(ob_spikes), pb_keep.eq(ob_keep),
@@ -159,10 +174,11 @@ class HiddenWriter(wiring.Component):
                          pool_wr.en.eq(pw_conv)]
             w_write, index, w_fits, w_parity, w_word = (pw_write, pw_index, pw_fits, pw_parity,
                                                         pw_word)
+            lane_set, lane_clear = pw_set, pw_clear
         else:
             w_write, index, w_fits, w_parity, w_word = (ob_write, ob_index, ob_fits, ob_parity,
                                                         ob_spikes)
-        out_lane = index[:LR] if LR else Const(0, 1)
+            lane_set, lane_clear = ob_set, ob_clear
         h_addr = Signal(abits + 1)
         # a data register: every layer writes its entries from lane 0 up (lanes above a word are
         # zeroed), so it needs no reset, and a reset on it would join the core reset into the
@@ -175,10 +191,9 @@ class HiddenWriter(wiring.Component):
         # lanes above are zeroed (a later word of the entry overwrites them; after the layer's
         # last word they stay zero)
         for lane in range(R):
-            above = (out_lane < lane) if lane else Const(0, 1)
-            with m.If(hidden_write & above):
+            with m.If(hidden_write & lane_clear[lane]):
                 m.d.sync += h_data[lane * T:lane * T + T].eq(0)
-            with m.Elif(hidden_write & (out_lane == lane)):
+            with m.Elif(hidden_write & lane_set[lane]):
                 m.d.sync += h_data[lane * T:lane * T + T].eq(w_word)
         m.d.comb += [self.mem.addr.eq(h_addr), self.mem.data.eq(h_data), self.mem.en.eq(h_en)]
         return m

@@ -42,7 +42,7 @@ which a commit can be applied), when ``go`` is already high.
 
 from __future__ import annotations
 
-from amaranth import Module, Signal
+from amaranth import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -153,9 +153,14 @@ class LayerFSM(wiring.Component):
         with m.If(s_fetch):
             m.d.sync += [s_fetch.eq(0), desc_wait.eq(1)]
         with m.If(desc_wait):               # the descriptor memory's second read cycle
-            m.d.sync += [desc_wait.eq(0), svalid.eq(1)]
+            m.d.sync += desc_wait.eq(0)
+        # START: entered after the descriptor's second read cycle, left at the handshake. One
+        # mux of three registers, not a set and a clear: the clear became a synchronous reset
+        # fed through the engine's handshake gate, two LUT levels between the engine and the
+        # sequencer (the top's critical path at nextpnr seeds 3 and 5)
+        m.d.sync += svalid.eq(Mux(svalid, ~self.eng_start.ready, desc_wait))
         with m.If(svalid & self.eng_start.ready):
-            m.d.sync += [svalid.eq(0), s_runh.eq(~last_layer), s_runr.eq(last_layer)]
+            m.d.sync += [s_runh.eq(~last_layer), s_runr.eq(last_layer)]
         m.d.comb += self.layer_done.eq(end_h | end_r)
         m.d.sync += self.release.eq(first & (end_h | end_r))
         with m.If(end_h):
