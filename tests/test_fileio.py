@@ -12,8 +12,9 @@ import time
 import pytest
 
 from spikepack.fileio import read_bytes
+from spikepack.sim.runner import bench_seed
 
-SEED = random.SystemRandom().randrange(2**32)
+SEED = bench_seed()     # SPIKEPACK_SEED replays a run
 
 
 @pytest.fixture
