@@ -24,6 +24,7 @@ compiled simulators are shared through the build cache.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 import shutil
@@ -101,10 +102,12 @@ def load_inputs(path: str | Path, fan_in, timesteps: int,
     path = Path(path)
     shape = (int(fan_in),) if isinstance(fan_in, (int, np.integer)) else tuple(map(int, fan_in))
     try:
+        from spikepack.fileio import read_bytes
+        data = io.BytesIO(read_bytes(path))     # a FIFO read that a signal interrupts
         if path.suffix == ".npy":
-            z, labels = np.load(path, allow_pickle=False), None
+            z, labels = np.load(data, allow_pickle=False), None
         else:
-            with np.load(path, allow_pickle=False) as f:
+            with np.load(data, allow_pickle=False) as f:
                 if "z" not in f:
                     raise InputsError(f"{path}: no array 'z' (the input spike words) in the file")
                 z = f["z"]

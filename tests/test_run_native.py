@@ -71,6 +71,29 @@ def test_load_inputs_takes_conv_images(tmp_path):
             load_inputs(tmp_path / "bad.npy", (3, 2, 4), 4)
 
 
+def test_load_inputs_reads_a_fifo(tmp_path):
+    """Inputs through a FIFO (``--inputs <(...)``) read whole, as from a file: the same arrays
+    (the read is spikepack.fileio.read_bytes, which a signal interrupts)."""
+    import io
+    import threading
+    from spikepack.run import load_inputs
+    z = np.arange(5 * 64).reshape(5, 64) % 16
+    labels = np.arange(5) % 10
+    buffer = io.BytesIO()
+    np.savez(buffer, z=z, labels=labels)
+    fifo = tmp_path / "in.npz"
+    os.mkfifo(fifo)
+
+    def write():
+        with open(fifo, "wb") as f:
+            f.write(buffer.getvalue())
+    writer = threading.Thread(target=write)
+    writer.start()
+    got, got_labels = load_inputs(fifo, 64, 4, classes=10)
+    writer.join(timeout=30)
+    assert np.array_equal(got, z) and np.array_equal(got_labels, labels)
+
+
 @pytest.fixture(scope="module")
 def flow(tmp_path_factory):
     """Converted digits model, generated default accelerator and packed bitstream (via the CLI)."""
