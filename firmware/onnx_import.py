@@ -778,15 +778,33 @@ class _Importer:
 
 
 def _read(path):
+    """``onnx.load`` on the bytes of :func:`spikepack.fileio.read_bytes` (a FIFO read that a
+    signal interrupts), in the format the extension names, external data from beside it."""
+    import io
+    import os
+
     import onnx
+    from onnx.external_data_helper import load_external_data_for_model
+
+    from spikepack.fileio import read_bytes
     try:
-        return onnx.load(str(path))
+        data = read_bytes(path)
     except FileNotFoundError:
         raise OnnxImportError(f"{path}: no such file") from None
     except OSError as e:
         raise OnnxImportError(f"{path}: cannot read ({e.strerror or e})") from None
+    try:
+        fmt = onnx.serialization.registry.get_format_from_file_extension(
+            os.path.splitext(str(path))[1])
+        model = onnx.load_model(io.BytesIO(data), format=fmt, load_external_data=False)
     except Exception as e:
         raise OnnxImportError(f"{path}: not an ONNX model ({type(e).__name__})") from None
+    try:
+        load_external_data_for_model(model, os.path.dirname(os.path.abspath(path)))
+    except Exception as e:               # onnx checks each location, then opens it
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise OnnxImportError(f"{path}: cannot read its external data ({first})") from None
+    return model
 
 
 def import_model(model) -> ImportResult:

@@ -87,6 +87,27 @@ def _cnn(rng, *, conv_attrs=None, pool=("MaxPool", dict(kernel_shape=[2, 2], str
 
 # --- supported ops -------------------------------------------------------------------------------
 
+def test_external_data_beside_the_model(tmp_path):
+    """A model whose weights live in a separate file (onnx's external data, as large exports
+    write them) imports to the same network as the self-contained file; with that file gone,
+    one line names it."""
+    rng = np.random.default_rng(3)
+    model = _cnn(rng, dense_in=3 * 4 * 4)
+    inline = load_onnx(_save(model, tmp_path, "inline.onnx"))
+    ext = tmp_path / "ext"
+    ext.mkdir()
+    onnx.save_model(model, ext / "m.onnx", save_as_external_data=True,
+                    all_tensors_to_one_file=True, location="weights.bin", size_threshold=0)
+    assert (ext / "weights.bin").stat().st_size > 0
+    net = load_onnx(ext / "m.onnx")
+    x = rng.standard_normal((4, 2, 8, 8))
+    assert np.array_equal(net.forward(x)[-1], inline.forward(x)[-1])
+    (ext / "weights.bin").unlink()
+    with pytest.raises(OnnxImportError) as info:
+        load_onnx(ext / "m.onnx")
+    assert "weights.bin" in str(info.value) and "\n" not in str(info.value), info.value
+
+
 def test_conv_relu_maxpool_flatten_gemm(tmp_path):
     rng = np.random.default_rng(1)
     net = _check(_cnn(rng, dense_in=3 * 4 * 4), tmp_path)
