@@ -280,8 +280,10 @@ def load_float_network(path: str | Path):
     """The ONNX file as a FloatNetwork (:func:`spikepack.firmware.onnx_import.load_onnx`); any
     failure is one ValueError naming the file."""
     load_onnx, _ = _onnx_tools()
-    if not Path(path).is_file():
+    if not Path(path).exists():
         raise ValueError(f"{path}: no such ONNX file")
+    if not Path(path).is_file():     # onnxruntime reads it again for the float reference
+        raise ValueError(f"{path}: not a regular file (the ONNX model is read twice)")
     try:
         return load_onnx(path)
     except Exception as e:   # the importer's and onnx's own errors: report, never a traceback

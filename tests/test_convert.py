@@ -310,6 +310,7 @@ def test_onnx_path_with_a_calibration_file_converts_a_cnn(tmp_path, capsys, trai
 
 @pytest.mark.parametrize("make, argv, message", [
     (None, ["--onnx", "{tmp}/missing.onnx"], "missing.onnx: no such ONNX file"),
+    (None, ["--onnx", "{tmp}"], ": not a regular file (the ONNX model is read twice)"),
     ("cnn", ["--onnx", "{net}", "--calib", "{tmp}/nothing.npz"], "nothing.npz: no such file"),
     ("cnn", ["--onnx", "{net}", "--calib", "{calib_no_max}"], "array 'x_max' is missing"),
     ("cnn", ["--onnx", "{net}", "--calib", "{calib_extra}"], "unknown array(s) weights"),
