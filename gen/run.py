@@ -104,14 +104,17 @@ def load_inputs(path: str | Path, fan_in, timesteps: int,
     try:
         from spikepack.fileio import read_bytes
         data = io.BytesIO(read_bytes(path))     # a FIFO read that a signal interrupts
-        if path.suffix == ".npy":
-            z, labels = np.load(data, allow_pickle=False), None
-        else:
-            with np.load(data, allow_pickle=False) as f:
+        # the content decides, not the suffix: an archive named .npy or a bare array named
+        # .npz is read as what it is
+        loaded = np.load(data, allow_pickle=False)
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded as f:
                 if "z" not in f:
                     raise InputsError(f"{path}: no array 'z' (the input spike words) in the file")
                 z = f["z"]
                 labels = f["labels"] if "labels" in f else None
+        else:
+            z, labels = loaded, None
     except FileNotFoundError:
         raise InputsError(f"{path}: no such inputs file") from None
     except (OSError, ValueError, EOFError) as e:

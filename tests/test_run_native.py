@@ -94,6 +94,21 @@ def test_load_inputs_reads_a_fifo(tmp_path):
     assert np.array_equal(got, z) and np.array_equal(got_labels, labels)
 
 
+@pytest.mark.parametrize("form, name", [("npz", "in.npz"), ("npy", "in.npy"),
+                                        ("npz", "in.npy"), ("npy", "in.npz")])
+def test_load_inputs_goes_by_content_not_suffix(tmp_path, form, name):
+    """An archive named .npy and a bare array named .npz (both once ended in a traceback) read
+    as what they are: the same z; labels only from an archive."""
+    from spikepack.run import load_inputs
+    z = np.arange(3 * 64).reshape(3, 64) % 16
+    labels = np.array([1, 2, 3])
+    with open(tmp_path / name, "wb") as f:
+        np.savez(f, z=z, labels=labels) if form == "npz" else np.save(f, z)
+    got, got_labels = load_inputs(tmp_path / name, 64, 4, classes=10)
+    assert np.array_equal(got, z)
+    assert (got_labels is None) if form == "npy" else np.array_equal(got_labels, labels)
+
+
 @pytest.fixture(scope="module")
 def flow(tmp_path_factory):
     """Converted digits model, generated default accelerator and packed bitstream (via the CLI)."""
