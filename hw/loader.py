@@ -78,7 +78,7 @@ see :mod:`spikepack.hw.memories`), ``error``, ``good_loads`` and ``bad_loads`` s
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal
+from amaranth import C, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -153,6 +153,7 @@ class BitstreamLoader(wiring.Component):
         # of the hold are left (a thermometer shifting down; no beat comes while it lasts)
         conv_wait = descriptor.cycles
         hold = Signal()                   # stage 0 keeps a conv descriptor's lane 5 (F cycles)
+        l5c = Signal()                    # a beat now would be a conv descriptor's lane 5
         beat_l5c = Signal()               # the beat is a conv descriptor's lane 5
         more = [Signal(name=f"hold_more{j}") for j in range(1, conv_wait)]
         if conv_wait:
@@ -161,8 +162,16 @@ class BitstreamLoader(wiring.Component):
                            for j, r in enumerate(more))]
         m.d.sync += [ends[0].eq(beat & self.s_axis_tlast | ends[0] & hold),
                      ends[1].eq(ends[0] & ~hold),
-                     *(ends[i].eq(ends[i - 1]) for i in range(2, len(ends))),
-                     tready_r.eq(~or_all([beat & self.s_axis_tlast, *ends, beat_l5c, *more[:1]]))]
+                     *(ends[i].eq(ends[i - 1]) for i in range(2, len(ends)))]
+        # tready_r falls after a TLAST or conv lane-5 beat and rises when the ends and the hold
+        # have passed. While it is high they are all low (each of them lowers it the cycle
+        # after), and while it is low no beat comes: so its next value is a mux on itself, the
+        # beat's terms apart from the drain's (one LUT level less than the OR of all, critical
+        # at three nextpnr seeds)
+        m.d.sync += tready_r.eq(Mux(tready_r,
+                                    ~(self.s_axis_tvalid & ~self.write.commit_pending
+                                      & (self.s_axis_tlast | l5c)),
+                                    ~or_all([*ends, *more[:1]])))
 
         # --- stage 0: the beat, registered; what it is (the tracker) ----------------------------
         v0 = Signal()
@@ -170,8 +179,11 @@ class BitstreamLoader(wiring.Component):
         d0 = Signal(WORD_BITS)
         dh0 = Signal(WORD_BITS, reset_less=True)              # copies of d0 for the CRC terms
         du0 = Signal(WORD_BITS, init=(1 << WORD_BITS) - 1)    # (fan-out; distinct: not merged)
+        # adv0 = v0 & ~hold, as a register loaded from their next values: it enables every
+        # tracker register, and the AND behind hold's hundred-odd sinks was the deepest input
         adv0 = Signal()                   # the word in stage 0 moves on to stage 1
-        m.d.comb += adv0.eq(v0 & ~hold)
+        hold_next = beat_l5c | more[0] if conv_wait > 1 else beat_l5c if conv_wait else C(0)
+        m.d.sync += adv0.eq(Mux(hold, v0, beat) & ~hold_next)
         with m.If(~hold):
             m.d.sync += [v0.eq(beat), tlast.eq(self.s_axis_tlast), d0.eq(self.s_axis_tdata),
                          dh0.eq(self.s_axis_tdata), du0.eq(self.s_axis_tdata)]
@@ -181,9 +193,10 @@ class BitstreamLoader(wiring.Component):
                      self.busy.eq(frame.mid | v0 | ~tready_r)]
         # the beat is lane 5 of a conv descriptor: the stage-0 word is lane 4, or stage 0 is
         # empty and the tracker expects lane 5 (descriptor.conv, from lane 3, is in place then)
-        m.d.comb += beat_l5c.eq(beat & descriptor.conv
-                                & Mux(v0, frame.slot[desc_slot(4)], frame.slot[desc_slot(5)])
-                                if conv_wait else 0)
+        m.d.comb += [l5c.eq(descriptor.conv
+                            & Mux(v0, frame.slot[desc_slot(4)], frame.slot[desc_slot(5)])
+                            if conv_wait else 0),
+                     beat_l5c.eq(beat & l5c)]
 
         # --- stages 1 and 2: the word and what it is, carried; the checks -----------------------
         w1 = WordSignature(c).create(path=("word1",))

@@ -44,7 +44,7 @@ Ports (``<name>`` is descriptor, weight, bias or threshold):
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Signal, unsigned
+from amaranth import Cat, Module, Mux, ResetSignal, Signal, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -159,7 +159,15 @@ class NetworkMemories(wiring.Component):
             swaps[name] = q
         swap = swaps[None]
         decide = Signal()
-        m.d.comb += [decide.eq(want & ~swap), self.write.commit_pending.eq(pending | swap)]
+        m.d.comb += decide.eq(want & ~swap)
+        # commit_pending = pending | swap, as a register of its own: it gates the loader's
+        # tready, and the OR behind pending and swap was on the loader's critical path. Next
+        # values: a decision sets swap (and clears pending), otherwise swap falls and pending
+        # becomes pending | commit, so the OR's next value is pending | commit; in a reset
+        # cycle pending is cleared and swap (reset-less) takes decide.
+        pending_or_swap = Signal(reset_less=True)
+        m.d.sync += pending_or_swap.eq(Mux(ResetSignal(), decide, pending | self.write.commit))
+        m.d.comb += self.write.commit_pending.eq(pending_or_swap)
         with m.If(self.write.commit):
             m.d.sync += pending_layers.eq(self.write.commit_layers)
         with m.If(decide):                  # applies this cycle's commit too (the latest wins)

@@ -157,8 +157,18 @@ class PlaneFeed(wiring.Component):
         with m.Elif(plane_sel):
             m.d.sync += act_sh.eq(shifted(act_sh))
         top = Mux(act_fresh, act_in, act_sh)
-        # gated by the plane flag here (the array trusts it: plane_gated)
-        m.d.sync += p_bits.eq(Cat(top[r * T + T - 1] for r in range(R)) & plane_sel.replicate(R))
+        # gated by the plane flag here (the array trusts it: plane_gated). Row 0's bit is held
+        # inverted: it is the synchronous reset of row 0's partial sums (psum <= spike ? w : 0)
+        # and the ECP5 flip-flops' reset is active high, so the plain bit needed an inverter LUT
+        # between this register and the row (critical at nextpnr seed 1); the inversion here
+        # cancels the one there
+        p_rest = Signal(R - 1) if R > 1 else None
+        p_bits_n0 = Signal(init=1)
+        nxt = Cat(top[r * T + T - 1] for r in range(R)) & plane_sel.replicate(R)
+        m.d.sync += p_bits_n0.eq(~nxt[0])
+        if p_rest is not None:
+            m.d.sync += p_rest.eq(nxt[1:])
+        m.d.comb += p_bits.eq(Cat(~p_bits_n0, p_rest) if p_rest is not None else ~p_bits_n0)
         m.d.comb += [self.plane.eq(p_bits),
                      self.first.eq(delay(m, c.plane & c.first, Lp - 1, name="swap"))]
         return m

@@ -9,10 +9,12 @@ from __future__ import annotations
 import random
 
 import pytest
+from amaranth import ClockDomain, Module
 from amaranth.sim import Simulator
 
 from spikepack.config import HardwareConfig
 from spikepack.hw.memories import MEMORY_INDEX, MEMORY_NAMES, READ_LATENCY, NetworkMemories
+from spikepack.sim.runner import bench_seed
 
 CONFIG = HardwareConfig(rows=4, cols=4, timesteps=2, weight_bits=8, bias_bits=12,
                         threshold_bits=10, max_fan_in=16, max_neurons=16, max_layers=4,
@@ -161,6 +163,50 @@ def test_swap_timing_of_the_docstring():
             assert [s[name] for s in seen] == want, name
 
     sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+
+
+def test_commit_pending_and_layer_count_under_random_commits_holds_and_resets():
+    """``commit_pending`` and ``layer_count`` cycle by cycle against a model of the docstring's
+    rules, under random commits, holds and resets: a commit is decided in the first cycle in
+    which it (or a pending one) meets ``hold`` low and no swap is under way, ``layer_count``
+    switches at the edge ending the cycle after, ``commit_pending`` is high from the cycle after
+    a commit until then; a reset drops a pending commit but not a decided one."""
+    seed = bench_seed()
+    rng = random.Random(seed)
+    dut = NetworkMemories(config=CONFIG)
+    m = Module()
+    m.domains.sync = sync = ClockDomain()
+    m.submodules.dut = dut
+    cycles = 3000
+
+    async def tb(ctx):
+        pending, pending_layers, swap, layers = False, 0, False, 0
+        for cycle in range(cycles):
+            commit = rng.random() < 0.15
+            hold = rng.random() < (0.7 if cycle % 400 < 200 else 0.1)
+            reset = rng.random() < 0.03
+            new_layers = rng.randrange(1, 1 << len(dut.write.commit_layers))
+            ctx.set(dut.write.commit, commit)
+            ctx.set(dut.write.commit_layers, new_layers)
+            ctx.set(dut.hold, hold)
+            ctx.set(sync.rst, reset)
+            got = (ctx.get(dut.write.commit_pending), ctx.get(dut.layer_count))
+            want = (int(pending or swap), layers)
+            assert got == want, (f"seed {seed} (SPIKEPACK_SEED replays) cycle {cycle}: "
+                                 f"(commit_pending, layer_count) = {got}, want {want}")
+            decide = (pending or commit) and not hold and not swap
+            if swap:
+                layers = pending_layers
+            if commit:
+                pending_layers = new_layers
+            pending = False if reset or decide else pending or commit
+            swap = decide
+            await ctx.tick()
+
+    sim = Simulator(m)
     sim.add_clock(1e-8)
     sim.add_testbench(tb)
     sim.run()
