@@ -150,8 +150,11 @@ class LayerFSM(wiring.Component):
                 m.d.sync += busy.eq(0)
             with m.Else():
                 m.d.sync += desc_wait.eq(1)
+        # last_layer follows rem in FETCH, the cycle after the layer's end (START, which alone
+        # reads it, comes two cycles later): set at the end itself, its enable waited for the
+        # engine's last beat (critical at nextpnr seeds 3, 4 and 8 of the dense top)
         with m.If(s_fetch):
-            m.d.sync += [s_fetch.eq(0), desc_wait.eq(1)]
+            m.d.sync += [s_fetch.eq(0), desc_wait.eq(1), last_layer.eq(rem == 0)]
         with m.If(desc_wait):               # the descriptor memory's second read cycle
             m.d.sync += desc_wait.eq(0)
         # START: entered after the descriptor's second read cycle, left at the handshake. One
@@ -165,7 +168,7 @@ class LayerFSM(wiring.Component):
         m.d.sync += self.release.eq(first & (end_h | end_r))
         with m.If(end_h):
             m.d.sync += [s_runh.eq(0), layer.eq(layer + 1), first.eq(0),
-                         self.hid_bank.eq(layer[0]), rem.eq(rem - 1), last_layer.eq(rem == 1),
+                         self.hid_bank.eq(layer[0]), rem.eq(rem - 1),
                          dren.eq(1), s_fetch.eq(1)]
         # RUNR lasts through DRAIN (the engine sends nothing after its last beat), so that
         # it ends on `done` alone

@@ -133,6 +133,11 @@ class TileController(wiring.Component):
         # rt_zero & ct_zero, kept as a register: the ahead tile is its position's last (conv)
         # or the layer's last tile (dense: with pos_zero always set)
         t.ahead_wrap = Signal()
+        # a copy of it for the weight addresses (w_tile, tile_base, base_inc: a mux per address
+        # bit): ahead_wrap's route to them was critical at nextpnr seeds 1, 5, 6 (dense) and 7
+        # (conv). Reset-less, so that synthesis keeps it apart; those registers are set by
+        # setup2, which sets it too, before go can first use it
+        t.ahead_wrap_w = Signal(reset_less=True)
         t.next_valid = next_valid = t.valid[0] & ~(t.ahead_wrap & t.pos_zero)
         fin_soon = Signal()                 # the next plane tile finishes a column tile
         t.any_soon = Signal()               # a tile is in flight after the period's end
@@ -193,7 +198,8 @@ class TileController(wiring.Component):
                 ]
                 rt_zero_next = Mux(rt_zero, rt_max_zero, rt_left == 1)
                 ct_zero_next = Mux(rt_zero, Mux(ct_zero, ct_max_zero, ct_left == 1), ct_zero)
-                m.d.sync += t.ahead_wrap.eq(rt_zero_next & ct_zero_next)
+                m.d.sync += [t.ahead_wrap.eq(rt_zero_next & ct_zero_next),
+                             t.ahead_wrap_w.eq(rt_zero_next & ct_zero_next)]
                 with m.If(rt_zero):
                     m.d.sync += [ct_left.eq(Mux(ct_zero, ct_max, ct_left - 1)),
                                  ct_zero.eq(Mux(ct_zero, ct_max_zero, ct_left == 1))]
@@ -209,6 +215,7 @@ class TileController(wiring.Component):
                 rt_left.eq(rt_max), rt_zero.eq(rt_max_zero),
                 ct_left.eq(ct_max), ct_zero.eq(ct_max_zero),
                 t.ahead_wrap.eq(rt_max_zero & ct_max_zero),
+                t.ahead_wrap_w.eq(rt_max_zero & ct_max_zero),
                 off.eq(0), t.off_first.eq(1), t.off_end.eq(P == 1),
             ]
             if conv:
@@ -249,7 +256,7 @@ class TileController(wiring.Component):
         waddr_bits = len(self.cmd.waddr)
         wbase = self.bounds.layer.wbase
         go, off, off_first, off_end, valid = t.go, t.off, t.off_first, t.off_end, t.valid
-        ahead_wrap = t.ahead_wrap
+        ahead_wrap = t.ahead_wrap_w
         # weight_base + (tile number of pm - d within its position) * n, d = 0 .. span: the
         # first word of tile pm - d (tile_base[0]: the ahead tile's; mod 2**bits)
         tile_base = [Signal(waddr_bits, name=f"tile_base{d}")
