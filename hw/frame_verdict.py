@@ -6,7 +6,7 @@ good, commits a frame whose CRC word matched and carried TLAST, and counts the v
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, Signal
+from amaranth import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -41,7 +41,7 @@ class FrameVerdict(wiring.Component):
     is in stage 2 (``valid & last``, from the loader's handshake registers); ``header``
     (:func:`~spikepack.hw.header_check.HeaderFaultsSignature`) and ``descriptor``
     (:func:`~spikepack.hw.descriptor_check.DescriptorFaultsSignature`), the stage-2 word's
-    faults; ``crc_ok`` (4), one flag a byte: the stage-3 word equals the frame's CRC
+    faults; ``crc_ok`` (1): the stage-3 word equals the frame's CRC
     (:class:`~spikepack.hw.crc.CrcCheck`); ``layers``, the frame's layer count. Out: ``write``
     (the flip of :class:`~spikepack.hw.memories.WriteSignature`; registers, ``commit_pending``
     unused here); ``error`` (4), ``good_loads``, ``bad_loads`` (32): the last finished frame's
@@ -65,7 +65,7 @@ class FrameVerdict(wiring.Component):
         super().__init__({
             "word": In(WordSignature(config)), "end": In(1),
             "header": In(HeaderFaultsSignature()), "descriptor": In(DescriptorFaultsSignature()),
-            "crc_ok": In(4), "layers": In(config.layer_count_bits),
+            "crc_ok": In(1), "layers": In(config.layer_count_bits),
             "write": In(WriteSignature(config)), "error": Out(ERROR_BITS),
             "good_loads": Out(COUNTER_BITS), "bad_loads": Out(COUNTER_BITS)})
 
@@ -96,7 +96,7 @@ class FrameVerdict(wiring.Component):
 
         # --- stage 4: the frame's verdict, and the write port ---------------------------------
         faulted = Signal()
-        crc_ok = Cat(*self.crc_ok).all()
+        crc_ok = self.crc_ok
         good = ~faulted & ~fault3 & w3.crc & crc_ok
         group_code = ((ecode3 & g["code"].replicate(ERROR_BITS))
                       | Mux(g["length"], ErrorCode.BAD_LENGTH, 0)
