@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 JOBS   ?= 2
 
-.PHONY: all venv test test-train test-fast soak demo demo-digits report bench lint clean distclean
+.PHONY: all venv test test-train test-fast soak demo demo-digits report bench clean distclean
 
 all: test
 
