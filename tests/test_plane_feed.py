@@ -21,6 +21,7 @@ CONFIGS = {
     "serial": dict(),
     "serial_t1_dense": dict(timesteps=1, conv=False),
     "serial_g2": dict(rows=4, cols=2, timesteps=2, weight_rows_per_word=2),
+    "serial_r1": dict(rows=1, cols=4, timesteps=3),     # row 0 alone: its inverted register
     "packed": dict(pe_mode="packed"),
     "packed_r4": dict(pe_mode="packed", rows=4, cols=4, timesteps=3),
 }
