@@ -162,10 +162,13 @@ class PlaneFeed(wiring.Component):
         # and the ECP5 flip-flops' reset is active high, so the plain bit needed an inverter LUT
         # between this register and the row (critical at nextpnr seed 1); the inversion here
         # cancels the one there
-        p_bits_n0, p_rest = Signal(init=1), Signal(R - 1)     # (p_rest: 0 bits when R = 1)
+        p_rest = Signal(R - 1) if R > 1 else None
+        p_bits_n0 = Signal(init=1)
         nxt = Cat(top[r * T + T - 1] for r in range(R)) & plane_sel.replicate(R)
-        m.d.sync += [p_bits_n0.eq(~nxt[0]), p_rest.eq(nxt[1:])]
-        m.d.comb += p_bits.eq(Cat(~p_bits_n0, p_rest))
+        m.d.sync += p_bits_n0.eq(~nxt[0])
+        if p_rest is not None:
+            m.d.sync += p_rest.eq(nxt[1:])
+        m.d.comb += p_bits.eq(Cat(~p_bits_n0, p_rest) if p_rest is not None else ~p_bits_n0)
         m.d.comb += [self.plane.eq(p_bits),
                      self.first.eq(delay(m, c.plane & c.first, Lp - 1, name="swap"))]
         return m
