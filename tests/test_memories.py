@@ -168,26 +168,31 @@ def test_swap_timing_of_the_docstring():
     sim.run()
 
 
-def test_commit_pending_and_layer_count_under_random_commits_holds_and_resets():
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_commit_pending_and_layer_count_under_random_commits_holds_and_resets(name):
     """``commit_pending`` and ``layer_count`` cycle by cycle against a model of the docstring's
     rules, under random commits, holds and resets: a commit is decided in the first cycle in
     which it (or a pending one) meets ``hold`` low and no swap is under way, ``layer_count``
     switches at the edge ending the cycle after, ``commit_pending`` is high from the cycle after
-    a commit until then; a reset drops a pending commit but not a decided one."""
+    a commit until then; a reset drops a pending commit but not a decided one. The draws must
+    meet each case that sets commit_pending's next value differently."""
     seed = bench_seed()
+    print(f"seed {seed} (reproduce with SPIKEPACK_SEED={seed})")
     rng = random.Random(seed)
-    dut = NetworkMemories(config=CONFIG)
+    dut = NetworkMemories(config=CONFIGS[name])
     m = Module()
     m.domains.sync = sync = ClockDomain()
     m.submodules.dut = dut
     cycles = 3000
+    seen = dict.fromkeys(("reset_at_decision", "reset_while_pending", "commit_during_swap",
+                          "commit_while_pending", "waited_under_hold"), 0)
 
     async def tb(ctx):
         pending, pending_layers, swap, layers = False, 0, False, 0
         for cycle in range(cycles):
             commit = rng.random() < 0.15
             hold = rng.random() < (0.7 if cycle % 400 < 200 else 0.1)
-            reset = rng.random() < 0.03
+            reset = rng.random() < 0.05
             new_layers = rng.randrange(1, 1 << len(dut.write.commit_layers))
             ctx.set(dut.write.commit, commit)
             ctx.set(dut.write.commit_layers, new_layers)
@@ -198,6 +203,11 @@ def test_commit_pending_and_layer_count_under_random_commits_holds_and_resets():
             assert got == want, (f"seed {seed} (SPIKEPACK_SEED replays) cycle {cycle}: "
                                  f"(commit_pending, layer_count) = {got}, want {want}")
             decide = (pending or commit) and not hold and not swap
+            seen["reset_at_decision"] += reset and decide
+            seen["reset_while_pending"] += reset and pending and not decide
+            seen["commit_during_swap"] += commit and swap
+            seen["commit_while_pending"] += commit and pending
+            seen["waited_under_hold"] += pending and hold
             if swap:
                 layers = pending_layers
             if commit:
@@ -210,6 +220,7 @@ def test_commit_pending_and_layer_count_under_random_commits_holds_and_resets():
     sim.add_clock(1e-8)
     sim.add_testbench(tb)
     sim.run()
+    assert all(seen.values()), f"seed {seed}: a case was never drawn: {seen}"
 
 
 def test_rejects_a_config_that_is_not_a_hardware_config():
