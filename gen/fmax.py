@@ -25,29 +25,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-import statistics
 import sys
 from pathlib import Path
 
-from spikepack.report import CONFIGS, TARGETS, blocks, place_and_route
+from spikepack.report import (CONFIGS, MAX_SEEDS, TARGETS, blocks, critical_path,
+                              parse_seeds, place_and_route, place_seeds, seed_summary)
 from spikepack.synth import synthesize_component
 
-__all__ = ["block_fmax", "critical_path", "parse_seeds", "seed_sweep"]
-
-
-def critical_path(log_text: str) -> list[tuple[float, str, str]]:
-    """(cumulative ns, kind, cell or net) of the last critical path in a nextpnr log."""
-    found = list(re.finditer(r"Critical path report for clock '[^']+'[^\n]*\n(.*?)Info: [0-9.]+ ns logic",
-                             log_text, re.S))
-    if not found:
-        return []
-    rows = []
-    for line in found[-1].group(1).splitlines():
-        hit = re.match(r"Info:\s+(\S+)\s+([0-9.]+)\s+([0-9.]+)\s+(?:Source|Net)\s+(\S+)", line)
-        if hit:
-            rows.append((float(hit.group(3)), hit.group(1), hit.group(4)))
-    return rows
+__all__ = ["MAX_SEEDS", "block_fmax", "critical_path", "parse_seeds", "seed_sweep"]
 
 
 def block_fmax(config_name: str, block: str, *, freq: float = TARGETS["fmax_mhz"], seed: int = 1,
@@ -65,41 +50,6 @@ def block_fmax(config_name: str, block: str, *, freq: float = TARGETS["fmax_mhz"
     return pnr
 
 
-#: the most seeds one sweep takes (each is a place-and-route of minutes)
-MAX_SEEDS = 64
-
-
-def parse_seeds(text: str) -> list[int]:
-    """The seeds of ``--seeds``: ``"1-8"``, ``"1,2,5"`` or a mix (``"1-3,7"``), each a positive
-    integer, in ascending order, each once; ValueError names what is wrong."""
-    seeds = set()
-    for part in str(text).split(","):
-        part = part.strip()
-        bounds = part.split("-")
-        if len(bounds) > 2 or not all(b.isdigit() for b in bounds):
-            raise ValueError(f"seeds: {part!r} is not a seed or a range of seeds like 1-8")
-        lo, hi = int(bounds[0]), int(bounds[-1])
-        if lo < 1 or hi < lo:
-            raise ValueError(f"seeds: {part!r} is not an ascending range of positive seeds")
-        seeds.update(range(lo, hi + 1))
-        if len(seeds) > MAX_SEEDS:
-            raise ValueError(f"seeds: more than {MAX_SEEDS} seeds in {text!r}")
-    return sorted(seeds)
-
-
-def _place_seed(job: tuple) -> dict:
-    netlist, work, freq, seed = job
-    r = place_and_route(netlist, work, freq, seed=seed)
-    log = Path(work) / "nextpnr.log"
-    path = critical_path(log.read_text(errors="replace")) if log.exists() else []
-    out = {"seed": seed, "fmax_mhz": r.get("fmax_mhz")}
-    if "error" in r:
-        out["error"] = r["error"]
-    if path:
-        out["from"], out["to"] = path[0][2], path[-1][2]
-    return out
-
-
 def seed_sweep(config_name: str, block: str, seeds: list[int], *,
                freq: float = TARGETS["fmax_mhz"], out: Path = Path("build/fmax"), jobs: int = 2,
                progress=None) -> dict:
@@ -107,8 +57,6 @@ def seed_sweep(config_name: str, block: str, seeds: list[int], *,
     time); ``progress`` (optional) is called with each seed's row as it ends. Returns the rows
     and their summary, also written (atomically) to ``seeds.json``, ``seeds.md`` and
     ``seeds.png`` in the block's work folder."""
-    from multiprocessing import get_context
-
     from spikepack.fileio import atomic_write_text
 
     table = blocks(CONFIGS[config_name])
@@ -116,25 +64,10 @@ def seed_sweep(config_name: str, block: str, seeds: list[int], *,
         raise ValueError(f"unknown block {block!r}; known: {sorted(table)}")
     work = Path(out) / config_name / block
     res = synthesize_component(table[block][0](), block, family="ecp5", keep_dir=work)
-    todo = [(work / "netlist.json", work / f"seed{s}", freq, s) for s in seeds]
-    for job in todo:
-        job[1].mkdir(parents=True, exist_ok=True)
-    rows = []
-    with get_context("spawn").Pool(max(1, min(jobs, len(todo)))) as pool:
-        for row in pool.imap(_place_seed, todo):
-            rows.append(row)
-            if progress is not None:
-                progress(row)
-    got = [r["fmax_mhz"] for r in rows if r.get("fmax_mhz")]
-    summary = {"config": config_name, "block": block, "target_mhz": freq,
-               "part": "LFE5U-85F-8BG381 (out of context)", "resources": res.as_row(),
-               "seeds": rows, "placed": len(got), "failed": len(rows) - len(got)}
-    if got:
-        summary.update({"mean_mhz": round(statistics.mean(got), 1),
-                        "median_mhz": round(statistics.median(got), 1),
-                        "min_mhz": min(got), "max_mhz": max(got),
-                        "stdev_mhz": round(statistics.stdev(got), 1) if len(got) > 1 else 0.0,
-                        "meeting_target": sum(f >= freq for f in got)})
+    rows = place_seeds(work / "netlist.json", work, freq, seeds, jobs=jobs, progress=progress)
+    summary = {"config": config_name, "block": block, "part": "LFE5U-85F-8BG381 (out of context)",
+               "resources": res.as_row(), **seed_summary(rows, freq)}
+    got = summary["placed"]
     atomic_write_text(work / "seeds.json", json.dumps(summary, indent=2) + "\n")
     atomic_write_text(work / "seeds.md", _seeds_markdown(summary))
     if got:
