@@ -47,9 +47,10 @@ demo: $(STAMP)
 demo-digits: $(STAMP)
 	$(PY) -m spikepack.demo --network digits
 
-## make report: Yosys synthesis and nextpnr place-and-route (build/report/)
+## make report: Yosys synthesis and nextpnr place-and-route at seeds 1-3 (build/report/);
+## SEEDS=1-8 places and routes at other seeds
 report: $(STAMP)
-	$(PY) -m spikepack.report
+	$(PY) -m spikepack.report $(if $(SEEDS),--seeds $(SEEDS))
 
 ## make bench: cycles and PE utilisation from RTL simulation (BENCHMARKS.md)
 bench: $(STAMP)
