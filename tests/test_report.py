@@ -4,13 +4,11 @@ entry's ``fmax_mhz``, which ``make bench`` reads), the summary is recomputed her
 Fmax target is judged on the mean of the seeds, the Markdown names every seed; and the command
 line refuses bad input in one line (exit 2) before any work."""
 
-import json
 import statistics
-import subprocess
-import sys
 
 import pytest
 
+from pnr_reference import assert_refused, nextpnr_fmax
 from spikepack.report import CONFIGS, TARGETS, _targets, blocks, markdown, pnr_seeds
 from spikepack.synth import synthesize_component
 
@@ -23,15 +21,10 @@ def unit_pnr(tmp_path_factory):
     return work, pnr_seeds(work / "netlist.json", work, TARGETS["fmax_mhz"], [2, 1], jobs=2)
 
 
-def _nextpnr_fmax(work, seed):
-    report = json.loads((work / f"seed{seed}" / "pnr_report.json").read_text())
-    return round(min(float(c["achieved"]) for c in report["fmax"].values()), 1)
-
-
 def test_entry_is_each_seeds_own_report(unit_pnr):
     work, pnr = unit_pnr
     assert [r["seed"] for r in pnr["seeds"]] == [2, 1]       # in the order asked
-    got = [_nextpnr_fmax(work, s) for s in (2, 1)]
+    got = [nextpnr_fmax(work / f"seed{s}") for s in (2, 1)]
     assert [r["fmax_mhz"] for r in pnr["seeds"]] == got
     assert pnr["fmax_mhz"] == got[0]                           # the first seed's, for make bench
     assert pnr["utilisation"], pnr                             # and its utilisation
@@ -71,11 +64,4 @@ def test_target_is_judged_on_the_mean(unit_pnr, tmp_path):
 @pytest.mark.parametrize("args", [["--seeds", "0"], ["--seeds", "5-2"], ["--jobs", "0"],
                                   ["--configs", "nope"]])
 def test_bad_command_line(tmp_path, args):
-    out = tmp_path / "report"
-    proc = subprocess.run([sys.executable, "-m", "spikepack.report", "--out", str(out), *args],
-                          capture_output=True, text=True)
-    assert proc.returncode == 2, proc
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("python -m spikepack.report: "), proc.stderr
-    assert not out.exists()
-
+    assert_refused("spikepack.report", tmp_path / "report", args)
