@@ -143,12 +143,18 @@ def network_work(model, config) -> dict:
 
 
 def measured_fmax() -> tuple[float | None, str]:
-    """The default top's Fmax from the last ``make report`` (ECP5, nextpnr seed 1), if any."""
+    """The default top's Fmax from the last ``make report`` (ECP5), if any: the mean over the
+    nextpnr seeds it placed at (one seed's figure is as much the placer's luck as the design's),
+    or the one seed's figure of a report from before several seeds."""
     path = Path("build/report/implementation.json")
     try:
         configs = json.loads(path.read_text()).get("configs", {})
-        fmax = configs.get("default", {}).get("pnr_ecp5", {}).get("fmax_mhz")
-    except (OSError, ValueError):
+        pnr = configs.get("default", {}).get("pnr_ecp5", {})
+        if pnr.get("mean_mhz") and pnr.get("seeds"):
+            seeds = "/".join(str(r["seed"]) for r in pnr["seeds"] if r.get("fmax_mhz"))
+            return float(pnr["mean_mhz"]), f"{path} (ECP5-85 -8, mean of nextpnr seeds {seeds})"
+        fmax = pnr.get("fmax_mhz")
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
         return None, ""
     return (float(fmax), f"{path} (ECP5-85 -8, nextpnr seed 1)") if fmax else (None, "")
 
