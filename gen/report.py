@@ -215,10 +215,10 @@ def run(configs, out: Path, *, pnr: bool = True, progress: bool = True,
         every = blocks(CONFIGS[name])
         return {b: every[b] for b in BLOCKS.get(name, every)}
 
-    jobs = [(name, block, family) for name in configs for block in chosen(name)
-            for family in FAMILIES]
+    syntheses = [(name, block, family) for name in configs for block in chosen(name)
+                 for family in FAMILIES]
     pnr_runs = [n for n in configs if n in PNR] if pnr else []
-    bar = tqdm(total=len(jobs) + len(pnr_runs), desc="synthesis", unit="run",
+    bar = tqdm(total=len(syntheses) + len(pnr_runs), desc="synthesis", unit="run",
                disable=not progress, file=sys.stderr)
     for name in configs:
         config = CONFIGS[name]

@@ -2,7 +2,8 @@
 for real, the entry's figures are each seed's own nextpnr report (the first seed's stays the
 entry's ``fmax_mhz``, which ``make bench`` reads), the summary is recomputed here, the report's
 Fmax target is judged on the mean of the seeds, the Markdown names every seed; and the command
-line refuses bad input in one line (exit 2) before any work."""
+line refuses bad input in one line (exit 2) before any work; and make report's own run() places
+and routes (the top stood in for by a small block)."""
 
 import statistics
 
@@ -65,3 +66,23 @@ def test_target_is_judged_on_the_mean(unit_pnr, tmp_path):
                                   ["--configs", "nope"]])
 def test_bad_command_line(tmp_path, args):
     assert_refused("spikepack.report", tmp_path / "report", args)
+
+
+def test_run_places_the_top_at_every_seed(tmp_path, monkeypatch):
+    """``make report``'s own path (run, with place and route), the top stood in for by the small
+    neuron unit: the default entry holds each asked seed's own nextpnr figure, and the report is
+    written."""
+    import spikepack.report as report
+
+    every = blocks(CONFIGS["default"])
+    unit = every["spikepack_unit"]
+    small = {"top": unit, "array": unit, "spikepack_unit": unit, "lif_unit": every["lif_unit"]}
+    monkeypatch.setattr(report, "blocks", lambda config: small)
+    result = report.run(["default"], tmp_path, progress=False, seeds=[3, 1], jobs=2)
+    work = tmp_path / "default" / "top-ecp5"
+    pnr = result["configs"]["default"]["pnr_ecp5"]
+    assert [r["seed"] for r in pnr["seeds"]] == [3, 1]
+    assert [r["fmax_mhz"] for r in pnr["seeds"]] == [nextpnr_fmax(work / f"seed{s}")
+                                                    for s in (3, 1)]
+    assert (tmp_path / "implementation.json").exists()
+    assert "seeds 3/1" in (tmp_path / "implementation.md").read_text()
