@@ -29,7 +29,8 @@ import sys
 from pathlib import Path
 
 from spikepack.report import (CONFIGS, MAX_SEEDS, TARGETS, blocks, critical_path,
-                              parse_seeds, place_and_route, place_seeds, seed_summary)
+                              parse_seeds, place_and_route, place_seeds, save_figure,
+                              seed_summary)
 from spikepack.synth import synthesize_component
 
 __all__ = ["MAX_SEEDS", "block_fmax", "critical_path", "parse_seeds", "seed_sweep"]
@@ -91,9 +92,6 @@ def _seeds_markdown(s: dict) -> str:
 
 
 def _seeds_plot(s: dict, path: Path) -> None:
-    import os
-    import tempfile
-
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -111,15 +109,7 @@ def _seeds_plot(s: dict, path: Path) -> None:
     ax.set_title(f"{s['block']} ({s['config']}): Fmax per placement seed")
     ax.legend(loc="best")
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=".seeds-", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    save_figure(fig, path)
 
 
 def _short(name: str, width: int = 110) -> str:

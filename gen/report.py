@@ -200,7 +200,6 @@ def pnr_seeds(netlist: Path, work: Path, freq: float, seeds, *, jobs: int = 2) -
     return {**first, **seed_summary(rows, freq)}
 
 
-
 def run(configs, out: Path, *, pnr: bool = True, progress: bool = True,
         seeds=PNR_SEEDS, jobs: int = 2) -> dict:
     from tqdm import tqdm
@@ -417,6 +416,18 @@ def _fmax_text(pnr: dict) -> str:
     return text + (f" — {errors[0]}" if errors else "")
 
 
+def save_figure(fig, path: Path) -> None:
+    """Write a matplotlib figure as a PNG under a temporary name, renamed when done, and close it."""
+    import matplotlib.pyplot as plt
+
+    from spikepack.fileio import atomic_output
+    try:
+        with atomic_output(path, "wb") as handle:
+            fig.savefig(handle, format="png", dpi=110)
+    finally:
+        plt.close(fig)
+
+
 def _plot(result: dict, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -434,8 +445,7 @@ def _plot(result: dict, path: Path) -> None:
     axes[0].legend()
     fig.suptitle("Neuron units: SpikePack against LIF")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def redo_pnr(out: Path, *, seeds=PNR_SEEDS, jobs: int = 2) -> dict:
@@ -472,6 +482,9 @@ def main(argv=None) -> int:
             seeds = parse_seeds(args.seeds)
         except ValueError as e:
             problem = str(e)
+    if not problem and args.pnr_only and not (Path(args.out) / "implementation.json").is_file():
+        problem = (f"--pnr-only places the netlists of an earlier run again, and there is none: "
+                   f"no {Path(args.out) / 'implementation.json'}")
     if problem:
         print(f"python -m spikepack.report: {problem}", file=sys.stderr)
         return 2

@@ -63,7 +63,7 @@ def test_target_is_judged_on_the_mean(unit_pnr, tmp_path):
 
 
 @pytest.mark.parametrize("args", [["--seeds", "0"], ["--seeds", "5-2"], ["--jobs", "0"],
-                                  ["--configs", "nope"]])
+                                  ["--configs", "nope"], ["--pnr-only"]])
 def test_bad_command_line(tmp_path, args):
     assert_refused("spikepack.report", tmp_path / "report", args)
 
@@ -86,3 +86,5 @@ def test_run_places_the_top_at_every_seed(tmp_path, monkeypatch):
                                                     for s in (3, 1)]
     assert (tmp_path / "implementation.json").exists()
     assert "seeds 3/1" in (tmp_path / "implementation.md").read_text()
+    assert (tmp_path / "neuron_units.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(tmp_path.glob(".*")), list(tmp_path.glob(".*"))    # no temporary left
