@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import IO, Iterator, Mapping
 
 __all__ = ["atomic_output", "atomic_write_bytes", "atomic_write_text", "check_directory",
-           "make_directory", "read_bytes",
+           "make_directory", "read_bytes", "write_figure",
            "write_files", "os_error_reason"]
 
 
@@ -96,6 +96,21 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     with atomic_output(path, "w") as handle:
         _write(handle, text)
     return Path(path)
+
+
+def write_figure(fig, path: str | Path, **savefig) -> Path:
+    """A matplotlib figure as a PNG at ``path``: rendered in memory, the figure closed, then
+    written as :func:`atomic_write_bytes` does. No "Software" entry is stored, so the same figure
+    gives the same bytes with any matplotlib version; ``savefig`` goes to ``Figure.savefig``."""
+    import io
+
+    import matplotlib.pyplot as plt
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", metadata={"Software": None}, **savefig)
+    finally:
+        plt.close(fig)
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def check_directory(path: str | Path) -> list[Path]:

@@ -29,8 +29,8 @@ import sys
 from pathlib import Path
 
 from spikepack.report import (CONFIGS, MAX_SEEDS, TARGETS, blocks, critical_path,
-                              parse_seeds, place_and_route, place_seeds, save_figure,
-                              seed_summary)
+                              parse_seeds, place_and_route, place_seeds, seed_summary)
+from spikepack.fileio import atomic_write_text, write_figure
 from spikepack.synth import synthesize_component
 
 __all__ = ["MAX_SEEDS", "block_fmax", "critical_path", "parse_seeds", "seed_sweep"]
@@ -58,8 +58,6 @@ def seed_sweep(config_name: str, block: str, seeds: list[int], *,
     time); ``progress`` (optional) is called with each seed's row as it ends. Returns the rows
     and their summary, also written (atomically) to ``seeds.json``, ``seeds.md`` and
     ``seeds.png`` in the block's work folder."""
-    from spikepack.fileio import atomic_write_text
-
     table = blocks(CONFIGS[config_name])
     if block not in table:
         raise ValueError(f"unknown block {block!r}; known: {sorted(table)}")
@@ -109,7 +107,7 @@ def _seeds_plot(s: dict, path: Path) -> None:
     ax.set_title(f"{s['block']} ({s['config']}): Fmax per placement seed")
     ax.legend(loc="best")
     fig.tight_layout()
-    save_figure(fig, path)
+    write_figure(fig, path, dpi=110)
 
 
 def _short(name: str, width: int = 110) -> str:

@@ -416,20 +416,10 @@ def _fmax_text(pnr: dict) -> str:
     return text + (f" — {errors[0]}" if errors else "")
 
 
-def save_figure(fig, path: Path) -> None:
-    """Write a matplotlib figure as a PNG under a temporary name, renamed when done, and close it."""
-    import matplotlib.pyplot as plt
-
-    from spikepack.fileio import atomic_output
-    try:
-        with atomic_output(path, "wb") as handle:
-            fig.savefig(handle, format="png", dpi=110)
-    finally:
-        plt.close(fig)
-
-
 def _plot(result: dict, path: Path) -> None:
     import matplotlib
+
+    from spikepack.fileio import write_figure
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     names = [n for n, e in result["configs"].items() if "units_16_xcup" in e["derived"]]
@@ -445,7 +435,25 @@ def _plot(result: dict, path: Path) -> None:
     axes[0].legend()
     fig.suptitle("Neuron units: SpikePack against LIF")
     fig.tight_layout()
-    save_figure(fig, path)
+    write_figure(fig, path, dpi=110)
+
+
+def _earlier_run_problem(out: Path) -> str | None:
+    """Why ``--pnr-only`` cannot place and route again from ``out``, or None: it needs the
+    earlier run's report and the netlist of each top it placed."""
+    path = out / "implementation.json"
+    try:
+        configs = json.loads(path.read_text())["configs"]
+        names = [n for n in PNR if n in configs]
+    except FileNotFoundError:
+        return f"--pnr-only places the netlists of an earlier run again, and there is none: no {path}"
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return f"--pnr-only: {path} is not a report of make report ({type(e).__name__})"
+    missing = [str(out / n / "top-ecp5" / "netlist.json") for n in names
+               if not (out / n / "top-ecp5" / "netlist.json").is_file()]
+    if not names or missing:
+        return f"--pnr-only: no top netlist to place in {out} ({', '.join(missing) or 'no default or dense entry'})"
+    return None
 
 
 def redo_pnr(out: Path, *, seeds=PNR_SEEDS, jobs: int = 2) -> dict:
@@ -482,9 +490,8 @@ def main(argv=None) -> int:
             seeds = parse_seeds(args.seeds)
         except ValueError as e:
             problem = str(e)
-    if not problem and args.pnr_only and not (Path(args.out) / "implementation.json").is_file():
-        problem = (f"--pnr-only places the netlists of an earlier run again, and there is none: "
-                   f"no {Path(args.out) / 'implementation.json'}")
+    if not problem and args.pnr_only:
+        problem = _earlier_run_problem(Path(args.out))
     if problem:
         print(f"python -m spikepack.report: {problem}", file=sys.stderr)
         return 2

@@ -66,3 +66,38 @@ def test_a_fifo_whose_writer_sends_nothing_is_empty(tmp_path):
     thread.start()
     assert read_bytes(fifo) == b""
     thread.join(timeout=60)
+
+
+def test_write_figure_is_a_png_written_whole_and_closes_the_figure(tmp_path):
+    """write_figure: the same figure gives the same bytes (no Software entry), the figure is
+    closed, and a failing render leaves the earlier file as it was and no temporary beside it."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from spikepack.fileio import write_figure
+
+    def figure():
+        fig, ax = plt.subplots(figsize=(2, 2))
+        ax.plot([0, 1, 2], [2, 0, 1])
+        return fig
+
+    first = figure()
+    write_figure(first, tmp_path / "a.png", dpi=50)
+    assert not plt.fignum_exists(first.number)
+    data = (tmp_path / "a.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    write_figure(figure(), tmp_path / "b.png", dpi=50)
+    assert (tmp_path / "b.png").read_bytes() == data
+    broken = figure()
+
+    def half_then_fail(buffer, **kwargs):      # a render that dies midway
+        buffer.write(data[:100])
+        raise RuntimeError("render failed")
+
+    broken.savefig = half_then_fail
+    with pytest.raises(RuntimeError):
+        write_figure(broken, tmp_path / "a.png", dpi=50)
+    assert not plt.fignum_exists(broken.number)
+    assert (tmp_path / "a.png").read_bytes() == data
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png"]

@@ -6,11 +6,14 @@ line refuses bad input in one line (exit 2) before any work; and make report's o
 and routes (the top stood in for by a small block)."""
 
 import statistics
+import subprocess
+import sys
 
 import pytest
 
 from pnr_reference import assert_refused, nextpnr_fmax
-from spikepack.report import CONFIGS, TARGETS, _targets, blocks, markdown, pnr_seeds
+from spikepack.report import (CONFIGS, TARGETS, _earlier_run_problem, _targets, blocks, markdown,
+                               pnr_seeds)
 from spikepack.synth import synthesize_component
 
 
@@ -88,3 +91,25 @@ def test_run_places_the_top_at_every_seed(tmp_path, monkeypatch):
     assert "seeds 3/1" in (tmp_path / "implementation.md").read_text()
     assert (tmp_path / "neuron_units.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(tmp_path.glob(".*")), list(tmp_path.glob(".*"))    # no temporary left
+
+
+@pytest.mark.parametrize("report", ["{", "[]", '{"configs": {}}', '{"configs": {"default": {}}}'])
+def test_pnr_only_needs_a_usable_earlier_run(tmp_path, report):
+    """--pnr-only on an unreadable report, one without a top, or a top without its netlist: one
+    line, exit 2, the earlier report untouched and nothing else written."""
+    (tmp_path / "implementation.json").write_text(report)
+    proc = subprocess.run([sys.executable, "-m", "spikepack.report", "--pnr-only", "--out",
+                           str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert proc.stderr.startswith("python -m spikepack.report: --pnr-only"), proc.stderr
+    assert (tmp_path / "implementation.json").read_text() == report
+    assert [p.name for p in tmp_path.iterdir()] == ["implementation.json"]
+
+
+def test_pnr_only_accepts_a_report_with_its_netlists(tmp_path):
+    (tmp_path / "implementation.json").write_text('{"configs": {"default": {}, "paper": {}}}')
+    assert "netlist" in _earlier_run_problem(tmp_path)
+    (tmp_path / "default" / "top-ecp5").mkdir(parents=True)
+    (tmp_path / "default" / "top-ecp5" / "netlist.json").write_text("{}")
+    assert _earlier_run_problem(tmp_path) is None
